@@ -1,0 +1,106 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// Kind is the kind of proxy a process runs.
+type Kind int
+
+const (
+	// KindDoubleRouter is a central proxy with a frontend ROUTER (clients), a
+	// backend ROUTER (servers) and a PUB publisher.
+	KindDoubleRouter Kind = iota
+	// KindSingleRouter is a central proxy with one ROUTER for clients and
+	// servers alike, and a PUB publisher.
+	KindSingleRouter
+	// KindLocalPublisher is a node-local SUB->PUB republisher.
+	KindLocalPublisher
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDoubleRouter:
+		return "double-router"
+	case KindSingleRouter:
+		return "single-router"
+	case KindLocalPublisher:
+		return "local"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// ChooseKind applies the seed's rule, kept exactly: a local publisher if
+// localPublisher; else a single-router proxy if a frontend port is given and
+// no backend port; else a double-router proxy.
+func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
+	switch {
+	case localPublisher:
+		return KindLocalPublisher
+	case frontendPort != 0 && backendPort == 0:
+		return KindSingleRouter
+	default:
+		return KindDoubleRouter
+	}
+}
+
+// Defaults.
+const (
+	DefaultHWM            = 1000
+	DefaultMaxMessageSize = 16 << 20 // 16 MiB
+)
+
+// Config configures a Proxy. The zero value of a field means its default.
+type Config struct {
+	Kind Kind
+	// Host is the address to bind to (an IP or a host name); "" or "*"
+	// binds every interface.
+	Host          string
+	FrontendPort  int // 0 = random
+	BackendPort   int // 0 = random; unused by a single-router proxy
+	PublisherPort int // 0 = random
+	// AckPubSub makes the frontend answer each fanout message with an ACK.
+	AckPubSub bool
+	// HWM is the per-peer outbound high-water mark, in messages.
+	HWM int
+	// MaxMessageSize bounds one inbound message (all frames), in bytes.
+	MaxMessageSize int64
+	// SubscribeOn lists the publishers a local publisher proxy subscribes
+	// to ("host:port" or "tcp://host:port").
+	SubscribeOn []string
+	// MetricsAddr is where /metrics and /healthz are served; "" = off.
+	MetricsAddr string
+	// Debug logs every message at debug level.
+	Debug bool
+	// Logger receives the proxy's logs; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"frontend port", c.FrontendPort}, {"backend port", c.BackendPort}, {"publisher port", c.PublisherPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return fmt.Errorf("%w: %s %d is not in 0..65535", ErrConfig, p.name, p.v)
+		}
+	}
+	if c.HWM == 0 {
+		c.HWM = DefaultHWM
+	}
+	if c.HWM < 0 {
+		return fmt.Errorf("%w: high-water mark %d must be positive", ErrConfig, c.HWM)
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxMessageSize < 256 {
+		return fmt.Errorf("%w: max message size %d must be at least 256 bytes", ErrConfig, c.MaxMessageSize)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

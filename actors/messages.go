@@ -1,0 +1,24 @@
+package actors
+
+import "github.com/zmq-proxy/zmq-proxy/transport"
+
+// deliverKind says what a socket actor must do with a delivered batch.
+type deliverKind uint8
+
+const (
+	deliverDirect deliverKind = iota // send direct types on this ROUTER, to their routing key
+	deliverFanout                    // publish fanout types on this PUB
+	deliverAck                       // ACK fanout types to their senders on this ROUTER
+)
+
+// deliver hands one read burst to a socket actor: one mailbox message per
+// burst, never one per envelope. The receiver re-reads the envelopes it is
+// concerned with (parsing is a few comparisons) and releases the batch.
+type deliver struct {
+	kind  deliverKind
+	batch *transport.Batch
+}
+
+// socketFailed tells a socket actor that its socket broke for good; the
+// actor fails, and its supervisor restarts it.
+type socketFailed struct{ err error }

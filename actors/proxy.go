@@ -1,0 +1,282 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/metrics"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// bindTimeout bounds how long New waits for the socket actors to bind.
+const bindTimeout = 10 * time.Second
+
+// Addrs are the addresses a proxy actually bound, as tcp://host:port.
+// A field is empty when the proxy kind has no such socket.
+type Addrs struct {
+	Frontend  string
+	Backend   string
+	Publisher string
+	Metrics   string // host:port of the HTTP server, "" when off
+}
+
+// Proxy is a running central proxy: an actor system whose supervisor owns
+// one actor per socket, and an optional HTTP server for metrics.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	system *actor.ActorSystem
+	sup    *actor.PID
+	addrs  Addrs
+	stats  map[string]*transport.Stats
+	http   *http.Server
+	httpWG sync.WaitGroup
+
+	errc      chan error
+	failed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, binds every socket and starts the proxy. On error
+// everything already bound is released. When New returns, the proxy
+// accepts connections and has logged "proxy started" with its addresses.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Kind == KindLocalPublisher {
+		return nil, fmt.Errorf("local publisher proxy: %w", ErrNotImplemented)
+	}
+	p := &Proxy{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		errc:  make(chan error, 1),
+		stats: make(map[string]*transport.Stats),
+	}
+	p.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "actor")
+	}))
+
+	binds := make(chan bindResult, 8)
+	var seen sync.Map
+	report := func(r bindResult) {
+		if _, again := seen.LoadOrStore(r.name, true); !again {
+			binds <- r
+		} else if r.err == nil {
+			p.log.Info("socket rebound", "socket", r.name, "addr", r.addr)
+		}
+	}
+	children := p.children(report)
+	strategy := &backoffStrategy{
+		minDelay: restartMinBackoff, maxDelay: restartMaxBackoff,
+		maxRestarts: restartMax, window: restartWindow,
+		log: p.log,
+		giveUp: func(child *actor.PID, reason any) {
+			p.failed.Store(true)
+			select {
+			case p.errc <- fmt.Errorf("%s gave up after %d restarts: %v", child.Id, restartMax, reason):
+			default:
+			}
+		},
+	}
+	sup, err := p.system.Root.SpawnNamed(supervisorProps(children, strategy, p.log), SupervisorName)
+	if err != nil {
+		p.system.Shutdown()
+		return nil, fmt.Errorf("spawn supervisor: %w", err)
+	}
+	p.sup = sup
+
+	timeout := time.After(bindTimeout)
+	for range children {
+		select {
+		case r := <-binds:
+			if r.err != nil {
+				p.Close()
+				return nil, r.err
+			}
+			switch r.name {
+			case FrontendName:
+				p.addrs.Frontend = r.addr
+			case BackendName:
+				p.addrs.Backend = r.addr
+			case PublisherName:
+				p.addrs.Publisher = r.addr
+			}
+		case <-timeout:
+			p.Close()
+			return nil, fmt.Errorf("sockets not bound within %s", bindTimeout)
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if err := p.serveHTTP(cfg.MetricsAddr); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	attrs := []any{"kind", cfg.Kind.String(), "frontend", p.addrs.Frontend}
+	if p.addrs.Backend != "" {
+		attrs = append(attrs, "backend", p.addrs.Backend)
+	}
+	attrs = append(attrs, "publisher", p.addrs.Publisher)
+	if p.addrs.Metrics != "" {
+		attrs = append(attrs, "metrics", p.addrs.Metrics)
+	}
+	p.log.Info("proxy started", attrs...)
+	return p, nil
+}
+
+// children builds the socket actors' specs: who binds what, and where each
+// sends what it reads.
+func (p *Proxy) children(report func(bindResult)) []childSpec {
+	cfg := p.cfg
+	pid := func(name string) *actor.PID { return p.system.NewLocalPID(SupervisorName + "/" + name) }
+	host := cfg.Host
+	if host == "" {
+		host = "*"
+	}
+	endpoint := func(port int) string { return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)) }
+	spec := func(name string, port int, identity []byte) *socketSpec {
+		st := new(transport.Stats)
+		p.stats[name] = st
+		return &socketSpec{
+			name:     name,
+			endpoint: endpoint(port),
+			opts: transport.Options{
+				HWM:            cfg.HWM,
+				MaxMessageSize: cfg.MaxMessageSize,
+				Identity:       identity,
+				Stats:          st,
+				Logger:         p.log.With("socket", name),
+			},
+			log:   p.log,
+			debug: cfg.Debug,
+			pub:   pid(PublisherName),
+			bound: report,
+		}
+	}
+	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
+	fe.ack = cfg.AckPubSub
+	pub := spec(PublisherName, cfg.PublisherPort, nil)
+	children := []childSpec{{PublisherName, publisherProps(pub)}}
+	if cfg.Kind == KindSingleRouter {
+		fe.direct = pid(FrontendName)
+	} else {
+		be := spec(BackendName, cfg.BackendPort, nil)
+		fe.direct = pid(BackendName)
+		be.direct = pid(FrontendName)
+		children = append(children, childSpec{BackendName, routerProps(be)})
+	}
+	return append(children, childSpec{FrontendName, routerProps(fe)})
+}
+
+// proxyIdentity is the frontend's socket identity, "host/random", the form
+// of the driver's own identities; ACKs carry it.
+func proxyIdentity(host string) string {
+	if host == "" || host == "*" {
+		host, _ = os.Hostname()
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return host + "/" + hex.EncodeToString(b[:])
+}
+
+func (p *Proxy) serveHTTP(addr string) error {
+	reg := prometheus.NewRegistry()
+	var sockets []metrics.Socket
+	for _, name := range []string{FrontendName, BackendName, PublisherName} {
+		if st := p.stats[name]; st != nil {
+			sockets = append(sockets, metrics.Socket{Name: name, Stats: st})
+		}
+	}
+	reg.MustRegister(metrics.NewCollector(sockets...))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if p.failed.Load() {
+			http.Error(w, "a socket actor failed for good", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	p.addrs.Metrics = ln.Addr().String()
+	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	p.httpWG.Add(1)
+	go func() {
+		defer p.httpWG.Done()
+		if err := p.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("metrics server failed", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addrs returns the bound addresses.
+func (p *Proxy) Addrs() Addrs { return p.addrs }
+
+// Stats returns a socket's counters by name (FrontendName, ...), or nil.
+func (p *Proxy) Stats(name string) *transport.Stats { return p.stats[name] }
+
+// Err reports a fatal error: a socket actor that failed more often than
+// the restart policy allows.
+func (p *Proxy) Err() <-chan error { return p.errc }
+
+// Close shuts the proxy down and is safe to call more than once:
+//  1. stop the metrics HTTP server;
+//  2. stop the supervisor, which stops each socket actor, which closes its
+//     socket and waits for the socket's goroutines (queued messages are
+//     dropped, as a libzmq socket with linger 0 does);
+//  3. shut the actor system down.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		if p.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			p.closeErr = p.http.Shutdown(ctx)
+			cancel()
+			p.httpWG.Wait()
+		}
+		if p.sup != nil {
+			if err := p.system.Root.StopFuture(p.sup).Wait(); err != nil {
+				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop supervisor: %w", err))
+			}
+		}
+		p.system.Shutdown()
+	})
+	return p.closeErr
+}
+
+// minLevel filters a handler to records at or above a level (protoactor
+// logs its own lifecycle at info; we want only its warnings).
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.level}
+}
+
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.level} }

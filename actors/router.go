@@ -1,0 +1,247 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// Names of the socket actors, children of the supervisor.
+const (
+	FrontendName  = "frontend"
+	BackendName   = "backend"
+	PublisherName = "publisher"
+)
+
+// socketSpec is what survives a socket actor's restarts: where it binds
+// (the address bound first, so that a restart keeps a random port), its
+// counters, and whom it talks to.
+type socketSpec struct {
+	name     string
+	endpoint string // tcp://host:port; the port is fixed after the first bind
+	opts     transport.Options
+	log      *slog.Logger
+	debug    bool
+
+	direct *actor.PID // where direct types read on this socket go
+	pub    *actor.PID // where fanout types go
+	ack    bool       // ACK fanout types to their senders (frontend only)
+
+	// bound is told the result of every bind (the proxy waits for the
+	// first of each socket; later ones are restarts).
+	bound func(bindResult)
+}
+
+type bindResult struct {
+	name string
+	addr string
+	err  error
+}
+
+// routerActor owns one ROUTER socket: the frontend, the backend, or the one
+// router of a single-router proxy. The socket's reader goroutines parse
+// each burst and hand it to the actors that must act on it.
+type routerActor struct {
+	spec *socketSpec
+	sock *transport.Router
+}
+
+// RouterProps is the props of a ROUTER socket actor.
+func routerProps(spec *socketSpec) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{spec: spec} })
+}
+
+func (a *routerActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		a.stop()
+	case *actor.Stopped:
+	case *deliver:
+		a.handle(msg)
+	case *socketFailed:
+		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
+	default:
+		a.spec.log.Warn("unexpected message", "actor", a.spec.name, "type", fmt.Sprintf("%T", msg))
+	}
+}
+
+func (a *routerActor) start(ctx actor.Context) {
+	opts := a.spec.opts
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	opts.OnBatch = func(b *transport.Batch) { a.route(root, self, b) }
+	opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
+	sock := transport.NewRouter(opts)
+	if err := sock.Bind(a.spec.endpoint); err != nil {
+		sock.Close()
+		err = fmt.Errorf("bind %s %s: %w", a.spec.name, a.spec.endpoint, err)
+		a.spec.bound(bindResult{name: a.spec.name, err: err})
+		panic(err)
+	}
+	a.sock = sock
+	a.spec.endpoint = sock.Addr()
+	a.spec.bound(bindResult{name: a.spec.name, addr: sock.Addr()})
+}
+
+func (a *routerActor) stop() {
+	if a.sock != nil {
+		a.sock.Close()
+		a.sock = nil
+	}
+}
+
+// route runs on the socket's reader goroutines: it validates each envelope
+// of a burst, counts and drops the bad ones, and passes the burst on, once
+// to each actor that has work in it.
+func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transport.Batch) {
+	var direct, fanout bool
+	for _, m := range b.Msgs {
+		env, err := transport.ParseEnvelope(b.Peer, m)
+		if err != nil {
+			a.drop(b.Peer, err)
+			continue
+		}
+		if a.spec.debug {
+			a.spec.log.Debug("message", "socket", a.spec.name, "from", printable(b.Peer), "type", env.Type.String(),
+				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(m)+1)
+		}
+		if env.Type.IsFanout() {
+			fanout = true
+		} else {
+			direct = true
+		}
+	}
+	ack := fanout && a.spec.ack
+	n := 0
+	for _, on := range []bool{direct, fanout, ack} {
+		if on {
+			n++
+		}
+	}
+	if n == 0 {
+		b.Release()
+		return
+	}
+	for range n - 1 {
+		b.Retain()
+	}
+	if direct {
+		root.Send(a.spec.direct, &deliver{kind: deliverDirect, batch: b})
+	}
+	if fanout {
+		root.Send(a.spec.pub, &deliver{kind: deliverFanout, batch: b})
+	}
+	if ack {
+		root.Send(self, &deliver{kind: deliverAck, batch: b})
+	}
+}
+
+func (a *routerActor) drop(from []byte, err error) {
+	st := a.spec.opts.Stats
+	if errors.Is(err, transport.ErrUnknownVersion) {
+		st.DroppedUnknownVersion.Add(1)
+		a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from), "err", err)
+		return
+	}
+	st.DroppedMalformed.Add(1)
+	if a.spec.debug {
+		a.spec.log.Debug("message dropped: malformed", "socket", a.spec.name, "from", printable(from), "err", err)
+	}
+}
+
+// handle sends a delivered burst's direct envelopes to their routing keys,
+// or ACKs its fanout envelopes, on this actor's ROUTER.
+func (a *routerActor) handle(d *deliver) {
+	defer d.batch.Release()
+	if a.sock == nil {
+		return
+	}
+	var head [5][]byte
+	for _, m := range d.batch.Msgs {
+		env, err := transport.ParseEnvelope(d.batch.Peer, m)
+		if err != nil || env.Type.IsFanout() != (d.kind == deliverAck) {
+			continue
+		}
+		if d.kind == deliverAck {
+			a.sock.Send(env.ReplyID, env.AckHead(&head, a.sock.Identity()), nil)
+			continue
+		}
+		if !a.sock.Send(env.RoutingKey, env.DirectHead(&head), env.Payload) && a.spec.debug {
+			a.spec.log.Debug("message dropped", "socket", a.spec.name, "to", printable(env.RoutingKey),
+				"message_id", printable(env.MessageID))
+		}
+	}
+}
+
+// publisherActor owns the PUB socket.
+type publisherActor struct {
+	spec *socketSpec
+	sock *transport.Pub
+}
+
+func publisherProps(spec *socketSpec) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &publisherActor{spec: spec} })
+}
+
+func (a *publisherActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		opts := a.spec.opts
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
+		sock := transport.NewPub(opts)
+		if err := sock.Bind(a.spec.endpoint); err != nil {
+			sock.Close()
+			err = fmt.Errorf("bind %s %s: %w", a.spec.name, a.spec.endpoint, err)
+			a.spec.bound(bindResult{name: a.spec.name, err: err})
+			panic(err)
+		}
+		a.sock = sock
+		a.spec.endpoint = sock.Addr()
+		a.spec.bound(bindResult{name: a.spec.name, addr: sock.Addr()})
+	case *actor.Stopping, *actor.Restarting:
+		if a.sock != nil {
+			a.sock.Close()
+			a.sock = nil
+		}
+	case *actor.Stopped:
+	case *deliver:
+		a.publish(msg)
+	case *socketFailed:
+		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
+	default:
+		a.spec.log.Warn("unexpected message", "actor", a.spec.name, "type", fmt.Sprintf("%T", msg))
+	}
+}
+
+// publish sends a burst's fanout envelopes as
+// [routing_key, version, type, message_id, payload...].
+func (a *publisherActor) publish(d *deliver) {
+	defer d.batch.Release()
+	if a.sock == nil {
+		return
+	}
+	var head [5][]byte
+	for _, m := range d.batch.Msgs {
+		env, err := transport.ParseEnvelope(d.batch.Peer, m)
+		if err != nil || !env.Type.IsFanout() {
+			continue
+		}
+		a.sock.Publish(env.FanoutHead(&head), env.Payload)
+	}
+}
+
+// printable renders an identity or key for logs: text as is, binary as hex.
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Sprintf("0x%x", b)
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,128 @@
+package transport
+
+import "fmt"
+
+// MsgType is an envelope's message type.
+type MsgType uint8
+
+// Message types of the v1.0 wire protocol.
+const (
+	TypeCall       MsgType = 1
+	TypeCast       MsgType = 2
+	TypeCastFanout MsgType = 3
+	TypeNotify     MsgType = 4
+	TypeReply      MsgType = 5
+	TypeAck        MsgType = 6
+)
+
+// IsFanout: fanout types go out on the PUB, the others to a ROUTER peer.
+func (t MsgType) IsFanout() bool { return t == TypeCastFanout || t == TypeNotify }
+
+func (t MsgType) String() string {
+	switch t {
+	case TypeCall:
+		return "CALL"
+	case TypeCast:
+		return "CAST"
+	case TypeCastFanout:
+		return "CAST_FANOUT"
+	case TypeNotify:
+		return "NOTIFY"
+	case TypeReply:
+		return "REPLY"
+	case TypeAck:
+		return "ACK"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Version10 is the message version this proxy speaks.
+const Version10 = "1.0"
+
+// ackType is the type frame of the ACKs the proxy sends.
+var ackType = []byte("6")
+
+// Envelope is a v1.0 message as a proxy ROUTER receives it: the sender's
+// identity, then ["", version, type, routing_key, message_id, payload...].
+// Its fields alias the received frames.
+type Envelope struct {
+	ReplyID    []byte // the sender's identity
+	Version    []byte
+	TypeFrame  []byte // the type as sent, forwarded byte for byte
+	Type       MsgType
+	RoutingKey []byte
+	MessageID  []byte
+	Payload    [][]byte
+}
+
+// ParseEnvelope validates a message a ROUTER received from replyID. The
+// frames are what the peer's DEALER sent; with the identity in front there
+// must be at least 6. A non-empty delimiter, a bad type or too few frames
+// is ErrMalformed; a version we do not speak is ErrUnknownVersion.
+func ParseEnvelope(replyID []byte, frames Msg) (Envelope, error) {
+	if len(frames) < 5 {
+		return Envelope{}, fmt.Errorf("%w: %d frames, want at least 6 with the identity", ErrMalformed, len(frames)+1)
+	}
+	if len(frames[0]) != 0 {
+		return Envelope{}, fmt.Errorf("%w: delimiter frame is not empty", ErrMalformed)
+	}
+	switch string(frames[1]) {
+	case Version10:
+		return parseV10(replyID, frames)
+	default:
+		return Envelope{}, fmt.Errorf("%w: %q", ErrUnknownVersion, truncate(frames[1]))
+	}
+}
+
+func parseV10(replyID []byte, frames Msg) (Envelope, error) {
+	t, ok := parseType(frames[2])
+	if !ok {
+		return Envelope{}, fmt.Errorf("%w: unknown type %q", ErrMalformed, truncate(frames[2]))
+	}
+	return Envelope{
+		ReplyID:    replyID,
+		Version:    frames[1],
+		TypeFrame:  frames[2],
+		Type:       t,
+		RoutingKey: frames[3],
+		MessageID:  frames[4],
+		Payload:    frames[5:],
+	}, nil
+}
+
+// parseType reads the ASCII decimal type: one digit, 1 to 6.
+func parseType(b []byte) (MsgType, bool) {
+	if len(b) != 1 || b[0] < '1' || b[0] > '6' {
+		return 0, false
+	}
+	return MsgType(b[0] - '0'), true
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 32 {
+		return b[:32]
+	}
+	return b
+}
+
+// DirectHead fills head with the envelope's onward frames for a direct
+// type, to be sent to the peer named by RoutingKey:
+// ["", version, reply_id, type, message_id] then Payload.
+func (e *Envelope) DirectHead(head *[5][]byte) [][]byte {
+	*head = [5][]byte{nil, e.Version, e.ReplyID, e.TypeFrame, e.MessageID}
+	return head[:]
+}
+
+// FanoutHead fills head with the frames published for a fanout type:
+// [routing_key, version, type, message_id] then Payload.
+func (e *Envelope) FanoutHead(head *[5][]byte) [][]byte {
+	*head = [5][]byte{e.RoutingKey, e.Version, e.TypeFrame, e.MessageID}
+	return head[:4]
+}
+
+// AckHead fills head with the ACK the proxy sends back to ReplyID for a
+// fanout message: ["", version, proxy_identity, "6", message_id].
+func (e *Envelope) AckHead(head *[5][]byte, proxyID []byte) [][]byte {
+	*head = [5][]byte{nil, e.Version, proxyID, ackType, e.MessageID}
+	return head[:]
+}

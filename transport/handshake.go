@@ -1,0 +1,94 @@
+package transport
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
+)
+
+// maxHandshakeFrame bounds a frame during the handshake (a READY command
+// with the peer's metadata is a few dozen bytes).
+const maxHandshakeFrame = 64 << 10
+
+const zmtpGreetingLen = 64
+
+// guardConn sits under go-zeromq's handshake. go-zeromq allocates whatever
+// a frame header claims, so guardConn reads each frame header first, checks
+// the size, and only then lets go-zeromq see it. It reads exactly what is
+// asked for, never ahead, so after the handshake the next byte on the
+// underlying connection is the first frame.
+type guardConn struct {
+	net.Conn
+	greetLeft int    // greeting bytes still to pass through
+	pending   []byte // a checked frame header not yet handed over
+	bodyLeft  uint64 // body bytes of the current frame still to pass
+	limit     uint64
+	hdr       [9]byte
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	switch {
+	case len(p) == 0:
+		return 0, nil
+	case g.greetLeft > 0:
+		n, err := g.Conn.Read(p[:min(len(p), g.greetLeft)])
+		g.greetLeft -= n
+		return n, err
+	case len(g.pending) > 0:
+		n := copy(p, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	case g.bodyLeft > 0:
+		n, err := g.Conn.Read(p[:min(uint64(len(p)), g.bodyLeft)])
+		g.bodyLeft -= uint64(n)
+		return n, err
+	}
+	// At a frame boundary: read and check the whole header first.
+	if _, err := io.ReadFull(g.Conn, g.hdr[:2]); err != nil {
+		return 0, err
+	}
+	hlen, size := 2, uint64(g.hdr[1])
+	if g.hdr[0]&flagLong != 0 {
+		hlen = 9
+		if _, err := io.ReadFull(g.Conn, g.hdr[2:9]); err != nil {
+			return 0, err
+		}
+		size = binary.BigEndian.Uint64(g.hdr[1:9])
+	}
+	if size > g.limit {
+		return 0, fmt.Errorf("%w: handshake frame of %d bytes, limit %d", ErrOversize, size, g.limit)
+	}
+	g.pending, g.bodyLeft = g.hdr[:hlen], size
+	n := copy(p, g.pending)
+	g.pending = g.pending[n:]
+	return n, nil
+}
+
+// handshake runs the ZMTP greeting and NULL handshake over conn with
+// go-zeromq's connection layer, bounded in time and in what it may
+// allocate. It returns the peer's metadata. go-zeromq's metadata parser can
+// panic on a forged READY command; that is turned into an error.
+func handshake(conn net.Conn, typ zmq4.SocketType, id []byte, server bool, timeout time.Duration) (meta zmq4.Metadata, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrHandshake, r)
+		}
+	}()
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	g := &guardConn{Conn: conn, greetLeft: zmtpGreetingLen, limit: maxHandshakeFrame}
+	zc, err := zmq4.Open(g, null.Security(), typ, zmq4.SocketIdentity(id), server, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return zc.Peer.Meta, nil
+}

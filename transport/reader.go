@@ -1,0 +1,103 @@
+package transport
+
+import (
+	"net"
+)
+
+// msgReader reads ZMTP frames from one connection into large buffers and
+// hands them on in batches: one Read brings in as many messages as are on
+// the wire, and they leave as one Batch, without a copy.
+type msgReader struct {
+	conn   net.Conn
+	maxMsg int64
+	buf    *[]byte
+	r, w   int
+	ends   []int // frame index where each message of the batch ends
+}
+
+func newMsgReader(conn net.Conn, maxMsg int64) *msgReader {
+	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte)}
+}
+
+func putReadBuf(b *[]byte) {
+	if b != nil && cap(*b) == readBufSize {
+		readBufPool.Put(b)
+	}
+}
+
+// renew moves the unparsed rest of the buffer into a new buffer of at least
+// size bytes. The old buffer is released only if release is set (otherwise
+// a batch owns it).
+func (mr *msgReader) renew(size int, release bool) {
+	var nb *[]byte
+	if size <= readBufSize {
+		nb = readBufPool.Get().(*[]byte)
+	} else {
+		b := make([]byte, size)
+		nb = &b
+	}
+	mr.w = copy(*nb, (*mr.buf)[mr.r:mr.w])
+	mr.r = 0
+	if release {
+		putReadBuf(mr.buf)
+	}
+	mr.buf = nb
+}
+
+// run reads until the connection fails and returns why. For each burst it
+// calls onBatch with the messages (the callee takes the batch's one hold)
+// and onCommand for each command frame, in wire order.
+func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name string, data []byte) error) error {
+	defer func() { putReadBuf(mr.buf); mr.buf = nil }()
+	batch := newBatch(peer)
+	defer func() { batch.Release() }()
+	for {
+		need := 0
+		for {
+			res, frames, n, nd, err := parseMsg((*mr.buf)[mr.r:mr.w], batch.frames, mr.maxMsg)
+			if err != nil {
+				return err
+			}
+			if res == parseIncomplete {
+				need = nd
+				break
+			}
+			mr.r += n
+			if res == parseCommand {
+				name, data, err := parseCommandBody(frames[len(frames)-1])
+				if err == nil {
+					err = onCommand(name, data)
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			batch.frames = frames
+			mr.ends = append(mr.ends, len(frames))
+		}
+		if len(mr.ends) > 0 {
+			i := 0
+			for _, j := range mr.ends {
+				batch.Msgs = append(batch.Msgs, batch.frames[i:j:j])
+				i = j
+			}
+			mr.ends = mr.ends[:0]
+			batch.buf = mr.buf
+			onBatch(batch)
+			batch = newBatch(peer)
+			// The buffer now belongs to the batch: move the partial rest.
+			mr.renew(max(need, mr.w-mr.r), false)
+		} else if need > len(*mr.buf) {
+			mr.renew(need, true)
+		} else if mr.r > 0 {
+			mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
+			mr.r = 0
+		}
+		n, err := mr.conn.Read((*mr.buf)[mr.w:])
+		mr.w += n
+		if err != nil {
+			return err
+		}
+	}
+}

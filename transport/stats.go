@@ -1,0 +1,22 @@
+package transport
+
+import "sync/atomic"
+
+// Stats are one socket's counters. They are updated with atomics on the hot
+// path and outlive the socket, so a restarted socket keeps counting where
+// the failed one stopped.
+type Stats struct {
+	Received  atomic.Uint64 // messages read from peers
+	Sent      atomic.Uint64 // messages queued to a peer (routed)
+	Published atomic.Uint64 // PUB: messages published (once each, whatever the subscriber count)
+
+	DroppedHWM             atomic.Uint64 // a peer's queue was at its high-water mark
+	DroppedUnknownIdentity atomic.Uint64 // ROUTER: no peer with the destination identity
+	DroppedOversize        atomic.Uint64 // a peer sent more than the maximum size (connection closed)
+	DroppedMalformed       atomic.Uint64 // counted by the envelope's user
+	DroppedUnknownVersion  atomic.Uint64 // counted by the envelope's user
+
+	Peers        atomic.Int64  // connected peers now
+	Refused      atomic.Uint64 // connections refused (duplicate identity)
+	BadHandshake atomic.Uint64 // connections that failed the handshake
+}

@@ -1,0 +1,5 @@
+package transport
+
+import "syscall"
+
+var syscallEMFILE = syscall.EMFILE
