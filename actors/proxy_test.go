@@ -1,0 +1,363 @@
+package actors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const wait = 20 * time.Second
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// collector gathers the messages a test socket receives.
+type collector struct {
+	mu   sync.Mutex
+	msgs []transport.Msg
+}
+
+func (c *collector) onBatch(b *transport.Batch) {
+	c.mu.Lock()
+	for _, m := range b.Msgs {
+		cp := make(transport.Msg, len(m))
+		for i, f := range m {
+			cp[i] = bytes.Clone(f)
+		}
+		c.msgs = append(c.msgs, cp)
+	}
+	c.mu.Unlock()
+	b.Release()
+}
+
+func (c *collector) count(pred func(transport.Msg) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, m := range c.msgs {
+		if pred(m) {
+			n++
+		}
+	}
+	return n
+}
+
+func startProxy(t *testing.T, cfg Config) *Proxy {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func dealer(t *testing.T, id string, endpoint string, c *collector) *transport.Dealer {
+	t.Helper()
+	opts := transport.Options{Identity: []byte(id), ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
+	if c != nil {
+		opts.OnBatch = c.onBatch
+	}
+	d := transport.NewDealer(opts)
+	if err := d.Connect(endpoint); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	testutil.Eventually(t, wait, func() bool { return d.Connected() == 1 }, "%s not connected to %s", id, endpoint)
+	return d
+}
+
+func envelope(typ, key, id string, payload ...string) [][]byte {
+	m := [][]byte{{}, []byte("1.0"), []byte(typ), []byte(key), []byte(id)}
+	for _, p := range payload {
+		m = append(m, []byte(p))
+	}
+	return m
+}
+
+func hasID(id string) func(transport.Msg) bool {
+	return func(m transport.Msg) bool {
+		for _, f := range m {
+			if string(f) == id {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestCallReplyAndFanoutThroughActors(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter, AckPubSub: true})
+	a := p.Addrs()
+	var atClient, atServer, atSub collector
+	client := dealer(t, "client-1", a.Frontend, &atClient)
+	server := dealer(t, "server-1", a.Backend, &atServer)
+	sub := transport.NewSub(transport.Options{OnBatch: atSub.onBatch})
+	sub.Subscribe([]byte("topic"))
+	if err := sub.Connect(a.Publisher); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+
+	client.Send(envelope("1", "server-1", "m1", "hello", "world"), nil)
+	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("m1")) == 1 }, "call not delivered")
+	got := atServer.msgs[0]
+	want := []string{"", "1.0", "client-1", "1", "m1", "hello", "world"}
+	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+		t.Fatalf("server got %q, want %q", got, want)
+	}
+	server.Send(envelope("5", "client-1", "m1", "answer"), nil)
+	testutil.Eventually(t, wait, func() bool { return atClient.count(hasID("m1")) == 1 }, "reply not delivered")
+	want = []string{"", "1.0", "server-1", "5", "m1", "answer"}
+	if got := atClient.msgs[0]; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+		t.Fatalf("client got %q, want %q", got, want)
+	}
+
+	// Fanout: probe until the subscription has arrived, then check the ACK.
+	testutil.Eventually(t, wait, func() bool {
+		client.Send(envelope("3", "topic.a", "f", "x"), nil)
+		time.Sleep(5 * time.Millisecond)
+		return atSub.count(hasID("f")) > 0
+	}, "fanout not delivered")
+	sub.Close()
+	m := atSub.msgs[0]
+	if want := []string{"topic.a", "1.0", "3", "f", "x"}; fmt.Sprintf("%q", m) != fmt.Sprintf("%q", want) {
+		t.Fatalf("subscriber got %q, want %q", m, want)
+	}
+	testutil.Eventually(t, wait, func() bool { return atClient.count(hasID("6")) > 0 }, "no ACK")
+}
+
+// A socket actor that fails is restarted on the same address, and traffic
+// through the other sockets goes on meanwhile.
+func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter})
+	a := p.Addrs()
+	var atServer, atSub collector
+	client := dealer(t, "client-1", a.Frontend, nil)
+	dealer(t, "server-1", a.Backend, &atServer)
+	sub := transport.NewSub(transport.Options{OnBatch: atSub.onBatch, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
+	sub.Subscribe(nil)
+	if err := sub.Connect(a.Publisher); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 }, "peers not attached")
+
+	// Keep casts flowing while the publisher fails and restarts.
+	stop := make(chan struct{})
+	var sent int
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if client.Send(envelope("2", "server-1", fmt.Sprintf("c%d", sent), "x"), nil) {
+				sent++
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	pubPID := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
+	p.system.Root.Send(pubPID, &socketFailed{errors.New("injected failure")})
+
+	// The subscriber is dropped, reconnects to the same address, and gets
+	// fanout again.
+	testutil.Eventually(t, wait, func() bool {
+		client.Send(envelope("3", "t", "after-restart", "x"), nil)
+		time.Sleep(5 * time.Millisecond)
+		return atSub.count(hasID("after-restart")) > 0
+	}, "fanout did not resume after the publisher restarted")
+	close(stop)
+	wg.Wait()
+	if got := p.Addrs().Publisher; got != a.Publisher {
+		t.Fatalf("publisher address after restart: got %s, want %s", got, a.Publisher)
+	}
+	testutil.Eventually(t, wait, func() bool {
+		return atServer.count(func(m transport.Msg) bool { return len(m) > 4 && m[3][0] == '2' }) == sent
+	}, "casts lost while the publisher restarted: sent %d", sent)
+}
+
+func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	p := startProxy(t, Config{Kind: ChooseKind(false, port, 0), FrontendPort: port})
+	if p.Addrs().Backend != "" {
+		t.Fatalf("single router bound a backend: %s", p.Addrs().Backend)
+	}
+	var atServer collector
+	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
+	dealer(t, "server-1", p.Addrs().Frontend, &atServer)
+	client.Send(envelope("2", "server-1", "m1", "x"), nil)
+	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("m1")) == 1 }, "cast not delivered on the single router")
+}
+
+func TestBadInputIsCountedAndDropped(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter})
+	var atServer collector
+	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
+	dealer(t, "server-1", p.Addrs().Backend, &atServer)
+	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	bad := [][][]byte{
+		{[]byte("x"), []byte("1.0"), []byte("2"), []byte("server-1"), []byte("b1")},                               // delimiter
+		envelope("9", "server-1", "b2"),                                                                           // type
+		envelope("2", "server-1", "b3")[:4],                                                                       // too few frames
+		append(envelope("2", "server-1", "b4")[:1], []byte("2.0"), []byte("2"), []byte("server-1"), []byte("b4")), // version
+		envelope("2", "nobody", "b5"),                                                                             // unknown identity
+	}
+	for _, m := range bad {
+		client.Send(m, nil)
+	}
+	client.Send(envelope("2", "server-1", "good"), nil)
+	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("good")) == 1 }, "good message after bad ones not delivered")
+	fe, be := p.Stats(FrontendName), p.Stats(BackendName)
+	if got := fe.DroppedMalformed.Load(); got != 3 {
+		t.Errorf("malformed drops: got %d, want 3", got)
+	}
+	if got := fe.DroppedUnknownVersion.Load(); got != 1 {
+		t.Errorf("unknown version drops: got %d, want 1", got)
+	}
+	if got := be.DroppedUnknownIdentity.Load(); got != 1 {
+		t.Errorf("unknown identity drops: got %d, want 1", got)
+	}
+	if n := atServer.count(func(transport.Msg) bool { return true }); n != 1 {
+		t.Errorf("server got %d messages, want only the good one", n)
+	}
+}
+
+func TestBindFailureIsAnError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: quietLogger()})
+	if err == nil {
+		t.Fatal("New on a taken port: got no error")
+	}
+	if want := fmt.Sprintf("bind frontend tcp://127.0.0.1:%d", port); !bytes.Contains([]byte(err.Error()), []byte(want)) {
+		t.Fatalf("error %q does not name %q", err, want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr bool
+	}{
+		{"defaults", Config{}, false},
+		{"port too big", Config{FrontendPort: 70000}, true},
+		{"negative port", Config{PublisherPort: -1}, true},
+		{"negative hwm", Config{HWM: -5}, true},
+		{"tiny max size", Config{MaxMessageSize: 10}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Validate: got %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, ErrConfig) {
+				t.Fatalf("got %v, want an ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestChooseKindFollowsTheSeed(t *testing.T) {
+	tests := []struct {
+		name   string
+		lp     bool
+		fe, be int
+		want   Kind
+	}{
+		{"nothing", false, 0, 0, KindDoubleRouter},
+		{"frontend only", false, 5000, 0, KindSingleRouter},
+		{"both", false, 5000, 5001, KindDoubleRouter},
+		{"backend only", false, 0, 5001, KindDoubleRouter},
+		{"local wins", true, 5000, 0, KindLocalPublisher},
+	}
+	for _, tt := range tests {
+		if got := ChooseKind(tt.lp, tt.fe, tt.be); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBackoffDelayDoublesAndCaps(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 10: 10 * time.Second, 50: 10 * time.Second} {
+		if got := backoffDelay(100*time.Millisecond, 10*time.Second, n); got != want {
+			t.Errorf("backoffDelay(n=%d): got %s, want %s", n, got, want)
+		}
+	}
+}
+
+// alwaysFails panics on start, like a socket actor whose port is taken.
+type alwaysFails struct{}
+
+func (alwaysFails) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); ok {
+		panic("cannot bind")
+	}
+}
+
+func TestStrategyGivesUpAfterMaxRestarts(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+	defer system.Shutdown()
+	gaveUp := make(chan any, 1)
+	strategy := &backoffStrategy{minDelay: time.Millisecond, maxDelay: 5 * time.Millisecond, maxRestarts: 3, window: time.Minute,
+		log: quietLogger(), giveUp: func(_ *actor.PID, reason any) { gaveUp <- reason }}
+	props := supervisorProps([]childSpec{{"x", actor.PropsFromProducer(func() actor.Actor { return alwaysFails{} })}}, strategy, quietLogger())
+	sup, err := system.Root.SpawnNamed(props, "sup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-gaveUp:
+		if fmt.Sprint(r) != "cannot bind" {
+			t.Fatalf("give-up reason: got %v, want cannot bind", r)
+		}
+	case <-time.After(wait):
+		t.Fatal("strategy never gave up")
+	}
+	if err := system.Root.StopFuture(sup).Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
