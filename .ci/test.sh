@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of zmq-proxy, installing what the tests need when missing:
+# Debian's python3-zmq (libzmq peers for the interop tests) and etcd-server
+# (real etcd processes for the cluster tests).
+#
+#   .ci/test.sh            vet, unit + integration + end-to-end tests with -race,
+#                          a short fuzz run of the codecs, one pass of each benchmark
+#   FUZZTIME=60s .ci/test.sh   fuzz longer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+/usr/bin/python3 -c 'import zmq' 2>/dev/null || need+=(python3-zmq)
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $SUDO apt-get install -y -q "${need[@]}" >/dev/null; then
+    $SUDO apt-get update -q >/dev/null
+    $SUDO apt-get install -y -q "${need[@]}" >/dev/null
+  fi
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+FUZZTIME=${FUZZTIME:-10s}
+echo "== fuzz ($FUZZTIME each)"
+for target in $(go test -list 'Fuzz.*' ./transport/ | grep '^Fuzz'); do
+  go test -run XXX -fuzz "^${target}\$" -fuzztime "$FUZZTIME" ./transport/
+done
+
+echo "== benchmarks (one pass, to keep them running)"
+go test -run XXX -bench . -benchtime 1x ./...

@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/zmq-proxy/zmq-proxy/actors"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// iniPath stands, in a test's args, wantFrom and wantErr, for the path of
+// the INI file the test writes.
+const iniPath = "$INI"
+
+// resolveWithINI writes ini, when not empty, to a file and passes it with -c
+// before args; "$INI" in args is replaced by the file's path.
+func resolveWithINI(t *testing.T, args []string, ini string) (*config, string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "proxy.ini")
+	if ini != "" {
+		if err := os.WriteFile(path, []byte(ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"-c", path}, args...)
+	}
+	args = append([]string(nil), args...)
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, iniPath, path)
+	}
+	c, err := resolveConfig(args)
+	return c, path, err
+}
+
+func TestResolveConfig(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		ini      string
+		want     map[string]any    // config field -> value
+		wantFrom map[string]string // option name -> source
+	}{
+		{
+			name: "defaults",
+			want: map[string]any{
+				"ConfigFile": "", "LogFile": "", "Debug": false, "Host": "",
+				"FrontendPort": 0, "BackendPort": 0, "PublisherPort": 0,
+				"LocalPublisher": false, "AckPubSub": false, "URL": "",
+				"Registry": registryURL{Mode: registryEmbedded},
+				"HWM":      actors.DefaultHWM, "MaxMessageSize": int64(actors.DefaultMaxMessageSize),
+				"MetricsAddr": "", "SubscribeOn": []string(nil),
+				"TargetExpire": 300 * time.Second, "TargetUpdate": 180 * time.Second,
+				"Kind": actors.KindDoubleRouter,
+			},
+			wantFrom: map[string]string{"frontend_port": sourceDefault, "url": sourceDefault},
+		},
+
+		// Every flag, short and long.
+		{name: "-l", args: []string{"-l", "/tmp/x.log"}, want: map[string]any{"LogFile": "/tmp/x.log"}, wantFrom: map[string]string{"log_file": "-l"}},
+		{name: "--log-file", args: []string{"--log-file", "/tmp/x.log"}, want: map[string]any{"LogFile": "/tmp/x.log"}, wantFrom: map[string]string{"log_file": "--log-file"}},
+		{name: "-H", args: []string{"-H", "10.0.0.1"}, want: map[string]any{"Host": "10.0.0.1"}, wantFrom: map[string]string{"host": "-H"}},
+		{name: "--host", args: []string{"--host=proxy1.example.org"}, want: map[string]any{"Host": "proxy1.example.org"}, wantFrom: map[string]string{"host": "--host"}},
+		{name: "-f", args: []string{"-f", "5000"}, want: map[string]any{"FrontendPort": 5000}, wantFrom: map[string]string{"frontend_port": "-f"}},
+		{name: "--frontend-port", args: []string{"--frontend-port", "5000"}, want: map[string]any{"FrontendPort": 5000}, wantFrom: map[string]string{"frontend_port": "--frontend-port"}},
+		{name: "-b", args: []string{"-b", "5001"}, want: map[string]any{"BackendPort": 5001}, wantFrom: map[string]string{"backend_port": "-b"}},
+		{name: "--backend-port", args: []string{"--backend-port", "5001"}, want: map[string]any{"BackendPort": 5001}, wantFrom: map[string]string{"backend_port": "--backend-port"}},
+		{name: "-p", args: []string{"-p", "5002"}, want: map[string]any{"PublisherPort": 5002}, wantFrom: map[string]string{"publisher_port": "-p"}},
+		{name: "--publisher-port", args: []string{"--publisher-port", "5002"}, want: map[string]any{"PublisherPort": 5002}, wantFrom: map[string]string{"publisher_port": "--publisher-port"}},
+		{name: "-lp", args: []string{"-lp"}, want: map[string]any{"LocalPublisher": true, "Kind": actors.KindLocalPublisher}, wantFrom: map[string]string{"local_publisher": "-lp"}},
+		{name: "--local-publisher", args: []string{"--local-publisher"}, want: map[string]any{"LocalPublisher": true, "Kind": actors.KindLocalPublisher}, wantFrom: map[string]string{"local_publisher": "--local-publisher"}},
+		{name: "-a", args: []string{"-a"}, want: map[string]any{"AckPubSub": true}, wantFrom: map[string]string{"ack_pub_sub": "-a"}},
+		{name: "--ack-pub-sub", args: []string{"--ack-pub-sub"}, want: map[string]any{"AckPubSub": true}, wantFrom: map[string]string{"ack_pub_sub": "--ack-pub-sub"}},
+		{name: "-a=yes", args: []string{"-a=yes"}, want: map[string]any{"AckPubSub": true}},
+		{
+			name: "-u", args: []string{"-u", "zmq+etcd://h1:2379,h2:2379/"},
+			want: map[string]any{
+				"URL":      "zmq+etcd://h1:2379,h2:2379/",
+				"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"h1:2379", "h2:2379"}},
+			},
+			wantFrom: map[string]string{"url": "-u"},
+		},
+		{
+			name: "--url", args: []string{"--url", "zmq+etcd://[::1]:2379"},
+			want:     map[string]any{"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"[::1]:2379"}}},
+			wantFrom: map[string]string{"url": "--url"},
+		},
+		{name: "seed zmq url means no registry", args: []string{"-u", "zmq://127.0.0.1:6379/"}, want: map[string]any{"Registry": registryURL{Mode: registryNone}}},
+		{name: "-d", args: []string{"-d"}, want: map[string]any{"Debug": true}, wantFrom: map[string]string{"debug": "-d"}},
+		{name: "--debug", args: []string{"--debug"}, want: map[string]any{"Debug": true}, wantFrom: map[string]string{"debug": "--debug"}},
+		{name: "-d=false", args: []string{"-d=false"}, want: map[string]any{"Debug": false}, wantFrom: map[string]string{"debug": "-d"}},
+		{name: "--hwm", args: []string{"--hwm", "50"}, want: map[string]any{"HWM": 50}, wantFrom: map[string]string{"hwm": "--hwm"}},
+		{name: "--max-message-size", args: []string{"--max-message-size", "1024"}, want: map[string]any{"MaxMessageSize": int64(1024)}},
+		{name: "--metrics-addr", args: []string{"--metrics-addr", "127.0.0.1:0"}, want: map[string]any{"MetricsAddr": "127.0.0.1:0"}},
+		{name: "--metrics-addr without host", args: []string{"--metrics-addr", ":9100"}, want: map[string]any{"MetricsAddr": ":9100"}},
+		{name: "single dash long name", args: []string{"-frontend-port", "5000"}, want: map[string]any{"FrontendPort": 5000}},
+		{
+			name: "last of short and long wins", args: []string{"--frontend-port", "1", "-f", "2"},
+			want: map[string]any{"FrontendPort": 2}, wantFrom: map[string]string{"frontend_port": "-f"},
+		},
+
+		// The configuration file.
+		{
+			name: "INI only",
+			ini: `[zmq_proxy_opts]
+host = 192.0.2.1
+frontend_port = 5000
+backend_port = 5001
+publisher_port = 5002
+local_publisher = false
+ack_pub_sub = True
+url = zmq+etcd://etcd1:2379/
+hwm = 10
+max_message_size = 4096
+metrics_addr = 127.0.0.1:9100
+
+[oslo_messaging_zmq]
+subscribe_on = 192.0.2.2:5002
+zmq_target_expire = 60
+zmq_target_update = 20
+`,
+			want: map[string]any{
+				"Host": "192.0.2.1", "FrontendPort": 5000, "BackendPort": 5001, "PublisherPort": 5002,
+				"LocalPublisher": false, "AckPubSub": true, "URL": "zmq+etcd://etcd1:2379/",
+				"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"etcd1:2379"}},
+				"HWM":      10, "MaxMessageSize": int64(4096), "MetricsAddr": "127.0.0.1:9100",
+				"SubscribeOn":  []string{"tcp://192.0.2.2:5002"},
+				"TargetExpire": 60 * time.Second, "TargetUpdate": 20 * time.Second,
+				"Kind": actors.KindDoubleRouter,
+			},
+			wantFrom: map[string]string{"config_file": "-c", "frontend_port": iniPath, "subscribe_on": iniPath, "debug": sourceDefault},
+		},
+		{
+			name: "--config-file", args: []string{"--config-file", iniPath},
+			ini: "[zmq_proxy_opts]\nfrontend_port = 5000\n",
+			// resolveWithINI passes -c too; the last one wins.
+			want:     map[string]any{"FrontendPort": 5000},
+			wantFrom: map[string]string{"config_file": "--config-file", "frontend_port": iniPath},
+		},
+		{
+			name: "flag overrides INI", args: []string{"-f", "6000", "--ack-pub-sub=false"},
+			ini:  "[zmq_proxy_opts]\nfrontend_port = 5000\nbackend_port = 5001\nack_pub_sub = true\n",
+			want: map[string]any{"FrontendPort": 6000, "BackendPort": 5001, "AckPubSub": false},
+			wantFrom: map[string]string{
+				"frontend_port": "-f", "backend_port": iniPath, "ack_pub_sub": "--ack-pub-sub",
+			},
+		},
+		{name: "INI bool yes", ini: "[zmq_proxy_opts]\nlocal_publisher = yes\n", want: map[string]any{"LocalPublisher": true, "Kind": actors.KindLocalPublisher}},
+		{
+			name: "unknown keys and sections ignored",
+			ini:  "[DEFAULT]\ndebug = true\n[zmq_proxy_opts]\nfoo = bar\nhost = h\n[matchmaker_redis]\nhost = r\n",
+			want: map[string]any{"Host": "h", "Debug": false},
+		},
+		{
+			name: "subscribe_on normalised",
+			ini:  "[oslo_messaging_zmq]\nsubscribe_on = a:1, tcp://b:2,,TCP://[::1]:3 ,\n",
+			want: map[string]any{"SubscribeOn": []string{"tcp://a:1", "tcp://b:2", "tcp://[::1]:3"}},
+		},
+		{name: "negative target expiry means none", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", want: map[string]any{"TargetExpire": time.Duration(0)}},
+		{name: "no %()s interpolation", ini: "[zmq_proxy_opts]\nhost = %(foo)s\nfoo = x\n", want: map[string]any{"Host": "%(foo)s"}},
+
+		// The seed's rule for the kind of proxy.
+		{name: "kind: nothing", want: map[string]any{"Kind": actors.KindDoubleRouter}},
+		{name: "kind: -f alone", args: []string{"-f", "5000"}, want: map[string]any{"Kind": actors.KindSingleRouter}},
+		{name: "kind: -f and -b", args: []string{"-f", "5000", "-b", "5001"}, want: map[string]any{"Kind": actors.KindDoubleRouter}},
+		{name: "kind: -b alone", args: []string{"-b", "5001"}, want: map[string]any{"Kind": actors.KindDoubleRouter}},
+		{name: "kind: -lp wins", args: []string{"-lp", "-f", "5000"}, want: map[string]any{"Kind": actors.KindLocalPublisher}},
+		{name: "kind: INI frontend alone", ini: "[zmq_proxy_opts]\nfrontend_port = 5000\n", want: map[string]any{"Kind": actors.KindSingleRouter}},
+		{
+			name: "kind: -b 0 given keeps single router", args: []string{"-b", "0"},
+			ini:  "[zmq_proxy_opts]\nfrontend_port = 5000\nbackend_port = 5001\n",
+			want: map[string]any{"Kind": actors.KindSingleRouter},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, path, err := resolveWithINI(t, tt.args, tt.ini)
+			if err != nil {
+				t.Fatalf("resolveConfig: got error %q, want none", err)
+			}
+			v := reflect.ValueOf(c).Elem()
+			for field, want := range tt.want {
+				f := v.FieldByName(field)
+				if !f.IsValid() {
+					t.Fatalf("config has no field %s", field)
+				}
+				if got := f.Interface(); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: got %#v, want %#v", field, got, want)
+				}
+			}
+			for name, want := range tt.wantFrom {
+				want = strings.ReplaceAll(want, iniPath, path)
+				if got := c.settings[name].from; got != want {
+					t.Errorf("source of %s: got %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveConfigIgnoredKeys(t *testing.T) {
+	c, _, err := resolveWithINI(t, nil, "[DEFAULT]\ndebug = true\n[zmq_proxy_opts]\nfoo = bar\n[other]\nx = 1\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"[DEFAULT] debug", "[zmq_proxy_opts] foo", "[other] x"}
+	if !reflect.DeepEqual(c.ignored, want) {
+		t.Errorf("ignored: got %q, want %q", c.ignored, want)
+	}
+}
+
+func TestResolveConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		ini     string
+		wantErr string // the whole error; "$INI" is the INI file's path
+	}{
+		{name: "bad port short", args: []string{"-f", "abc"}, wantErr: `-f: "abc" is not a port number`},
+		{name: "bad port long", args: []string{"--frontend-port", "abc"}, wantErr: `--frontend-port: "abc" is not a port number`},
+		{name: "port too big", args: []string{"-b", "70000"}, wantErr: `-b: "70000" is not in 0..65535`},
+		{name: "negative port", args: []string{"--publisher-port", "-1"}, wantErr: `--publisher-port: "-1" is not in 0..65535`},
+		{name: "bad bool flag", args: []string{"-d=maybe"}, wantErr: `-d: "maybe" is not a boolean (true/false, yes/no, on/off, 1/0)`},
+		{name: "bad hwm", args: []string{"--hwm", "0"}, wantErr: `--hwm: "0" is not at least 1`},
+		{name: "bad max message size", args: []string{"--max-message-size", "100"}, wantErr: `--max-message-size: "100" is not at least 256 bytes`},
+		{name: "bad metrics addr", args: []string{"--metrics-addr", "localhost"}, wantErr: `--metrics-addr: "localhost" is not host:port`},
+		{name: "bad url scheme", args: []string{"-u", "http://h:1/"}, wantErr: `-u: "http://h:1/" is not a registry URL: scheme "http" is neither zmq+etcd nor zmq`},
+		{name: "url without scheme", args: []string{"--url", "h:2379"}, wantErr: `--url: "h:2379" is not a URL of the form zmq+etcd://host:port[,host:port...]/`},
+		{name: "url without port", args: []string{"-u", "zmq+etcd://h1:2379,h2/"}, wantErr: `-u: "zmq+etcd://h1:2379,h2/" is not a registry URL: "h2" is not host:port`},
+		{name: "url with path", args: []string{"-u", "zmq+etcd://h:2379/x"}, wantErr: `is not a URL of the form`},
+		{name: "url without hosts", args: []string{"-u", "zmq+etcd:///"}, wantErr: `-u: "zmq+etcd:///" is not a registry URL: "" is not host:port`},
+		{
+			name: "bad port in INI", ini: "[zmq_proxy_opts]\nfrontend_port = 70000\n",
+			wantErr: `$INI: [zmq_proxy_opts] frontend_port = 70000: not in 0..65535`,
+		},
+		{
+			name: "inline comment is part of the value", ini: "[zmq_proxy_opts]\nfrontend_port = 5000 # front\n",
+			wantErr: `$INI: [zmq_proxy_opts] frontend_port = 5000 # front: not a port number`,
+		},
+		{
+			name: "bad port in INI overridden by flag is still an error", args: []string{"-f", "1"},
+			ini:     "[zmq_proxy_opts]\nfrontend_port = x\n",
+			wantErr: `$INI: [zmq_proxy_opts] frontend_port = x: not a port number`,
+		},
+		{
+			name: "bad bool in INI", ini: "[zmq_proxy_opts]\nack_pub_sub = maybe\n",
+			wantErr: `$INI: [zmq_proxy_opts] ack_pub_sub = maybe: not a boolean`,
+		},
+		{
+			name: "bad url in INI", ini: "[zmq_proxy_opts]\nurl = zmq+redis://r:6379/\n",
+			wantErr: `$INI: [zmq_proxy_opts] url = zmq+redis://r:6379/: not a registry URL: scheme "zmq+redis" is neither zmq+etcd nor zmq`,
+		},
+		{
+			name: "bad subscribe_on", ini: "[oslo_messaging_zmq]\nsubscribe_on = a:1,b\n",
+			wantErr: `$INI: [oslo_messaging_zmq] subscribe_on = a:1,b: not a list of endpoints: "b" is not host:port or tcp://host:port`,
+		},
+		{
+			name: "subscribe_on not tcp", ini: "[oslo_messaging_zmq]\nsubscribe_on = ipc:///tmp/pub\n",
+			wantErr: `"ipc:///tmp/pub" is not host:port or tcp://host:port`,
+		},
+		{
+			name: "bad target expiry", ini: "[oslo_messaging_zmq]\nzmq_target_expire = soon\n",
+			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_expire = soon: not an integer number of seconds`,
+		},
+		{
+			name: "target update not positive", ini: "[oslo_messaging_zmq]\nzmq_target_update = 0\n",
+			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 0: not a positive number of seconds`,
+		},
+		{
+			name: "target update after expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 400\n",
+			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 400: not less than zmq_target_expire (300)`,
+		},
+		{
+			name: "target expiry before update", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 100\n",
+			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_expire = 100: not greater than zmq_target_update (180)`,
+		},
+		{name: "INI syntax", ini: "[zmq_proxy_opts]\nfrontend_port\n", wantErr: `-c $INI: key-value delimiter not found`},
+		{name: "missing config file", args: []string{"-c", "/nonexistent/proxy.ini"}, wantErr: `-c /nonexistent/proxy.ini: open /nonexistent/proxy.ini: no such file or directory`},
+		{name: "missing config file long", args: []string{"--config-file", "/nonexistent/proxy.ini"}, wantErr: `--config-file /nonexistent/proxy.ini: open /nonexistent/proxy.ini: no such file or directory`},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: `flag provided but not defined: -nope`},
+		{name: "missing value", args: []string{"-f"}, wantErr: `flag needs an argument: -f`},
+		{name: "positional argument", args: []string{"-d", "extra"}, wantErr: `unexpected argument "extra"`},
+		{name: "bool flag takes no separate value", args: []string{"-lp", "false"}, wantErr: `unexpected argument "false"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, path, err := resolveWithINI(t, tt.args, tt.ini)
+			if err == nil {
+				t.Fatalf("resolveConfig: got no error, want %q", tt.wantErr)
+			}
+			want := strings.ReplaceAll(tt.wantErr, iniPath, path)
+			if got := err.Error(); !strings.Contains(got, want) {
+				t.Errorf("error: got %q, want it to contain %q", got, want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error: got %q, want one line", err)
+			}
+		})
+	}
+}
+
+func TestResolveConfigHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		if _, err := resolveConfig([]string{arg}); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: got error %v, want flag.ErrHelp", arg, err)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var b bytes.Buffer
+	printUsage(&b)
+	usage := b.String()
+	for _, o := range options {
+		if o.long == "" {
+			continue
+		}
+		want := "--" + o.long
+		if o.short != "" {
+			want = "-" + o.short + ", --" + o.long
+		}
+		if n := strings.Count(usage, "--"+o.long+" ") + strings.Count(usage, "--"+o.long+"\n"); n != 1 {
+			t.Errorf("usage names --%s %d times, want once:\n%s", o.long, n, usage)
+		}
+		if !strings.Contains(usage, want) {
+			t.Errorf("usage: got\n%s\nwant it to contain %q", usage, want)
+		}
+	}
+}
+
+func TestRun(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string // the whole of stderr
+		wantStdout string // a part of stdout
+	}{
+		{name: "help", args: []string{"-h"}, wantCode: 0, wantStdout: "-f, --frontend-port PORT"},
+		{name: "bad flag", args: []string{"-f", "abc"}, wantCode: 2, wantStderr: "zmq-proxy: -f: \"abc\" is not a port number\n"},
+		{name: "unknown flag", args: []string{"-x"}, wantCode: 2, wantStderr: "zmq-proxy: flag provided but not defined: -x\n"},
+		{name: "bad log file", args: []string{"-l", "/nonexistent/x.log"}, wantCode: 2, wantStderr: "zmq-proxy: -l /nonexistent/x.log: open /nonexistent/x.log: no such file or directory\n"},
+		{name: "local publisher", args: []string{"-lp"}, wantCode: 1, wantStderr: "zmq-proxy: local publisher proxy: not implemented yet\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
+				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
+			}
+			if got := stderr.String(); got != tt.wantStderr {
+				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
+			}
+			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
+				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
+			}
+		})
+	}
+}
+
+func TestLogFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.log")
+	c, err := resolveConfig([]string{"-l", path, "-d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // appended, not truncated
+		logger, closeLog, err := newLogger(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.log(logger)
+		if err := closeLog(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Count(string(data), `msg=option name=frontend_port value=0 source=default`), 2; got != want {
+		t.Errorf("log file has the frontend_port line %d times, want %d:\n%s", got, want, data)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644&^umask(t) {
+		t.Errorf("log file mode: got %v (%v), want %v", fi.Mode().Perm(), err, os.FileMode(0o644&^umask(t)))
+	}
+}
+
+// umask is the process's file mode creation mask, found by creating a file.
+func umask(t *testing.T) os.FileMode {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "umask")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o777)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0o777 &^ fi.Mode().Perm()
+}
+
+// TestBinary builds zmq-proxy and runs it: a bad flag exits 2 with one line
+// on stderr; SIGTERM stops a running proxy with exit code 0.
+func TestBinary(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "zmq-proxy")
+	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantLine string // the last line of stderr; only one line when wantCode is 2
+	}{
+		{name: "bad flag", args: []string{"--frontend-port", "abc"}, wantCode: 2, wantLine: `zmq-proxy: --frontend-port: "abc" is not a port number`},
+		{name: "unknown flag", args: []string{"--nope"}, wantCode: 2, wantLine: `zmq-proxy: flag provided but not defined: -nope`},
+		{name: "positional", args: []string{"run"}, wantCode: 2, wantLine: `zmq-proxy: unexpected argument "run"`},
+		{name: "local publisher", args: []string{"-lp"}, wantCode: 1, wantLine: `zmq-proxy: local publisher proxy: not implemented yet`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, bin, tt.args...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("run: got %v, want an exit status", err)
+			}
+			if got := exit.ExitCode(); got != tt.wantCode {
+				t.Errorf("exit code: got %d, want %d", got, tt.wantCode)
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			if tt.wantCode == 2 && len(lines) != 1 {
+				t.Errorf("stderr: got %d lines %q, want one", len(lines), lines)
+			}
+			if got := lines[len(lines)-1]; got != tt.wantLine {
+				t.Errorf("stderr: got %q, want %q", got, tt.wantLine)
+			}
+		})
+	}
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string)
+		go func() { // ends when the process closes stderr; drained below
+			defer close(lines)
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		defer func() {
+			_ = cmd.Process.Kill() // in case the test failed first
+			for range lines {
+			}
+			_ = cmd.Wait()
+		}()
+
+		waitForLine(t, lines, `msg="proxy started"`)
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitForLine(t, lines, `msg="shutting down" signal="terminated signal received"`)
+		for range lines {
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("after SIGTERM: got %v, want exit code 0", err)
+		}
+	})
+}
+
+// waitForLine reads lines until one contains want, or fails the test after
+// ten seconds.
+func waitForLine(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	var seen []string
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("stderr closed without a line containing %q; got %q", want, seen)
+			}
+			if strings.Contains(line, want) {
+				return
+			}
+			seen = append(seen, line)
+		case <-timeout:
+			t.Fatalf("no line containing %q within 10s; got %q", want, seen)
+		}
+	}
+}

@@ -1,0 +1,68 @@
+// Command zmq-proxy runs one proxy of the ZeroMQ messaging driver: a central
+// double- or single-router proxy, or a node-local publisher. Run it with -h
+// for its flags and configuration file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/zmq-proxy/zmq-proxy/actors"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole process. It returns the exit code: 0 after SIGINT or
+// SIGTERM (or -h), 1 on a runtime error, 2 on a bad flag or configuration.
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := resolveConfig(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
+		return 2
+	}
+	logger, closeLog, err := newLogger(c, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
+		return 2
+	}
+	defer closeLog() //nolint:errcheck // nothing is left to report it to
+	c.log(logger)
+
+	// Catch signals before New logs "proxy started": one sent on seeing that
+	// line must shut the proxy down, not kill it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p, err := actors.New(c.proxyConfig(logger))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
+		if errors.Is(err, actors.ErrConfig) {
+			return 2
+		}
+		return 1
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "signal", context.Cause(ctx))
+	case err := <-p.Err():
+		logger.Error("proxy failed", "err", err)
+		code = 1
+	}
+	if err := p.Close(); err != nil {
+		logger.Error("proxy close failed", "err", err)
+		code = 1
+	}
+	return code
+}
