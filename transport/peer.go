@@ -15,9 +15,12 @@ const keepWriteBuf = 1 << 20
 // Senders encode whole messages into the queue's buffer under mu; the
 // writer takes the buffer whole and writes it with one syscall, so a burst
 // costs one write however many messages it holds. The queue holds at most
-// hwm messages, counting the ones the writer has taken but not yet written;
-// a message beyond that is dropped (as libzmq does at its high-water mark),
-// so a slow peer never blocks anyone but itself.
+// hwm messages; a message beyond that is dropped (as libzmq does at its
+// high-water mark), so a slow peer never blocks anyone but itself. As in
+// libzmq, what has been handed to the kernel does not count: the batch the
+// writer is writing is like libzmq's encoder buffer and the socket buffer.
+// So a peer holds at most two queues' worth: hwm queued and one batch (of at
+// most hwm) being written.
 type peer struct {
 	id   []byte
 	conn net.Conn
@@ -27,7 +30,6 @@ type peer struct {
 	buf      []byte // encoded messages not yet taken by the writer
 	spare    []byte // the writer's previous buffer, reused
 	queued   int    // messages in buf
-	inflight int    // messages the writer is writing now
 	hwm      int
 	dead     bool
 	wake     chan struct{} // cap 1: buf went from empty to non-empty
@@ -52,7 +54,7 @@ func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 // when the peer is at its high-water mark or gone.
 func (p *peer) send(head, tail [][]byte) bool {
 	p.mu.Lock()
-	if p.dead || p.queued+p.inflight >= p.hwm {
+	if p.dead || p.queued >= p.hwm {
 		p.mu.Unlock()
 		return false
 	}
@@ -101,7 +103,7 @@ func (p *peer) writeLoop() error {
 		p.mu.Lock()
 		out := p.buf
 		p.buf, p.spare = p.spare[:0], nil
-		p.inflight, p.queued = p.queued, 0
+		p.queued = 0
 		p.mu.Unlock()
 		if len(out) == 0 {
 			continue
@@ -112,7 +114,6 @@ func (p *peer) writeLoop() error {
 		}
 		p.mu.Lock()
 		p.spare = out[:0]
-		p.inflight = 0
 		p.mu.Unlock()
 		if err != nil {
 			return err

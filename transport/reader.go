@@ -83,11 +83,13 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 				i = j
 			}
 			mr.ends = mr.ends[:0]
+			// The buffer goes with the batch: move the partial rest out
+			// first, since the batch may be released (and its buffer reused)
+			// as soon as it is handed on.
 			batch.buf = mr.buf
+			mr.renew(max(need, mr.w-mr.r), false)
 			onBatch(batch)
 			batch = newBatch(peer)
-			// The buffer now belongs to the batch: move the partial rest.
-			mr.renew(max(need, mr.w-mr.r), false)
 		} else if need > len(*mr.buf) {
 			mr.renew(need, true)
 		} else if mr.r > 0 {
