@@ -1,0 +1,833 @@
+// Package e2e runs the built zmq-proxy binary as a real process against
+// libzmq peers (Python scripts on Debian's python3-zmq, in testdata/).
+//
+// With ZP_REF=cproxy the same tests run the libzmq reference proxy
+// (shared/bench/cproxy.c) instead: that proves the tests encode libzmq's
+// behaviour, and lets them be developed before the proxy works. cproxy has
+// no metrics, so metric checks are left out in that mode.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// python is Debian's interpreter, the one with python3-zmq; the pyenv
+// python3 on PATH has no zmq.
+const python = "/usr/bin/python3"
+
+// Failure bounds. They only bound how long a broken proxy can hang a test;
+// nothing waits for them to pass.
+const (
+	startTimeout = 15 * time.Second  // until the proxy listens
+	stopTimeout  = 5 * time.Second   // from SIGTERM to SIGKILL
+	peerTimeout  = 60 * time.Second  // each wait inside a peer script
+	peerKill     = 150 * time.Second // a whole peer script
+	metricWait   = 15 * time.Second  // until a counter reaches its value
+)
+
+// refCproxy is the value of ZP_REF that selects the reference proxy.
+const refCproxy = "cproxy"
+
+// cproxyFrontendID is the frontend ROUTER identity cproxy sets.
+const cproxyFrontendID = "zmq-proxy-fe"
+
+var (
+	refMode    string // "" (our zmq-proxy) or refCproxy
+	binPath    string // the binary under test
+	httpClient = &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "zmq-proxy-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+
+	refMode = os.Getenv("ZP_REF")
+	var build *exec.Cmd
+	switch refMode {
+	case "":
+		binPath = filepath.Join(dir, "zmq-proxy")
+		build = exec.Command("go", "build", "-o", binPath, "./cmd/zmq-proxy")
+		build.Dir = ".."
+	case refCproxy:
+		binPath = filepath.Join(dir, "cproxy")
+		// shared/ sits beside the repository.
+		build = exec.Command("gcc", "-O2", "-o", binPath, "../../shared/bench/cproxy.c", "-lzmq")
+	default:
+		fmt.Fprintf(os.Stderr, "e2e: ZP_REF=%q: want empty (our zmq-proxy) or %q\n", refMode, refCproxy)
+		return 2
+	}
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v: %v\n%s", build.Args, err, out)
+		return 1
+	}
+
+	code := m.Run()
+	httpClient.CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: goroutines leaked: %v\n", err)
+			return 1
+		}
+	}
+	return code
+}
+
+var (
+	pythonOnce sync.Once
+	pythonErr  error
+)
+
+// needPython fails the test if libzmq's Python binding is missing.
+func needPython(t *testing.T) {
+	t.Helper()
+	pythonOnce.Do(func() {
+		out, err := exec.Command(python, "-c", "import zmq").CombinedOutput()
+		if err != nil {
+			pythonErr = fmt.Errorf("%s -c 'import zmq': %v\n%s", python, err, out)
+		}
+	})
+	if pythonErr != nil {
+		t.Fatalf("python3-zmq (libzmq's Python binding) is missing: run the project's "+
+			"test command, which installs it (or apt-get install python3-zmq).\n%v", pythonErr)
+	}
+}
+
+// isRef reports whether the reference proxy runs instead of ours.
+func isRef() bool { return refMode != "" }
+
+// lineBuffer collects a process's output, whole lines at a time, for
+// waiting on a line and for printing on failure. It is an io.Writer safe
+// for use by exec's copying goroutine and a test at once.
+type lineBuffer struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	changed chan struct{} // closed and replaced on every new line
+}
+
+func newLineBuffer() *lineBuffer { return &lineBuffer{changed: make(chan struct{})} }
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.partial = append(b.partial, p...)
+	added := false
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			break
+		}
+		b.lines = append(b.lines, string(b.partial[:i]))
+		b.partial = b.partial[i+1:]
+		added = true
+	}
+	if added {
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
+	return len(p), nil
+}
+
+// since returns the lines from index i on, and a channel closed when more
+// come.
+func (b *lineBuffer) since(i int) ([]string, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i > len(b.lines) {
+		i = len(b.lines)
+	}
+	return append([]string(nil), b.lines[i:]...), b.changed
+}
+
+func (b *lineBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := strings.Join(b.lines, "\n")
+	if len(b.partial) > 0 {
+		s += "\n" + string(b.partial)
+	}
+	return s
+}
+
+// process is a child process that a test started and waits for.
+type process struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error // set before done is closed
+}
+
+func startProcess(t *testing.T, cmd *exec.Cmd, out, errOut io.Writer) *process {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends the process by its PID and waits for it.
+func (p *process) kill() {
+	if !p.exited() {
+		_ = p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// proxyOpts says how to start a proxy.
+type proxyOpts struct {
+	single bool // single-router: only a frontend port is given
+	ack    bool // -a / --ack-pub-sub
+	// refArgs are extra cproxy flags, for the reference mode only.
+	refArgs []string
+}
+
+// proxy is a running proxy process and the addresses it bound.
+type proxy struct {
+	*process
+	log       *lineBuffer
+	frontend  string // tcp://host:port
+	backend   string // "" in single-router mode
+	publisher string
+	metrics   string // host:port, "" when the proxy has no metrics (cproxy)
+	// feID is the frontend identity if known in advance (cproxy), else "".
+	feID    string
+	stopped bool // stop was called; the cleanup leaves it alone
+}
+
+// startProxy starts the proxy under test and waits until it listens. Its
+// cleanup stops it with SIGTERM and checks that it exits with status 0.
+func startProxy(t *testing.T, o proxyOpts) *proxy {
+	t.Helper()
+	needPython(t)
+	p := &proxy{log: newLineBuffer()}
+	var cmd *exec.Cmd
+	if isRef() {
+		p.frontend = "tcp://" + freeAddr(t)
+		p.publisher = "tcp://" + freeAddr(t)
+		args := []string{"--fe", p.frontend, "--pub", p.publisher}
+		if !o.single {
+			p.backend = "tcp://" + freeAddr(t)
+			args = append(args, "--be", p.backend)
+		}
+		if o.ack {
+			args = append(args, "--ack")
+		}
+		args = append(args, o.refArgs...)
+		p.feID = cproxyFrontendID
+		cmd = exec.Command(binPath, args...)
+	} else {
+		args := []string{"-H", "127.0.0.1"}
+		if o.single {
+			// The seed's rule: a frontend port and no backend port make a
+			// single-router proxy, so the port must be a real one.
+			_, port, _ := net.SplitHostPort(freeAddr(t))
+			args = append(args, "-f", port)
+		}
+		if o.ack {
+			args = append(args, "-a")
+		}
+		args = append(args, "--metrics-addr", "127.0.0.1:0")
+		cmd = exec.Command(binPath, args...)
+	}
+	p.process = startProcess(t, cmd, p.log, p.log)
+	t.Cleanup(func() { p.cleanup(t) })
+
+	if isRef() {
+		p.waitListening(t)
+	} else {
+		p.waitStarted(t, o)
+	}
+	t.Logf("proxy %s: frontend=%s backend=%s publisher=%s metrics=%s",
+		filepath.Base(binPath), p.frontend, p.backend, p.publisher, p.metrics)
+	return p
+}
+
+// waitStarted waits for our proxy's "proxy started" log line and reads the
+// addresses from it.
+func (p *proxy) waitStarted(t *testing.T, o proxyOpts) {
+	t.Helper()
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for next := 0; ; {
+		lines, changed := p.log.since(next)
+		next += len(lines)
+		for _, l := range lines {
+			kv := parseLogLine(l)
+			if kv["msg"] != "proxy started" {
+				continue
+			}
+			p.frontend, p.backend = kv["frontend"], kv["backend"]
+			p.publisher = kv["publisher"]
+			p.metrics = strings.TrimSuffix(strings.TrimPrefix(kv["metrics"], "http://"), "/")
+			wantKind := "double-router"
+			if o.single {
+				wantKind = "single-router"
+			}
+			switch {
+			case kv["kind"] != wantKind:
+				t.Fatalf("proxy started as kind=%q, want %q\nlog:\n%s", kv["kind"], wantKind, p.log)
+			case p.frontend == "" || p.publisher == "" || p.metrics == "":
+				t.Fatalf("proxy started line lacks frontend, publisher or metrics: %q", l)
+			case o.single && p.backend != "":
+				t.Fatalf("single-router proxy has backend=%q, want none", p.backend)
+			case !o.single && p.backend == "":
+				t.Fatalf("double-router proxy has no backend: %q", l)
+			}
+			return
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			p.stopped = true // reported here, not again by the cleanup
+			t.Fatalf("proxy exited before it started: %v\nlog:\n%s", p.waitErr, p.log)
+		case <-deadline.C:
+			t.Fatalf("no \"proxy started\" log line within %v\nlog:\n%s", startTimeout, p.log)
+		}
+	}
+}
+
+// waitListening waits until cproxy accepts TCP connections on its ports.
+func (p *proxy) waitListening(t *testing.T) {
+	t.Helper()
+	for _, ep := range []string{p.frontend, p.backend, p.publisher} {
+		if ep == "" {
+			continue
+		}
+		addr := strings.TrimPrefix(ep, "tcp://")
+		eventually(t, startTimeout, "cproxy listens on "+addr, func() bool {
+			if p.exited() {
+				p.stopped = true
+				t.Fatalf("cproxy exited: %v\nlog:\n%s", p.waitErr, p.log)
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		})
+	}
+}
+
+// signal sends sig to the proxy and waits for it to exit, at most
+// stopTimeout; then it kills it. It returns how long the exit took and
+// whether it came before the kill.
+func (p *proxy) signal(t *testing.T, sig os.Signal) (time.Duration, bool) {
+	t.Helper()
+	p.stopped = true
+	if p.exited() {
+		return 0, true
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Errorf("signal %v to the proxy: %v", sig, err)
+	}
+	timer := time.NewTimer(stopTimeout)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return time.Since(start), true
+	case <-timer.C:
+		p.kill()
+		return time.Since(start), false
+	}
+}
+
+// checkExit0 fails the test unless the proxy exited with status 0 after
+// sig, before the kill.
+func (p *proxy) checkExit0(t *testing.T, sig os.Signal, took time.Duration, inTime bool) {
+	t.Helper()
+	switch {
+	case !inTime:
+		t.Errorf("proxy did not exit within %v of %v; killed\nlog:\n%s", stopTimeout, sig, p.log)
+	case p.waitErr != nil:
+		t.Errorf("proxy exited with %v after %v, want exit status 0\nlog:\n%s", p.waitErr, sig, p.log)
+	default:
+		t.Logf("proxy exited 0 on %v in %v", sig, took.Round(time.Millisecond))
+	}
+}
+
+func (p *proxy) cleanup(t *testing.T) {
+	if p.stopped {
+		p.kill()
+		return
+	}
+	if p.exited() {
+		t.Errorf("proxy exited during the test: %v\nlog:\n%s", p.waitErr, p.log)
+		return
+	}
+	took, inTime := p.signal(t, syscall.SIGTERM)
+	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+}
+
+// alive fails the test if the proxy process has exited.
+func (p *proxy) alive(t *testing.T) {
+	t.Helper()
+	if p.exited() {
+		p.stopped = true
+		t.Fatalf("proxy exited during the test: %v\nlog:\n%s", p.waitErr, p.log)
+	}
+	if p.hasMetrics() {
+		resp, err := httpClient.Get("http://" + p.metrics + "/healthz")
+		if err != nil {
+			t.Fatalf("GET /healthz: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /healthz: got %s, want 200 OK", resp.Status)
+		}
+	}
+}
+
+// peerArgs are the endpoint flags every peer script takes.
+func (p *proxy) peerArgs() []string {
+	args := []string{"--fe", p.frontend, "--be", p.backend, "--pub", p.publisher,
+		"--timeout", strconv.Itoa(int(peerTimeout / time.Second))}
+	if p.feID != "" {
+		args = append(args, "--fe-id", p.feID)
+	}
+	return args
+}
+
+// rssBytes is the proxy's resident set size, from /proc/<pid>/status.
+func (p *proxy) rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read the proxy's RSS: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", l, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
+	return 0
+}
+
+// parseLogLine splits a log/slog TextHandler line into its keys and values.
+func parseLogLine(line string) map[string]string {
+	kv := map[string]string{}
+	s := line
+	for {
+		s = strings.TrimLeft(s, " ")
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			return kv
+		}
+		key := s[:eq]
+		if strings.ContainsAny(key, " \"") {
+			return kv
+		}
+		s = s[eq+1:]
+		var val string
+		if strings.HasPrefix(s, `"`) {
+			q, err := strconv.QuotedPrefix(s)
+			if err != nil {
+				return kv
+			}
+			val, _ = strconv.Unquote(q)
+			s = s[len(q):]
+		} else {
+			end := strings.IndexByte(s, ' ')
+			if end < 0 {
+				end = len(s)
+			}
+			val, s = s[:end], s[end:]
+		}
+		kv[key] = val
+	}
+}
+
+// freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// eventually polls cond until it holds, or fails the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %v waiting until %s", timeout, what)
+	}
+}
+
+// poll calls cond every 50 ms until it holds (true) or timeout passes
+// (false).
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// peer is a running Python peer script.
+type peer struct {
+	*process
+	name   string
+	out    *lineBuffer
+	stdin  io.WriteCloser
+	stderr *lineBuffer
+	next   int // index of the next stdout line to look at
+}
+
+// startPeer runs testdata/<script> with /usr/bin/python3. Its cleanup kills
+// it if it is still running.
+func startPeer(t *testing.T, script string, args ...string) *peer {
+	t.Helper()
+	needPython(t)
+	cmd := exec.Command(python, append([]string{"-B", "-u", filepath.Join("testdata", script)}, args...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatalf("stdin of %s: %v", script, err)
+	}
+	p := &peer{name: script, stdin: stdin, out: newLineBuffer(), stderr: newLineBuffer()}
+	p.process = startProcess(t, cmd, p.out, p.stderr)
+	t.Cleanup(func() {
+		stdin.Close()
+		p.kill()
+	})
+	return p
+}
+
+func (p *peer) output() string {
+	return fmt.Sprintf("--- %s stdout:\n%s\n--- %s stderr:\n%s", p.name, p.out, p.name, p.stderr)
+}
+
+// awaitStep waits until the script prints "STEP name", calling tick (if not
+// nil) every 100 ms meanwhile. The script then waits for proceed.
+func (p *peer) awaitStep(t *testing.T, name string, tick func()) {
+	t.Helper()
+	kill := time.NewTimer(peerKill)
+	defer kill.Stop()
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		lines, changed := p.out.since(p.next)
+		for _, l := range lines {
+			p.next++
+			if rest, ok := strings.CutPrefix(l, "STEP "); ok {
+				if rest != name {
+					t.Fatalf("%s reached step %q, want %q\n%s", p.name, rest, name, p.output())
+				}
+				return
+			}
+		}
+		select {
+		case <-changed:
+		case <-ticker.C:
+			if tick != nil {
+				tick()
+			}
+		case <-p.done:
+			// Look at what it printed last before saying it is gone.
+			if lines, _ := p.out.since(p.next); len(lines) > 0 {
+				continue
+			}
+			t.Fatalf("%s exited (%v) before step %q\n%s", p.name, p.waitErr, name, p.output())
+		case <-kill.C:
+			p.kill()
+			t.Fatalf("%s did not reach step %q within %v; killed\n%s", p.name, name, peerKill, p.output())
+		}
+	}
+}
+
+// proceed lets the script go on from its current step.
+func (p *peer) proceed(t *testing.T) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+		t.Fatalf("%s: tell it to go on: %v\n%s", p.name, err, p.output())
+	}
+}
+
+// result waits for the script to end, fails the test unless it exited with
+// status 0, and returns its RESULT.
+func (p *peer) result(t *testing.T) map[string]any {
+	t.Helper()
+	kill := time.NewTimer(peerKill)
+	defer kill.Stop()
+	select {
+	case <-p.done:
+	case <-kill.C:
+		p.kill()
+		t.Fatalf("%s did not finish within %v; killed\n%s", p.name, peerKill, p.output())
+	}
+	if p.waitErr != nil {
+		t.Fatalf("%s failed: %v\n%s", p.name, p.waitErr, p.output())
+	}
+	lines, _ := p.out.since(0)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if js, ok := strings.CutPrefix(lines[i], "RESULT "); ok {
+			var res map[string]any
+			if err := json.Unmarshal([]byte(js), &res); err != nil {
+				t.Fatalf("%s: bad RESULT line %q: %v", p.name, lines[i], err)
+			}
+			t.Logf("%s: %s", p.name, js)
+			return res
+		}
+	}
+	t.Fatalf("%s printed no RESULT line\n%s", p.name, p.output())
+	return nil
+}
+
+// runPeer runs a script that has no steps to its end.
+func runPeer(t *testing.T, script string, args ...string) map[string]any {
+	t.Helper()
+	return startPeer(t, script, args...).result(t)
+}
+
+// sample is one line of the Prometheus text format.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+func (p *proxy) hasMetrics() bool { return p.metrics != "" }
+
+// scrape reads the proxy's /metrics.
+func (p *proxy) scrape(t *testing.T) []sample {
+	t.Helper()
+	resp, err := httpClient.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	samples, err := parseMetrics(resp.Body)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	return samples
+}
+
+// metric is the sum of the samples named name whose labels include the
+// given ones (pairs: key, value). A counter that was never incremented may
+// be absent: it counts as 0.
+func (p *proxy) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	return sumMetric(p.scrape(t), name, labels...)
+}
+
+func sumMetric(samples []sample, name string, labels ...string) float64 {
+	var sum float64
+next:
+	for _, s := range samples {
+		if s.name != name {
+			continue
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if s.labels[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		sum += s.value
+	}
+	return sum
+}
+
+// waitMetric waits until cond holds for the metric (counters are updated
+// by the proxy's own goroutines, a moment after the traffic) and returns
+// its value.
+func (p *proxy) waitMetric(t *testing.T, cond func(float64) bool, want, name string, labels ...string) float64 {
+	t.Helper()
+	var v float64
+	deadline := time.Now().Add(metricWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if v = p.metric(t, name, labels...); cond(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v: got %v, want %s (after %v)", name, labels, v, want, metricWait)
+		}
+		<-tick.C
+	}
+}
+
+// parseMetrics reads the Prometheus text exposition format.
+func parseMetrics(r io.Reader) ([]sample, error) {
+	var out []sample
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		s := sample{labels: map[string]string{}}
+		i := strings.IndexAny(line, "{ ")
+		if i < 0 {
+			return nil, fmt.Errorf("metrics line %q: no value", line)
+		}
+		s.name, line = line[:i], line[i:]
+		if line[0] == '{' {
+			rest, err := parseLabels(line[1:], s.labels)
+			if err != nil {
+				return nil, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
+			}
+			line = rest
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			return nil, fmt.Errorf("metrics line %q: no value", sc.Text())
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
+		}
+		s.value = v
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// parseLabels reads `k="v",k2="v2"}` into labels and returns what follows.
+func parseLabels(s string, labels map[string]string) (string, error) {
+	for {
+		s = strings.TrimLeft(s, " ,")
+		if strings.HasPrefix(s, "}") {
+			return s[1:], nil
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			return "", errors.New("bad label")
+		}
+		key := strings.TrimSpace(s[:eq])
+		s = s[eq+2:]
+		var val strings.Builder
+		for {
+			if s == "" {
+				return "", errors.New("unterminated label value")
+			}
+			c := s[0]
+			s = s[1:]
+			if c == '"' {
+				break
+			}
+			if c == '\\' && s != "" {
+				switch s[0] {
+				case 'n':
+					val.WriteByte('\n')
+				default:
+					val.WriteByte(s[0])
+				}
+				s = s[1:]
+				continue
+			}
+			val.WriteByte(c)
+		}
+		labels[key] = val.String()
+	}
+}
+
+// counters are the drop counters of one scrape, by socket and reason.
+type counters map[[2]string]float64
+
+const dropped = "zmqproxy_messages_dropped_total"
+
+func (p *proxy) drops(t *testing.T) counters {
+	t.Helper()
+	c := counters{}
+	for _, s := range p.scrape(t) {
+		if s.name == dropped {
+			c[[2]string{s.labels["socket"], s.labels["reason"]}] += s.value
+		}
+	}
+	return c
+}
+
+// diff is what rose from before to c, the keys that did not rise left out.
+func (c counters) diff(before counters) counters {
+	d := counters{}
+	for k, v := range c {
+		if v != before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
+}
+
+func (c counters) String() string {
+	var parts []string
+	for k, v := range c {
+		parts = append(parts, fmt.Sprintf("%s/%s=%v", k[0], k[1], v))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// skipMetrics says so in the log when the proxy has no metrics (cproxy).
+func skipMetrics(t *testing.T, p *proxy) bool {
+	t.Helper()
+	if p.hasMetrics() {
+		return false
+	}
+	t.Logf("ZP_REF=%s: metric checks left out (cproxy has no metrics)", refMode)
+	return true
+}
