@@ -1,0 +1,270 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// DefaultTTL is the lease TTL: a proxy that dies without a word is gone
+// from the registry within this long. The client keeps the lease alive
+// every TTL/3, so 5 s costs one small request every ~1.7 s per proxy and
+// lets clients stop sending to a dead proxy within seconds (the seed's
+// 300 s left them sending into the void for five minutes).
+const DefaultTTL = 5 * time.Second
+
+// Config configures a Registrar.
+type Config struct {
+	Client *clientv3.Client
+	// Prefix of the keys; default DefaultPrefix.
+	Prefix string
+	// TTL of the lease; default DefaultTTL. etcd rounds it to seconds.
+	TTL time.Duration
+	// RetryMin and RetryMax bound the backoff while etcd does not answer.
+	RetryMin, RetryMax time.Duration
+	// Logger; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Client == nil {
+		return errors.New("registry: no etcd client")
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.TTL < time.Second {
+		c.TTL = time.Second
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(5*time.Second, c.RetryMin)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Registrar keeps one record registered under a lease, modelled on etcd's
+// concurrency.Session: a lease is granted, kept alive (the keep-alive
+// channel is always drained) and revoked on Close. When the lease is lost
+// (etcd restarted without its data, a partition longer than the TTL), a new
+// lease is granted and the record put again as soon as etcd answers;
+// meanwhile the proxy goes on routing. One goroutine does all of it.
+type Registrar struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	rec        Record
+	registered bool
+	lost       chan struct{} // closed when the current lease is lost; renewed at each registration
+	update     chan struct{} // cap 1: the record changed
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewRegistrar starts registering rec. It returns at once; Registered
+// reports when the record is in etcd.
+func NewRegistrar(cfg Config, rec Record) (*Registrar, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := rec.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Registrar{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		rec:    rec,
+		lost:   make(chan struct{}),
+		update: make(chan struct{}, 1),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go r.run(ctx)
+	return r, nil
+}
+
+// Key is the record's etcd key.
+func (r *Registrar) Key() string { return Key(r.cfg.Prefix, r.rec.ID) }
+
+// Update replaces the record (same ID); it is put on the current lease.
+func (r *Registrar) Update(rec Record) error {
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	rec.ID = r.rec.ID
+	r.rec = rec
+	r.mu.Unlock()
+	select {
+	case r.update <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Registered reports whether the record is in etcd under a live lease now.
+func (r *Registrar) Registered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.registered
+}
+
+// Lost returns a channel closed when the current registration's lease is
+// lost (the registrar registers again by itself).
+func (r *Registrar) Lost() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost
+}
+
+// Close revokes the lease, so the record is gone at once, and stops.
+// Safe to call twice.
+func (r *Registrar) Close() error {
+	r.once.Do(r.cancel)
+	<-r.done
+	return nil
+}
+
+func (r *Registrar) run(ctx context.Context) {
+	defer close(r.done)
+	backoff := r.cfg.RetryMin
+	failing := false
+	for {
+		lease, err := r.register(ctx)
+		if err == nil {
+			if failing {
+				r.log.Info("registered again", "key", r.Key(), "lease", fmt.Sprintf("%x", lease))
+			} else {
+				r.log.Info("registered", "key", r.Key(), "ttl", r.cfg.TTL, "lease", fmt.Sprintf("%x", lease))
+			}
+			failing = false
+			backoff = r.cfg.RetryMin
+			err = r.keepAlive(ctx, lease)
+			if ctx.Err() != nil {
+				r.revoke(lease)
+				return
+			}
+			r.setLost()
+			r.log.Warn("registration lost, registering again", "key", r.Key(), "err", err)
+		} else if ctx.Err() != nil {
+			return
+		} else if !failing {
+			// Logged once per outage, not once per retry.
+			failing = true
+			r.log.Warn("etcd unavailable, retrying with backoff", "key", r.Key(), "err", err)
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, r.cfg.RetryMax)
+	}
+}
+
+// register grants a lease and puts the record on it.
+func (r *Registrar) register(ctx context.Context) (clientv3.LeaseID, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+	defer cancel()
+	g, err := r.cfg.Client.Grant(cctx, int64((r.cfg.TTL+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("grant lease: %w", err)
+	}
+	if err := r.put(cctx, g.ID); err != nil {
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = r.cfg.Client.Revoke(rctx, g.ID)
+		rcancel()
+		return 0, err
+	}
+	r.mu.Lock()
+	r.registered = true
+	r.mu.Unlock()
+	return g.ID, nil
+}
+
+func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) error {
+	r.mu.Lock()
+	rec := r.rec
+	r.mu.Unlock()
+	v, err := rec.marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := r.cfg.Client.Put(ctx, Key(r.cfg.Prefix, rec.ID), v, clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("put record: %w", err)
+	}
+	return nil
+}
+
+// keepAlive drains the lease's keep-alive responses until the lease is lost
+// or ctx is done, and puts the record again when it changes.
+func (r *Registrar) keepAlive(ctx context.Context, lease clientv3.LeaseID) error {
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ka, err := r.cfg.Client.KeepAlive(kctx, lease)
+	if err != nil {
+		return fmt.Errorf("keep lease alive: %w", err)
+	}
+	for {
+		select {
+		case _, ok := <-ka:
+			if !ok {
+				return errors.New("lease expired or revoked")
+			}
+		case <-r.update:
+			pctx, pcancel := context.WithTimeout(ctx, r.cfg.TTL)
+			err := r.put(pctx, lease)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+		case <-ctx.Done():
+			// Drain until the client closes the channel, as Session does.
+			cancel()
+			for range ka {
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Registrar) setLost() {
+	r.mu.Lock()
+	r.registered = false
+	close(r.lost)
+	r.lost = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// revoke removes the record at once on a clean shutdown.
+func (r *Registrar) revoke(lease clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := r.cfg.Client.Revoke(ctx, lease); err != nil {
+		r.log.Warn("revoke lease failed; the record expires with its TTL", "key", r.Key(), "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.registered = false
+	r.mu.Unlock()
+	r.log.Info("deregistered", "key", r.Key())
+}
