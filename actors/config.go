@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Kind is the kind of proxy a process runs.
@@ -71,6 +72,8 @@ type Config struct {
 	SubscribeOn []string
 	// MetricsAddr is where /metrics and /healthz are served; "" = off.
 	MetricsAddr string
+	// Registry says where and how the proxy registers itself.
+	Registry RegistryConfig
 	// Debug logs every message at debug level.
 	Debug bool
 	// Logger receives the proxy's logs; nil = slog.Default().
@@ -103,4 +106,28 @@ func (c *Config) Validate() error {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// RegistryConfig says where a proxy registers itself.
+type RegistryConfig struct {
+	// Disabled: no registration (the seed's zmq:// URL).
+	Disabled bool
+	// Endpoints of an external etcd cluster (host:port). Empty: use the
+	// etcd answering on EmbeddedAddr, or start an embedded one there.
+	Endpoints []string
+	// EmbeddedAddr is where the local/embedded etcd listens for clients;
+	// default 127.0.0.1:2379 (its peer port is the next one).
+	EmbeddedAddr string
+	// StateDir holds the embedded etcd's data (StateDir/etcd).
+	StateDir string
+	// Prefix of the registry keys; default "/zmq-proxy/".
+	Prefix string
+	// TTL of the registration lease; default 5 s.
+	TTL time.Duration
+	// Username, Password: etcd authentication.
+	Username, Password string
+	// CACert, Cert, Key: PEM files for TLS to etcd.
+	CACert, Cert, Key string
+	// Name is the host name put in the record; default os.Hostname().
+	Name string
 }

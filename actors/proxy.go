@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/etcdserver"
 	"github.com/zmq-proxy/zmq-proxy/internal/metrics"
+	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -48,6 +54,10 @@ type Proxy struct {
 	http   *http.Server
 	httpWG sync.WaitGroup
 
+	etcd    *etcdserver.Server // the embedded etcd, if this process started it
+	etcdCli *clientv3.Client
+	started time.Time
+
 	errc      chan error
 	failed    atomic.Bool
 	closeOnce sync.Once
@@ -65,10 +75,15 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("local publisher proxy: %w", ErrNotImplemented)
 	}
 	p := &Proxy{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		errc:  make(chan error, 1),
-		stats: make(map[string]*transport.Stats),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		errc:    make(chan error, 1),
+		stats:   make(map[string]*transport.Stats),
+		started: time.Now(),
+	}
+	if err := p.openRegistry(); err != nil {
+		p.Close()
+		return nil, err
 	}
 	p.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "actor")
@@ -129,6 +144,9 @@ func New(cfg Config) (*Proxy, error) {
 			p.Close()
 			return nil, err
 		}
+	}
+	if p.etcdCli != nil {
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}})
 	}
 	attrs := []any{"kind", cfg.Kind.String(), "frontend", p.addrs.Frontend}
 	if p.addrs.Backend != "" {
@@ -251,7 +269,12 @@ func (p *Proxy) Err() <-chan error { return p.errc }
 //  2. stop the supervisor, which stops each socket actor, which closes its
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
-//  3. shut the actor system down.
+//  3. shut the actor system down;
+//  4. close the etcd client, then the embedded etcd if this process
+//     started one.
+//
+// The registrar is the supervisor's last child, so it stops first: the
+// lease is revoked (the record is gone) before the sockets close.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
 		if p.http != nil {
@@ -265,7 +288,17 @@ func (p *Proxy) Close() error {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop supervisor: %w", err))
 			}
 		}
-		p.system.Shutdown()
+		if p.system != nil {
+			p.system.Shutdown()
+		}
+		if p.etcdCli != nil {
+			p.etcdCli.Close()
+		}
+		if p.etcd != nil {
+			if err := p.etcd.Close(); err != nil {
+				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop embedded etcd: %w", err))
+			}
+		}
 	})
 	return p.closeErr
 }
@@ -286,3 +319,95 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.level} }
+
+// openRegistry connects to etcd: the cluster named in the configuration,
+// or the etcd answering on the local address, or an embedded one started
+// there.
+func (p *Proxy) openRegistry() error {
+	rc := p.cfg.Registry
+	if rc.Disabled {
+		p.log.Info("registry disabled")
+		return nil
+	}
+	endpoints := rc.Endpoints
+	if len(endpoints) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		eps, srv, err := etcdserver.Local(ctx, etcdserver.Options{
+			ClientAddr: rc.EmbeddedAddr,
+			DataDir:    filepath.Join(rc.StateDir, "etcd"),
+			Logger:     p.log,
+		})
+		if err != nil {
+			return err
+		}
+		endpoints, p.etcd = eps, srv
+	}
+	cli, err := registry.NewClient(registry.ClientConfig{
+		Endpoints: endpoints,
+		Username:  rc.Username, Password: rc.Password,
+		CACert: rc.CACert, Cert: rc.Cert, Key: rc.Key,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	p.etcdCli = cli
+	return nil
+}
+
+// registrarSpec builds this proxy's record from the bound addresses.
+func (p *Proxy) registrarSpec() *registrarSpec {
+	rc := p.cfg.Registry
+	name := rc.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	rec := registry.Record{
+		ID:         proxyIdentity(name),
+		Kind:       p.cfg.Kind.String(),
+		Host:       name,
+		Frontend:   advertise(p.addrs.Frontend, name),
+		Backend:    advertise(p.addrs.Backend, name),
+		Publisher:  advertise(p.addrs.Publisher, name),
+		Started:    p.started.UTC(),
+		Generation: p.started.UnixNano(),
+	}
+	return &registrarSpec{
+		cfg: registry.Config{Client: p.etcdCli, Prefix: rc.Prefix, TTL: rc.TTL, Logger: p.log},
+		rec: rec,
+		log: p.log,
+	}
+}
+
+// advertise turns a bound address into one peers can dial: a socket bound
+// to every interface is advertised under the host name.
+func advertise(bound, name string) string {
+	if bound == "" {
+		return ""
+	}
+	hostport := strings.TrimPrefix(bound, "tcp://")
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = name
+	}
+	return "tcp://" + net.JoinHostPort(host, port)
+}
+
+// Registered reports whether the proxy's record is in etcd now (false
+// when the registry is disabled).
+func (p *Proxy) Registered() bool {
+	if p.etcdCli == nil {
+		return false
+	}
+	reply := make(chan bool, 1)
+	p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+RegistrarName), &registeredQuery{reply})
+	select {
+	case ok := <-reply:
+		return ok
+	case <-time.After(time.Second):
+		return false
+	}
+}

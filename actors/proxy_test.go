@@ -70,6 +70,9 @@ func startProxy(t *testing.T, cfg Config) *Proxy {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	if len(cfg.Registry.Endpoints) == 0 {
+		cfg.Registry.Disabled = true // no etcd on a fixed port in tests
+	}
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -267,7 +270,7 @@ func TestBindFailureIsAnError(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: quietLogger()})
+	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}})
 	if err == nil {
 		t.Fatal("New on a taken port: got no error")
 	}

@@ -91,6 +91,10 @@ func (a *supervisorActor) Receive(ctx actor.Context) {
 				panic(fmt.Errorf("spawn %s: %w", c.name, err))
 			}
 		}
+	case *spawnChild:
+		if _, err := ctx.SpawnNamed(msg.child.props, msg.child.name); err != nil {
+			a.log.Error("spawn failed", "actor", msg.child.name, "err", err)
+		}
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 	default:
 		a.log.Warn("unexpected message", "actor", SupervisorName, "type", fmt.Sprintf("%T", msg))

@@ -269,7 +269,9 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 		if o.ack {
 			args = append(args, "-a")
 		}
-		args = append(args, "--metrics-addr", "127.0.0.1:0")
+		// These tests are about the data path: no registry (the seed's
+		// zmq:// URL), so no etcd on a fixed port.
+		args = append(args, "--metrics-addr", "127.0.0.1:0", "-u", "zmq://127.0.0.1:6379/")
 		cmd = exec.Command(binPath, args...)
 	}
 	p.process = startProcess(t, cmd, p.log, p.log)

@@ -66,6 +66,7 @@ func (c *Config) setDefaults() error {
 type Registrar struct {
 	cfg Config
 	log *slog.Logger
+	key string // fixed: the record's ID does not change
 
 	mu         sync.Mutex
 	rec        Record
@@ -91,6 +92,7 @@ func NewRegistrar(cfg Config, rec Record) (*Registrar, error) {
 	r := &Registrar{
 		cfg:    cfg,
 		log:    cfg.Logger,
+		key:    Key(cfg.Prefix, rec.ID),
 		rec:    rec,
 		lost:   make(chan struct{}),
 		update: make(chan struct{}, 1),
@@ -102,7 +104,7 @@ func NewRegistrar(cfg Config, rec Record) (*Registrar, error) {
 }
 
 // Key is the record's etcd key.
-func (r *Registrar) Key() string { return Key(r.cfg.Prefix, r.rec.ID) }
+func (r *Registrar) Key() string { return r.key }
 
 // Update replaces the record (same ID); it is put on the current lease.
 func (r *Registrar) Update(rec Record) error {
@@ -209,7 +211,7 @@ func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.cfg.Client.Put(ctx, Key(r.cfg.Prefix, rec.ID), v, clientv3.WithLease(lease)); err != nil {
+	if _, err := r.cfg.Client.Put(ctx, r.key, v, clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("put record: %w", err)
 	}
 	return nil

@@ -1,0 +1,268 @@
+// Package etcdserver runs the registry's etcd when nobody gave one: an
+// embedded single-member etcd (go.etcd.io/etcd/server/v3/embed) on loopback,
+// so that one command gives a working system.
+//
+// Start starts one; Probe tells what answers on an address; Local does what
+// the daemon does without a URL: use the etcd that answers on the local
+// address, or start an embedded one there, or say clearly what to do when
+// something else holds the port.
+package etcdserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Defaults of Options.
+const (
+	DefaultClientAddr   = "127.0.0.1:2379"
+	DefaultPeerAddr     = "127.0.0.1:2380"
+	DefaultName         = "zmq-proxy"
+	DefaultReadyTimeout = 30 * time.Second
+)
+
+// randomPortAttempts bounds how often Start picks new random ports when a
+// picked port was taken before etcd could bind it.
+const randomPortAttempts = 3
+
+// Options configure an embedded etcd. The zero value, with a DataDir, is a
+// member on 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers).
+type Options struct {
+	// ClientAddr is host:port for clients; default "127.0.0.1:2379".
+	// Port 0 means random free ports, for the client and, unless PeerAddr
+	// names a port, for the peer address too.
+	ClientAddr string
+	// PeerAddr is host:port for peers; default "127.0.0.1:2380", or a
+	// random free port if ClientAddr's port is 0. Port 0 means a random
+	// free port.
+	PeerAddr string
+	// DataDir is where the member's data lives; required for Start.
+	// It is created (mode 0700) if missing.
+	DataDir string
+	// Name is the member name; default "zmq-proxy".
+	Name string
+	// Logger receives this package's logs and etcd's own at error level
+	// (etcd's lower levels are dropped); nil means slog.Default().
+	Logger *slog.Logger
+	// ReadyTimeout bounds how long Start waits for etcd to serve;
+	// default 30 s.
+	ReadyTimeout time.Duration
+}
+
+// withDefaults returns o with its empty fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.ClientAddr == "" {
+		o.ClientAddr = DefaultClientAddr
+	}
+	if o.PeerAddr == "" {
+		o.PeerAddr = DefaultPeerAddr
+		if _, port, err := net.SplitHostPort(o.ClientAddr); err == nil && port == "0" {
+			o.PeerAddr = "127.0.0.1:0"
+		}
+	}
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	return o
+}
+
+// Validate checks the options as Start would use them, defaults applied.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if o.DataDir == "" {
+		return ErrNoDataDir
+	}
+	for _, a := range []struct{ what, addr string }{{"client", o.ClientAddr}, {"peer", o.PeerAddr}} {
+		if _, err := splitLoopback(a.addr); err != nil {
+			return fmt.Errorf("%s address: %w", a.what, err)
+		}
+	}
+	if p, _ := splitLoopback(o.ClientAddr); p != 0 && o.ClientAddr == o.PeerAddr {
+		return fmt.Errorf("client and peer address are both %s: %w", o.ClientAddr, ErrBadAddr)
+	}
+	return nil
+}
+
+// splitLoopback checks that addr is a loopback IP (or "localhost") with a
+// numeric port and returns the port.
+func splitLoopback(addr string) (int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w: %v", addr, ErrBadAddr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w: port %q", addr, ErrBadAddr, portStr)
+	}
+	if host != "localhost" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return 0, fmt.Errorf("%q: %w", addr, ErrNotLoopback)
+		}
+	}
+	return int(port), nil
+}
+
+// Server is a running embedded etcd member.
+type Server struct {
+	etcd       *embed.Etcd
+	log        *slogCore
+	clientAddr string // host:port actually bound
+	peerAddr   string
+	dataDir    string
+	closeOnce  sync.Once
+}
+
+// Start starts an embedded single-member etcd listening on loopback only,
+// waits until it serves (at most opts.ReadyTimeout) and returns it. The
+// caller closes it. etcd's own logs go to opts.Logger at error level only.
+//
+// If a port is taken, the error wraps ErrPortInUse. Addresses with port 0
+// get random free ports; if one is taken before etcd binds it, Start picks
+// again, a few times.
+func Start(opts Options) (*Server, error) {
+	o := opts.withDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	clientPort, _ := splitLoopback(o.ClientAddr)
+	peerPort, _ := splitLoopback(o.PeerAddr)
+	random := clientPort == 0 || peerPort == 0
+	var err error
+	for range randomPortAttempts {
+		var client, peer string
+		if client, peer, err = pickPorts(o.ClientAddr, o.PeerAddr); err != nil {
+			return nil, err
+		}
+		var s *Server
+		s, err = start(o, client, peer)
+		if err == nil {
+			return s, nil
+		}
+		if !random || !errors.Is(err, ErrPortInUse) {
+			break
+		}
+	}
+	return nil, err
+}
+
+// start starts etcd on the given client and peer host:port.
+func start(o Options, client, peer string) (*Server, error) {
+	cfg := embed.NewConfig()
+	cfg.Name = o.Name
+	cfg.Dir = o.DataDir
+	curl := url.URL{Scheme: "http", Host: client}
+	purl := url.URL{Scheme: "http", Host: peer}
+	cfg.ListenClientUrls = []url.URL{curl}
+	cfg.AdvertiseClientUrls = []url.URL{curl}
+	cfg.ListenPeerUrls = []url.URL{purl}
+	cfg.AdvertisePeerUrls = []url.URL{purl}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialClusterToken = o.Name
+	cfg.LogLevel = "error"
+	core := newSlogCore(o.Logger)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core))
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("embedded etcd on %s (peer %s): %w: %w", client, peer, ErrPortInUse, err)
+		}
+		return nil, fmt.Errorf("embedded etcd on %s (peer %s): %w", client, peer, err)
+	}
+	timer := time.NewTimer(o.ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd on %s: %w", client, err)
+	case <-timer.C:
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd on %s, after %s: %w", client, o.ReadyTimeout, ErrNotReady)
+	}
+	core.setServing(true)
+	return &Server{etcd: e, log: core, clientAddr: client, peerAddr: peer, dataDir: o.DataDir}, nil
+}
+
+// pickPorts replaces port 0 in the client and peer addresses with free
+// ports. The ports are free when picked; etcd binds them a moment later.
+func pickPorts(client, peer string) (string, string, error) {
+	var out [2]string
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for i, addr := range []string{client, peer} {
+		out[i] = addr
+		host, port, _ := net.SplitHostPort(addr)
+		if port != "0" {
+			continue
+		}
+		// Hold each picked port until both are picked, so that the two
+		// differ.
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", "", fmt.Errorf("pick a free port on %s: %w", host, err)
+		}
+		held = append(held, l)
+		out[i] = net.JoinHostPort(host, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
+	return out[0], out[1], nil
+}
+
+// Endpoints returns the client URL of the member, "http://127.0.0.1:PORT",
+// as clientv3.Config.Endpoints takes it. (The v3 client also accepts a bare
+// host:port; the scheme states that the connection is plain text.)
+func (s *Server) Endpoints() []string { return []string{"http://" + s.clientAddr} }
+
+// ClientAddr returns the host:port the member serves clients on, with the
+// port actually bound.
+func (s *Server) ClientAddr() string { return s.clientAddr }
+
+// PeerAddr returns the host:port the member listens on for peers.
+func (s *Server) PeerAddr() string { return s.peerAddr }
+
+// DataDir returns the member's data directory.
+func (s *Server) DataDir() string { return s.dataDir }
+
+// Err returns embed's error channel: an error of a listener or server
+// goroutine after Start. It is closed by Close.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member and waits for it. It is safe to call twice; the
+// second call does nothing. It always returns nil (embed's Close reports
+// nothing); the result is there for io.Closer. The order:
+//
+//  1. turn etcd's own error logs down to debug level: every listener
+//     goroutine logs an error as its listener closes;
+//  2. stop accepting client requests, letting those in flight finish
+//     within the request timeout (embed from here on);
+//  3. close the client listeners;
+//  4. stop the raft server and the peer transport;
+//  5. close the peer listeners' idle connections (at most 1 s);
+//  6. wait for the serving goroutines and close the Err channel.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.log.setServing(false)
+		s.etcd.Close()
+	})
+	return nil
+}

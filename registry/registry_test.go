@@ -1,0 +1,329 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const wait = 30 * time.Second
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(nopWriter{}, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func record(id string) Record {
+	return Record{ID: id, Kind: "double-router", Host: "h", Frontend: "tcp://127.0.0.1:1", Publisher: "tcp://127.0.0.1:3",
+		Started: time.Unix(1700000000, 0).UTC(), Generation: 1}
+}
+
+func newClient(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := NewClient(ClientConfig{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func register(t *testing.T, cli *clientv3.Client, rec Record, ttl time.Duration) *Registrar {
+	t.Helper()
+	r, err := NewRegistrar(Config{Client: cli, TTL: ttl, Logger: quiet(), RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// eventLog runs a Watcher and keeps what it reports.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+	set    map[string]Record
+	synced int
+}
+
+func watch(t *testing.T, cli *clientv3.Client) *eventLog {
+	t.Helper()
+	l := &eventLog{set: make(map[string]Record)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	w := NewWatcher(cli, "", quiet())
+	go func() {
+		defer close(done)
+		_ = w.Run(ctx, l.add, func() { l.mu.Lock(); l.synced++; l.mu.Unlock() })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+func (l *eventLog) add(ev Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	if ev.Type == EventPut {
+		l.set[ev.ID] = ev.Record
+	} else {
+		delete(l.set, ev.ID)
+	}
+}
+
+func (l *eventLog) has(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.set[id]
+	return ok
+}
+
+func (l *eventLog) count(typ EventType, id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, ev := range l.events {
+		if ev.Type == typ && ev.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+func keyExists(t *testing.T, cli *clientv3.Client, id string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, Key(DefaultPrefix, id))
+	if err != nil {
+		return false
+	}
+	return len(resp.Kvs) == 1
+}
+
+func TestRegisterWatchAndCloseRemovesAtOnce(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	events := watch(t, cli)
+	r := register(t, cli, record("a"), 5*time.Second)
+	testutil.Eventually(t, wait, func() bool { return events.has("a") && r.Registered() }, "watch did not see the record")
+	if got := events.set["a"]; got != record("a") {
+		t.Fatalf("watched record: got %+v, want %+v", got, record("a"))
+	}
+	upd := record("a")
+	upd.Backend = "tcp://127.0.0.1:2"
+	if err := r.Update(upd); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, wait, func() bool { events.mu.Lock(); defer events.mu.Unlock(); return events.set["a"].Backend != "" }, "update not seen")
+
+	r.Close()
+	// Revoked, not expired: gone as soon as Close returns.
+	if keyExists(t, cli, "a") {
+		t.Fatal("record still in etcd after Close")
+	}
+	testutil.Eventually(t, wait, func() bool { return !events.has("a") }, "watch did not see the delete")
+	if n := events.count(EventDelete, "a"); n != 1 {
+		t.Fatalf("delete events: got %d, want 1", n)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A proxy that dies without a word: its keep-alives stop, and its record
+// expires after the TTL.
+func TestRecordOfDeadProxyExpiresAfterTTL(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	dying, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := register(t, dying, record("dead"), time.Second)
+	testutil.Eventually(t, wait, r.Registered, "not registered")
+	dying.Close() // no revoke, no keep-alive: as if killed
+	start := time.Now()
+	testutil.Eventually(t, wait, func() bool { return !keyExists(t, cli, "dead") }, "record never expired")
+	t.Logf("record expired %s after its keep-alives stopped (TTL 1s)", time.Since(start).Round(10*time.Millisecond))
+}
+
+// etcd goes away for longer than the TTL and comes back: the registrar
+// notices the lost lease, and registers again by itself.
+func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	r := register(t, cli, record("phoenix"), time.Second)
+	testutil.Eventually(t, wait, r.Registered, "not registered")
+	lost := r.Lost()
+	etcd.Stop()
+	select {
+	case <-lost:
+	case <-time.After(wait):
+		t.Fatal("lease loss not noticed while etcd was down")
+	}
+	if r.Registered() {
+		t.Fatal("Registered() true while etcd is down")
+	}
+	etcd.Start()
+	testutil.Eventually(t, wait, func() bool { return r.Registered() && keyExists(t, cli, "phoenix") }, "did not register again")
+	// And it stays: the new lease is kept alive past a few TTLs.
+	time.Sleep(3 * time.Second)
+	if !keyExists(t, cli, "phoenix") {
+		t.Fatal("record gone again after re-registration")
+	}
+}
+
+// The watch falls behind a compaction: the watcher lists again and reports
+// only the differences, each once.
+func TestWatcherRelistsAfterCompaction(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	ctx := context.Background()
+	put := func(rec Record) {
+		v, _ := rec.marshal()
+		if _, err := cli.Put(ctx, Key(DefaultPrefix, rec.ID), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(record("keep"))
+	put(record("gone"))
+	put(record("changed"))
+
+	l := &eventLog{set: make(map[string]Record)}
+	w := NewWatcher(cli, "", quiet())
+	rev, err := w.list(ctx, l.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes the watcher has not seen, then a compaction past them.
+	if _, err := cli.Delete(ctx, Key(DefaultPrefix, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	put(record("new"))
+	ch := record("changed")
+	ch.Generation = 2
+	put(ch)
+	resp, err := cli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.watch(ctx, rev, l.add); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("watch from a compacted revision: got %v, want ErrCompacted", err)
+	}
+	// What Run does next: list again.
+	if _, err := w.list(ctx, l.add); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"keep": 1, "changed": 2, "new": 1}
+	got := map[string]int64{}
+	for _, r := range w.Records() {
+		got[r.ID] = r.Generation
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("records after re-list: got %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		typ  EventType
+		id   string
+		want int
+	}{{EventPut, "keep", 1}, {EventPut, "gone", 1}, {EventDelete, "gone", 1}, {EventPut, "changed", 2}, {EventPut, "new", 1}} {
+		if n := l.count(c.typ, c.id); n != c.want {
+			t.Errorf("%s events for %s: got %d, want %d", c.typ, c.id, n, c.want)
+		}
+	}
+}
+
+// The same through Run, with compactions while the watch is live.
+func TestWatcherRunEndsWithRightSetUnderCompaction(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	events := watch(t, cli)
+	ctx := context.Background()
+	for i := range 20 {
+		rec := record(fmt.Sprintf("p%d", i))
+		v, _ := rec.marshal()
+		resp, err := cli.Put(ctx, Key(DefaultPrefix, rec.ID), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			if _, err := cli.Delete(ctx, Key(DefaultPrefix, fmt.Sprintf("p%d", i-1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, wait, func() bool {
+		events.mu.Lock()
+		defer events.mu.Unlock()
+		if len(events.set) != 10 {
+			return false
+		}
+		for i := 1; i < 20; i += 2 {
+			if _, ok := events.set[fmt.Sprintf("p%d", i)]; !ok {
+				return false
+			}
+		}
+		return true
+	}, "watcher did not end with the 10 odd records: %v", func() any { events.mu.Lock(); defer events.mu.Unlock(); return len(events.set) }())
+	for i := range 20 {
+		if n := events.count(EventPut, fmt.Sprintf("p%d", i)); n > 1 {
+			t.Errorf("p%d reported %d times", i, n)
+		}
+	}
+}
+
+func TestBadRecordsAreRefused(t *testing.T) {
+	for _, rec := range []Record{{}, {ID: "x"}, {Kind: "local"}} {
+		if err := rec.Validate(); !errors.Is(err, ErrBadRecord) {
+			t.Errorf("Validate(%+v): got %v, want ErrBadRecord", rec, err)
+		}
+	}
+	if _, err := NewRegistrar(Config{}, record("a")); err == nil {
+		t.Error("NewRegistrar without a client: got no error")
+	}
+}
+
+// A real three-member cluster of etcd processes: one member is killed,
+// and the registration, new registrations and the watch go on.
+func TestClusterMemberKilled(t *testing.T) {
+	cluster := testutil.Cluster(t, 3)
+	cli := newClient(t, cluster.Endpoints())
+	events := watch(t, newClient(t, cluster.Endpoints()))
+	r := register(t, cli, record("c1"), 2*time.Second)
+	testutil.Eventually(t, wait, func() bool { return r.Registered() && events.has("c1") }, "not registered on the cluster")
+	cluster.Kill(0)
+	r2 := register(t, cli, record("c2"), 2*time.Second)
+	testutil.Eventually(t, wait, func() bool { return r2.Registered() && events.has("c2") }, "registration after a member died not seen")
+	// The first registration outlives several TTLs with one member down.
+	time.Sleep(5 * time.Second)
+	if !events.has("c1") || !keyExists(t, cli, "c1") {
+		t.Fatal("c1 lost with one member of three down")
+	}
+	r2.Close()
+	testutil.Eventually(t, wait, func() bool { return !events.has("c2") }, "delete not watched with a member down")
+	cluster.Start(0)
+}
