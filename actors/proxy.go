@@ -85,9 +85,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.Close()
 		return nil, err
 	}
-	p.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "actor")
-	}))
+	p.system = newActorSystem(cfg.Logger)
 
 	binds := make(chan bindResult, 8)
 	var seen sync.Map
@@ -410,4 +408,18 @@ func (p *Proxy) Registered() bool {
 	case <-time.After(time.Second):
 		return false
 	}
+}
+
+// newActorSystem makes an actor system that logs through logger, warnings
+// and above only (protoactor logs its own lifecycle at info). Its
+// dead-letter throttle runs a goroutine per throttling period, not owned
+// by anyone; a short period lets it end soon after a Close (the dead-letter
+// log is below warning anyway).
+func newActorSystem(logger *slog.Logger) *actor.ActorSystem {
+	return actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "actor")
+		}),
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
+	)
 }

@@ -342,7 +342,7 @@ func (alwaysFails) Receive(ctx actor.Context) {
 }
 
 func TestStrategyGivesUpAfterMaxRestarts(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+	system := newActorSystem(quietLogger())
 	defer system.Shutdown()
 	gaveUp := make(chan any, 1)
 	strategy := &backoffStrategy{minDelay: time.Millisecond, maxDelay: 5 * time.Millisecond, maxRestarts: 3, window: time.Minute,
