@@ -50,6 +50,9 @@ func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
 const (
 	DefaultHWM            = 1000
 	DefaultMaxMessageSize = 16 << 20 // 16 MiB
+	// MaxMessageSizeLimit caps MaxMessageSize: the reader allocates up to
+	// that much for a message a peer announces.
+	MaxMessageSizeLimit = 1 << 30
 )
 
 // Config configures a Proxy. The zero value of a field means its default.
@@ -99,8 +102,8 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
-	if c.MaxMessageSize < 256 {
-		return fmt.Errorf("%w: max message size %d must be at least 256 bytes", ErrConfig, c.MaxMessageSize)
+	if c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit {
+		return fmt.Errorf("%w: max message size %d is not in 256..%d bytes", ErrConfig, c.MaxMessageSize, int64(MaxMessageSizeLimit))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

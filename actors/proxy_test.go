@@ -290,6 +290,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative port", Config{PublisherPort: -1}, true},
 		{"negative hwm", Config{HWM: -5}, true},
 		{"tiny max size", Config{MaxMessageSize: 10}, true},
+		{"huge max size", Config{MaxMessageSize: 1 << 40}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // ZMTP 3 frame flags (RFC 23).
@@ -128,14 +129,20 @@ func parseMsg(b []byte, frames [][]byte, maxMsg int64) (res parseResult, out [][
 			}
 			size = binary.BigEndian.Uint64(b[pos+1 : pos+9])
 		}
-		if size > uint64(maxMsg) || total+int64(size) > maxMsg {
+		if size > uint64(maxMsg-total) {
 			return 0, frames[:start], 0, 0, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrOversize, size, maxMsg)
 		}
 		total += int64(size)
-		end := pos + hdr + int(size)
-		if end > len(b) {
-			return parseIncomplete, frames[:start], 0, end, nil
+		if size > uint64(len(b)-pos-hdr) {
+			// Incomplete. Computed without overflow: with a limit near
+			// MaxInt64, pos+hdr+size may not fit in an int.
+			need := math.MaxInt
+			if size <= uint64(math.MaxInt-pos-hdr) {
+				need = pos + hdr + int(size)
+			}
+			return parseIncomplete, frames[:start], 0, need, nil
 		}
+		end := pos + hdr + int(size)
 		body := b[pos+hdr : end : end]
 		pos = end
 		if flags&flagCommand != 0 {

@@ -63,6 +63,11 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	if size > g.limit {
 		return 0, fmt.Errorf("%w: handshake frame of %d bytes, limit %d", ErrOversize, size, g.limit)
 	}
+	if g.hdr[0]&flagMore != 0 {
+		// Handshake commands are single frames. go-zeromq would read
+		// MORE frames without end, each one allocated and kept.
+		return 0, fmt.Errorf("%w: handshake frame with the MORE flag", ErrProtocol)
+	}
 	g.pending, g.bodyLeft = g.hdr[:hlen], size
 	n := copy(p, g.pending)
 	g.pending = g.pending[n:]

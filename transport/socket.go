@@ -100,9 +100,9 @@ type socket struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	ln    net.Listener
-	peers map[*peer]struct{}
+	mu      sync.Mutex
+	ln      net.Listener
+	peers   map[*peer]struct{}
 	errOnce sync.Once
 }
 
@@ -218,7 +218,10 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	// Close must not wait for the handshake timeout of a stalled peer.
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
 	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
+	stop()
 	if err != nil {
 		s.opts.Stats.BadHandshake.Add(1)
 		if errors.Is(err, ErrOversize) {

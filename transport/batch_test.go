@@ -1,0 +1,157 @@
+package transport
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/go-zeromq/zmq4"
+)
+
+func TestBatchRelease(t *testing.T) {
+	tests := []struct {
+		name    string
+		retains int
+	}{
+		{name: "one holder", retains: 0},
+		{name: "two holders", retains: 1},
+		{name: "four holders", retains: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			buf := readBufPool.Get().(*[]byte)
+			n := copy(*buf, "hello world")
+			b := newBatch([]byte("peer"))
+			b.buf = buf
+			b.frames = append(b.frames, (*buf)[:5], (*buf)[6:n])
+			b.Msgs = append(b.Msgs, Msg(b.frames[:1]), Msg(b.frames[1:2]))
+			for range tt.retains {
+				b.Retain()
+			}
+			for i := range tt.retains {
+				b.Release()
+				if got := strs(b.Msgs[0]); len(b.Msgs) != 2 || !slices.Equal(got, []string{"hello"}) {
+					t.Fatalf("after %d of %d releases: got %d messages, first %q; want 2, [hello]", i+1, tt.retains+1, len(b.Msgs), got)
+				}
+				if b.buf != buf || string(b.Peer) != "peer" {
+					t.Fatalf("after %d of %d releases: the buffer or the peer is gone", i+1, tt.retains+1)
+				}
+			}
+			b.Release()
+			// The last holder gave everything back.
+			if b.buf != nil || b.Peer != nil || len(b.Msgs) != 0 || len(b.frames) != 0 {
+				t.Fatalf("after the last release: buf %v, peer %q, %d messages, %d frames; want all empty",
+					b.buf != nil, b.Peer, len(b.Msgs), len(b.frames))
+			}
+		})
+	}
+}
+
+func TestNewBatch(t *testing.T) {
+	b := NewBatch([]byte("p"), Msg(frames("a", "b")), Msg(frames("c")))
+	if got := len(b.Msgs); got != 2 {
+		t.Fatalf("messages: got %d, want 2", got)
+	}
+	if got := strs(b.Msgs[1]); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("second message: got %q, want [c]", got)
+	}
+	b.Release()
+}
+
+// TestBurstFewBatches: 1000 small messages written at once arrive, in
+// order, in far fewer batches than messages.
+func TestBurstFewBatches(t *testing.T) {
+	var got collector
+	r := startRouter(t, Options{OnBatch: got.onBatch})
+	raw := dialRaw(t, r.Addr(), zmq4.Dealer, "burst", 0)
+	const n = 1000
+	var wire []byte
+	for i := range n {
+		wire = appendMsg(wire, frames("", fmt.Sprint(i)), nil)
+	}
+	raw.write(wire) // one write: one segment on loopback
+	eventually(t, wait, func() bool { return got.count() == n }, "%d messages arrive", n)
+	for i, m := range got.all() {
+		if want := []string{"", fmt.Sprint(i)}; !slices.Equal(m.msg, want) || m.peer != "burst" {
+			t.Fatalf("message %d: got %q from %q, want %q from burst", i, m.msg, m.peer, want)
+		}
+	}
+	if b := got.batchCount(); b >= n {
+		t.Errorf("batches: got %d for %d messages, want fewer", b, n)
+	} else {
+		t.Logf("%d messages in %d batches", n, b)
+	}
+}
+
+// TestDealerBurstInOrder: a burst of Sends arrives complete and in order.
+func TestDealerBurstInOrder(t *testing.T) {
+	var got collector
+	r := startRouter(t, Options{OnBatch: got.onBatch})
+	d := startDealer(t, Options{Identity: []byte("d"), HWM: 2000}, r.Addr())
+	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+	const n = 1000
+	for i := range n {
+		if !d.Send(frames(fmt.Sprint(i)), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	eventually(t, wait, func() bool { return got.count() == n }, "%d messages arrive", n)
+	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
+		t.Fatalf("got the messages out of order: %v", at)
+	}
+	t.Logf("%d messages in %d batches", n, got.batchCount())
+}
+
+// TestHeldBatchesStayIntact: a receiver may keep batches (Retain, then
+// Release later) while the reader goes on: the frames it holds are not
+// overwritten by later reads.
+func TestHeldBatchesStayIntact(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		held  []*Batch
+		count int
+	)
+	r := startRouter(t, Options{OnBatch: func(b *Batch) {
+		b.Retain() // a second holder, as when a batch goes to two actors
+		mu.Lock()
+		held = append(held, b)
+		count += len(b.Msgs)
+		mu.Unlock()
+	}})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range held {
+			b.Release()
+			b.Release()
+		}
+	})
+	d := startDealer(t, Options{Identity: []byte("d"), HWM: 10000}, r.Addr())
+	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+
+	// Enough bytes for many read buffers, with messages across their ends.
+	const n = 3000
+	pad := string(make([]byte, 97))
+	for i := range n {
+		if !d.Send(frames(fmt.Sprintf("%05d", i), pad), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	eventually(t, wait, func() bool { mu.Lock(); defer mu.Unlock(); return count == n }, "%d messages arrive", n)
+	mu.Lock()
+	defer mu.Unlock()
+	i := 0
+	for _, b := range held {
+		if string(b.Peer) != "d" {
+			t.Fatalf("Batch.Peer: got %q, want d", b.Peer)
+		}
+		for _, m := range b.Msgs {
+			if want := []string{fmt.Sprintf("%05d", i), pad}; !slices.Equal(strs(m), want) {
+				t.Fatalf("held message %d: got %q, want %q", i, strs(m)[0], want[0])
+			}
+			i++
+		}
+	}
+	t.Logf("%d messages in %d held batches", n, len(held))
+}

@@ -1,0 +1,265 @@
+package transport
+
+import (
+	"bytes"
+	"net"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
+)
+
+// indexesAt returns the message numbers (frame 0, decimal) a collector got.
+func indexesAt(c *collector) []int {
+	var out []int
+	for _, m := range c.all() {
+		n, err := strconv.Atoi(m.msg[0])
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestDealerRoundRobin(t *testing.T) {
+	var got1, got2 collector
+	r1 := startRouter(t, Options{OnBatch: got1.onBatch})
+	r2 := startRouter(t, Options{OnBatch: got2.onBatch})
+	d := startDealer(t, Options{Identity: []byte("client")}, r1.Addr(), r2.Addr())
+	eventually(t, wait, func() bool {
+		return d.Connected() == 2 && r1.Connected([]byte("client")) && r2.Connected([]byte("client"))
+	}, "the dealer connected to both routers")
+
+	const n = 20
+	for i := range n {
+		if !d.Send(frames(strconv.Itoa(i)), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	eventually(t, wait, func() bool { return got1.count()+got2.count() == n }, "%d messages arrive", n)
+	at1, at2 := indexesAt(&got1), indexesAt(&got2)
+	if len(at1) != n/2 || len(at2) != n/2 {
+		t.Fatalf("split: got %d and %d, want %d each", len(at1), len(at2), n/2)
+	}
+	// Alternating: each router got every other message, in order.
+	for _, at := range [][]int{at1, at2} {
+		for i := 1; i < len(at); i++ {
+			if at[i] != at[i-1]+2 {
+				t.Fatalf("a router got %v, want every other message", at)
+			}
+		}
+	}
+	if got := d.Stats().Sent.Load(); got != n {
+		t.Errorf("Sent: got %d, want %d", got, n)
+	}
+
+	// One router gone: everything goes to the other.
+	r1.Close()
+	eventually(t, wait, func() bool { return d.Connected() == 1 }, "the dealer sees the router gone")
+	for i := n; i < 2*n; i++ {
+		if !d.Send(frames(strconv.Itoa(i)), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	eventually(t, wait, func() bool { return got2.count() == n/2+n }, "the other router gets the %d new messages", n)
+	if at := indexesAt(&got2)[n/2:]; !slices.Equal(at, seq(n, 2*n)) {
+		t.Fatalf("the remaining router got %v, want %v", at, seq(n, 2*n))
+	}
+	if got := got1.count(); got != n/2 {
+		t.Errorf("the closed router: got %d messages, want %d", got, n/2)
+	}
+}
+
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func TestDealerNoPeer(t *testing.T) {
+	d := startDealer(t, Options{})
+	if d.Send(frames("x"), nil) {
+		t.Fatalf("Send without a peer: got true, want false")
+	}
+	if got := d.Stats().DroppedUnknownIdentity.Load(); got != 1 {
+		t.Errorf("DroppedUnknownIdentity: got %d, want 1", got)
+	}
+}
+
+// rebind binds a new socket on addr, retrying while the old one's port is
+// not free yet.
+func rebind(t *testing.T, addr string, bind func(string) error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		err := bind(addr)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bind %s again: %v", addr, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDealerReconnect(t *testing.T) {
+	var got1 collector
+	r1 := startRouter(t, Options{OnBatch: got1.onBatch})
+	addr := r1.Addr()
+	var dealerGot collector
+	d := startDealer(t, Options{Identity: []byte("client"), OnBatch: dealerGot.onBatch,
+		ReconnectMin: 5 * time.Millisecond, ReconnectMax: 40 * time.Millisecond}, addr)
+	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+	d.Send(frames("before"), nil)
+	eventually(t, wait, func() bool { return got1.has("before") }, "the first router receives")
+
+	r1.Close()
+	eventually(t, wait, func() bool { return d.Connected() == 0 }, "the dealer sees the router gone")
+	if d.Send(frames("lost"), nil) {
+		t.Errorf("Send with no router: got true, want false")
+	}
+
+	var got2 collector
+	r2 := NewRouter(testOptions(Options{OnBatch: got2.onBatch}))
+	t.Cleanup(func() { r2.Close() })
+	rebind(t, addr, r2.Bind)
+	eventually(t, wait, func() bool { return d.Connected() == 1 && r2.Connected([]byte("client")) }, "the dealer reconnects")
+	d.Send(frames("after"), nil)
+	eventually(t, wait, func() bool { return got2.has("after") }, "the new router receives")
+	r2.Send([]byte("client"), frames("back"), nil)
+	eventually(t, wait, func() bool { return dealerGot.has("back") }, "the dealer receives from the new router")
+	if got2.has("lost") {
+		t.Errorf("a message sent with no router arrived later, want it dropped")
+	}
+}
+
+func TestSubResubscribes(t *testing.T) {
+	p1 := startPub(t, Options{})
+	addr := p1.Addr()
+	var got collector
+	sub := startSub(t, Options{OnBatch: got.onBatch}, []string{"t", "u", "t"}, addr)
+	waitFilters(t, p1, []string{"t", "u"})
+	p1.Publish(fanout("t1", "m1"), nil)
+	eventually(t, wait, func() bool { return got.has("t1") }, "the message before the restart arrives")
+
+	p1.Close()
+	eventually(t, wait, func() bool { return sub.Connected() == 0 }, "the subscriber sees the publisher gone")
+	p2 := NewPub(testOptions(Options{}))
+	t.Cleanup(func() { p2.Close() })
+	rebind(t, addr, p2.Bind)
+	waitFilters(t, p2, []string{"t", "u"})
+
+	// "t" was subscribed twice: one cancel keeps it, as before the restart.
+	sub.Unsubscribe([]byte("t"))
+	sub.Subscribe([]byte("~sync"))
+	waitFilters(t, p2, []string{"t", "u", "~sync"})
+	tests := []struct {
+		topic string
+		want  int
+	}{{"t2", 1}, {"u2", 1}, {"v2", 0}}
+	for _, tt := range tests {
+		if n := p2.Publish(fanout(tt.topic, "m2"), nil); n != tt.want {
+			t.Errorf("Publish(%q) after the restart: got %d subscribers, want %d", tt.topic, n, tt.want)
+		}
+	}
+	eventually(t, wait, func() bool { return got.has("t2") && got.has("u2") }, "the messages after the restart arrive")
+}
+
+// listenRawRouter accepts one connection as a ROUTER with go-zeromq's
+// connection layer and then never reads: a peer whose queue fills.
+func listenRawRouter(t *testing.T, rcvbuf int) (endpoint string, handshaken <-chan struct{}) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := zmq4.Open(conn, null.Security(), zmq4.Router, nil, true, nil); err != nil {
+			return
+		}
+		close(ready)
+		<-t.Context().Done() // hold the connection, never read
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return "tcp://" + ln.Addr().String(), ready
+}
+
+// TestDealerSkipsPeerAtHWM: round-robin skips a peer whose queue is full,
+// so nothing is dropped while another peer has room. The full peer is
+// made by hand, so that it is full for certain.
+func TestDealerSkipsPeerAtHWM(t *testing.T) {
+	var got collector
+	r := startRouter(t, Options{OnBatch: got.onBatch})
+	d := startDealer(t, Options{Identity: []byte("client")}, r.Addr())
+	eventually(t, wait, func() bool { return d.Connected() == 1 && r.Connected([]byte("client")) }, "connected")
+	full := &peer{hwm: 3, queued: 3}
+	d.active.add(full)
+	t.Cleanup(func() { d.active.remove(full) })
+
+	const n = 10
+	for i := range n {
+		if !d.Send(frames(strconv.Itoa(i)), nil) {
+			t.Fatalf("Send %d: got false, want true (one peer has room)", i)
+		}
+	}
+	eventually(t, wait, func() bool { return got.count() == n }, "all %d messages reach the peer with room", n)
+	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
+		t.Errorf("got %v, want %v", at, seq(0, n))
+	}
+	if got := d.Stats().DroppedHWM.Load(); got != 0 {
+		t.Errorf("DroppedHWM: got %d, want 0", got)
+	}
+	if len(full.buf) != 0 {
+		t.Errorf("the full peer was given %d bytes, want 0", len(full.buf))
+	}
+}
+
+func TestDealerAllPeersFull(t *testing.T) {
+	stuck, ready := listenRawRouter(t, 4096)
+	d := startDealer(t, Options{HWM: 2}, stuck)
+	<-ready
+	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+	big := string(bytes.Repeat([]byte("x"), 64<<10))
+	var accepted, refused uint64
+	for refused < 10 {
+		if d.Send(frames(big), nil) {
+			accepted++
+		} else {
+			refused++
+		}
+		if accepted*uint64(len(big)) > 512<<20 {
+			t.Fatalf("the stuck peer took %d MiB without reaching its high-water mark", accepted*uint64(len(big))>>20)
+		}
+	}
+	if got := d.Stats().DroppedHWM.Load(); got != refused {
+		t.Errorf("DroppedHWM: got %d, want %d", got, refused)
+	}
+	if got := d.Stats().Sent.Load(); got != accepted {
+		t.Errorf("Sent: got %d, want %d", got, accepted)
+	}
+}
