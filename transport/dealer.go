@@ -62,8 +62,12 @@ func NewDealer(opts Options) *Dealer {
 	return d
 }
 
-// Connect keeps a connection to endpoint up until Close.
+// Connect keeps a connection to endpoint up until Close or Disconnect.
+// Connecting twice to one endpoint keeps one connection.
 func (d *Dealer) Connect(endpoint string) error { return d.s.connect(endpoint) }
+
+// Disconnect closes the connection to endpoint and stops redialling it.
+func (d *Dealer) Disconnect(endpoint string) error { return d.s.disconnect(endpoint) }
 
 // Close closes every connection and waits for the socket's goroutines.
 func (d *Dealer) Close() error { return d.s.close() }
@@ -128,8 +132,15 @@ func NewSub(opts Options) *Sub {
 	return sb
 }
 
-// Connect keeps a connection to endpoint up until Close.
+// Connect keeps a connection to endpoint up until Close or Disconnect.
+// Connecting twice to one endpoint keeps one connection.
 func (sb *Sub) Connect(endpoint string) error { return sb.s.connect(endpoint) }
+
+// Disconnect closes the connection to endpoint and stops redialling it.
+func (sb *Sub) Disconnect(endpoint string) error { return sb.s.disconnect(endpoint) }
+
+// Endpoints lists the endpoints the socket keeps connections to.
+func (sb *Sub) Endpoints() []string { return sb.s.endpoints() }
 
 // Close closes every connection and waits for the socket's goroutines.
 func (sb *Sub) Close() error { return sb.s.close() }

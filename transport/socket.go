@@ -104,6 +104,7 @@ type socket struct {
 	ln      net.Listener
 	peers   map[*peer]struct{}
 	errOnce sync.Once
+	dialers map[string]*dialer // connect side: by host:port
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
@@ -298,23 +299,41 @@ func (s *socket) connect(endpoint string) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if s.dialers[addr] != nil {
+		return nil // one connection per endpoint
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	d := &dialer{cancel: cancel, done: make(chan struct{})}
+	if s.dialers == nil {
+		s.dialers = make(map[string]*dialer)
+	}
+	s.dialers[addr] = d
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(d.done)
 		backoff := s.opts.ReconnectMin
-		var d net.Dialer
+		var nd net.Dialer
 		for {
-			conn, err := d.DialContext(s.ctx, "tcp", addr)
+			conn, err := nd.DialContext(ctx, "tcp", addr)
 			if err == nil {
+				// Disconnect ends this session as Close ends all of them.
+				stop := context.AfterFunc(ctx, func() { conn.Close() })
 				if s.serve(conn, false) {
 					backoff = s.opts.ReconnectMin
 				}
-			} else if s.ctx.Err() == nil {
+				stop()
+			} else if ctx.Err() == nil {
 				s.log.Debug("connect failed", "endpoint", endpoint, "err", err, "retry_in", backoff)
 			}
 			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
-			case <-s.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-time.After(wait):
 			}
@@ -322,6 +341,41 @@ func (s *socket) connect(endpoint string) error {
 		}
 	}()
 	return nil
+}
+
+// disconnect stops the dialer of endpoint and closes its connection, and
+// waits for both. Unknown endpoints are ignored.
+func (s *socket) disconnect(endpoint string) error {
+	addr, err := ParseEndpoint(endpoint)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	d := s.dialers[addr]
+	delete(s.dialers, addr)
+	s.mu.Unlock()
+	if d != nil {
+		d.cancel()
+		<-d.done
+	}
+	return nil
+}
+
+// endpoints lists the endpoints the socket keeps connections to.
+func (s *socket) endpoints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.dialers))
+	for a := range s.dialers {
+		out = append(out, "tcp://"+a)
+	}
+	return out
+}
+
+// dialer keeps one endpoint connected.
+type dialer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // close stops the listener and the dialers, closes every peer, and waits
