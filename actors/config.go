@@ -105,6 +105,9 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit {
 		return fmt.Errorf("%w: max message size %d is not in 256..%d bytes", ErrConfig, c.MaxMessageSize, int64(MaxMessageSizeLimit))
 	}
+	if c.Kind == KindLocalPublisher && len(c.SubscribeOn) == 0 && c.Registry.Disabled {
+		return fmt.Errorf("%w: a local publisher proxy needs subscribe_on or a registry to find the central publishers", ErrConfig)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -71,9 +71,6 @@ func New(cfg Config) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Kind == KindLocalPublisher {
-		return nil, fmt.Errorf("local publisher proxy: %w", ErrNotImplemented)
-	}
 	p := &Proxy{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -85,6 +82,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.Close()
 		return nil, err
 	}
+
 	p.system = newActorSystem(cfg.Logger)
 
 	binds := make(chan bindResult, 8)
@@ -117,7 +115,11 @@ func New(cfg Config) (*Proxy, error) {
 	p.sup = sup
 
 	timeout := time.After(bindTimeout)
-	for range children {
+	binding := len(children)
+	if cfg.Kind == KindLocalPublisher {
+		binding = 1 // the SUB connects, only the PUB binds
+	}
+	for range binding {
 		select {
 		case r := <-binds:
 			if r.err != nil {
@@ -146,11 +148,21 @@ func New(cfg Config) (*Proxy, error) {
 	if p.etcdCli != nil {
 		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}})
 	}
-	attrs := []any{"kind", cfg.Kind.String(), "frontend", p.addrs.Frontend}
+	attrs := []any{"kind", cfg.Kind.String()}
+	if p.addrs.Frontend != "" {
+		attrs = append(attrs, "frontend", p.addrs.Frontend)
+	}
 	if p.addrs.Backend != "" {
 		attrs = append(attrs, "backend", p.addrs.Backend)
 	}
 	attrs = append(attrs, "publisher", p.addrs.Publisher)
+	if cfg.Kind == KindLocalPublisher {
+		if len(cfg.SubscribeOn) > 0 {
+			attrs = append(attrs, "subscribe_on", strings.Join(cfg.SubscribeOn, ","))
+		} else {
+			attrs = append(attrs, "subscribe_on", "registry")
+		}
+	}
 	if p.addrs.Metrics != "" {
 		attrs = append(attrs, "metrics", p.addrs.Metrics)
 	}
@@ -187,6 +199,24 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 			bound: report,
 		}
 	}
+	if cfg.Kind == KindLocalPublisher {
+		pub := spec(PublisherName, cfg.PublisherPort, nil)
+		st := new(transport.Stats)
+		p.stats[SubscriberName] = st
+		sub := &subscriberSpec{
+			opts: transport.Options{
+				HWM: cfg.HWM, MaxMessageSize: cfg.MaxMessageSize, Stats: st,
+				Logger: p.log.With("socket", SubscriberName),
+			},
+			log:    p.log,
+			pub:    pid(PublisherName),
+			debug:  cfg.Debug,
+			static: cfg.SubscribeOn,
+			cli:    p.etcdCli,
+			prefix: cfg.Registry.Prefix,
+		}
+		return []childSpec{{PublisherName, publisherProps(pub)}, {SubscriberName, subscriberProps(sub)}}
+	}
 	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
 	fe.ack = cfg.AckPubSub
 	pub := spec(PublisherName, cfg.PublisherPort, nil)
@@ -216,7 +246,7 @@ func proxyIdentity(host string) string {
 func (p *Proxy) serveHTTP(addr string) error {
 	reg := prometheus.NewRegistry()
 	var sockets []metrics.Socket
-	for _, name := range []string{FrontendName, BackendName, PublisherName} {
+	for _, name := range []string{FrontendName, BackendName, PublisherName, SubscriberName} {
 		if st := p.stats[name]; st != nil {
 			sockets = append(sockets, metrics.Socket{Name: name, Stats: st})
 		}

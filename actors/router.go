@@ -226,6 +226,12 @@ func (a *publisherActor) publish(d *deliver) {
 	if a.sock == nil {
 		return
 	}
+	if d.kind == deliverRepublish {
+		for _, m := range d.batch.Msgs {
+			a.sock.Publish(m, nil)
+		}
+		return
+	}
 	var head [5][]byte
 	for _, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,17 +15,21 @@ import (
 	"gopkg.in/ini.v1"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
-// The configuration of a zmq-proxy process comes from three places; a later
+// The configuration of a zmq-proxy process comes from four places; a later
 // one overrides an earlier one, option by option:
 //
-//  1. the built-in defaults (the table below);
+//  1. the built-in defaults (the table below; a few are computed from the
+//     environment, such as the state directory and the host name);
 //  2. the INI file given with -c, in the seed's layout;
-//  3. the flags given on the command line.
+//  3. the environment variable of an option that has one (only the etcd
+//     password, so that it need not be on the command line);
+//  4. the flags given on the command line.
 //
-// resolveConfig does all of it; config.log writes down where each value came
-// from.
+// resolve does all of it, for the proxy or for the list command; config.log
+// writes down where each value came from.
 
 const progName = "zmq-proxy"
 
@@ -35,6 +41,29 @@ const (
 
 // sourceDefault is the origin of a value nobody set.
 const sourceDefault = "default"
+
+// precedence is the order of the sources, lowest first, as logged and as
+// the usage text says it.
+const precedence = "default < config file < environment < flag"
+
+// envEtcdPassword may hold the etcd password instead of --etcd-password.
+const envEtcdPassword = "ZMQ_PROXY_ETCD_PASSWORD"
+
+// command is a command of the zmq-proxy binary: the proxy itself, or list.
+type command int
+
+const (
+	cmdProxy command = 1 << iota // zmq-proxy [options]: run a proxy
+	cmdList                      // zmq-proxy list [options]: print the registry
+
+	cmdBoth = cmdProxy | cmdList
+)
+
+// Defaults of the registry options.
+const (
+	defaultEtcdAddr    = "127.0.0.1:2379"
+	defaultListTimeout = "5s"
+)
 
 // config is the resolved configuration of one zmq-proxy process.
 type config struct {
@@ -54,39 +83,109 @@ type config struct {
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
 
+	// The registry: where the proxy registers itself, where list looks.
+	Name         string // host name in the registry record
+	StateDir     string // the embedded etcd's data; "" = none found
+	EtcdAddr     string // host:port of the local etcd, used when URL is ""
+	EtcdPrefix   string // key prefix, "/.../"
+	EtcdUser     string
+	EtcdPassword string
+	EtcdCACert   string // PEM file; "" = none
+	EtcdCert     string // PEM file; "" = none; given with EtcdKey
+	EtcdKey      string // PEM file; "" = none; given with EtcdCert
+
 	SubscribeOn  []string      // tcp://host:port of each publisher to subscribe to
-	TargetExpire time.Duration // lifetime of a registry record; 0 = none
-	TargetUpdate time.Duration // period of a registry record's renewal
+	TargetExpire time.Duration // TTL of the registry record's lease, at least 1 s
+	TargetUpdate time.Duration // accepted for compatibility, unused; 0 = not given
+
+	// zmq-proxy list only.
+	Watch       bool
+	JSON        bool
+	ListTimeout time.Duration
 
 	Kind actors.Kind // by actors.ChooseKind, the seed's rule
 
+	cmd      command            // the command the configuration is for
 	settings map[string]setting // by option name
 	ignored  []string           // INI keys that are not options, as "[section] key"
 }
 
+// origin is the kind of place a value came from.
+type origin int
+
+const (
+	fromDefault origin = iota
+	fromFile
+	fromEnv
+	fromFlag
+)
+
 // setting is the raw text of one option's value and where it came from.
 type setting struct {
-	raw  string
-	from string // sourceDefault, the INI file's path, or the flag as given
+	raw    string
+	from   string // sourceDefault, the INI file's path, "$VAR", or the flag as given
+	origin origin
 }
 
 // option is one configurable value: its flags, its INI key, its default.
 type option struct {
-	name    string // INI key, and the option's name in logs
-	section string // INI section; "" for a flag that is not in the file
-	short   string // short flag ("f", "lp"); "" when none
-	long    string // long flag; "" for a key that is only in the file
-	boolean bool   // a flag that takes no value
-	arg     string // placeholder of the value in the usage text
-	def     string // default, parsed like any other value
+	name    string  // INI key, and the option's name in logs
+	cmds    command // the commands that take it; 0 = the proxy only
+	section string  // INI section; "" for a flag that is not in the file
+	short   string  // short flag ("f", "lp"); "" when none
+	long    string  // long flag; "" for a key that is only in the file
+	env     string  // environment variable that overrides the file; "" = none
+	boolean bool    // a flag that takes no value
+	secret  bool    // never logged nor shown in an error
+	arg     string  // placeholder of the value in the usage text
+	def     string  // default, parsed like any other value
+	// defFunc, when not nil, computes the default instead of def, and
+	// defHelp says in the usage text what it computes.
+	defFunc func() (string, error)
+	defHelp string
 	help    string
 	set     func(c *config, v string) error
+}
+
+// takes reports whether cmd takes the option.
+func (o *option) takes(cmd command) bool {
+	if o.cmds == 0 {
+		return cmd == cmdProxy
+	}
+	return o.cmds&cmd != 0
+}
+
+// defaultValue is the option's default: def, or what defFunc computes.
+func (o *option) defaultValue() (string, error) {
+	if o.defFunc != nil {
+		return o.defFunc()
+	}
+	return o.def, nil
+}
+
+// shown is raw as it may be logged or put in an error.
+func (o *option) shown(raw string) string {
+	if o.secret && raw != "" {
+		return "(hidden)"
+	}
+	return raw
+}
+
+// optionNamed returns the option with the given name; it panics if there
+// is none, which is a bug in this file.
+func optionNamed(name string) *option {
+	for i := range options {
+		if options[i].name == name {
+			return &options[i]
+		}
+	}
+	panic("no option " + name)
 }
 
 // options lists every option, in the order of the usage text.
 var options = []option{
 	{
-		name: "config_file", short: "c", long: "config-file", arg: "FILE",
+		name: "config_file", cmds: cmdBoth, short: "c", long: "config-file", arg: "FILE",
 		help: "read options from the INI file FILE",
 		set:  func(c *config, v string) error { c.ConfigFile = v; return nil },
 	},
@@ -97,7 +196,7 @@ var options = []option{
 	},
 	{
 		name: "host", section: sectionProxy, short: "H", long: "host", arg: "HOST",
-		help: "host name or IP address to bind; empty binds every interface",
+		help: "host name or IP address to bind; empty binds every interface (the name in the registry is --name)",
 		set:  func(c *config, v string) error { c.Host = v; return nil },
 	},
 	{
@@ -126,8 +225,8 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.AckPubSub, err = parseBool(v); return err },
 	},
 	{
-		name: "url", section: sectionProxy, short: "u", long: "url", arg: "URL",
-		help: "registry " + registryURLForm + "; empty: embedded etcd",
+		name: "url", cmds: cmdBoth, section: sectionProxy, short: "u", long: "url", arg: "URL",
+		help: "registry " + registryURLForm + "; empty: the etcd on --etcd-addr; zmq://: none",
 		set: func(c *config, v string) (err error) {
 			c.URL = v
 			c.Registry, err = parseRegistryURL(v)
@@ -135,7 +234,7 @@ var options = []option{
 		},
 	},
 	{
-		name: "debug", short: "d", long: "debug", boolean: true, def: "false",
+		name: "debug", cmds: cmdBoth, short: "d", long: "debug", boolean: true, def: "false",
 		help: "log at debug level, every message included",
 		set:  func(c *config, v string) (err error) { c.Debug, err = parseBool(v); return err },
 	},
@@ -156,34 +255,109 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.MetricsAddr, err = parseListenAddr(v); return err },
 	},
 	{
+		name: "name", section: sectionProxy, long: "name", arg: "NAME",
+		defFunc: os.Hostname, defHelp: "this machine's host name",
+		help: "host name of this proxy in its registry record; the seed's \"host\"",
+		set:  func(c *config, v string) (err error) { c.Name, err = parseName(v); return err },
+	},
+	{
+		name: "state_dir", section: sectionProxy, long: "state-dir", arg: "DIR",
+		defFunc: defaultStateDir, defHelp: "$STATE_DIRECTORY, else $XDG_STATE_HOME/zmq-proxy, else ~/.local/state/zmq-proxy",
+		help: "where an embedded etcd keeps its data",
+		set:  func(c *config, v string) (err error) { c.StateDir, err = parseDir(v); return err },
+	},
+	{
+		name: "etcd_addr", cmds: cmdBoth, section: sectionProxy, long: "etcd-addr", arg: "HOST:PORT", def: defaultEtcdAddr,
+		help: "with no URL, the etcd looked for there; the proxy starts an embedded one there if none answers",
+		set:  func(c *config, v string) (err error) { c.EtcdAddr, err = parseDialAddr(v); return err },
+	},
+	{
+		name: "etcd_prefix", cmds: cmdBoth, section: sectionProxy, long: "etcd-prefix", arg: "PREFIX", def: registry.DefaultPrefix,
+		help: "prefix of the registry's etcd keys",
+		set:  func(c *config, v string) (err error) { c.EtcdPrefix, err = parsePrefix(v); return err },
+	},
+	{
+		name: "etcd_user", cmds: cmdBoth, section: sectionProxy, long: "etcd-user", arg: "USER",
+		help: "etcd user name, if etcd authenticates",
+		set:  func(c *config, v string) error { c.EtcdUser = v; return nil },
+	},
+	{
+		name: "etcd_password", cmds: cmdBoth, section: sectionProxy, long: "etcd-password", arg: "PASSWORD",
+		env: envEtcdPassword, secret: true,
+		help: "etcd password; better in $" + envEtcdPassword + ", which overrides the file, not the flag",
+		set:  func(c *config, v string) error { c.EtcdPassword = v; return nil },
+	},
+	{
+		name: "etcd_cacert", cmds: cmdBoth, section: sectionProxy, long: "etcd-cacert", arg: "FILE",
+		help: "PEM file of the CA that signed etcd's certificate: TLS to etcd",
+		set:  func(c *config, v string) (err error) { c.EtcdCACert, err = parseFile(v); return err },
+	},
+	{
+		name: "etcd_cert", cmds: cmdBoth, section: sectionProxy, long: "etcd-cert", arg: "FILE",
+		help: "PEM client certificate for etcd; with --etcd-key",
+		set:  func(c *config, v string) (err error) { c.EtcdCert, err = parseFile(v); return err },
+	},
+	{
+		name: "etcd_key", cmds: cmdBoth, section: sectionProxy, long: "etcd-key", arg: "FILE",
+		help: "PEM key of the client certificate; with --etcd-cert",
+		set:  func(c *config, v string) (err error) { c.EtcdKey, err = parseFile(v); return err },
+	},
+	{
 		name: "subscribe_on", section: sectionZMQ,
 		set: func(c *config, v string) (err error) { c.SubscribeOn, err = parseEndpoints(v); return err },
 	},
 	{
-		name: "zmq_target_expire", section: sectionZMQ, def: "300",
+		name: "zmq_target_expire", section: sectionZMQ, long: "target-expire", arg: "SECONDS",
+		def:  strconv.Itoa(int(registry.DefaultTTL / time.Second)),
+		help: "TTL of the registration's lease: a proxy that dies is gone from the registry within it",
 		set: func(c *config, v string) (err error) {
-			c.TargetExpire, err = parseSeconds(v)
-			c.TargetExpire = max(c.TargetExpire, 0) // oslo: < 0 means no expiry
-			return err
-		},
-	},
-	{
-		name: "zmq_target_update", section: sectionZMQ, def: "180",
-		set: func(c *config, v string) (err error) {
-			if c.TargetUpdate, err = parseSeconds(v); err == nil && c.TargetUpdate <= 0 {
-				return fmt.Errorf("not a positive number of seconds")
+			if c.TargetExpire, err = parseSeconds(v); err == nil && c.TargetExpire < time.Second {
+				return errors.New("not at least 1 second")
 			}
 			return err
 		},
 	},
+	{
+		// Accepted for compatibility and unused: the etcd client renews the
+		// lease by itself every TTL/3.
+		name: "zmq_target_update", section: sectionZMQ,
+		set: func(c *config, v string) (err error) {
+			if v == "" {
+				c.TargetUpdate = 0
+				return nil
+			}
+			if c.TargetUpdate, err = parseSeconds(v); err == nil && c.TargetUpdate <= 0 {
+				return errors.New("not a positive number of seconds")
+			}
+			return err
+		},
+	},
+	{
+		name: "watch", cmds: cmdList, short: "w", long: "watch", boolean: true, def: "false",
+		help: "after the table, print each change until interrupted",
+		set:  func(c *config, v string) (err error) { c.Watch, err = parseBool(v); return err },
+	},
+	{
+		name: "json", cmds: cmdList, long: "json", boolean: true, def: "false",
+		help: "print one JSON object per line instead of a table",
+		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
+	},
+	{
+		name: "timeout", cmds: cmdList, long: "timeout", arg: "DURATION", def: defaultListTimeout,
+		help: "give up when etcd has not answered within DURATION: 5s, 1m, or seconds",
+		set:  func(c *config, v string) (err error) { c.ListTimeout, err = parseTimeout(v); return err },
+	},
 }
 
-// resolveConfig parses the command line args (without the program name),
-// reads the INI file it names, and returns the resolved configuration. It
-// returns flag.ErrHelp for -h. Any other error is one line that names the
-// offending value and where it came from.
-func resolveConfig(args []string) (*config, error) {
-	fs, flags := newFlagSet()
+// resolveConfig resolves the configuration of the proxy; see resolve.
+func resolveConfig(args []string) (*config, error) { return resolve(cmdProxy, args) }
+
+// resolve parses the command line args of cmd (without the program and
+// command names), reads the INI file they name, and returns the resolved
+// configuration. It returns flag.ErrHelp for -h. Any other error is one line
+// that names the offending value and where it came from.
+func resolve(cmd command, args []string) (*config, error) {
+	fs, flags := newFlagSet(cmd)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -196,7 +370,7 @@ func resolveConfig(args []string) (*config, error) {
 		given[v.opt.name] = v
 	})
 
-	c := &config{settings: make(map[string]setting, len(options))}
+	c := &config{cmd: cmd, settings: make(map[string]setting, len(options))}
 	var file map[string]string // raw INI values by option name
 	var path string
 	if v := given["config_file"]; v != nil {
@@ -208,48 +382,128 @@ func resolveConfig(args []string) (*config, error) {
 	}
 	for i := range options {
 		o := &options[i]
-		s := setting{raw: o.def, from: sourceDefault}
-		if err := o.set(c, s.raw); err != nil {
-			return nil, fmt.Errorf("default %s = %q: %w", o.name, s.raw, err)
+		if !o.takes(cmd) {
+			continue
+		}
+		// Every value given is checked, even one that a later source
+		// overrides: a mistake in the file is reported, not hidden.
+		raw, defErr := o.defaultValue()
+		s := setting{raw: raw, from: sourceDefault, origin: fromDefault}
+		if defErr == nil {
+			if err := o.set(c, raw); err != nil {
+				return nil, blame(o, s, err)
+			}
 		}
 		if raw, ok := file[o.name]; ok {
-			s = setting{raw: raw, from: path}
+			s = setting{raw: raw, from: path, origin: fromFile}
 			if err := o.set(c, raw); err != nil {
-				return nil, fmt.Errorf("%s: [%s] %s = %s: %w", path, o.section, o.name, raw, err)
+				return nil, blame(o, s, err)
+			}
+		}
+		if raw := lookupEnv(o.env); raw != "" {
+			s = setting{raw: raw, from: "$" + o.env, origin: fromEnv}
+			if err := o.set(c, raw); err != nil {
+				return nil, blame(o, s, err)
 			}
 		}
 		if v := given[o.name]; v != nil {
-			s = setting{raw: v.raw, from: v.spelled}
+			s = setting{raw: v.raw, from: v.spelled, origin: fromFlag}
 			if err := o.set(c, v.raw); err != nil {
-				return nil, fmt.Errorf("%s: %q is %w", v.spelled, v.raw, err)
+				return nil, blame(o, s, err)
 			}
+		}
+		if s.origin == fromDefault && defErr != nil {
+			return nil, fmt.Errorf("default %s: %w; give --%s", o.name, oneLine{defErr}, o.long)
 		}
 		c.settings[o.name] = s
 	}
-	if err := c.checkTargetTimes(); err != nil {
+	if err := c.check(); err != nil {
 		return nil, err
 	}
 	c.Kind = actors.ChooseKind(c.LocalPublisher, c.FrontendPort, c.BackendPort)
 	return c, nil
 }
 
-// checkTargetTimes checks that a registry record is renewed before it
-// expires, and blames the value that came from the file.
-func (c *config) checkTargetTimes() error {
-	if c.TargetExpire == 0 || c.TargetUpdate < c.TargetExpire {
+// blame returns err, a parser's error ("not ..."), as an error about the
+// value s of option o that says where the value came from:
+//
+//	--frontend-port: "abc" is not a port number
+//	proxy.ini: [zmq_proxy_opts] frontend_port = 70000: not in 0..65535
+//	default name = "a b": not a host name
+func blame(o *option, s setting, err error) error {
+	raw := o.shown(s.raw)
+	switch s.origin {
+	case fromDefault:
+		return fmt.Errorf("default %s = %q: %w", o.name, raw, err)
+	case fromFile:
+		return fmt.Errorf("%s: [%s] %s = %s: %w", s.from, o.section, o.name, raw, err)
+	}
+	return fmt.Errorf("%s: %q is %w", s.from, raw, err)
+}
+
+// blameSetting is blame for the resolved value of the option named name.
+func (c *config) blameSetting(name string, err error) error {
+	return blame(optionNamed(name), c.settings[name], err)
+}
+
+// describe names the resolved value of an option and its source, as in
+// "5, from --target-expire" or "5, default".
+func (c *config) describe(name string) string {
+	s := c.settings[name]
+	if s.origin == fromDefault {
+		return optionNamed(name).shown(s.raw) + ", default"
+	}
+	return optionNamed(name).shown(s.raw) + ", from " + s.from
+}
+
+// spell says how to give an option: "--etcd-key or etcd_key in the file".
+func spell(name string) string {
+	o := optionNamed(name)
+	if o.env != "" {
+		return fmt.Sprintf("--%s, %s in the file, or $%s", o.long, o.name, o.env)
+	}
+	return fmt.Sprintf("--%s or %s in the file", o.long, o.name)
+}
+
+// check checks the values that must agree with each other, and blames the
+// one that was given last in the order of precedence.
+func (c *config) check() error {
+	// Authentication and TLS go in pairs.
+	for _, p := range [][2]string{{"etcd_user", "etcd_password"}, {"etcd_cert", "etcd_key"}} {
+		a, b := c.settings[p[0]], c.settings[p[1]]
+		switch {
+		case a.raw != "" && b.raw == "":
+			return c.blameSetting(p[0], fmt.Errorf("not usable without %s: give %s", p[1], spell(p[1])))
+		case a.raw == "" && b.raw != "":
+			return c.blameSetting(p[1], fmt.Errorf("not usable without %s: give %s", p[0], spell(p[0])))
+		}
+	}
+	if c.cmd != cmdProxy {
 		return nil
 	}
-	exp, upd := c.settings["zmq_target_expire"], c.settings["zmq_target_update"]
-	if upd.from != sourceDefault {
-		return fmt.Errorf("%s: [%s] zmq_target_update = %s: not less than zmq_target_expire (%s)",
-			upd.from, sectionZMQ, upd.raw, exp.raw)
+	// zmq_target_update is unused, but an operator's file that renews a
+	// record after it expired is wrong, and saying so costs nothing.
+	if c.TargetUpdate != 0 && c.TargetUpdate >= c.TargetExpire {
+		if c.settings["zmq_target_expire"].origin <= c.settings["zmq_target_update"].origin {
+			return c.blameSetting("zmq_target_update",
+				fmt.Errorf("not less than zmq_target_expire (%s)", c.describe("zmq_target_expire")))
+		}
+		return c.blameSetting("zmq_target_expire",
+			fmt.Errorf("not greater than zmq_target_update (%s)", c.describe("zmq_target_update")))
 	}
-	return fmt.Errorf("%s: [%s] zmq_target_expire = %s: not greater than zmq_target_update (%s)",
-		exp.from, sectionZMQ, exp.raw, upd.raw)
+	if c.Registry.Mode == registryEmbedded && c.StateDir == "" {
+		if c.settings["state_dir"].origin == fromDefault {
+			return errors.New("no state directory for the embedded etcd: " +
+				"none of $STATE_DIRECTORY, $XDG_STATE_HOME, $HOME is set; give --state-dir or -u")
+		}
+		return c.blameSetting("state_dir", errors.New("not a directory; the embedded etcd needs one"))
+	}
+	return nil
 }
 
 // readINI reads the seed's INI file. It returns the raw value of every option
-// the file sets, by option name, and the keys it does not know.
+// the file sets, by option name, and the keys it does not know. Every
+// command knows every key, so that the proxy's file serves list too.
 func readINI(path string) (vals map[string]string, ignored []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -283,15 +537,20 @@ func readINI(path string) (vals map[string]string, ignored []string, err error) 
 // log writes, at debug level, each option's value and where it came from,
 // and the INI keys that were ignored.
 func (c *config) log(logger *slog.Logger) {
-	logger.Debug("configuration precedence", "order", "default < config file < flag")
+	logger.Debug("configuration precedence", "order", precedence)
 	for _, o := range options {
+		if !o.takes(c.cmd) {
+			continue
+		}
 		s := c.settings[o.name]
-		logger.Debug("option", "name", o.name, "value", s.raw, "source", s.from)
+		logger.Debug("option", "name", o.name, "value", o.shown(s.raw), "source", s.from)
 	}
 	for _, key := range c.ignored {
 		logger.Debug("ignoring unknown configuration key", "file", c.ConfigFile, "key", key)
 	}
-	logger.Debug("proxy kind", "kind", c.Kind, "registry", c.Registry)
+	if c.cmd == cmdProxy {
+		logger.Debug("proxy kind", "kind", c.Kind, "registry", c.Registry)
+	}
 }
 
 // proxyConfig is the library's configuration of this proxy.
@@ -307,9 +566,33 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
 		MetricsAddr:    c.MetricsAddr,
+		Registry:       c.registryConfig(),
 		Debug:          c.Debug,
 		Logger:         logger,
 	}
+}
+
+// registryConfig is the library's configuration of the proxy's
+// registration: the seed's zmq:// URL disables it, zmq+etcd:// names the
+// cluster, no URL means the etcd on EtcdAddr, embedded if need be.
+func (c *config) registryConfig() actors.RegistryConfig {
+	r := actors.RegistryConfig{
+		Disabled:     c.Registry.Mode == registryNone,
+		EmbeddedAddr: c.EtcdAddr,
+		StateDir:     c.StateDir,
+		Prefix:       c.EtcdPrefix,
+		TTL:          c.TargetExpire,
+		Username:     c.EtcdUser,
+		Password:     c.EtcdPassword,
+		CACert:       c.EtcdCACert,
+		Cert:         c.EtcdCert,
+		Key:          c.EtcdKey,
+		Name:         c.Name,
+	}
+	if c.Registry.Mode == registryEtcd {
+		r.Endpoints = slices.Clone(c.Registry.Endpoints)
+	}
+	return r
 }
 
 // newLogger returns the process's logger: slog text on stderr, or appended

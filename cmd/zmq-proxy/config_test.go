@@ -18,6 +18,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
 func TestMain(m *testing.M) {
@@ -28,23 +30,83 @@ func TestMain(m *testing.M) {
 // the INI file the test writes.
 const iniPath = "$INI"
 
+// tlsDir stands, in a test's args, INI file, want and wantErr, for a
+// directory that holds three readable files: ca.pem, cert.pem and key.pem.
+const tlsDir = "$TLS"
+
 // resolveWithINI writes ini, when not empty, to a file and passes it with -c
-// before args; "$INI" in args is replaced by the file's path.
-func resolveWithINI(t *testing.T, args []string, ini string) (*config, string, error) {
+// before args; "$INI" in args is replaced by the file's path. It returns the
+// path of the INI file and a replacer of "$INI" and "$TLS".
+func resolveWithINI(t *testing.T, args []string, ini string) (*config, *strings.Replacer, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "proxy.ini")
+	return resolveCmdWithINI(t, cmdProxy, args, ini)
+}
+
+// resolveCmdWithINI is resolveWithINI for cmd.
+func resolveCmdWithINI(t *testing.T, cmd command, args []string, ini string) (*config, *strings.Replacer, error) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "proxy.ini")
+	tls := filepath.Join(dir, "tls")
+	if err := os.Mkdir(tls, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.pem", "cert.pem", "key.pem"} {
+		if err := os.WriteFile(filepath.Join(tls, f), []byte("PEM"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := strings.NewReplacer(iniPath, path, tlsDir, tls)
 	if ini != "" {
-		if err := os.WriteFile(path, []byte(ini), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(r.Replace(ini)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		args = append([]string{"-c", path}, args...)
 	}
 	args = append([]string(nil), args...)
 	for i, a := range args {
-		args[i] = strings.ReplaceAll(a, iniPath, path)
+		args[i] = r.Replace(a)
 	}
-	c, err := resolveConfig(args)
-	return c, path, err
+	c, err := resolve(cmd, args)
+	return c, r, err
+}
+
+// hermeticEnv empties the environment variables that make defaults or
+// override the file, so that a test does not depend on who runs it. HOME
+// is a temporary directory: the state directory defaults to one in it.
+func hermeticEnv(t *testing.T) (home string) {
+	t.Helper()
+	home = t.TempDir()
+	for _, v := range []string{"STATE_DIRECTORY", "XDG_STATE_HOME", envEtcdPassword} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("HOME", home)
+	return home
+}
+
+// checkConfig compares fields of c with want, and the sources of options
+// with wantFrom; r replaces "$INI" and "$TLS" in wanted strings.
+func checkConfig(t *testing.T, c *config, r *strings.Replacer, want map[string]any, wantFrom map[string]string) {
+	t.Helper()
+	v := reflect.ValueOf(c).Elem()
+	for field, want := range want {
+		f := v.FieldByName(field)
+		if !f.IsValid() {
+			t.Fatalf("config has no field %s", field)
+		}
+		if s, ok := want.(string); ok {
+			want = r.Replace(s)
+		}
+		if got := f.Interface(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %#v, want %#v", field, got, want)
+		}
+	}
+	for name, want := range wantFrom {
+		want = r.Replace(want)
+		if got := c.settings[name].from; got != want {
+			t.Errorf("source of %s: got %q, want %q", name, got, want)
+		}
+	}
 }
 
 func TestResolveConfig(t *testing.T) {
@@ -64,7 +126,7 @@ func TestResolveConfig(t *testing.T) {
 				"Registry": registryURL{Mode: registryEmbedded},
 				"HWM":      actors.DefaultHWM, "MaxMessageSize": int64(actors.DefaultMaxMessageSize),
 				"MetricsAddr": "", "SubscribeOn": []string(nil),
-				"TargetExpire": 300 * time.Second, "TargetUpdate": 180 * time.Second,
+				"TargetExpire": 5 * time.Second, "TargetUpdate": time.Duration(0),
 				"Kind": actors.KindDoubleRouter,
 			},
 			wantFrom: map[string]string{"frontend_port": sourceDefault, "url": sourceDefault},
@@ -170,7 +232,6 @@ zmq_target_update = 20
 			ini:  "[oslo_messaging_zmq]\nsubscribe_on = a:1, tcp://b:2,,TCP://[::1]:3 ,\n",
 			want: map[string]any{"SubscribeOn": []string{"tcp://a:1", "tcp://b:2", "tcp://[::1]:3"}},
 		},
-		{name: "negative target expiry means none", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", want: map[string]any{"TargetExpire": time.Duration(0)}},
 		{name: "no %()s interpolation", ini: "[zmq_proxy_opts]\nhost = %(foo)s\nfoo = x\n", want: map[string]any{"Host": "%(foo)s"}},
 
 		// The seed's rule for the kind of proxy.
@@ -186,33 +247,20 @@ zmq_target_update = 20
 			want: map[string]any{"Kind": actors.KindSingleRouter},
 		},
 	}
+	hermeticEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, path, err := resolveWithINI(t, tt.args, tt.ini)
+			c, r, err := resolveWithINI(t, tt.args, tt.ini)
 			if err != nil {
 				t.Fatalf("resolveConfig: got error %q, want none", err)
 			}
-			v := reflect.ValueOf(c).Elem()
-			for field, want := range tt.want {
-				f := v.FieldByName(field)
-				if !f.IsValid() {
-					t.Fatalf("config has no field %s", field)
-				}
-				if got := f.Interface(); !reflect.DeepEqual(got, want) {
-					t.Errorf("%s: got %#v, want %#v", field, got, want)
-				}
-			}
-			for name, want := range tt.wantFrom {
-				want = strings.ReplaceAll(want, iniPath, path)
-				if got := c.settings[name].from; got != want {
-					t.Errorf("source of %s: got %q, want %q", name, got, want)
-				}
-			}
+			checkConfig(t, c, r, tt.want, tt.wantFrom)
 		})
 	}
 }
 
 func TestResolveConfigIgnoredKeys(t *testing.T) {
+	hermeticEnv(t)
 	c, _, err := resolveWithINI(t, nil, "[DEFAULT]\ndebug = true\n[zmq_proxy_opts]\nfoo = bar\n[other]\nx = 1\n")
 	if err != nil {
 		t.Fatal(err)
@@ -282,11 +330,7 @@ func TestResolveConfigErrors(t *testing.T) {
 		},
 		{
 			name: "target update after expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 400\n",
-			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 400: not less than zmq_target_expire (300)`,
-		},
-		{
-			name: "target expiry before update", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 100\n",
-			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_expire = 100: not greater than zmq_target_update (180)`,
+			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 400: not less than zmq_target_expire (5, default)`,
 		},
 		{name: "INI syntax", ini: "[zmq_proxy_opts]\nfrontend_port\n", wantErr: `-c $INI: key-value delimiter not found`},
 		{name: "missing config file", args: []string{"-c", "/nonexistent/proxy.ini"}, wantErr: `-c /nonexistent/proxy.ini: open /nonexistent/proxy.ini: no such file or directory`},
@@ -296,20 +340,28 @@ func TestResolveConfigErrors(t *testing.T) {
 		{name: "positional argument", args: []string{"-d", "extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "bool flag takes no separate value", args: []string{"-lp", "false"}, wantErr: `unexpected argument "false"`},
 	}
+	hermeticEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, path, err := resolveWithINI(t, tt.args, tt.ini)
-			if err == nil {
-				t.Fatalf("resolveConfig: got no error, want %q", tt.wantErr)
-			}
-			want := strings.ReplaceAll(tt.wantErr, iniPath, path)
-			if got := err.Error(); !strings.Contains(got, want) {
-				t.Errorf("error: got %q, want it to contain %q", got, want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error: got %q, want one line", err)
-			}
+			_, r, err := resolveWithINI(t, tt.args, tt.ini)
+			checkError(t, err, r, tt.wantErr)
 		})
+	}
+}
+
+// checkError checks that err is one line that contains wantErr, in which r
+// replaces "$INI" and "$TLS".
+func checkError(t *testing.T, err error, r *strings.Replacer, wantErr string) {
+	t.Helper()
+	want := r.Replace(wantErr)
+	if err == nil {
+		t.Fatalf("resolve: got no error, want %q", want)
+	}
+	if got := err.Error(); !strings.Contains(got, want) {
+		t.Errorf("error: got %q, want it to contain %q", got, want)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error: got %q, want one line", err)
 	}
 }
 
@@ -322,27 +374,46 @@ func TestResolveConfigHelp(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	var b bytes.Buffer
-	printUsage(&b)
-	usage := b.String()
+	for _, cmd := range []command{cmdProxy, cmdList} {
+		var b bytes.Buffer
+		printUsage(&b, cmd)
+		checkUsage(t, cmd, b.String())
+	}
+}
+
+// checkUsage checks that the option lines of cmd's usage text name each of
+// its flags once, and that the text names no flag of another command.
+func checkUsage(t *testing.T, cmd command, usage string) {
+	t.Helper()
 	for _, o := range options {
 		if o.long == "" {
+			continue
+		}
+		if !o.takes(cmd) {
+			if strings.Contains(usage, "--"+o.long+" ") {
+				t.Errorf("usage of command %d names --%s, an option of another command:\n%s", cmd, o.long, usage)
+			}
 			continue
 		}
 		want := "--" + o.long
 		if o.short != "" {
 			want = "-" + o.short + ", --" + o.long
 		}
-		if n := strings.Count(usage, "--"+o.long+" ") + strings.Count(usage, "--"+o.long+"\n"); n != 1 {
-			t.Errorf("usage names --%s %d times, want once:\n%s", o.long, n, usage)
+		n := 0
+		for line := range strings.Lines(usage) {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, want+" ") || strings.HasPrefix(line, "--"+o.long+" ") {
+				n++
+			}
 		}
-		if !strings.Contains(usage, want) {
-			t.Errorf("usage: got\n%s\nwant it to contain %q", usage, want)
+		if n != 1 {
+			t.Errorf("usage has %d option lines for --%s, want one:\n%s", n, o.long, usage)
 		}
 	}
 }
 
 func TestRun(t *testing.T) {
+	hermeticEnv(t)
 	tests := []struct {
 		name       string
 		args       []string
@@ -354,7 +425,7 @@ func TestRun(t *testing.T) {
 		{name: "bad flag", args: []string{"-f", "abc"}, wantCode: 2, wantStderr: "zmq-proxy: -f: \"abc\" is not a port number\n"},
 		{name: "unknown flag", args: []string{"-x"}, wantCode: 2, wantStderr: "zmq-proxy: flag provided but not defined: -x\n"},
 		{name: "bad log file", args: []string{"-l", "/nonexistent/x.log"}, wantCode: 2, wantStderr: "zmq-proxy: -l /nonexistent/x.log: open /nonexistent/x.log: no such file or directory\n"},
-		{name: "local publisher", args: []string{"-lp"}, wantCode: 1, wantStderr: "zmq-proxy: local publisher proxy: not implemented yet\n"},
+		{name: "local publisher without a source", args: []string{"-lp", "-u", "zmq://"}, wantCode: 2, wantStderr: "zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -373,6 +444,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestLogFile(t *testing.T) {
+	hermeticEnv(t)
 	path := filepath.Join(t.TempDir(), "proxy.log")
 	c, err := resolveConfig([]string{"-l", path, "-d"})
 	if err != nil {
@@ -417,7 +489,9 @@ func umask(t *testing.T) os.FileMode {
 }
 
 // TestBinary builds zmq-proxy and runs it: a bad flag exits 2 with one line
-// on stderr; SIGTERM stops a running proxy with exit code 0.
+// on stderr; SIGTERM stops a running proxy with exit code 0; list gives up
+// on an etcd that does not answer with exit code 1, and SIGINT ends
+// list -w with exit code 0.
 func TestBinary(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -429,7 +503,13 @@ func TestBinary(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	hermeticEnv(t) // after go build: it needs the real $HOME for its caches
 
+	noEtcd := closedAddr(t)
+	listTimeout, err := time.ParseDuration(defaultListTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -439,13 +519,16 @@ func TestBinary(t *testing.T) {
 		{name: "bad flag", args: []string{"--frontend-port", "abc"}, wantCode: 2, wantLine: `zmq-proxy: --frontend-port: "abc" is not a port number`},
 		{name: "unknown flag", args: []string{"--nope"}, wantCode: 2, wantLine: `zmq-proxy: flag provided but not defined: -nope`},
 		{name: "positional", args: []string{"run"}, wantCode: 2, wantLine: `zmq-proxy: unexpected argument "run"`},
-		{name: "local publisher", args: []string{"-lp"}, wantCode: 1, wantLine: `zmq-proxy: local publisher proxy: not implemented yet`},
+		{name: "local publisher without a source", args: []string{"-lp", "-u", "zmq://"}, wantCode: 2, wantLine: `zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers`},
+		{name: "list bad flag", args: []string{"list", "--etcd-prefix", "x"}, wantCode: 2, wantLine: `zmq-proxy list: --etcd-prefix: "x" is not a key prefix that starts and ends with "/"`},
+		{name: "list without etcd", args: []string{"list", "--etcd-addr", noEtcd}, wantCode: 1, wantLine: `zmq-proxy list: no etcd at ` + noEtcd + `: start zmq-proxy first, or give -u`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			cmd := exec.CommandContext(ctx, bin, tt.args...)
 			cmd.Stderr = &stderr
+			start := time.Now()
 			err := cmd.Run()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
@@ -453,6 +536,9 @@ func TestBinary(t *testing.T) {
 			}
 			if got := exit.ExitCode(); got != tt.wantCode {
 				t.Errorf("exit code: got %d, want %d", got, tt.wantCode)
+			}
+			if tt.wantCode == 1 && time.Since(start) > listTimeout+3*time.Second {
+				t.Errorf("exit after %s, want it within the default --timeout of %s", time.Since(start), listTimeout)
 			}
 			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 			if tt.wantCode == 2 && len(lines) != 1 {
@@ -465,7 +551,8 @@ func TestBinary(t *testing.T) {
 	}
 
 	t.Run("SIGTERM", func(t *testing.T) {
-		cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1")
+		// No registry: this test is about signals, not etcd.
+		cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1", "-u", "zmq://")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -499,6 +586,47 @@ func TestBinary(t *testing.T) {
 			t.Errorf("after SIGTERM: got %v, want exit code 0", err)
 		}
 	})
+
+	t.Run("list -w SIGINT", func(t *testing.T) {
+		e := testutil.Embedded(t)
+		register(t, e.Client(t), registry.DefaultPrefix, recA)
+		cmd := exec.CommandContext(ctx, bin, "list", "-w", "-u", etcdURL(e), "--timeout", slowEtcd)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string)
+		go func() { // ends when the process closes stdout; drained below
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		defer func() {
+			_ = cmd.Process.Kill() // in case the test failed first
+			for range lines {
+			}
+			_ = cmd.Wait()
+		}()
+
+		waitForLine(t, lines, "PUBLISHER")
+		waitForLine(t, lines, recA.ID)
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		for range lines {
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("after SIGINT: got %v, want exit code 0 (stderr %q)", err, stderr.String())
+		}
+	})
+
 }
 
 // waitForLine reads lines until one contains want, or fails the test after

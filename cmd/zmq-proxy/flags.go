@@ -39,17 +39,17 @@ func (f flagName) Set(s string) error {
 // IsBoolFlag lets a boolean option be given without a value: "-d".
 func (f flagName) IsBoolFlag() bool { return f.v != nil && f.v.opt.boolean }
 
-// newFlagSet registers every option that has flags, short and long, and
-// returns the flag set and each flag's value by flag name. The flag set
+// newFlagSet registers every option of cmd that has flags, short and long,
+// and returns the flag set and each flag's value by flag name. The flag set
 // prints nothing: its errors are returned, and -h is the caller's to answer.
-func newFlagSet() (*flag.FlagSet, map[string]*flagValue) {
+func newFlagSet(cmd command) (*flag.FlagSet, map[string]*flagValue) {
 	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	byName := make(map[string]*flagValue)
 	for i := range options {
 		o := &options[i]
-		if o.long == "" {
+		if o.long == "" || !o.takes(cmd) {
 			continue
 		}
 		v := &flagValue{opt: o}
@@ -63,13 +63,60 @@ func newFlagSet() (*flag.FlagSet, map[string]*flagValue) {
 	return fs, byName
 }
 
-// printUsage writes the -h text: one line per option, its short and long
-// flags together, then the layout of the configuration file.
-func printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: %s [options]\n\nZeroMQ proxy service.\n\nOptions:\n", progName)
+// printUsage writes the -h text of cmd: what it does, one line per option,
+// its short and long flags together, then the configuration file.
+func printUsage(w io.Writer, cmd command) {
+	if cmd == cmdList {
+		fmt.Fprintf(w, "Usage: %s list [options]\n\n", progName)
+		fmt.Fprint(w, wrap("Print the proxies registered in etcd and exit; with -w, go on printing "+
+			"the changes until SIGINT or SIGTERM. With no URL, list asks the etcd on --etcd-addr, "+
+			"the one a proxy started without a URL runs; it never starts one.", "", 78))
+	} else {
+		fmt.Fprintf(w, "Usage: %s [options]\n       %s list [options]\n\n", progName, progName)
+		fmt.Fprintf(w, "ZeroMQ proxy service. The list command prints the registered proxies (%s list -h).\n", progName)
+	}
+	fmt.Fprintf(w, "\nOptions:\n")
+	printOptions(w, cmd)
+
+	fmt.Fprintf(w, "\n%s", wrap("Precedence, option by option: a flag overrides the environment "+
+		"($"+envEtcdPassword+" for --etcd-password, so that the password need not be on the command line), "+
+		"which overrides the configuration file (-c), which overrides the default.", "", 78))
+	if cmd == cmdList {
+		fmt.Fprintf(w, "\n%s", wrap("The configuration file is the proxy's: list reads its url and etcd_* keys "+
+			"in ["+sectionProxy+"] and ignores the others.", "", 78))
+		fmt.Fprint(w, "\nOutput: a table with the columns ID, KIND, HOST, FRONTEND, BACKEND, PUBLISHER\n"+
+			"and STARTED (UTC); \"-\" where a proxy has no such socket. With --json, one\n"+
+			"JSON record per line instead. With -w, after the table, one line per change:\n"+
+			"  + ID KIND FRONTEND BACKEND PUBLISHER   a proxy registered, or changed\n"+
+			"  - ID                                   a proxy went away\n"+
+			"With -w and --json, one {\"event\":\"put\"|\"delete\",\"record\":{...}} per line, the\n"+
+			"proxies registered at the start first, as puts.\n"+
+			"\nExit status: 0; 1 when etcd does not answer in time, or refuses; 2 for a bad\n"+
+			"option.\n")
+		return
+	}
+	fmt.Fprintf(w, "\n%s", wrap("-H/--host (host in the file) is the address the proxy binds; --name (name) is "+
+		"the host name it registers under. The seed's host meant that name.", "", 78))
+	fmt.Fprintf(w, "\nThe configuration file (-c) is INI. Its keys:\n")
+	for _, section := range []string{sectionProxy, sectionZMQ} {
+		var keys []string
+		for _, o := range options {
+			if o.section == section {
+				keys = append(keys, o.name)
+			}
+		}
+		fmt.Fprintf(w, "  [%s]\n%s", section, wrap(strings.Join(keys, ", "), "    ", 78))
+	}
+	fmt.Fprint(w, wrap("zmq_target_expire is the TTL of the registration's lease (--target-expire). "+
+		"zmq_target_update is accepted for compatibility, and checked to be less than it, but unused: "+
+		"the etcd client renews the lease every TTL/3 by itself.", "  ", 78))
+}
+
+// printOptions writes one line per option of cmd that has flags.
+func printOptions(w io.Writer, cmd command) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, o := range options {
-		if o.long == "" {
+		if o.long == "" || !o.takes(cmd) {
 			continue
 		}
 		names := "    --" + o.long
@@ -80,24 +127,16 @@ func printUsage(w io.Writer) {
 			names += " " + o.arg
 		}
 		help := o.help
-		if !o.boolean && o.def != "" && o.def != "0" {
+		switch {
+		case o.defHelp != "":
+			help += " (default " + o.defHelp + ")"
+		case !o.boolean && o.def != "" && o.def != "0":
 			help += " (default " + o.def + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", names, help)
 	}
 	fmt.Fprintf(tw, "  -h, --help\tshow this help and exit\n")
 	_ = tw.Flush()
-
-	fmt.Fprintf(w, "\nThe configuration file (-c) is INI; a flag given overrides it. Its keys:\n")
-	for _, section := range []string{sectionProxy, sectionZMQ} {
-		var keys []string
-		for _, o := range options {
-			if o.section == section {
-				keys = append(keys, o.name)
-			}
-		}
-		fmt.Fprintf(w, "  [%s]\n%s", section, wrap(strings.Join(keys, ", "), "    ", 78))
-	}
 }
 
 // wrap breaks text at spaces into lines of at most width bytes, indent

@@ -1,6 +1,7 @@
 // Command zmq-proxy runs one proxy of the ZeroMQ messaging driver: a central
-// double- or single-router proxy, or a node-local publisher. Run it with -h
-// for its flags and configuration file.
+// double- or single-router proxy, or a node-local publisher. "zmq-proxy
+// list" prints the proxies registered in etcd. Run either with -h for its
+// flags and configuration file.
 package main
 
 import (
@@ -23,9 +24,14 @@ func main() {
 // run is the whole process. It returns the exit code: 0 after SIGINT or
 // SIGTERM (or -h), 1 on a runtime error, 2 on a bad flag or configuration.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "list" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runList(ctx, args[1:], stdout, stderr)
+	}
 	c, err := resolveConfig(args)
 	if errors.Is(err, flag.ErrHelp) {
-		printUsage(stdout)
+		printUsage(stdout, cmdProxy)
 		return 0
 	}
 	if err != nil {

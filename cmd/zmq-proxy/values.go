@@ -3,10 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Parsers of option values. Each takes the raw text, wherever it came from,
@@ -205,4 +209,102 @@ func parseRegistryURL(s string) (registryURL, error) {
 		eps = append(eps, ep)
 	}
 	return registryURL{Mode: registryEtcd, Endpoints: eps}, nil
+}
+
+// lookupEnv is the value of the environment variable name; "" when name is
+// "", or the variable is not set or empty.
+func lookupEnv(name string) string {
+	if name == "" {
+		return ""
+	}
+	return os.Getenv(name)
+}
+
+// parseName parses the host name a proxy registers under: one word, no "/"
+// (the record's ID is "name/random").
+func parseName(s string) (string, error) {
+	bad := func(r rune) bool { return r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) }
+	if s == "" || strings.ContainsFunc(s, bad) {
+		return "", errors.New(`not a host name (one word, without "/")`)
+	}
+	return s, nil
+}
+
+// parseDir parses a directory that need not exist yet: it is made absolute,
+// so that it does not depend on the working directory. "" is none.
+func parseDir(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(s)
+	if err != nil {
+		return "", fmt.Errorf("not a usable path: %w", err)
+	}
+	return abs, nil
+}
+
+// parsePrefix parses an etcd key prefix: it starts and ends with "/", so that
+// one prefix is never a prefix of another one's keys.
+func parsePrefix(s string) (string, error) {
+	if !strings.HasPrefix(s, "/") || !strings.HasSuffix(s, "/") {
+		return "", errors.New(`not a key prefix that starts and ends with "/"`)
+	}
+	return s, nil
+}
+
+// parseFile parses the name of a file that must exist and be readable now,
+// so that a mistake shows at start, not at the first TLS handshake. "" is
+// none.
+func parseFile(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	f, err := os.Open(s)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return "", fmt.Errorf("not a readable file: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		return "", errors.New("not a readable file: a directory")
+	}
+	return s, nil
+}
+
+// parseTimeout parses a positive duration: "5s", "1m30s", or a number of
+// seconds.
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.Atoi(s)
+		if nerr != nil || n > maxSeconds {
+			return 0, errors.New("not a duration (5s, 1m, or a number of seconds)")
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0, errors.New("not a positive duration")
+	}
+	return d, nil
+}
+
+// defaultStateDir is where an embedded etcd keeps its data unless told:
+// systemd's StateDirectory= (the first one, if several), else the XDG state
+// directory, else ~/.local/state/zmq-proxy. It is "" when none of them can
+// be found; that is an error only for a proxy that embeds etcd.
+func defaultStateDir() (string, error) {
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return d, nil
+	}
+	// The XDG spec: a relative path in $XDG_STATE_HOME is to be ignored.
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, progName), nil
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".local", "state", progName), nil
+	}
+	return "", nil
 }
