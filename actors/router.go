@@ -76,16 +76,30 @@ func (a *routerActor) start(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	opts.OnBatch = func(b *transport.Batch) { a.route(root, self, b) }
 	opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
-	sock := transport.NewRouter(opts)
-	if err := sock.Bind(a.spec.endpoint); err != nil {
+	a.sock = transport.NewRouter(opts)
+	a.spec.bind(a.sock)
+}
+
+// binder is a socket that binds: transport.Router and transport.Pub.
+type binder interface {
+	Bind(endpoint string) error
+	Addr() string
+	Close() error
+}
+
+// bind binds sock on the spec's endpoint and reports the result; it
+// fails the actor (panics to its supervisor) when the bind fails. After
+// the first bind the endpoint is the address bound, so a restart keeps a
+// random port.
+func (s *socketSpec) bind(sock binder) {
+	if err := sock.Bind(s.endpoint); err != nil {
 		sock.Close()
-		err = fmt.Errorf("bind %s %s: %w", a.spec.name, a.spec.endpoint, err)
-		a.spec.bound(bindResult{name: a.spec.name, err: err})
+		err = fmt.Errorf("bind %s %s: %w", s.name, s.endpoint, err)
+		s.bound(bindResult{name: s.name, err: err})
 		panic(err)
 	}
-	a.sock = sock
-	a.spec.endpoint = sock.Addr()
-	a.spec.bound(bindResult{name: a.spec.name, addr: sock.Addr()})
+	s.endpoint = sock.Addr()
+	s.bound(bindResult{name: s.name, addr: sock.Addr()})
 }
 
 func (a *routerActor) stop() {
@@ -194,16 +208,8 @@ func (a *publisherActor) Receive(ctx actor.Context) {
 		opts := a.spec.opts
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
-		sock := transport.NewPub(opts)
-		if err := sock.Bind(a.spec.endpoint); err != nil {
-			sock.Close()
-			err = fmt.Errorf("bind %s %s: %w", a.spec.name, a.spec.endpoint, err)
-			a.spec.bound(bindResult{name: a.spec.name, err: err})
-			panic(err)
-		}
-		a.sock = sock
-		a.spec.endpoint = sock.Addr()
-		a.spec.bound(bindResult{name: a.spec.name, addr: sock.Addr()})
+		a.sock = transport.NewPub(opts)
+		a.spec.bind(a.sock)
 	case *actor.Stopping, *actor.Restarting:
 		if a.sock != nil {
 			a.sock.Close()
@@ -242,12 +248,5 @@ func (a *publisherActor) publish(d *deliver) {
 	}
 }
 
-// printable renders an identity or key for logs: text as is, binary as hex.
-func printable(b []byte) string {
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return fmt.Sprintf("0x%x", b)
-		}
-	}
-	return string(b)
-}
+// printable renders an identity or key for logs.
+func printable(b []byte) string { return transport.Printable(b) }

@@ -398,7 +398,10 @@ func (s *socket) close() error {
 	return nil
 }
 
-// printable renders an identity for logs: text as is, binary as hex.
+// Printable renders an identity or a key for logs: text as is, binary as
+// hex.
+func Printable(id []byte) string { return printable(id) }
+
 func printable(id []byte) string {
 	for _, c := range id {
 		if c < 0x20 || c > 0x7e {
