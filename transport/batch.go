@@ -22,6 +22,7 @@ type Batch struct {
 	frames [][]byte
 	buf    *[]byte
 	refs   atomic.Int32
+	slot   chan struct{} // the reader's in-flight slot this batch holds, if any
 }
 
 var batchPool = sync.Pool{New: func() any { return new(Batch) }}
@@ -44,9 +45,12 @@ func (b *Batch) Release() {
 	if b.buf != nil && cap(*b.buf) == readBufSize {
 		readBufPool.Put(b.buf)
 	}
+	if b.slot != nil {
+		<-b.slot
+	}
 	clear(b.frames)
 	clear(b.Msgs)
-	b.frames, b.Msgs, b.buf, b.Peer = b.frames[:0], b.Msgs[:0], nil, nil
+	b.frames, b.Msgs, b.buf, b.Peer, b.slot = b.frames[:0], b.Msgs[:0], nil, nil, nil
 	batchPool.Put(b)
 }
 

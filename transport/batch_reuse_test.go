@@ -38,7 +38,7 @@ func TestReaderKeepsPartialMessageWhenBatchIsReleasedAtOnce(t *testing.T) {
 	}()
 	next := uint32(0)
 	var bad error
-	mr := newMsgReader(server, 1<<20)
+	mr := newMsgReader(server, 1<<20, nil)
 	err := mr.run(nil, func(b *Batch) {
 		for _, m := range b.Msgs {
 			if len(m) != 3 || len(m[1]) != 4 || !bytes.Equal(m[2], payload) {

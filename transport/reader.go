@@ -4,6 +4,14 @@ import (
 	"net"
 )
 
+// maxBatchesInFlight bounds the batches of one connection that are handed
+// on and not yet released. A reader that reaches it stops reading until a
+// batch is released, so a peer that sends faster than the proxy forwards
+// is held back by TCP (as libzmq's receive high-water mark does) instead
+// of growing the mailboxes: a connection holds at most this many read
+// buffers.
+const maxBatchesInFlight = 16
+
 // msgReader reads ZMTP frames from one connection into large buffers and
 // hands them on in batches: one Read brings in as many messages as are on
 // the wire, and they leave as one Batch, without a copy.
@@ -12,11 +20,16 @@ type msgReader struct {
 	maxMsg int64
 	buf    *[]byte
 	r, w   int
-	ends   []int // frame index where each message of the batch ends
+	ends   []int         // frame index where each message of the batch ends
+	slots  chan struct{} // one token per batch in flight
+	done   <-chan struct{}
 }
 
-func newMsgReader(conn net.Conn, maxMsg int64) *msgReader {
-	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte)}
+// newMsgReader reads conn; it stops waiting for a free in-flight slot when
+// done is closed.
+func newMsgReader(conn net.Conn, maxMsg int64, done <-chan struct{}) *msgReader {
+	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte),
+		slots: make(chan struct{}, maxBatchesInFlight), done: done}
 }
 
 func putReadBuf(b *[]byte) {
@@ -88,6 +101,12 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 			// as soon as it is handed on.
 			batch.buf = mr.buf
 			mr.renew(max(need, mr.w-mr.r), false)
+			select {
+			case mr.slots <- struct{}{}:
+			case <-mr.done:
+				return net.ErrClosed
+			}
+			batch.slot = mr.slots
 			onBatch(batch)
 			batch = newBatch(peer)
 		} else if need > len(*mr.buf) {

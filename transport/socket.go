@@ -258,7 +258,7 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 			p.shutdown()
 		}
 	}()
-	mr := newMsgReader(conn, s.opts.MaxMessageSize)
+	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
 	err = mr.run(p.id, func(b *Batch) {
 		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
 		s.role.recv(p, b)
