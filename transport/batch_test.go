@@ -105,53 +105,65 @@ func TestDealerBurstInOrder(t *testing.T) {
 
 // TestHeldBatchesStayIntact: a receiver may keep batches (Retain, then
 // Release later) while the reader goes on: the frames it holds are not
-// overwritten by later reads.
+// overwritten by later reads. Each batch is checked only when it is
+// released, several reads after it arrived (the reader allows up to
+// maxBatchesInFlight held batches per connection).
 func TestHeldBatchesStayIntact(t *testing.T) {
+	const n = 3000
+	pad := string(make([]byte, 97))
 	var (
-		mu    sync.Mutex
-		held  []*Batch
-		count int
+		mu      sync.Mutex
+		held    []*Batch
+		next    int // index of the next message to check
+		batches int
+		bad     error
 	)
+	check := func(b *Batch) {
+		for _, m := range b.Msgs {
+			if want := []string{fmt.Sprintf("%05d", next), pad}; bad == nil && (!slices.Equal(strs(m), want) || string(b.Peer) != "d") {
+				bad = fmt.Errorf("held message %d from %q: got %q, want %q", next, b.Peer, strs(m)[0], want[0])
+			}
+			next++
+		}
+		b.Release()
+		b.Release()
+	}
 	r := startRouter(t, Options{OnBatch: func(b *Batch) {
 		b.Retain() // a second holder, as when a batch goes to two actors
 		mu.Lock()
-		held = append(held, b)
-		count += len(b.Msgs)
-		mu.Unlock()
-	}})
-	t.Cleanup(func() {
-		mu.Lock()
 		defer mu.Unlock()
-		for _, b := range held {
-			b.Release()
-			b.Release()
+		batches++
+		held = append(held, b)
+		if len(held) > maxBatchesInFlight/2 {
+			check(held[0])
+			held = held[1:]
 		}
-	})
+	}})
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 10000}, r.Addr())
 	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
 
 	// Enough bytes for many read buffers, with messages across their ends.
-	const n = 3000
-	pad := string(make([]byte, 97))
 	for i := range n {
 		if !d.Send(frames(fmt.Sprintf("%05d", i), pad), nil) {
 			t.Fatalf("Send %d: got false, want true", i)
 		}
 	}
-	eventually(t, wait, func() bool { mu.Lock(); defer mu.Unlock(); return count == n }, "%d messages arrive", n)
+	eventually(t, wait, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		held0 := 0
+		for _, b := range held {
+			held0 += len(b.Msgs)
+		}
+		return next+held0 == n
+	}, "%d messages arrive", n)
 	mu.Lock()
 	defer mu.Unlock()
-	i := 0
 	for _, b := range held {
-		if string(b.Peer) != "d" {
-			t.Fatalf("Batch.Peer: got %q, want d", b.Peer)
-		}
-		for _, m := range b.Msgs {
-			if want := []string{fmt.Sprintf("%05d", i), pad}; !slices.Equal(strs(m), want) {
-				t.Fatalf("held message %d: got %q, want %q", i, strs(m)[0], want[0])
-			}
-			i++
-		}
+		check(b)
 	}
-	t.Logf("%d messages in %d held batches", n, len(held))
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	t.Logf("%d messages in %d batches, checked after later reads", n, batches)
 }

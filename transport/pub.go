@@ -34,32 +34,48 @@ func (f *filterSnap) match(topic []byte) bool {
 type filterRef struct {
 	snap   atomic.Pointer[filterSnap]
 	counts map[string]int
+	warned bool // the topic limit was logged
 }
+
+// maxTopicsPerSubscriber bounds the distinct prefixes one subscriber may
+// hold, so that no peer can grow the proxy without bound by subscribing;
+// a SUBSCRIBE past it is ignored (and logged once per subscriber).
+const maxTopicsPerSubscriber = 10000
 
 // apply handles one subscription message: first byte 1 = subscribe,
 // 0 = cancel, then the prefix. Subscriptions are counted, as in libzmq:
-// two SUBSCRIBEs to a prefix need two CANCELs.
-func (f *filterRef) apply(msg []byte) {
+// two SUBSCRIBEs to a prefix need two CANCELs. It reports whether the set
+// changed and whether the message was refused for the limit.
+func (f *filterRef) apply(msg []byte) (changed, refused bool) {
 	if len(msg) == 0 || msg[0] > 1 {
-		return
+		return false, false
 	}
 	if f.counts == nil {
 		f.counts = make(map[string]int)
 	}
-	topic := string(msg[1:])
+	topic := msg[1:]
+	n, ok := f.counts[string(topic)]
 	if msg[0] == 1 {
-		f.counts[topic]++
-	} else {
-		n, ok := f.counts[topic]
-		if !ok {
-			return
+		if !ok && len(f.counts) >= maxTopicsPerSubscriber {
+			return false, true
 		}
-		if n <= 1 {
-			delete(f.counts, topic)
-		} else {
-			f.counts[topic] = n - 1
-		}
+		f.counts[string(topic)] = n + 1
+		return !ok, false
 	}
+	switch {
+	case !ok:
+		return false, false
+	case n <= 1:
+		delete(f.counts, string(topic))
+		return true, false
+	default:
+		f.counts[string(topic)] = n - 1
+		return false, false
+	}
+}
+
+// publish makes the current prefixes visible to publishers.
+func (f *filterRef) publish() {
 	snap := &filterSnap{prefixes: make([]string, 0, len(f.counts))}
 	for t := range f.counts {
 		if t == "" {
@@ -68,6 +84,22 @@ func (f *filterRef) apply(msg []byte) {
 		snap.prefixes = append(snap.prefixes, t)
 	}
 	f.snap.Store(snap)
+}
+
+// update applies subscription messages and publishes the result once.
+func (p *Pub) update(sub *peer, msgs ...[]byte) {
+	changed, refused := false, false
+	for _, m := range msgs {
+		c, r := sub.filter.apply(m)
+		changed, refused = changed || c, refused || r
+	}
+	if changed {
+		sub.filter.publish()
+	}
+	if refused && !sub.filter.warned {
+		sub.filter.warned = true
+		p.s.log.Warn("subscriber has too many subscriptions, ignoring more", "identity", printable(sub.id), "limit", maxTopicsPerSubscriber)
+	}
 }
 
 // Pub is a binding PUB socket: each subscriber has its own prefix filter
@@ -163,11 +195,13 @@ func (p *Pub) detach(sub *peer) {
 // recv applies subscription messages; anything else a subscriber sends is
 // ignored, as libzmq's PUB does.
 func (p *Pub) recv(sub *peer, b *Batch) {
+	subs := make([][]byte, 0, len(b.Msgs))
 	for _, m := range b.Msgs {
 		if len(m) == 1 {
-			sub.filter.apply(m[0])
+			subs = append(subs, m[0])
 		}
 	}
+	p.update(sub, subs...)
 	b.Release()
 }
 
@@ -175,8 +209,8 @@ func (p *Pub) recv(sub *peer, b *Batch) {
 func (p *Pub) command(sub *peer, name string, data []byte) {
 	switch name {
 	case "SUBSCRIBE":
-		sub.filter.apply(append([]byte{1}, data...))
+		p.update(sub, append([]byte{1}, data...))
 	case "CANCEL":
-		sub.filter.apply(append([]byte{0}, data...))
+		p.update(sub, append([]byte{0}, data...))
 	}
 }

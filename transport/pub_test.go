@@ -40,6 +40,7 @@ func TestFilterApply(t *testing.T) {
 					f.apply([]byte(op))
 				}
 			}
+			f.publish()
 			for topic, want := range tt.wantMatch {
 				if got := f.snap.Load().match([]byte(topic)); got != want {
 					t.Errorf("match(%q): got %v, want %v", topic, got, want)
@@ -249,4 +250,30 @@ func TestPubSlowSubscriber(t *testing.T) {
 		t.Errorf("healthy subscriber: got %d messages, want %d", got, rounds)
 	}
 	t.Logf("%d rounds, %d dropped for the slow subscriber", rounds, dropped)
+}
+
+// A subscriber cannot grow the proxy without bound by subscribing: past
+// maxTopicsPerSubscriber distinct prefixes, more are refused; the ones it
+// has keep working, and cancelling makes room again.
+func TestFilterTopicLimit(t *testing.T) {
+	var f filterRef
+	for i := range maxTopicsPerSubscriber {
+		if _, refused := f.apply([]byte(fmt.Sprintf("\x01t%d", i))); refused {
+			t.Fatalf("subscription %d refused, want the first %d accepted", i, maxTopicsPerSubscriber)
+		}
+	}
+	if _, refused := f.apply([]byte("\x01one-too-many")); !refused {
+		t.Fatal("subscription past the limit: got accepted, want refused")
+	}
+	if _, refused := f.apply([]byte("\x01t5")); refused {
+		t.Fatal("repeated subscription to a held prefix refused")
+	}
+	f.apply([]byte("\x00t0"))
+	if _, refused := f.apply([]byte("\x01now-fits")); refused {
+		t.Fatal("subscription after a cancel refused")
+	}
+	f.publish()
+	if !f.snap.Load().match([]byte("now-fits")) || f.snap.Load().match([]byte("one-too-many")) {
+		t.Fatal("filter does not reflect the limit")
+	}
 }
