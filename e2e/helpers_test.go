@@ -220,6 +220,13 @@ func (p *process) kill() {
 type proxyOpts struct {
 	single bool // single-router: only a frontend port is given
 	ack    bool // -a / --ack-pub-sub
+	local  bool // -lp: a local publisher proxy, a PUB and no frontend
+	// registry are the registry flags, in place of the default
+	// "-u zmq://127.0.0.1:6379/" (none): "-u", "zmq+etcd://127.0.0.1:PORT/",
+	// or "--etcd-addr", "127.0.0.1:PORT", "--state-dir", dir. Ours only.
+	registry []string
+	// args are more flags (ports, --name, --target-expire). Ours only.
+	args []string
 	// refArgs are extra cproxy flags, for the reference mode only.
 	refArgs []string
 }
@@ -242,6 +249,9 @@ type proxy struct {
 func startProxy(t *testing.T, o proxyOpts) *proxy {
 	t.Helper()
 	needPython(t)
+	if isRef() && (o.local || o.registry != nil || o.args != nil) {
+		t.Skipf("ZP_REF=%s: cproxy has no registry, no local publisher mode and none of our flags", refMode)
+	}
 	p := &proxy{log: newLineBuffer()}
 	var cmd *exec.Cmd
 	if isRef() {
@@ -269,9 +279,18 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 		if o.ack {
 			args = append(args, "-a")
 		}
-		// These tests are about the data path: no registry (the seed's
-		// zmq:// URL), so no etcd on a fixed port.
-		args = append(args, "--metrics-addr", "127.0.0.1:0", "-u", "zmq://127.0.0.1:6379/")
+		if o.local {
+			args = append(args, "-lp")
+		}
+		args = append(args, "--metrics-addr", "127.0.0.1:0")
+		if o.registry != nil {
+			args = append(args, o.registry...)
+		} else {
+			// The data path alone: no registry (the seed's zmq:// URL), so
+			// no etcd on a fixed port.
+			args = append(args, "-u", "zmq://127.0.0.1:6379/")
+		}
+		args = append(args, o.args...)
 		cmd = exec.Command(binPath, args...)
 	}
 	p.process = startProcess(t, cmd, p.log, p.log)
@@ -305,12 +324,20 @@ func (p *proxy) waitStarted(t *testing.T, o proxyOpts) {
 			p.publisher = kv["publisher"]
 			p.metrics = strings.TrimSuffix(strings.TrimPrefix(kv["metrics"], "http://"), "/")
 			wantKind := "double-router"
-			if o.single {
+			switch {
+			case o.local:
+				wantKind = "local"
+			case o.single:
 				wantKind = "single-router"
 			}
 			switch {
 			case kv["kind"] != wantKind:
 				t.Fatalf("proxy started as kind=%q, want %q\nlog:\n%s", kv["kind"], wantKind, p.log)
+			case o.local && (p.frontend != "" || p.backend != ""):
+				t.Fatalf("local proxy has frontend=%q backend=%q, want neither: %q", p.frontend, p.backend, l)
+			case o.local && (p.publisher == "" || p.metrics == ""):
+				t.Fatalf("proxy started line lacks publisher or metrics: %q", l)
+			case o.local:
 			case p.frontend == "" || p.publisher == "" || p.metrics == "":
 				t.Fatalf("proxy started line lacks frontend, publisher or metrics: %q", l)
 			case o.single && p.backend != "":
@@ -833,3 +860,59 @@ func skipMetrics(t *testing.T, p *proxy) bool {
 	t.Logf("ZP_REF=%s: metric checks left out (cproxy has no metrics)", refMode)
 	return true
 }
+
+// waitLog waits until the proxy has logged a line with msg=<msg> whose
+// keys include the given ones (pairs: key, value), looking from its first
+// line, and returns that line's keys and values. It fails the test if the
+// proxy exits without logging it, or after timeout.
+func (p *proxy) waitLog(t *testing.T, timeout time.Duration, msg string, kvs ...string) map[string]string {
+	t.Helper()
+	return p.waitLogFunc(t, timeout, fmt.Sprintf("msg=%q %v", msg, kvs), func(kv map[string]string) bool {
+		if kv["msg"] != msg {
+			return false
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			if kv[kvs[i]] != kvs[i+1] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitLogFunc is waitLog for the first line for which match holds.
+func (p *proxy) waitLogFunc(t *testing.T, timeout time.Duration, what string, match func(map[string]string) bool) map[string]string {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for next := 0; ; {
+		lines, changed := p.log.since(next)
+		next += len(lines)
+		for _, l := range lines {
+			if kv := parseLogLine(l); match(kv) {
+				return kv
+			}
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			if lines, _ := p.log.since(next); len(lines) > 0 {
+				continue // what it logged last, before saying it is gone
+			}
+			p.stopped = true // reported here, not again by the cleanup
+			t.Fatalf("proxy exited (%v) without logging %s\nlog:\n%s", p.waitErr, what, p.log)
+		case <-deadline.C:
+			t.Fatalf("proxy did not log %s within %v\nlog:\n%s", what, timeout, p.log)
+		}
+	}
+}
+
+// logTime is the time= of a parsed log line (millisecond precision), or
+// the zero time.
+func logTime(kv map[string]string) time.Time {
+	at, _ := time.Parse(time.RFC3339Nano, kv["time"])
+	return at
+}
+
+// pid is the proxy's process id.
+func (p *proxy) pid() int { return p.cmd.Process.Pid }

@@ -26,7 +26,9 @@ type Config struct {
 	Prefix string
 	// TTL of the lease; default DefaultTTL. etcd rounds it to seconds.
 	TTL time.Duration
-	// RetryMin and RetryMax bound the backoff while etcd does not answer.
+	// RetryMin and RetryMax bound the backoff while etcd does not answer;
+	// default 100 ms to 1 s, so that a proxy registers again within about a
+	// second of etcd coming back.
 	RetryMin, RetryMax time.Duration
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
@@ -49,7 +51,7 @@ func (c *Config) setDefaults() error {
 		c.RetryMin = 100 * time.Millisecond
 	}
 	if c.RetryMax < c.RetryMin {
-		c.RetryMax = max(5*time.Second, c.RetryMin)
+		c.RetryMax = max(time.Second, c.RetryMin)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -9,6 +9,7 @@
 package etcdserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // Defaults of Options.
@@ -65,9 +67,18 @@ func (o Options) withDefaults() Options {
 		o.ClientAddr = DefaultClientAddr
 	}
 	if o.PeerAddr == "" {
+		// The port after the client port (2379 -> 2380, etcd's pair), so
+		// that a registry moved with --etcd-addr moves whole; random if the
+		// client port is.
 		o.PeerAddr = DefaultPeerAddr
-		if _, port, err := net.SplitHostPort(o.ClientAddr); err == nil && port == "0" {
-			o.PeerAddr = "127.0.0.1:0"
+		if host, port, err := net.SplitHostPort(o.ClientAddr); err == nil {
+			if p, err := strconv.Atoi(port); err == nil && p < 65535 {
+				next := p + 1
+				if p == 0 {
+					next = 0
+				}
+				o.PeerAddr = net.JoinHostPort(host, strconv.Itoa(next))
+			}
 		}
 	}
 	if o.Name == "" {
@@ -126,6 +137,10 @@ type Server struct {
 	peerAddr   string
 	dataDir    string
 	closeOnce  sync.Once
+	// endStreams cancels the context of every client stream (watches,
+	// lease keep-alives): etcd's own Close would wait up to its request
+	// timeout (7 s) for streams that other processes hold open.
+	endStreams context.CancelFunc
 }
 
 // Start starts an embedded single-member etcd listening on loopback only,
@@ -177,9 +192,19 @@ func start(o Options, client, peer string) (*Server, error) {
 	cfg.LogLevel = "error"
 	core := newSlogCore(o.Logger)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core))
+	streams, endStreams := context.WithCancel(context.Background())
+	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions,
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			ctx, cancel := context.WithCancel(ss.Context())
+			defer cancel()
+			stop := context.AfterFunc(streams, cancel)
+			defer stop()
+			return handler(srv, &stream{ServerStream: ss, ctx: ctx})
+		}))
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
+		endStreams()
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("embedded etcd on %s (peer %s): %w: %w", client, peer, ErrPortInUse, err)
 		}
@@ -190,14 +215,16 @@ func start(o Options, client, peer string) (*Server, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		endStreams()
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd on %s: %w", client, err)
 	case <-timer.C:
+		endStreams()
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd on %s, after %s: %w", client, o.ReadyTimeout, ErrNotReady)
 	}
 	core.setServing(true)
-	return &Server{etcd: e, log: core, clientAddr: client, peerAddr: peer, dataDir: o.DataDir}, nil
+	return &Server{etcd: e, log: core, clientAddr: client, peerAddr: peer, dataDir: o.DataDir, endStreams: endStreams}, nil
 }
 
 // pickPorts replaces port 0 in the client and peer addresses with free
@@ -253,16 +280,28 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 //
 //  1. turn etcd's own error logs down to debug level: every listener
 //     goroutine logs an error as its listener closes;
-//  2. stop accepting client requests, letting those in flight finish
+//  2. end every client stream (watches, lease keep-alives) at once:
+//     clients in other processes hold them open, and etcd would wait its
+//     request timeout for them;
+//  3. stop accepting client requests, letting those in flight finish
 //     within the request timeout (embed from here on);
-//  3. close the client listeners;
-//  4. stop the raft server and the peer transport;
-//  5. close the peer listeners' idle connections (at most 1 s);
-//  6. wait for the serving goroutines and close the Err channel.
+//  4. close the client listeners;
+//  5. stop the raft server and the peer transport;
+//  6. close the peer listeners' idle connections (at most 1 s);
+//  7. wait for the serving goroutines and close the Err channel.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.log.setServing(false)
+		s.endStreams()
 		s.etcd.Close()
 	})
 	return nil
 }
+
+// stream is a server stream whose context ends when the server closes.
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }

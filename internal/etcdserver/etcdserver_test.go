@@ -165,7 +165,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"peer not loopback", Options{PeerAddr: "10.1.2.3:2380", DataDir: "d"}, ErrNotLoopback},
 		{"no port", Options{ClientAddr: "127.0.0.1", DataDir: "d"}, ErrBadAddr},
 		{"bad port", Options{ClientAddr: "127.0.0.1:http", DataDir: "d"}, ErrBadAddr},
-		{"same port", Options{ClientAddr: "127.0.0.1:2380", DataDir: "d"}, ErrBadAddr},
+		{"same port", Options{ClientAddr: "127.0.0.1:2380", PeerAddr: "127.0.0.1:2380", DataDir: "d"}, ErrBadAddr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -429,5 +429,49 @@ func TestLocalRace(t *testing.T) {
 	}
 	if started != 1 {
 		t.Fatalf("started %d embedded etcds, want 1", started)
+	}
+}
+
+// Clients of other processes hold watches and lease keep-alives open;
+// Close ends them instead of waiting etcd's request timeout (7 s) for them.
+func TestCloseDoesNotWaitForOpenStreams(t *testing.T) {
+	s := startRandom(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := cli.Watch(ctx, "/x", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	<-wch // the watch stream is open
+	g, err := cli.Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.KeepAlive(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.Close()
+	// etcd's own timeout is 5 s plus two election timeouts; anything well
+	// under it shows the streams were ended, not waited for.
+	if took := time.Since(start); took >= 5*time.Second {
+		t.Fatalf("Close with open streams took %s, want well under etcd's 7 s request timeout", took)
+	} else {
+		t.Logf("Close with a watch and a keep-alive open took %s", took.Round(time.Millisecond))
+	}
+}
+
+func TestPeerPortFollowsClientPort(t *testing.T) {
+	for _, tt := range []struct{ client, wantPeer string }{
+		{"", "127.0.0.1:2380"},
+		{"127.0.0.1:2379", "127.0.0.1:2380"},
+		{"127.0.0.1:12379", "127.0.0.1:12380"},
+		{"127.0.0.1:0", "127.0.0.1:0"},
+	} {
+		if got := (Options{ClientAddr: tt.client}).withDefaults().PeerAddr; got != tt.wantPeer {
+			t.Errorf("peer address for client %q: got %s, want %s", tt.client, got, tt.wantPeer)
+		}
 	}
 }
