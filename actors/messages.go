@@ -6,10 +6,10 @@ import "github.com/zmq-proxy/zmq-proxy/transport"
 type deliverKind uint8
 
 const (
-	deliverDirect deliverKind = iota // send direct types on this ROUTER, to their routing key
-	deliverFanout                    // publish fanout types on this PUB
-	deliverAck                       // ACK fanout types to their senders on this ROUTER
-	deliverRepublish                 // publish every message unchanged (local proxy)
+	deliverDirect    deliverKind = iota // send direct types on this ROUTER, to their routing key
+	deliverFanout                       // publish fanout types on this PUB
+	deliverAck                          // ACK fanout types to their senders on this ROUTER
+	deliverRepublish                    // publish every message unchanged (local proxy)
 )
 
 // deliver hands one read burst to a socket actor: one mailbox message per
