@@ -22,7 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-echo "== go vet"
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
 go vet ./...
 
 echo "== go test -race"
