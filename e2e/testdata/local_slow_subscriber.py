@@ -15,10 +15,8 @@ is still connected (the driver samples RSS and the drop counters).
 
 import zmq
 
-from zpeer import (FANOUT, SUB_ID_AT, V, Deadline, Fail, connect, direct,
-                   expect, is_probe, parser, run, step, subscriber, warm_subs)
-
-WINDOW = 100
+from zpeer import (Deadline, connect, flood, parser, run, step, subscriber,
+                   warm_subs)
 
 
 def main():
@@ -35,48 +33,7 @@ def main():
     readers = [subscriber(ep, [b"flood"]) for ep in args.node]
     warm_subs(client, [(s, b"flood.probe") for s in [slow] + readers], d)
 
-    body = b"\x01" * args.size
-    got = [0] * len(readers)
-    poller = zmq.Poller()
-    for r in readers:
-        poller.register(r, zmq.POLLIN)
-
-    def take(timeout_ms):
-        ready = dict(poller.poll(timeout_ms))
-        for n, r in enumerate(readers):
-            if r not in ready:
-                continue
-            while r.poll(0):
-                f = r.recv_multipart()
-                if is_probe(f, SUB_ID_AT):
-                    continue
-                mid = b"m-%d" % got[n]
-                if f[:4] != [b"flood", V, FANOUT, mid]:
-                    raise Fail("reader %d: message %d: got %r, want %r"
-                               % (n, got[n], f[:4], [b"flood", V, FANOUT, mid]))
-                expect(f[4:], [body], "reader %d: payload of %r" % (n, mid))
-                got[n] += 1
-
-    sent = 0
-    try:
-        while sent < args.count:
-            if sent - min(got) >= WINDOW:
-                take(d.left_ms())
-                if sent - min(got) >= WINDOW and d.expired():
-                    raise Fail("timed out after %.0fs: readers have %r of %d"
-                               % (d.seconds, got, sent))
-                continue
-            client.send_multipart(direct(FANOUT, b"flood", b"m-%d" % sent, body))
-            sent += 1
-            take(0)
-    except zmq.Again:
-        raise Fail("the client's send blocked for %.0fs after %d messages: the central "
-                   "proxy stopped reading its frontend" % (args.timeout, sent)) from None
-    while min(got) < sent:
-        take(d.left_ms())
-        if min(got) < sent and d.expired():
-            raise Fail("timed out after %.0fs: readers have %r of %d"
-                       % (d.seconds, got, sent))
+    sent, got = flood(client, readers, args.count, args.size, d, args.timeout)
     step("flooded")
     return {"published": sent, "readers": got}
 

@@ -188,3 +188,54 @@ def warm_subs(sender, subs, deadline, msg_type=FANOUT):
                        % ([t for _, t in pending], n, deadline.seconds))
     return n
 
+
+WINDOW = 100
+
+
+def flood(client, readers, count, size, d, timeout):
+    """Publish count fanout messages of size bytes on topic "flood" through
+    client, windowed on what the slowest reader has received, and check that
+    every reader gets every one, in order. Returns (sent, got)."""
+    body = b"\x01" * size
+    got = [0] * len(readers)
+    poller = zmq.Poller()
+    for r in readers:
+        poller.register(r, zmq.POLLIN)
+
+    def take(timeout_ms):
+        ready = dict(poller.poll(timeout_ms))
+        for n, r in enumerate(readers):
+            if r not in ready:
+                continue
+            while r.poll(0):
+                f = r.recv_multipart()
+                if is_probe(f, SUB_ID_AT):
+                    continue
+                mid = b"m-%d" % got[n]
+                if f[:4] != [b"flood", V, FANOUT, mid]:
+                    raise Fail("reader %d: message %d: got %r, want %r"
+                               % (n, got[n], f[:4], [b"flood", V, FANOUT, mid]))
+                expect(f[4:], [body], "reader %d: payload of %r" % (n, mid))
+                got[n] += 1
+
+    sent = 0
+    try:
+        while sent < count:
+            if sent - min(got) >= WINDOW:
+                take(d.left_ms())
+                if sent - min(got) >= WINDOW and d.expired():
+                    raise Fail("timed out after %.0fs: readers have %r of %d"
+                               % (d.seconds, got, sent))
+                continue
+            client.send_multipart(direct(FANOUT, b"flood", b"m-%d" % sent, body))
+            sent += 1
+            take(0)
+    except zmq.Again:
+        raise Fail("the client's send blocked for %.0fs after %d messages: the proxy "
+                   "stopped reading its frontend" % (timeout, sent)) from None
+    while min(got) < sent:
+        take(d.left_ms())
+        if min(got) < sent and d.expired():
+            raise Fail("timed out after %.0fs: readers have %r of %d"
+                       % (d.seconds, got, sent))
+    return sent, got
