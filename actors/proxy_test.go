@@ -2,11 +2,13 @@ package actors
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -363,5 +365,57 @@ func TestStrategyGivesUpAfterMaxRestarts(t *testing.T) {
 	}
 	if err := system.Root.StopFuture(sup).Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countingHandler counts the warnings logged with a given message.
+type countingHandler struct {
+	msg string
+	n   atomic.Int64
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// A peer sending messages of an unknown version gets each dropped and
+// counted, and one warning in the log, not one per message.
+func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
+	h := &countingHandler{msg: "message dropped: unknown version"}
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Logger: slog.New(h)})
+	var atServer collector
+	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
+	dealer(t, "server-1", p.Addrs().Backend, &atServer)
+	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	const n = 500
+	for i := range n {
+		client.Send([][]byte{{}, []byte("9.9"), []byte("2"), []byte("server-1"), []byte(fmt.Sprint(i))}, nil)
+	}
+	client.Send(envelope("2", "server-1", "good"), nil)
+	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("good")) == 1 }, "good message after the bad ones not delivered")
+	if got := p.Stats(FrontendName).DroppedUnknownVersion.Load(); got != n {
+		t.Fatalf("unknown version drops: got %d, want %d", got, n)
+	}
+	if got := h.n.Load(); got != 1 {
+		t.Fatalf("warnings: got %d, want 1 for %d messages", got, n)
+	}
+}
+
+func TestLogLimit(t *testing.T) {
+	var l logLimit
+	t0 := time.Unix(1000, 0)
+	for _, c := range []struct {
+		at   time.Duration
+		want bool
+	}{{0, true}, {time.Second, false}, {logWarnEvery - time.Nanosecond, false}, {logWarnEvery, true}, {logWarnEvery + time.Second, false}} {
+		if got := l.allow(t0.Add(c.at)); got != c.want {
+			t.Errorf("allow at +%s: got %v, want %v", c.at, got, c.want)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -34,6 +36,30 @@ type socketSpec struct {
 	// bound is told the result of every bind (the proxy waits for the
 	// first of each socket; later ones are restarts).
 	bound func(bindResult)
+
+	versionWarn logLimit // warnings about unknown versions
+}
+
+// logWarnEvery is the least time between two warnings of one kind.
+const logWarnEvery = time.Minute
+
+// logLimit lets one log line through per logWarnEvery, from any number of
+// goroutines (the socket's readers).
+type logLimit struct{ last atomic.Int64 }
+
+func (l *logLimit) allow(now time.Time) bool {
+	last := l.last.Load()
+	if last != 0 && now.UnixNano()-last < int64(logWarnEvery) {
+		return false
+	}
+	return l.last.CompareAndSwap(last, now.UnixNano())
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type bindResult struct {
@@ -131,12 +157,7 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 		}
 	}
 	ack := fanout && a.spec.ack
-	n := 0
-	for _, on := range []bool{direct, fanout, ack} {
-		if on {
-			n++
-		}
-	}
+	n := btoi(direct) + btoi(fanout) + btoi(ack)
 	if n == 0 {
 		b.Release()
 		return
@@ -158,8 +179,13 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 func (a *routerActor) drop(from []byte, err error) {
 	st := a.spec.opts.Stats
 	if errors.Is(err, transport.ErrUnknownVersion) {
-		st.DroppedUnknownVersion.Add(1)
-		a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from), "err", err)
+		total := st.DroppedUnknownVersion.Add(1)
+		// SPEC: dropped with a warning. One a minute at most per socket,
+		// with the count, so that a peer cannot flood the log.
+		if a.spec.versionWarn.allow(time.Now()) {
+			a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from),
+				"err", err, "dropped_total", total)
+		}
 		return
 	}
 	st.DroppedMalformed.Add(1)
