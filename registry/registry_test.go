@@ -327,3 +327,33 @@ func TestClusterMemberKilled(t *testing.T) {
 	testutil.Eventually(t, wait, func() bool { return !events.has("c2") }, "delete not watched with a member down")
 	cluster.Start(0)
 }
+
+// etcd goes away under a running watcher and comes back: the watcher
+// carries on by itself and sees what changes afterwards.
+func TestWatcherSurvivesEtcdRestart(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := newClient(t, etcd.Endpoints())
+	events := watch(t, cli)
+	ctx := context.Background()
+	put := func(c *clientv3.Client, rec Record) {
+		v, _ := rec.marshal()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := c.Put(pctx, Key(DefaultPrefix, rec.ID), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(cli, record("before"))
+	testutil.Eventually(t, wait, func() bool { return events.has("before") }, "record not watched")
+	etcd.Stop()
+	etcd.Start()
+	fresh := newClient(t, etcd.Endpoints()) // the test's own writes need not wait for cli's reconnect backoff
+	if _, err := fresh.Delete(ctx, Key(DefaultPrefix, "before")); err != nil {
+		t.Fatal(err)
+	}
+	put(fresh, record("after"))
+	testutil.Eventually(t, wait, func() bool { return !events.has("before") && events.has("after") }, "changes after the etcd restart not watched")
+	if n := events.count(EventPut, "after"); n != 1 {
+		t.Fatalf("put events for the new record: got %d, want 1", n)
+	}
+}
