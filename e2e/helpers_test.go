@@ -168,6 +168,39 @@ func (b *lineBuffer) since(i int) ([]string, <-chan struct{}) {
 	return append([]string(nil), b.lines[i:]...), b.changed
 }
 
+// Why follow stopped without a match.
+var (
+	errFollowExited  = errors.New("the process exited")
+	errFollowTimeout = errors.New("timed out")
+)
+
+// follow calls match on every line, from the first, as lines come, until
+// match returns true (nil). It stops with errFollowExited when done closes
+// (after the lines written before it), or errFollowTimeout.
+func (b *lineBuffer) follow(timeout time.Duration, done <-chan struct{}, match func(string) bool) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for next := 0; ; {
+		lines, changed := b.since(next)
+		next += len(lines)
+		for _, l := range lines {
+			if match(l) {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-done:
+			if lines, _ := b.since(next); len(lines) > 0 {
+				continue // what it wrote last, before saying it is gone
+			}
+			return errFollowExited
+		case <-deadline.C:
+			return errFollowTimeout
+		}
+	}
+}
+
 func (b *lineBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -310,51 +343,43 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 // addresses from it.
 func (p *proxy) waitStarted(t *testing.T, o proxyOpts) {
 	t.Helper()
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	for next := 0; ; {
-		lines, changed := p.log.since(next)
-		next += len(lines)
-		for _, l := range lines {
-			kv := parseLogLine(l)
-			if kv["msg"] != "proxy started" {
-				continue
-			}
-			p.frontend, p.backend = kv["frontend"], kv["backend"]
-			p.publisher = kv["publisher"]
-			p.metrics = strings.TrimSuffix(strings.TrimPrefix(kv["metrics"], "http://"), "/")
-			wantKind := "double-router"
-			switch {
-			case o.local:
-				wantKind = "local"
-			case o.single:
-				wantKind = "single-router"
-			}
-			switch {
-			case kv["kind"] != wantKind:
-				t.Fatalf("proxy started as kind=%q, want %q\nlog:\n%s", kv["kind"], wantKind, p.log)
-			case o.local && (p.frontend != "" || p.backend != ""):
-				t.Fatalf("local proxy has frontend=%q backend=%q, want neither: %q", p.frontend, p.backend, l)
-			case o.local && (p.publisher == "" || p.metrics == ""):
-				t.Fatalf("proxy started line lacks publisher or metrics: %q", l)
-			case o.local:
-			case p.frontend == "" || p.publisher == "" || p.metrics == "":
-				t.Fatalf("proxy started line lacks frontend, publisher or metrics: %q", l)
-			case o.single && p.backend != "":
-				t.Fatalf("single-router proxy has backend=%q, want none", p.backend)
-			case !o.single && p.backend == "":
-				t.Fatalf("double-router proxy has no backend: %q", l)
-			}
-			return
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			p.stopped = true // reported here, not again by the cleanup
-			t.Fatalf("proxy exited before it started: %v\nlog:\n%s", p.waitErr, p.log)
-		case <-deadline.C:
-			t.Fatalf("no \"proxy started\" log line within %v\nlog:\n%s", startTimeout, p.log)
-		}
+	var line string
+	var kv map[string]string
+	err := p.log.follow(startTimeout, p.done, func(l string) bool {
+		line, kv = l, parseLogLine(l)
+		return kv["msg"] == "proxy started"
+	})
+	switch {
+	case errors.Is(err, errFollowExited):
+		p.stopped = true // reported here, not again by the cleanup
+		t.Fatalf("proxy exited before it started: %v\nlog:\n%s", p.waitErr, p.log)
+	case err != nil:
+		t.Fatalf("no \"proxy started\" log line within %v\nlog:\n%s", startTimeout, p.log)
+	}
+	p.frontend, p.backend = kv["frontend"], kv["backend"]
+	p.publisher = kv["publisher"]
+	p.metrics = strings.TrimSuffix(strings.TrimPrefix(kv["metrics"], "http://"), "/")
+	wantKind := "double-router"
+	switch {
+	case o.local:
+		wantKind = "local"
+	case o.single:
+		wantKind = "single-router"
+	}
+	switch {
+	case kv["kind"] != wantKind:
+		t.Fatalf("proxy started as kind=%q, want %q\nlog:\n%s", kv["kind"], wantKind, p.log)
+	case o.local && (p.frontend != "" || p.backend != ""):
+		t.Fatalf("local proxy has frontend=%q backend=%q, want neither: %q", p.frontend, p.backend, line)
+	case o.local && (p.publisher == "" || p.metrics == ""):
+		t.Fatalf("proxy started line lacks publisher or metrics: %q", line)
+	case o.local:
+	case p.frontend == "" || p.publisher == "" || p.metrics == "":
+		t.Fatalf("proxy started line lacks frontend, publisher or metrics: %q", line)
+	case o.single && p.backend != "":
+		t.Fatalf("single-router proxy has backend=%q, want none", p.backend)
+	case !o.single && p.backend == "":
+		t.Fatalf("double-router proxy has no backend: %q", line)
 	}
 }
 
@@ -883,28 +908,16 @@ func (p *proxy) waitLog(t *testing.T, timeout time.Duration, msg string, kvs ...
 // waitLogFunc is waitLog for the first line for which match holds.
 func (p *proxy) waitLogFunc(t *testing.T, timeout time.Duration, what string, match func(map[string]string) bool) map[string]string {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for next := 0; ; {
-		lines, changed := p.log.since(next)
-		next += len(lines)
-		for _, l := range lines {
-			if kv := parseLogLine(l); match(kv) {
-				return kv
-			}
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			if lines, _ := p.log.since(next); len(lines) > 0 {
-				continue // what it logged last, before saying it is gone
-			}
-			p.stopped = true // reported here, not again by the cleanup
-			t.Fatalf("proxy exited (%v) without logging %s\nlog:\n%s", p.waitErr, what, p.log)
-		case <-deadline.C:
-			t.Fatalf("proxy did not log %s within %v\nlog:\n%s", what, timeout, p.log)
-		}
+	var kv map[string]string
+	err := p.log.follow(timeout, p.done, func(l string) bool { kv = parseLogLine(l); return match(kv) })
+	switch {
+	case errors.Is(err, errFollowExited):
+		p.stopped = true // reported here, not again by the cleanup
+		t.Fatalf("proxy exited (%v) without logging %s\nlog:\n%s", p.waitErr, what, p.log)
+	case err != nil:
+		t.Fatalf("proxy did not log %s within %v\nlog:\n%s", what, timeout, p.log)
 	}
+	return kv
 }
 
 // logTime is the time= of a parsed log line (millisecond precision), or

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -278,34 +279,22 @@ func (p *peer) waitOutput(t *testing.T, timeout time.Duration, lines ...string) 
 	t.Helper()
 	seen := make([]time.Time, len(lines))
 	left := len(lines)
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for next := 0; ; {
-		out, changed := p.out.since(next)
-		next += len(out)
-		now := time.Now()
-		for _, l := range out {
-			for i, want := range lines {
-				if l == want && seen[i].IsZero() {
-					seen[i] = now
-					left--
-				}
+	err := p.out.follow(timeout, p.done, func(l string) bool {
+		for i, want := range lines {
+			if l == want && seen[i].IsZero() {
+				seen[i] = time.Now()
+				left--
 			}
 		}
-		if left == 0 {
-			return seen
-		}
-		select {
-		case <-changed:
-		case <-p.done:
-			if out, _ := p.out.since(next); len(out) > 0 {
-				continue
-			}
-			t.Fatalf("%s exited (%v) before printing %q\n%s", p.name, p.waitErr, lines, p.output())
-		case <-deadline.C:
-			t.Fatalf("%s did not print %q within %v\n%s", p.name, lines, timeout, p.output())
-		}
+		return left == 0
+	})
+	switch {
+	case errors.Is(err, errFollowExited):
+		t.Fatalf("%s exited (%v) before printing %q\n%s", p.name, p.waitErr, lines, p.output())
+	case err != nil:
+		t.Fatalf("%s did not print %q within %v\n%s", p.name, lines, timeout, p.output())
 	}
+	return seen
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago,

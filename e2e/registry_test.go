@@ -507,27 +507,15 @@ func startLister(t *testing.T, args ...string) *lister {
 // waitLine waits for an output line for which match holds and returns it.
 func (l *lister) waitLine(t *testing.T, what string, match func(string) bool) string {
 	t.Helper()
-	deadline := time.NewTimer(regWait)
-	defer deadline.Stop()
-	for next := 0; ; {
-		lines, changed := l.out.since(next)
-		next += len(lines)
-		for _, s := range lines {
-			if match(s) {
-				return s
-			}
-		}
-		select {
-		case <-changed:
-		case <-l.done:
-			if lines, _ := l.out.since(next); len(lines) > 0 {
-				continue
-			}
-			t.Fatalf("list exited (%v) before printing %s\nstdout:\n%s\nstderr:\n%s", l.waitErr, what, l.out, l.errOut)
-		case <-deadline.C:
-			t.Fatalf("list did not print %s within %v\nstdout:\n%s\nstderr:\n%s", what, regWait, l.out, l.errOut)
-		}
+	var line string
+	err := l.out.follow(regWait, l.done, func(s string) bool { line = s; return match(s) })
+	switch {
+	case errors.Is(err, errFollowExited):
+		t.Fatalf("list exited (%v) before printing %s\nstdout:\n%s\nstderr:\n%s", l.waitErr, what, l.out, l.errOut)
+	case err != nil:
+		t.Fatalf("list did not print %s within %v\nstdout:\n%s\nstderr:\n%s", what, regWait, l.out, l.errOut)
 	}
+	return line
 }
 
 // stop ends the lister with SIGTERM and checks that it exits 0.
