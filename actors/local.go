@@ -85,7 +85,7 @@ func (a *subscriberActor) start(ctx actor.Context) {
 		}
 		root.Send(pub, &deliver{kind: deliverRepublish, batch: b})
 	}
-	opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
+	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewSub(opts)
 	a.sock.Subscribe(nil)
 	want := a.spec.current

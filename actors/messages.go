@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/zmq-proxy/zmq-proxy/transport"
+import (
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
 
 // deliverKind says what a socket actor must do with a delivered batch.
 type deliverKind uint8
@@ -23,3 +27,9 @@ type deliver struct {
 // socketFailed tells a socket actor that its socket broke for good; the
 // actor fails, and its supervisor restarts it.
 type socketFailed struct{ err error }
+
+// failureTo is a socket's OnError: it tells the owning actor, which fails
+// (its supervisor then restarts it on the same address).
+func failureTo(root *actor.RootContext, self *actor.PID) func(error) {
+	return func(err error) { root.Send(self, &socketFailed{err}) }
+}

@@ -101,7 +101,7 @@ func (a *routerActor) start(ctx actor.Context) {
 	opts := a.spec.opts
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	opts.OnBatch = func(b *transport.Batch) { a.route(root, self, b) }
-	opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
+	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
 }
@@ -233,7 +233,7 @@ func (a *publisherActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		opts := a.spec.opts
 		self, root := ctx.Self(), ctx.ActorSystem().Root
-		opts.OnError = func(err error) { root.Send(self, &socketFailed{err}) }
+		opts.OnError = failureTo(root, self)
 		a.sock = transport.NewPub(opts)
 		a.spec.bind(a.sock)
 	case *actor.Stopping, *actor.Restarting:
