@@ -263,3 +263,38 @@ func TestDealerAllPeersFull(t *testing.T) {
 		t.Errorf("Sent: got %d, want %d", got, accepted)
 	}
 }
+
+// OnPeer reports a connection when its handshake is done and again when it
+// ends, with the peer's identity, exactly once each.
+func TestOnPeerUpAndDown(t *testing.T) {
+	type change struct {
+		id string
+		up bool
+	}
+	changes := make(chan change, 8)
+	r := startRouter(t, Options{Identity: []byte("proxy")})
+	startDealer(t, Options{Identity: []byte("client"), OnPeer: func(id []byte, up bool) {
+		changes <- change{string(id), up}
+	}}, r.Addr())
+	next := func() change {
+		select {
+		case c := <-changes:
+			return c
+		case <-time.After(wait):
+			t.Fatal("no OnPeer call")
+			return change{}
+		}
+	}
+	if c := next(); c != (change{"proxy", true}) {
+		t.Fatalf("first OnPeer: got %+v, want {proxy true}", c)
+	}
+	r.Close()
+	if c := next(); c != (change{"proxy", false}) {
+		t.Fatalf("second OnPeer: got %+v, want {proxy false}", c)
+	}
+	select {
+	case c := <-changes:
+		t.Fatalf("extra OnPeer call %+v after the router closed", c)
+	default:
+	}
+}

@@ -34,6 +34,10 @@ type Options struct {
 	// OnError is called once if the socket fails for good (its listener
 	// broke); the owner should close it and may open a new one.
 	OnError func(error)
+	// OnPeer, if set, is called when a peer is attached (up) after its
+	// handshake and again when it is detached (down). It runs on the
+	// connection's goroutine and must not block.
+	OnPeer func(id []byte, up bool)
 	// Stats receives the counters; nil = private counters.
 	Stats *Stats
 	// Logger; nil = slog.Default().
@@ -249,6 +253,9 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	s.peers[p] = struct{}{}
 	s.mu.Unlock()
 	s.opts.Stats.Peers.Add(1)
+	if s.opts.OnPeer != nil {
+		s.opts.OnPeer(p.id, true)
+	}
 	s.log.Debug("peer connected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
 
 	writerDone := make(chan struct{})
@@ -287,6 +294,9 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	p.shutdown()
 	<-writerDone
 	s.opts.Stats.Peers.Add(-1)
+	if s.opts.OnPeer != nil {
+		s.opts.OnPeer(p.id, false)
+	}
 	s.log.Debug("peer disconnected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
 	return true
 }
