@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,10 +69,11 @@ func (c *Config) setDefaults() error {
 type Registrar struct {
 	cfg Config
 	log *slog.Logger
-	key string // fixed: the record's ID does not change
+	key string // fixed: the record's ID does not change (the first target's key for targets)
 
 	mu         sync.Mutex
-	rec        Record
+	rec        Record   // a proxy's record, or
+	targets    []Target // a server's targets, all on one lease
 	registered bool
 	lost       chan struct{} // closed when the current lease is lost; renewed at each registration
 	update     chan struct{} // cap 1: the record changed
@@ -90,26 +92,53 @@ func NewRegistrar(cfg Config, rec Record) (*Registrar, error) {
 	if err := rec.Validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registrar{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		key:    Key(cfg.Prefix, rec.ID),
-		rec:    rec,
-		lost:   make(chan struct{}),
-		update: make(chan struct{}, 1),
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	go r.run(ctx)
-	return r, nil
+	return start(cfg, Key(cfg.Prefix, rec.ID), rec, nil), nil
 }
 
-// Key is the record's etcd key.
+// NewTargetRegistrar starts registering a server's targets, all under one
+// lease: they appear together, and vanish together when Close revokes the
+// lease or the server dies and the lease expires.
+func NewTargetRegistrar(cfg Config, targets ...Target) (*Registrar, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("%w: no target to register", ErrBadRecord)
+	}
+	for _, t := range targets {
+		if err := t.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return start(cfg, TargetKey(cfg.Prefix, targets[0].Target, targets[0].Identity), Record{}, targets), nil
+}
+
+func start(cfg Config, key string, rec Record, targets []Target) *Registrar {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Registrar{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		key:     key,
+		rec:     rec,
+		targets: targets,
+		lost:    make(chan struct{}),
+		update:  make(chan struct{}, 1),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	go r.run(ctx)
+	return r
+}
+
+// Key is the record's etcd key (for targets, the first target's).
 func (r *Registrar) Key() string { return r.key }
 
-// Update replaces the record (same ID); it is put on the current lease.
+// Update replaces a proxy's record (same ID); it is put on the current
+// lease.
 func (r *Registrar) Update(rec Record) error {
+	if r.targets != nil {
+		return fmt.Errorf("%w: Update of a target registration", ErrBadRecord)
+	}
 	if err := rec.Validate(); err != nil {
 		return err
 	}
@@ -209,11 +238,22 @@ func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) error {
 	r.mu.Lock()
 	rec := r.rec
 	r.mu.Unlock()
-	v, err := rec.marshal()
-	if err != nil {
-		return err
+	var ops []clientv3.Op
+	if r.targets == nil {
+		v, err := rec.marshal()
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(r.key, v, clientv3.WithLease(lease)))
 	}
-	if _, err := r.cfg.Client.Put(ctx, r.key, v, clientv3.WithLease(lease)); err != nil {
+	for _, t := range r.targets {
+		v, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(TargetKey(r.cfg.Prefix, t.Target, t.Identity), string(v), clientv3.WithLease(lease)))
+	}
+	if _, err := r.cfg.Client.Txn(ctx).Then(ops...).Commit(); err != nil {
 		return fmt.Errorf("put record: %w", err)
 	}
 	return nil

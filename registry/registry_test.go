@@ -88,6 +88,9 @@ func (l *eventLog) add(ev Event) {
 	}
 }
 
+// addEntry is add for the watch set's callback.
+func (l *eventLog) addEntry(t EventType, id string, rec Record) { l.add(Event{Type: t, ID: id, Record: rec}) }
+
 func (l *eventLog) has(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -209,7 +212,7 @@ func TestWatcherRelistsAfterCompaction(t *testing.T) {
 
 	l := &eventLog{set: make(map[string]Record)}
 	w := NewWatcher(cli, "", quiet())
-	rev, err := w.list(ctx, l.add)
+	rev, err := w.set.list(ctx, l.addEntry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +231,11 @@ func TestWatcherRelistsAfterCompaction(t *testing.T) {
 	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.watch(ctx, rev, l.add); !errors.Is(err, rpctypes.ErrCompacted) {
+	if err := w.set.watch(ctx, rev, l.addEntry); !errors.Is(err, rpctypes.ErrCompacted) {
 		t.Fatalf("watch from a compacted revision: got %v, want ErrCompacted", err)
 	}
 	// What Run does next: list again.
-	if _, err := w.list(ctx, l.add); err != nil {
+	if _, err := w.set.list(ctx, l.addEntry); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]int64{"keep": 1, "changed": 2, "new": 1}
