@@ -89,7 +89,9 @@ func (l *eventLog) add(ev Event) {
 }
 
 // addEntry is add for the watch set's callback.
-func (l *eventLog) addEntry(t EventType, id string, rec Record) { l.add(Event{Type: t, ID: id, Record: rec}) }
+func (l *eventLog) addEntry(t EventType, id string, rec Record) {
+	l.add(Event{Type: t, ID: id, Record: rec})
+}
 
 func (l *eventLog) has(id string) bool {
 	l.mu.Lock()
