@@ -76,6 +76,7 @@ type Registrar struct {
 	targets    []Target // a server's targets, all on one lease
 	registered bool
 	lost       chan struct{} // closed when the current lease is lost; renewed at each registration
+	first      chan struct{} // closed at the first registration
 	update     chan struct{} // cap 1: the record changed
 
 	cancel context.CancelFunc
@@ -122,6 +123,7 @@ func start(cfg Config, key string, rec Record, targets []Target) *Registrar {
 		rec:     rec,
 		targets: targets,
 		lost:    make(chan struct{}),
+		first:   make(chan struct{}),
 		update:  make(chan struct{}, 1),
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -159,6 +161,18 @@ func (r *Registrar) Registered() bool {
 	defer r.mu.Unlock()
 	return r.registered
 }
+
+// Ready returns a channel closed once the record is first registered.
+func (r *Registrar) Ready() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.first == nil {
+		return closedChan
+	}
+	return r.first
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Lost returns a channel closed when the current registration's lease is
 // lost (the registrar registers again by itself).
@@ -229,6 +243,10 @@ func (r *Registrar) register(ctx context.Context) (clientv3.LeaseID, error) {
 		return 0, err
 	}
 	r.mu.Lock()
+	if !r.registered && r.first != nil {
+		close(r.first)
+		r.first = nil
+	}
 	r.registered = true
 	r.mu.Unlock()
 	return g.ID, nil

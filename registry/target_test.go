@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
@@ -60,6 +61,14 @@ func TestTargetRegistrar(t *testing.T) {
 		Target{Target: "demo/s1", Identity: id, Host: "h1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-r.Ready():
+	case <-time.After(wait):
+		t.Fatal("Ready not closed")
+	}
+	if !r.Registered() {
+		t.Fatal("Ready closed but Registered is false")
 	}
 	testutil.CheckFor(t, wait, func() error {
 		if live, puts, _ := l.state(); live != 2 || puts != 2 {

@@ -1,0 +1,558 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// Defaults of ClientConfig. oslo.messaging waits 15 s for the first ACK
+// (rpc_ack_timeout_base); on a LAN an ACK takes well under a millisecond,
+// and a proxy that dies is noticed at once by its connection, so a client
+// of this package waits 2 s and retries sooner.
+const (
+	DefaultAckTimeout    = 2 * time.Second
+	DefaultAckMultiplier = 2
+	DefaultRetries       = 3
+	DefaultCallTimeout   = 60 * time.Second
+)
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Etcd is the registry; required.
+	Etcd *clientv3.Client
+	// Prefix of the registry keys; default registry.DefaultPrefix.
+	Prefix string
+	// Host is this machine's name, the first part of the client's
+	// identity; default os.Hostname().
+	Host string
+	// Acks turns on acknowledged delivery (oslo's rpc_use_acks): a CALL or
+	// CAST not ACKed within AckTimeout is sent again, through another
+	// proxy, after AckTimeout×AckMultiplier^n, at most Retries times; a
+	// message waiting on a proxy that goes away is sent again at once.
+	// Without Acks, delivery is at most once, as in oslo.messaging.
+	Acks bool
+	// AckTimeout, AckMultiplier and Retries shape the retries; defaults
+	// DefaultAckTimeout, DefaultAckMultiplier, DefaultRetries.
+	AckTimeout    time.Duration
+	AckMultiplier float64
+	Retries       int
+	// CallTimeout bounds a Call whose context has no deadline; default
+	// DefaultCallTimeout.
+	CallTimeout time.Duration
+	// PublisherID of notifications; default Host.
+	PublisherID string
+	// HWM is each proxy link's outbound high-water mark, in messages.
+	HWM int
+	// Logger; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *ClientConfig) setDefaults() error {
+	if c.Etcd == nil {
+		return errors.New("rpc: ClientConfig.Etcd is nil")
+	}
+	if c.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("rpc: host name: %w", err)
+		}
+		c.Host = h
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.AckMultiplier < 1 {
+		c.AckMultiplier = DefaultAckMultiplier
+	}
+	if c.Retries < 0 {
+		return fmt.Errorf("rpc: Retries %d is negative", c.Retries)
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.PublisherID == "" {
+		c.PublisherID = c.Host
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Target names who handles a message: every server of Topic (one of them
+// per call or cast, round-robin), or the one named Server.
+type Target struct {
+	Topic  string
+	Server string
+}
+
+// ParseTarget reads "topic" or "topic.server" (the server name may hold
+// dots; the topic may not).
+func ParseTarget(s string) (Target, error) {
+	topic, server, _ := strings.Cut(s, ".")
+	t := Target{Topic: topic, Server: server}
+	return t, t.validate()
+}
+
+func (t Target) String() string {
+	if t.Server == "" {
+		return t.Topic
+	}
+	return t.Topic + "." + t.Server
+}
+
+// key is the registry's name of the target: "topic" or "topic/server".
+func (t Target) key() string {
+	if t.Server == "" {
+		return t.Topic
+	}
+	return t.Topic + "/" + t.Server
+}
+
+func (t Target) validate() error {
+	if t.Topic == "" || strings.ContainsAny(t.Topic, "./\x00") || strings.ContainsAny(t.Server, "/\x00") {
+		return fmt.Errorf("%w: %q (want topic or topic.server; a topic has no '.' or '/')", ErrBadTarget, t.String())
+	}
+	return nil
+}
+
+// ClientStats are a client's counters.
+type ClientStats struct {
+	Sent      atomic.Uint64 // messages sent, retries included
+	Retries   atomic.Uint64 // of those, sent again for want of an ACK
+	Resent    atomic.Uint64 // of those, sent again because their proxy or server went away
+	Acks      atomic.Uint64 // ACKs received for pending messages
+	Replies   atomic.Uint64 // replies received for pending calls
+	Late      atomic.Uint64 // ACKs and replies for no pending message
+	Malformed atomic.Uint64 // received messages dropped as malformed
+}
+
+// Client sends calls, casts, fanouts and notifications through the
+// central proxies it finds in the registry. It keeps one DEALER connection
+// to every central proxy's frontend, balances over them round-robin, and
+// follows proxies and servers as they come and go. Safe for concurrent use.
+type Client struct {
+	cfg   ClientConfig
+	log   *slog.Logger
+	id    string
+	disc  *discovery
+	links *links
+	stats ClientStats
+
+	cancel context.CancelFunc
+	closed atomic.Bool
+	once   sync.Once
+
+	mu      sync.Mutex
+	pending map[string]*pending  // by message id
+	suspect map[string]time.Time // identities that missed an ACK, until
+}
+
+// pending is a message that waits for its ACK or reply.
+type pending struct {
+	typ     transport.MsgType
+	target  string // registry key of the target; "" when dest is a topic
+	id      string
+	payload []byte
+
+	// Under Client.mu:
+	dest string // routing key
+	via  *link  // where it was last sent
+
+	acked chan struct{} // closed by the first ACK (or reply)
+	ackOK sync.Once
+	reply chan inbound    // the REPLY, cap 1
+	redo  chan struct{}   // cap 1: its link or server went away
+}
+
+func (p *pending) ack() { p.ackOK.Do(func() { close(p.acked) }) }
+
+// NewClient starts a client. It returns once the registry has been listed
+// (or ctx ends): proxies and servers registered before are known then.
+func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		id:      cfg.Host + "/" + uuid.NewString(),
+		pending: make(map[string]*pending),
+		suspect: make(map[string]time.Time),
+	}
+	c.links = newLinks(transport.Options{Identity: []byte(c.id), HWM: cfg.HWM, Logger: c.log}, c.log, c.recv, c.linkDown)
+	c.disc = newDiscovery(c.log, c.setProxies, c.targetGone)
+	wctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.disc.start(wctx, cfg.Etcd, cfg.Prefix, true)
+	if err := c.disc.waitSynced(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("rpc: registry not listed: %w", err)
+	}
+	return c, nil
+}
+
+// Identity is the client DEALER's routing identity, host/uuid.
+func (c *Client) Identity() string { return c.id }
+
+// Stats are the client's counters.
+func (c *Client) Stats() *ClientStats { return &c.stats }
+
+// Close stops following the registry and closes every connection. What
+// waits for a reply or an ACK returns ErrClosed. Safe to call twice.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		c.closed.Store(true)
+		c.cancel()
+		c.disc.wg.Wait()
+		c.links.close()
+		c.mu.Lock()
+		for _, p := range c.pending {
+			signal(p.redo)
+		}
+		c.mu.Unlock()
+	})
+	return nil
+}
+
+// setProxies keeps a link to every central proxy's frontend.
+func (c *Client) setProxies(recs map[string]registry.Record) {
+	for id, r := range recs {
+		if r.Frontend != "" && r.Kind != "local" {
+			c.links.set(id, r.Frontend)
+		}
+	}
+	for _, l := range *c.links.all.Load() {
+		if r, ok := recs[l.proxy]; !ok || r.Frontend == "" {
+			c.links.remove(l.proxy)
+		}
+	}
+}
+
+// linkDown resends at once what waits for an ACK or reply through l.
+func (c *Client) linkDown(l *link) {
+	if !c.cfg.Acks {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pending {
+		if p.via == l {
+			signal(p.redo)
+		}
+	}
+}
+
+// targetGone resends at once what waits on a server that deregistered.
+func (c *Client) targetGone(identity string) {
+	if !c.cfg.Acks {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pending {
+		if p.dest == identity && p.target != "" {
+			signal(p.redo)
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// recv takes the ACKs and replies a link received.
+func (c *Client) recv(_ *link, b *transport.Batch) {
+	defer b.Release()
+	for _, m := range b.Msgs {
+		in, err := parseDirect(m)
+		if err != nil || (in.typ != transport.TypeAck && in.typ != transport.TypeReply) {
+			c.stats.Malformed.Add(1)
+			c.log.Debug("message dropped", "err", err, "type", in.typ)
+			continue
+		}
+		c.mu.Lock()
+		p := c.pending[in.msgID]
+		delete(c.suspect, in.peer)
+		c.mu.Unlock()
+		if p == nil {
+			c.stats.Late.Add(1)
+			continue
+		}
+		p.ack()
+		if in.typ == transport.TypeAck {
+			c.stats.Acks.Add(1)
+			continue
+		}
+		select {
+		case p.reply <- in:
+			c.stats.Replies.Add(1)
+		default: // a second reply for a resent call
+			c.stats.Late.Add(1)
+		}
+	}
+}
+
+// Call sends method(args) to one server of target and returns the result
+// as JSON. A failure raised by the server is a *RemoteError. Call returns
+// when ctx ends (ErrTimeout), or after ClientConfig.CallTimeout when ctx
+// has no deadline: it never hangs.
+func (c *Client) Call(ctx context.Context, target Target, method string, args any) (json.RawMessage, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
+		defer cancel()
+	}
+	p, err := c.newDirect(transport.TypeCall, target, method, args)
+	if err != nil {
+		return nil, err
+	}
+	in, err := c.exchange(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	result, failure, err := decodeReply(in.payload)
+	if err != nil {
+		c.stats.Malformed.Add(1)
+		return nil, err
+	}
+	if failure != nil {
+		return nil, failure
+	}
+	return result, nil
+}
+
+// Cast sends method(args) to one server of target. Without acks it
+// returns once the message is queued to a proxy (at most once); with acks
+// it returns when a server has acknowledged it (ErrNoAck after the last
+// retry, ErrTimeout when ctx ends first).
+func (c *Client) Cast(ctx context.Context, target Target, method string, args any) error {
+	p, err := c.newDirect(transport.TypeCast, target, method, args)
+	if err != nil {
+		return err
+	}
+	_, err = c.exchange(ctx, p)
+	return err
+}
+
+// Fanout sends method(args) to every server of topic, through the
+// proxies' publishers. It returns once the message is queued to a proxy:
+// at most once, whatever the acks setting.
+func (c *Client) Fanout(ctx context.Context, topic string, method string, args any) error {
+	if err := (Target{Topic: topic}).validate(); err != nil {
+		return err
+	}
+	payload, err := encodeRequest(method, args)
+	if err != nil {
+		return err
+	}
+	return c.publish(ctx, transport.TypeCastFanout, topic, payload)
+}
+
+// Notify sends a notification of eventType with payload to the listeners
+// of topic at priority ("info", "error", ...), with routing key
+// topic.priority, as oslo.messaging's notifier does. At most once.
+func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, payload any) error {
+	if err := (Target{Topic: topic}).validate(); err != nil {
+		return err
+	}
+	if priority == "" || strings.ContainsAny(priority, "./\x00") {
+		return fmt.Errorf("%w: priority %q", ErrBadTarget, priority)
+	}
+	body, err := pyJSON(payload)
+	if err != nil {
+		return fmt.Errorf("%w: payload: %w", ErrBadTarget, err)
+	}
+	msg, err := encodeNotification(Notification{
+		MessageID: uuid.NewString(), PublisherID: c.cfg.PublisherID, EventType: eventType,
+		Priority: strings.ToUpper(priority), Payload: body, Timestamp: timestamp(time.Now()),
+	})
+	if err != nil {
+		return err
+	}
+	return c.publish(ctx, transport.TypeNotify, topic+"."+strings.ToLower(priority), msg)
+}
+
+// publish sends a fanout message once through one proxy.
+func (c *Client) publish(ctx context.Context, typ transport.MsgType, key string, payload []byte) error {
+	p := &pending{typ: typ, id: uuid.NewString(), payload: payload, dest: key}
+	return c.transmit(ctx, p)
+}
+
+func (c *Client) newDirect(typ transport.MsgType, target Target, method string, args any) (*pending, error) {
+	if err := target.validate(); err != nil {
+		return nil, err
+	}
+	payload, err := encodeRequest(method, args)
+	if err != nil {
+		return nil, err
+	}
+	return &pending{typ: typ, target: target.key(), id: uuid.NewString(), payload: payload,
+		acked: make(chan struct{}), reply: make(chan inbound, 1), redo: make(chan struct{}, 1)}, nil
+}
+
+// exchange sends a CALL or CAST and waits for what it needs: the reply of
+// a CALL, the ACK of a CAST with acks. With acks, it sends again through
+// another proxy when the ACK is late (to the same server, while it is
+// registered) or at once when the proxy or the server goes away.
+func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
+	if c.closed.Load() {
+		return inbound{}, ErrClosed
+	}
+	c.mu.Lock()
+	c.pending[p.id] = p
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, p.id)
+		c.mu.Unlock()
+	}()
+
+	if err := c.choose(ctx, p); err != nil {
+		return inbound{}, err
+	}
+	if err := c.transmit(ctx, p); err != nil {
+		return inbound{}, err
+	}
+	if !c.cfg.Acks && p.typ == transport.TypeCast {
+		return inbound{}, nil
+	}
+	acked := p.acked
+	attempt := 0
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var late <-chan time.Time
+		if c.cfg.Acks && acked != nil {
+			timer.Reset(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, attempt))
+			late = timer.C
+		}
+		select {
+		case in := <-p.reply:
+			return in, nil
+		case <-acked:
+			if p.typ == transport.TypeCast {
+				return inbound{}, nil
+			}
+			acked = nil // a CALL waits on for its reply
+			continue
+		case <-late:
+			c.markSuspect(p)
+			if attempt++; attempt > c.cfg.Retries {
+				return inbound{}, fmt.Errorf("%w: %s %s to %s: no ACK after %d attempts", ErrNoAck, p.typ, p.id, p.target, attempt)
+			}
+			c.stats.Retries.Add(1)
+		case <-p.redo:
+			if c.closed.Load() {
+				return inbound{}, ErrClosed
+			}
+			c.stats.Resent.Add(1)
+		case <-ctx.Done():
+			return inbound{}, c.timeout(ctx, p)
+		}
+		if err := c.choose(ctx, p); err != nil {
+			return inbound{}, err
+		}
+		if err := c.transmit(ctx, p); err != nil {
+			return inbound{}, err
+		}
+	}
+}
+
+func (c *Client) timeout(ctx context.Context, p *pending) error {
+	what := "reply"
+	if p.typ == transport.TypeCast {
+		what = "ACK"
+	}
+	return fmt.Errorf("%w: %s %s to %s: no %s: %w", ErrTimeout, p.typ, p.id, p.target, what, context.Cause(ctx))
+}
+
+// choose picks the destination identity: the same as before while it is
+// registered (so that the server's memory of message ids makes a resend
+// harmless), else the next one registered for the target, avoiding those
+// that missed an ACK lately.
+func (c *Client) choose(ctx context.Context, p *pending) error {
+	c.mu.Lock()
+	dest := p.dest
+	c.mu.Unlock()
+	if dest != "" && c.disc.registered(dest) {
+		return nil
+	}
+	id := c.disc.pick(p.target, c.isSuspect)
+	if id == "" {
+		return fmt.Errorf("%w: %s", ErrNoServer, strings.Replace(p.target, "/", ".", 1))
+	}
+	c.mu.Lock()
+	p.dest = id
+	c.mu.Unlock()
+	return nil
+}
+
+// suspectFor is how long an identity that missed an ACK is avoided.
+const suspectFor = 10 * time.Second
+
+func (c *Client) markSuspect(p *pending) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suspect[p.dest] = time.Now().Add(suspectFor)
+}
+
+func (c *Client) isSuspect(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.suspect[id]
+	if ok && time.Now().After(until) {
+		delete(c.suspect, id)
+		return false
+	}
+	return ok
+}
+
+// transmit queues p on a proxy link other than the one it last went
+// through, waiting (within ctx) for one to connect if none is up yet.
+func (c *Client) transmit(ctx context.Context, p *pending) error {
+	for {
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		c.mu.Lock()
+		dest, avoid := p.dest, p.via
+		c.mu.Unlock()
+		if l := c.links.send(avoid, head(p.typ, dest, p.id), [][]byte{p.payload}); l != nil {
+			c.stats.Sent.Add(1)
+			c.mu.Lock()
+			p.via = l
+			c.mu.Unlock()
+			return nil
+		}
+		if _, up := c.links.count(); up > 0 {
+			return fmt.Errorf("%w: every connected proxy is at its high-water mark", ErrBusy)
+		}
+		if !c.links.waitUp(ctx, c.disc.synced) {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: no proxy connected: %w", ErrTimeout, context.Cause(ctx))
+			}
+			return fmt.Errorf("%w registered", ErrNoProxy)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package rpc
+
+import (
+	"sync"
+	"time"
+)
+
+// seen remembers message ids for a while (oslo's rpc_message_ttl), so
+// that a message sent again is acknowledged again but handled once; a
+// CALL's reply is kept with it, to be sent again. Memory is bounded: at
+// most max ids, the oldest forgotten first.
+type seen struct {
+	ttl time.Duration
+	max int
+
+	mu    sync.Mutex
+	byID  map[string]*seenEntry
+	order []*seenEntry // by arrival; expired ones are cut from the front
+	head  int
+}
+
+type seenEntry struct {
+	id      string
+	expires time.Time
+	done    bool   // handled; for a CALL, reply is set
+	reply   []byte // the REPLY payload of a CALL
+}
+
+func newSeen(ttl time.Duration, max int) *seen {
+	return &seen{ttl: ttl, max: max, byID: make(map[string]*seenEntry)}
+}
+
+// first records id and reports whether it is new. When it is not, the
+// entry says whether it was handled and holds the reply of a CALL.
+func (s *seen) first(id string, now time.Time) (fresh bool, e seenEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now)
+	if old, ok := s.byID[id]; ok {
+		return false, *old
+	}
+	ne := &seenEntry{id: id, expires: now.Add(s.ttl)}
+	s.byID[id] = ne
+	s.order = append(s.order, ne)
+	return true, seenEntry{}
+}
+
+// done marks id handled, with a CALL's reply.
+func (s *seen) done(id string, reply []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.byID[id]; ok {
+		e.done, e.reply = true, reply
+	}
+}
+
+// expire forgets ids past their TTL, and the oldest beyond max; under mu.
+func (s *seen) expire(now time.Time) {
+	for s.head < len(s.order) {
+		e := s.order[s.head]
+		if now.Before(e.expires) && len(s.byID) < s.max {
+			break
+		}
+		delete(s.byID, e.id)
+		s.order[s.head] = nil
+		s.head++
+	}
+	if s.head > 1024 && s.head*2 > len(s.order) {
+		s.order = append([]*seenEntry(nil), s.order[s.head:]...)
+		s.head = 0
+	}
+}
+
+func (s *seen) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}

@@ -1,0 +1,203 @@
+package rpc
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// link is one DEALER connection to one proxy's ROUTER. A client has one
+// per central proxy's frontend, a server one per backend, so that a
+// message can be sent through a chosen proxy, and a retry through another.
+type link struct {
+	proxy    string // the proxy record's ID
+	endpoint string
+	d        *transport.Dealer
+	up       atomic.Bool
+}
+
+// send queues the message on this link; false when it is down or full.
+func (l *link) send(head, tail [][]byte) bool { return l.up.Load() && l.d.Send(head, tail) }
+
+// links are the DEALERs of a client or server, one per proxy, followed as
+// the registry changes. Sends pick an up link round-robin.
+type links struct {
+	opts   transport.Options // template: identity, HWM, logger, stats
+	onRecv func(*link, *transport.Batch)
+	onDown func(*link) // a link went down or away: resend what waits on it
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	byProxy map[string]*link
+	all     atomic.Pointer[[]*link]
+	changed chan struct{} // closed and replaced when a link goes up
+	closed  bool
+	rr      atomic.Uint32
+}
+
+func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *transport.Batch), onDown func(*link)) *links {
+	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log,
+		byProxy: make(map[string]*link), changed: make(chan struct{})}
+	ls.all.Store(&[]*link{})
+	return ls
+}
+
+// set keeps a link to endpoint for proxy; a proxy that moved is
+// reconnected.
+func (ls *links) set(proxy, endpoint string) {
+	ls.mu.Lock()
+	if ls.closed {
+		ls.mu.Unlock()
+		return
+	}
+	old := ls.byProxy[proxy]
+	if old != nil && old.endpoint == endpoint {
+		ls.mu.Unlock()
+		return
+	}
+	l := &link{proxy: proxy, endpoint: endpoint}
+	opts := ls.opts
+	opts.OnBatch = func(b *transport.Batch) { ls.onRecv(l, b) }
+	opts.OnPeer = func(_ []byte, up bool) { ls.setUp(l, up) }
+	l.d = transport.NewDealer(opts)
+	ls.byProxy[proxy] = l
+	ls.publish()
+	ls.mu.Unlock()
+	if old != nil {
+		ls.drop(old)
+	}
+	if err := l.d.Connect(endpoint); err != nil {
+		ls.log.Warn("proxy address unusable", "proxy", proxy, "endpoint", endpoint, "err", err)
+	}
+}
+
+// remove closes the link to a proxy that is gone from the registry.
+func (ls *links) remove(proxy string) {
+	ls.mu.Lock()
+	l := ls.byProxy[proxy]
+	delete(ls.byProxy, proxy)
+	ls.publish()
+	ls.mu.Unlock()
+	if l != nil {
+		ls.drop(l)
+	}
+}
+
+// drop closes a link that is no longer listed, and reports it down.
+func (ls *links) drop(l *link) {
+	l.up.Store(false)
+	l.d.Close()
+	ls.onDown(l)
+}
+
+func (ls *links) setUp(l *link, up bool) {
+	was := l.up.Swap(up)
+	if up && !was {
+		ls.mu.Lock()
+		ls.notify()
+		ls.mu.Unlock()
+	}
+	if !up && was {
+		ls.onDown(l)
+	}
+}
+
+// publish makes the current list visible to senders; under mu.
+func (ls *links) publish() {
+	ls.notify()
+	all := make([]*link, 0, len(ls.byProxy))
+	for _, l := range ls.byProxy {
+		all = append(all, l)
+	}
+	ls.all.Store(&all)
+}
+
+// send queues the message on the next up link other than avoid (avoid is
+// used only when no other link is up). It returns the link, or nil.
+func (ls *links) send(avoid *link, head, tail [][]byte) *link {
+	all := *ls.all.Load()
+	start := int(ls.rr.Add(1))
+	for pass := range 2 {
+		for i := range all {
+			l := all[(start+i)%len(all)]
+			if (pass == 0 && l == avoid) || !l.send(head, tail) {
+				continue
+			}
+			return l
+		}
+	}
+	return nil
+}
+
+// byID finds the link to a proxy, nil if none.
+func (ls *links) byID(proxy string) *link {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.byProxy[proxy]
+}
+
+// count is the number of links, and of those up.
+func (ls *links) count() (listed, up int) {
+	all := *ls.all.Load()
+	for _, l := range all {
+		if l.up.Load() {
+			up++
+		}
+	}
+	return len(all), up
+}
+
+// waitUp waits until a link is up; it returns false when the registry
+// has been listed and lists no proxy, or when ctx ends first.
+func (ls *links) waitUp(ctx context.Context, synced <-chan struct{}) bool {
+	for {
+		ls.mu.Lock()
+		ch := ls.changed
+		ls.mu.Unlock()
+		listed, up := ls.count()
+		if up > 0 {
+			return true
+		}
+		var notYet <-chan struct{}
+		select {
+		case <-synced:
+			if listed == 0 {
+				return false
+			}
+		default:
+			notYet = synced
+		}
+		select {
+		case <-ch:
+		case <-notYet:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// notify wakes waitUp; under mu.
+func (ls *links) notify() {
+	close(ls.changed)
+	ls.changed = make(chan struct{})
+}
+
+// close closes every link.
+func (ls *links) close() {
+	ls.mu.Lock()
+	ls.closed = true
+	all := make([]*link, 0, len(ls.byProxy))
+	for _, l := range ls.byProxy {
+		all = append(all, l)
+	}
+	ls.byProxy = map[string]*link{}
+	ls.publish()
+	ls.mu.Unlock()
+	for _, l := range all {
+		l.up.Store(false)
+		l.d.Close()
+	}
+}

@@ -1,0 +1,177 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/registry"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const wait = 30 * time.Second
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// system is an embedded etcd and the proxies registered in it.
+type system struct {
+	t       *testing.T
+	etcd    *testutil.EmbeddedEtcd
+	cli     *clientv3.Client
+	prefix  string
+	proxies []*actors.Proxy
+}
+
+func newSystem(t *testing.T, proxies int) *system {
+	t.Helper()
+	e := testutil.Embedded(t)
+	s := &system{t: t, etcd: e, cli: e.Client(t), prefix: registry.DefaultPrefix}
+	for range proxies {
+		s.addProxy(actors.KindDoubleRouter, "node0")
+	}
+	return s
+}
+
+// addProxy starts a proxy of kind registered under host name.
+func (s *system) addProxy(kind actors.Kind, name string) *actors.Proxy {
+	s.t.Helper()
+	p, err := actors.New(actors.Config{Kind: kind, Host: "127.0.0.1", Logger: quiet(),
+		Registry: actors.RegistryConfig{Endpoints: s.etcd.Endpoints(), Name: name, TTL: 2 * time.Second}})
+	if err != nil {
+		s.t.Fatalf("proxy: %v", err)
+	}
+	s.t.Cleanup(func() { p.Close() })
+	testutil.CheckFor(s.t, wait, func() error {
+		if !p.Registered() {
+			return errors.New("proxy not registered")
+		}
+		return nil
+	})
+	s.proxies = append(s.proxies, p)
+	return p
+}
+
+func (s *system) client(cfg ClientConfig) *Client {
+	s.t.Helper()
+	cfg.Etcd = s.cli
+	if cfg.Host == "" {
+		cfg.Host = "node0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := NewClient(ctx, cfg)
+	if err != nil {
+		s.t.Fatalf("NewClient: %v", err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// counter counts handler runs per message id.
+type counter struct {
+	mu   sync.Mutex
+	runs map[string]int
+	by   map[string]int // server name -> runs
+}
+
+func newCounter() *counter { return &counter{runs: map[string]int{}, by: map[string]int{}} }
+
+func (c *counter) add(server string, m *Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs[m.MessageID]++
+	c.by[server]++
+}
+
+func (c *counter) total() (ids, runs int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.runs {
+		runs += n
+	}
+	return len(c.runs), runs
+}
+
+func (c *counter) server(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.by[name]
+}
+
+// echoServer serves topic as name: echo returns its args and the server's
+// name, fail raises ValueError, block waits for release.
+func (s *system) echoServer(topic, name string, cnt *counter, mod func(*ServerConfig)) *Server {
+	s.t.Helper()
+	handlers := map[string]Handler{
+		"echo": func(_ context.Context, m *Message) (any, error) {
+			cnt.add(name, m)
+			var args map[string]any
+			if err := json.Unmarshal(m.Args, &args); err != nil {
+				return nil, err
+			}
+			args["server"] = name
+			return args, nil
+		},
+		"fail": func(_ context.Context, m *Message) (any, error) {
+			cnt.add(name, m)
+			return nil, &RemoteError{Class: "ValueError", Module: "builtins", Message: "asked to fail"}
+		},
+	}
+	cfg := ServerConfig{Etcd: s.cli, Host: "node0", Topic: topic, Server: name, Handlers: handlers, Logger: quiet(),
+		Notify: func(_ context.Context, m *Message) { cnt.add(name, m) }}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	srv, err := NewServer(ctx, cfg)
+	if err != nil {
+		s.t.Fatalf("NewServer: %v", err)
+	}
+	s.t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// waitTargets waits until a client sees n identities for target.
+func waitTargets(t *testing.T, c *Client, target string, n int) {
+	t.Helper()
+	testutil.CheckFor(t, wait, func() error {
+		if got := len(c.disc.identities(target)); got != n {
+			return fmt.Errorf("%s: %d identities, want %d", target, got, n)
+		}
+		return nil
+	})
+}
+
+// waitLinks waits until a client or server has n links up.
+func waitLinks(t *testing.T, ls *links, n int) {
+	t.Helper()
+	testutil.CheckFor(t, wait, func() error {
+		if listed, up := ls.count(); listed != n || up != n {
+			return fmt.Errorf("%d links listed, %d up, want %d", listed, up, n)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,280 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+)
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Calls return the reply or the server's failure, typed; a named server
+// gets its own calls; casts each reach exactly one server.
+func TestCallCast(t *testing.T) {
+	for _, acks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("acks=%v", acks), func(t *testing.T) {
+			sys := newSystem(t, 2)
+			cnt := newCounter()
+			s1 := sys.echoServer("demo", "s1", cnt, nil)
+			sys.echoServer("demo", "s2", cnt, nil)
+			c := sys.client(ClientConfig{Acks: acks})
+			waitTargets(t, c, "demo", 2)
+			waitLinks(t, c.links, 2)
+			waitLinks(t, s1.links, 2)
+
+			got, err := c.Call(ctxFor(t, wait), Target{Topic: "demo", Server: "s2"}, "echo", map[string]any{"value": "hello"})
+			if err != nil {
+				t.Fatalf("Call: %v", err)
+			}
+			if want := `{"server":"s2","value":"hello"}`; compact(t, got) != want {
+				t.Fatalf("Call reply: got %s, want %s", got, want)
+			}
+
+			_, err = c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "fail", nil)
+			var re *RemoteError
+			if !errors.As(err, &re) || re.Class != "ValueError" || re.Module != "builtins" || re.Message != "asked to fail" {
+				t.Fatalf("Call fail: got %v, want a RemoteError ValueError/builtins/asked to fail", err)
+			}
+			_, err = c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "nosuch", nil)
+			if !errors.As(err, &re) || re.Class != "NoSuchMethod" {
+				t.Fatalf("Call nosuch: got %v, want a RemoteError NoSuchMethod", err)
+			}
+
+			const n = 40
+			for i := range n {
+				if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", map[string]any{"i": i}); err != nil {
+					t.Fatalf("Cast %d: %v", i, err)
+				}
+			}
+			// 1 call to s2, 1 fail, n casts; each handled once.
+			testutil.CheckFor(t, wait, func() error {
+				if ids, runs := cnt.total(); ids != n+2 || runs != n+2 {
+					return fmt.Errorf("handled %d ids in %d runs, want %d and %d", ids, runs, n+2, n+2)
+				}
+				return nil
+			})
+			// Round-robin over two servers: the casts split evenly.
+			if a, b := cnt.server("s1"), cnt.server("s2"); a < n/2 || b < n/2 {
+				t.Errorf("casts split %d/%d, want at least %d each", a, b, n/2)
+			}
+			if acks && c.Stats().Acks.Load() < n {
+				t.Errorf("acks: got %d, want at least %d", c.Stats().Acks.Load(), n)
+			}
+		})
+	}
+}
+
+func compact(t *testing.T, raw json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("reply %s: %v", raw, err)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// A fanout reaches every server of the topic exactly once, and no server
+// of a topic that only shares its prefix; a notification reaches every
+// listener of topic.<priority>.
+func TestFanoutNotify(t *testing.T) {
+	sys := newSystem(t, 2)
+	probes, cnt, other := newCounter(), newCounter(), newCounter()
+	server := func(topic, name string, c *counter) *Server {
+		return sys.echoServer(topic, name, probes, func(cfg *ServerConfig) {
+			cfg.Handlers["tally"] = func(_ context.Context, m *Message) (any, error) { c.add(name, m); return nil, nil }
+			cfg.Notify = func(_ context.Context, m *Message) { c.add(name, m) }
+		})
+	}
+	servers := []*Server{server("demo", "s1", cnt), server("demo", "s2", cnt), server("demo", "s3", cnt), server("demox", "s4", other)}
+	for _, s := range servers {
+		testutil.CheckFor(t, wait, func() error {
+			if got := s.sub.Connected(); got != 2 {
+				return fmt.Errorf("%s: SUB connected to %d publishers, want 2", s.id, got)
+			}
+			return nil
+		})
+	}
+	c := sys.client(ClientConfig{})
+	waitLinks(t, c.links, 2)
+	// A subscription travels after the connection: probe until a fanout
+	// through each proxy has reached all three servers.
+	testutil.CheckFor(t, wait, func() error {
+		for range 2 {
+			if err := c.Fanout(ctxFor(t, wait), "demo", "echo", nil); err != nil {
+				return err
+			}
+		}
+		for _, n := range []string{"s1", "s2", "s3"} {
+			if probes.server(n) < 2 {
+				return fmt.Errorf("%s got %d probes, want 2", n, probes.server(n))
+			}
+		}
+		return nil
+	})
+	const n = 10
+	for i := range n {
+		if err := c.Fanout(ctxFor(t, wait), "demo", "tally", map[string]any{"i": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Notify(ctxFor(t, wait), "demo", "info", "thing.happened", map[string]any{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		for _, name := range []string{"s1", "s2", "s3"} {
+			if got := cnt.server(name); got != n+1 {
+				return fmt.Errorf("%s: %d fanouts and notifications, want %d", name, got, n+1)
+			}
+		}
+		return nil
+	})
+	if ids, runs := cnt.total(); ids != n+1 || runs != 3*(n+1) {
+		t.Errorf("%d ids in %d runs, want %d in %d", ids, runs, n+1, 3*(n+1))
+	}
+	if _, runs := other.total(); runs != 0 {
+		t.Errorf("a server of topic demox handled %d messages for demo, want 0", runs)
+	}
+}
+
+// The errors say what happened.
+func TestErrors(t *testing.T) {
+	t.Run("no proxy", func(t *testing.T) {
+		sys := newSystem(t, 0)
+		c := sys.client(ClientConfig{})
+		if err := c.Fanout(ctxFor(t, wait), "demo", "echo", nil); !errors.Is(err, ErrNoProxy) {
+			t.Fatalf("Fanout without a proxy: got %v, want ErrNoProxy", err)
+		}
+	})
+	sys := newSystem(t, 1)
+	release := make(chan struct{})
+	cnt := newCounter()
+	sys.echoServer("slow", "s1", cnt, func(cfg *ServerConfig) {
+		cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		}
+	})
+	defer close(release)
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "slow", 1)
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "nobody"}, "echo", nil); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("Call to an unserved topic: got %v, want ErrNoServer", err)
+	}
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "slow", Server: "s9"}, "echo", nil); !errors.Is(err, ErrNoServer) || !strings.Contains(err.Error(), "slow.s9") {
+		t.Fatalf("Call to an absent server: got %v, want ErrNoServer naming slow.s9", err)
+	}
+	start := time.Now()
+	_, err := c.Call(ctxFor(t, 300*time.Millisecond), Target{Topic: "slow"}, "block", nil)
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call past its deadline: got %v, want ErrTimeout wrapping DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Call returned %s after a 300 ms deadline", took)
+	}
+	for _, bad := range []Target{{}, {Topic: "a.b"}, {Topic: "a/b"}} {
+		if _, err := c.Call(ctxFor(t, wait), bad, "echo", nil); !errors.Is(err, ErrBadTarget) {
+			t.Errorf("Call to %+v: got %v, want ErrBadTarget", bad, err)
+		}
+	}
+	if err := c.Cast(ctxFor(t, wait), Target{Topic: "slow"}, "echo", []int{1}); !errors.Is(err, ErrBadTarget) {
+		t.Errorf("Cast with args that are not an object: got %v, want ErrBadTarget", err)
+	}
+	c.Close()
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "slow"}, "echo", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Call after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// With acks, a call whose proxy goes away while the server works is sent
+// again at once through the other proxy; the server recognises it, the
+// handler runs once, and the reply comes back by the live proxy.
+func TestResendWhenProxyGoes(t *testing.T) {
+	sys := newSystem(t, 2)
+	started := make(chan string, 4)
+	release := make(chan struct{})
+	var runs sync.Map
+	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
+			n, _ := runs.LoadOrStore(m.MessageID, new(int))
+			*n.(*int)++
+			started <- m.MessageID
+			<-release
+			return "done", nil
+		}
+	})
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: time.Minute}) // only the link going down can trigger the resend
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 2)
+	waitLinks(t, srv.links, 2)
+
+	type result struct {
+		raw json.RawMessage
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		raw, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "block", nil)
+		done <- result{raw, err}
+	}()
+	id := <-started
+	// Close the proxy the call went through.
+	c.mu.Lock()
+	via := c.pending[id].via
+	c.mu.Unlock()
+	for _, p := range sys.proxies {
+		if p.Addrs().Frontend == via.endpoint {
+			p.Close()
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if got := c.Stats().Resent.Load(); got != 1 {
+			return fmt.Errorf("resent %d, want 1", got)
+		}
+		if got := srv.Stats().Duplicates.Load(); got != 1 {
+			return fmt.Errorf("server saw %d duplicates, want 1", got)
+		}
+		return nil
+	})
+	close(release)
+	r := <-done
+	if r.err != nil || string(r.raw) != `"done"` {
+		t.Fatalf("Call: got %s, %v; want \"done\"", r.raw, r.err)
+	}
+	n, _ := runs.Load(id)
+	if *n.(*int) != 1 {
+		t.Fatalf("handler ran %d times, want 1", *n.(*int))
+	}
+	if got := c.Stats().Retries.Load(); got != 0 {
+		t.Errorf("retries after a timeout: got %d, want 0 (the resend came from the link going down)", got)
+	}
+}
+
+// A server's Close removes its identities at once: a client sees them go
+// and reports ErrNoServer, not a timeout.
+func TestServerCloseDeregisters(t *testing.T) {
+	sys := newSystem(t, 1)
+	srv := sys.echoServer("demo", "s1", newCounter(), nil)
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "demo", 1)
+	waitTargets(t, c, "demo/s1", 1)
+	srv.Close()
+	waitTargets(t, c, "demo", 0)
+	waitTargets(t, c, "demo/s1", 0)
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("Call after the only server closed: got %v, want ErrNoServer", err)
+	}
+}

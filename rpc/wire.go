@@ -1,0 +1,262 @@
+package rpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// The frames, as oslo.messaging's driver puts them (docs/protocol.md):
+//
+//	a DEALER sends       ["", "1.0", type, routing_key, message_id, payload]
+//	a DEALER receives    ["", "1.0", reply_id, type, message_id, payload...]
+//	a SUB receives       [topic, "1.0", type, message_id, payload...]
+//	a server replies     ["", "1.0", "5", reply_id, message_id, [result, failure]]
+//	a server acks        ["", "1.0", "6", reply_id, message_id]
+
+var (
+	version10 = []byte(transport.Version10)
+	typeFrame = [...][]byte{nil, []byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5"), []byte("6")}
+)
+
+// head is the five frames a DEALER sends before the payload.
+func head(t transport.MsgType, routingKey, messageID string) [][]byte {
+	return [][]byte{nil, version10, typeFrame[t], []byte(routingKey), []byte(messageID)}
+}
+
+// inbound is one message a DEALER or SUB received, copied out of its
+// batch. For a DEALER, Peer is the sender's identity (reply_id); for a SUB
+// it is the routing key (topic).
+type inbound struct {
+	typ     transport.MsgType
+	peer    string
+	msgID   string
+	payload []byte
+}
+
+// parseDirect reads ["", "1.0", reply_id, type, message_id, payload...].
+func parseDirect(m transport.Msg) (inbound, error) {
+	if len(m) < 5 || len(m[0]) != 0 {
+		return inbound{}, fmt.Errorf("%w: %d frames from a DEALER", ErrMalformed, len(m))
+	}
+	if !bytes.Equal(m[1], version10) {
+		return inbound{}, fmt.Errorf("%w: version %.16q", ErrMalformed, m[1])
+	}
+	t, ok := parseType(m[3])
+	if !ok {
+		return inbound{}, fmt.Errorf("%w: type %.16q", ErrMalformed, m[3])
+	}
+	in := inbound{typ: t, peer: string(m[2]), msgID: string(m[4])}
+	if len(m) > 5 {
+		in.payload = bytes.Clone(m[5])
+	}
+	return in, nil
+}
+
+// parsePublished reads [topic, "1.0", type, message_id, payload...].
+func parsePublished(m transport.Msg) (inbound, error) {
+	if len(m) < 4 || !bytes.Equal(m[1], version10) {
+		return inbound{}, fmt.Errorf("%w: %d frames from a PUB", ErrMalformed, len(m))
+	}
+	t, ok := parseType(m[2])
+	if !ok || !t.IsFanout() {
+		return inbound{}, fmt.Errorf("%w: published type %.16q", ErrMalformed, m[2])
+	}
+	in := inbound{typ: t, peer: string(m[0]), msgID: string(m[3])}
+	if len(m) > 4 {
+		in.payload = bytes.Clone(m[4])
+	}
+	return in, nil
+}
+
+func parseType(b []byte) (transport.MsgType, bool) {
+	if len(b) != 1 || b[0] < '1' || b[0] > '6' {
+		return 0, false
+	}
+	return transport.MsgType(b[0] - '0'), true
+}
+
+// request is the body of a CALL, CAST or CAST_FANOUT.
+type request struct {
+	Method string          `json:"method"`
+	Args   json.RawMessage `json:"args"`
+}
+
+// encodeRequest is [context, {"method": NAME, "args": ARGS}], spaced as
+// Python's json.dumps spaces it.
+func encodeRequest(method string, args any) ([]byte, error) {
+	a, err := marshalArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(`[{}, {"method": `)
+	m, _ := pyJSON(method)
+	b.Write(m)
+	b.WriteString(`, "args": `)
+	b.Write(a)
+	b.WriteString(`}]`)
+	return b.Bytes(), nil
+}
+
+// marshalArgs encodes args, which must be a JSON object (nil = {}).
+func marshalArgs(args any) ([]byte, error) {
+	if args == nil {
+		return []byte("{}"), nil
+	}
+	a, err := pyJSON(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: args: %w", ErrBadTarget, err)
+	}
+	if len(a) == 0 || a[0] != '{' {
+		return nil, fmt.Errorf("%w: args must be a JSON object, got %.32s", ErrBadTarget, a)
+	}
+	return a, nil
+}
+
+// decodeRequest reads [context, {"method", "args"}].
+func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal(payload, &parts); err != nil || len(parts) != 2 {
+		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
+	}
+	if err := json.Unmarshal(parts[1], &req); err != nil || req.Method == "" {
+		return nil, request{}, fmt.Errorf("%w: request without a method", ErrMalformed)
+	}
+	if len(req.Args) == 0 || string(req.Args) == "null" {
+		req.Args = json.RawMessage("{}")
+	}
+	return parts[0], req, nil
+}
+
+// encodeReply is [result, failure]; failure is null or a JSON string
+// holding the exception object.
+func encodeReply(result any, failure *RemoteError) ([]byte, error) {
+	r, err := pyJSON(result)
+	if err != nil {
+		return nil, err
+	}
+	f := []byte("null")
+	if failure != nil {
+		obj, err := pyJSON(failure)
+		if err != nil {
+			return nil, err
+		}
+		if f, err = pyJSON(string(obj)); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, 0, len(r)+len(f)+4)
+	out = append(out, '[')
+	out = append(out, r...)
+	out = append(out, ", "...)
+	out = append(out, f...)
+	return append(out, ']'), nil
+}
+
+// decodeReply reads [result, failure].
+func decodeReply(payload []byte) (json.RawMessage, *RemoteError, error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal(payload, &parts); err != nil || len(parts) != 2 {
+		return nil, nil, fmt.Errorf("%w: reply payload is not [result, failure]", ErrMalformed)
+	}
+	re, err := parseFailure(parts[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	return parts[0], re, nil
+}
+
+// Notification is the body of a NOTIFY, as oslo.messaging's notifier
+// writes it.
+type Notification struct {
+	MessageID   string          `json:"message_id"`
+	PublisherID string          `json:"publisher_id"`
+	EventType   string          `json:"event_type"`
+	Priority    string          `json:"priority"`
+	Payload     json.RawMessage `json:"payload"`
+	Timestamp   string          `json:"timestamp"`
+}
+
+// timestampLayout is Python's str(datetime.utcnow()).
+const timestampLayout = "2006-01-02 15:04:05.000000"
+
+func encodeNotification(n Notification) ([]byte, error) {
+	body, err := pyJSON(n)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte("[{}, "), body...), ']'), nil
+}
+
+func decodeNotification(payload []byte) (Notification, error) {
+	var parts []json.RawMessage
+	var n Notification
+	if err := json.Unmarshal(payload, &parts); err != nil || len(parts) != 2 {
+		return n, fmt.Errorf("%w: notification payload is not [context, message]", ErrMalformed)
+	}
+	if err := json.Unmarshal(parts[1], &n); err != nil {
+		return n, fmt.Errorf("%w: notification: %w", ErrMalformed, err)
+	}
+	return n, nil
+}
+
+func timestamp(t time.Time) string { return t.UTC().Format(timestampLayout) }
+
+// pyJSON encodes v as Python's json.dumps does by default: ", " and ": "
+// between items, non-ASCII escaped as \uXXXX, and no HTML escaping, so
+// that a Go service's frames are the bytes an oslo.messaging service
+// sends for the same values (a map's keys come out sorted, where Python
+// keeps insertion order).
+func pyJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	compact := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	out := make([]byte, 0, len(compact)+len(compact)/8)
+	inString, escaped := false, false
+	for i := 0; i < len(compact); {
+		c := compact[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(compact[i:])
+			if r >= 0x10000 {
+				hi, lo := 0xd800+((r-0x10000)>>10), 0xdc00+((r-0x10000)&0x3ff)
+				out = appendU(appendU(out, hi), lo)
+			} else {
+				out = appendU(out, r)
+			}
+			i += size
+			continue
+		}
+		out = append(out, c)
+		i++
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == ':'):
+			out = append(out, ' ')
+		}
+	}
+	return out, nil
+}
+
+func appendU(out []byte, r rune) []byte {
+	s := strconv.FormatInt(int64(r), 16)
+	out = append(out, `\u`...)
+	for range 4 - len(s) {
+		out = append(out, '0')
+	}
+	return append(out, s...)
+}
