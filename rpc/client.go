@@ -178,8 +178,8 @@ type pending struct {
 
 	acked chan struct{} // closed by the first ACK (or reply)
 	ackOK sync.Once
-	reply chan inbound    // the REPLY, cap 1
-	redo  chan struct{}   // cap 1: its link or server went away
+	reply chan inbound  // the REPLY, cap 1
+	redo  chan struct{} // cap 1: its link or server went away
 }
 
 func (p *pending) ack() { p.ackOK.Do(func() { close(p.acked) }) }

@@ -1,0 +1,165 @@
+package rpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// pyJSON spaces and escapes as Python's json.dumps: checked against the
+// real thing when Debian's python3 is there.
+func TestPyJSONMatchesPython(t *testing.T) {
+	cases := []struct {
+		v    any
+		py   string // the Python literal
+		want string
+	}{
+		{map[string]any{"a": 1, "b": []any{"x", nil, true}}, `{"a": 1, "b": ["x", None, True]}`, `{"a": 1, "b": ["x", null, true]}`},
+		{"héllo, wörld: 😀", `"héllo, wörld: 😀"`, `"h\u00e9llo, w\u00f6rld: \ud83d\ude00"`},
+		{"<a&b>", `"<a&b>"`, `"<a&b>"`},
+		{map[string]any{"k:,": "v,:\"q\""}, `{"k:,": "v,:\"q\""}`, `{"k:,": "v,:\"q\""}`},
+		{[]any{}, `[]`, `[]`},
+	}
+	python := "/usr/bin/python3"
+	if _, err := exec.LookPath(python); err != nil {
+		python = ""
+	}
+	for _, tc := range cases {
+		got, err := pyJSON(tc.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("pyJSON(%v): got %s, want %s", tc.v, got, tc.want)
+		}
+		if python == "" {
+			continue
+		}
+		out, err := exec.Command(python, "-c", "import json,sys; sys.stdout.write(json.dumps("+tc.py+"))").Output()
+		if err != nil {
+			t.Fatalf("python3: %v", err)
+		}
+		if string(out) != tc.want {
+			t.Errorf("python json.dumps(%s): got %s, the table says %s", tc.py, out, tc.want)
+		}
+	}
+}
+
+// The payloads are SPEC.md's examples, byte for byte.
+func TestPayloads(t *testing.T) {
+	req, err := encodeRequest("echo", map[string]any{"value": "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[{}, {"method": "echo", "args": {"value": "hello"}}]`; string(req) != want {
+		t.Fatalf("request: got %s, want %s", req, want)
+	}
+	ctx, r, err := decodeRequest(req)
+	if err != nil || string(ctx) != "{}" || r.Method != "echo" || string(r.Args) != `{"value": "hello"}` {
+		t.Fatalf("decodeRequest: got %s %+v %v", ctx, r, err)
+	}
+	rep, err := encodeReply(map[string]any{"v": 1}, nil)
+	if err != nil || string(rep) != `[{"v": 1}, null]` {
+		t.Fatalf("reply: got %s %v", rep, err)
+	}
+	fail, err := encodeReply(nil, remoteFailure(&RemoteError{Class: "ValueError", Module: "builtins", Message: "bad"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[null, "{\"class\": \"ValueError\", \"module\": \"builtins\", \"message\": \"bad\", \"tb\": [], \"args\": [\"bad\"], \"kwargs\": {}}"]`; string(fail) != want {
+		t.Fatalf("failure reply:\n got %s\nwant %s", fail, want)
+	}
+	res, re, err := decodeReply(fail)
+	if err != nil || string(res) != "null" || re == nil || re.Class != "ValueError" || re.Message != "bad" {
+		t.Fatalf("decodeReply: got %s %+v %v", res, re, err)
+	}
+	n, err := encodeNotification(Notification{MessageID: "m", PublisherID: "p", EventType: "e", Priority: "INFO",
+		Payload: json.RawMessage(`{"x": 1}`), Timestamp: timestamp(time.Date(2026, 11, 30, 9, 26, 3, 767929000, time.UTC))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[{}, {"message_id": "m", "publisher_id": "p", "event_type": "e", "priority": "INFO", "payload": {"x": 1}, "timestamp": "2026-11-30 09:26:03.767929"}]`; string(n) != want {
+		t.Fatalf("notification:\n got %s\nwant %s", n, want)
+	}
+}
+
+// What a peer may send that is not oslo.messaging's layout is refused with
+// ErrMalformed, never a panic.
+func TestParseRefusesMalformed(t *testing.T) {
+	fr := func(s ...string) transport.Msg {
+		m := make(transport.Msg, len(s))
+		for i, x := range s {
+			m[i] = []byte(x)
+		}
+		return m
+	}
+	for _, m := range []transport.Msg{
+		fr(), fr("", "1.0", "id", "5"), fr("x", "1.0", "id", "5", "m"), fr("", "2.0", "id", "5", "m"),
+		fr("", "1.0", "id", "7", "m"), fr("", "1.0", "id", "55", "m"),
+	} {
+		if _, err := parseDirect(m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("parseDirect(%q): got %v, want ErrMalformed", m, err)
+		}
+	}
+	for _, m := range []transport.Msg{fr("t", "1.0", "1", "m"), fr("t", "1.0", "3"), fr("t", "0.9", "3", "m")} {
+		if _, err := parsePublished(m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("parsePublished(%q): got %v, want ErrMalformed", m, err)
+		}
+	}
+	for _, p := range []string{``, `{}`, `[{}]`, `[{}, {"args": {}}]`, `[{}, 3]`} {
+		if _, _, err := decodeRequest([]byte(p)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeRequest(%s): got %v, want ErrMalformed", p, err)
+		}
+	}
+	for _, p := range []string{`[1]`, `[1, "not json"]`, `x`} {
+		if _, _, err := decodeReply([]byte(p)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeReply(%s): got %v, want ErrMalformed", p, err)
+		}
+	}
+}
+
+func FuzzDecodePayloads(f *testing.F) {
+	for _, s := range []string{`[{}, {"method": "m", "args": {}}]`, `[1, null]`, `[null, "{\"class\": \"E\"}"]`, `[{}, {"payload": {}}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = decodeRequest(b)
+		_, _, _ = decodeReply(b)
+		_, _ = decodeNotification(b)
+		_, _ = parseDirect(bytes.Split(b, []byte{0}))
+		_, _ = parsePublished(bytes.Split(b, []byte{0}))
+	})
+}
+
+// seen forgets ids after their TTL, and the oldest beyond its bound.
+func TestSeen(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Minute, 3)
+	if fresh, _ := s.first("a", now); !fresh {
+		t.Fatal("a: not fresh the first time")
+	}
+	s.done("a", []byte("reply"))
+	if fresh, e := s.first("a", now.Add(time.Second)); fresh || !e.done || string(e.reply) != "reply" {
+		t.Fatalf("a again: got fresh=%v %+v, want the cached reply", fresh, e)
+	}
+	s.first("b", now)
+	s.first("c", now)
+	s.first("d", now) // the fourth: a, the oldest, goes
+	if got := s.len(); got != 3 {
+		t.Fatalf("len: got %d, want 3", got)
+	}
+	if fresh, _ := s.first("a", now.Add(2*time.Second)); !fresh {
+		t.Fatal("a beyond the bound: still remembered")
+	}
+	if fresh, _ := s.first("zz", now.Add(2*time.Minute)); !fresh {
+		t.Fatal("zz: not fresh")
+	}
+	if got := s.len(); got != 1 {
+		t.Fatalf("after the TTL: %d ids remembered, want 1", got)
+	}
+}
