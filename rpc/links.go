@@ -116,10 +116,18 @@ func (ls *links) publish() {
 }
 
 // send queues the message on the next up link other than avoid (avoid is
-// used only when no other link is up). It returns the link, or nil.
+// used only when no other link is up). It returns the link, or nil. Only
+// first sends (avoid == nil) move the round-robin on, so that resends do
+// not skew it.
 func (ls *links) send(avoid *link, head, tail [][]byte) *link {
 	all := *ls.all.Load()
-	start := int(ls.rr.Add(1))
+	if len(all) == 0 {
+		return nil
+	}
+	start := int(ls.rr.Load())
+	if avoid == nil {
+		start = int(ls.rr.Add(1))
+	}
 	for pass := range 2 {
 		for i := range all {
 			l := all[(start+i)%len(all)]

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -276,5 +278,45 @@ func TestServerCloseDeregisters(t *testing.T) {
 	waitTargets(t, c, "demo/s1", 0)
 	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); !errors.Is(err, ErrNoServer) {
 		t.Fatalf("Call after the only server closed: got %v, want ErrNoServer", err)
+	}
+}
+
+// With acks, a message that a proxy swallows is sent again through another
+// proxy after the ACK timeout; every call returns and each handler runs
+// once. The swallowing proxy is a real ROUTER, registered like a proxy,
+// that routes nothing.
+func TestRetryAfterAckTimeout(t *testing.T) {
+	sys := newSystem(t, 1)
+	hole := transport.NewRouter(transport.Options{Identity: []byte("hole")})
+	if err := hole.Bind("tcp://127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+		registry.Record{ID: "node0/hole", Kind: "double-router", Host: "node0", Frontend: hole.Addr(), Backend: hole.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	cnt := newCounter()
+	sys.echoServer("demo", "s1", cnt, nil)
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: 50 * time.Millisecond})
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 2)
+	const n = 10
+	for i := range n {
+		if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", map[string]any{"i": i}); err != nil {
+			t.Fatalf("Call %d: %v", i, err)
+		}
+	}
+	if ids, runs := cnt.total(); ids != n || runs != n {
+		t.Fatalf("handler: %d ids in %d runs, want %d in %d", ids, runs, n, n)
+	}
+	// Round-robin sent about half of the first attempts into the hole.
+	if got := c.Stats().Retries.Load(); got < n/2-2 || got > n/2+2 {
+		t.Errorf("retries: got %d, want about %d", got, n/2)
+	}
+	if got := hole.Stats().Received.Load(); got != c.Stats().Retries.Load() {
+		t.Errorf("the hole swallowed %d messages, the client retried %d", got, c.Stats().Retries.Load())
 	}
 }
