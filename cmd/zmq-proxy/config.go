@@ -55,8 +55,12 @@ type command int
 const (
 	cmdProxy command = 1 << iota // zmq-proxy [options]: run a proxy
 	cmdList                      // zmq-proxy list [options]: print the registry
+	cmdRPC                       // call, cast, fanout, notify, echo-server: the rpc package for people
+	cmdBench                     // bench: load through the running deployment
 
-	cmdBoth = cmdProxy | cmdList
+	cmdClients = cmdRPC | cmdBench
+	// cmdBoth is every command that reaches the registry (it was two).
+	cmdBoth = cmdProxy | cmdList | cmdClients
 )
 
 // Defaults of the registry options.
@@ -101,7 +105,20 @@ type config struct {
 	// zmq-proxy list only.
 	Watch       bool
 	JSON        bool
-	ListTimeout time.Duration
+	ListTimeout time.Duration // list, and the clients' reply/ACK timeout
+
+	// The client commands (call, cast, fanout, notify, echo-server, bench).
+	Acks             bool
+	AckTimeout       time.Duration
+	Retries          int
+	BenchClients     int
+	BenchOutstanding int
+	BenchServers     int
+	BenchTarget      string
+	BenchSize        int
+	BenchDuration    time.Duration
+	BenchCount       int
+	Args             []string // the positional arguments
 
 	Kind actors.Kind // by actors.ChooseKind, the seed's rule
 
@@ -255,9 +272,9 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.MetricsAddr, err = parseListenAddr(v); return err },
 	},
 	{
-		name: "name", section: sectionProxy, long: "name", arg: "NAME",
+		name: "name", cmds: cmdProxy | cmdClients, section: sectionProxy, long: "name", arg: "NAME",
 		defFunc: os.Hostname, defHelp: "this machine's host name",
-		help: "host name of this proxy in its registry record; the seed's \"host\"",
+		help: "host name of this proxy in its registry record (oslo.messaging's \"host\"); for clients and servers, the first part of their identity",
 		set:  func(c *config, v string) (err error) { c.Name, err = parseName(v); return err },
 	},
 	{
@@ -338,14 +355,64 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.Watch, err = parseBool(v); return err },
 	},
 	{
-		name: "json", cmds: cmdList, long: "json", boolean: true, def: "false",
+		name: "json", cmds: cmdList | cmdBench, long: "json", boolean: true, def: "false",
 		help: "print one JSON object per line instead of a table",
 		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 	},
 	{
-		name: "timeout", cmds: cmdList, long: "timeout", arg: "DURATION", def: defaultListTimeout,
-		help: "give up when etcd has not answered within DURATION: 5s, 1m, or seconds",
+		name: "timeout", cmds: cmdList | cmdClients, long: "timeout", arg: "DURATION", def: defaultListTimeout,
+		help: "give up when etcd (list), the reply (call) or the ACK (cast --acks) has not come within DURATION: 5s, 1m, or seconds",
 		set:  func(c *config, v string) (err error) { c.ListTimeout, err = parseTimeout(v); return err },
+	},
+	{
+		name: "rpc_use_acks", cmds: cmdClients, section: sectionZMQ, long: "acks", boolean: true, def: "false",
+		help: "acknowledged delivery: a CALL or CAST not ACKed in time is sent again through another proxy",
+		set:  func(c *config, v string) (err error) { c.Acks, err = parseBool(v); return err },
+	},
+	{
+		name: "rpc_ack_timeout_base", cmds: cmdClients, section: sectionZMQ, long: "ack-timeout", arg: "SECONDS", def: "2",
+		help: "wait this long for the first ACK, twice as long for each retry's",
+		set:  func(c *config, v string) (err error) { c.AckTimeout, err = parseSeconds(v); return err },
+	},
+	{
+		name: "rpc_retry_attempts", cmds: cmdClients, section: sectionZMQ, long: "retries", arg: "N", def: "3",
+		help: "with --acks, send a message again at most N times",
+		set:  func(c *config, v string) (err error) { c.Retries, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "bench_clients", cmds: cmdBench, long: "clients", arg: "N", def: "1",
+		help: "clients, each with its own connections",
+		set:  func(c *config, v string) (err error) { c.BenchClients, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "bench_outstanding", cmds: cmdBench, long: "outstanding", arg: "N", def: "1",
+		help: "messages each client keeps in flight",
+		set:  func(c *config, v string) (err error) { c.BenchOutstanding, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "bench_servers", cmds: cmdBench, long: "servers", arg: "N", def: "2",
+		help: "echo servers the bench starts (none with --target)",
+		set:  func(c *config, v string) (err error) { c.BenchServers, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "bench_target", cmds: cmdBench, long: "target", arg: "TOPIC",
+		help: "send to the running servers of TOPIC instead of starting echo servers",
+		set:  func(c *config, v string) error { c.BenchTarget = v; return nil },
+	},
+	{
+		name: "bench_size", cmds: cmdBench, long: "size", arg: "BYTES", def: "64",
+		help: "payload size of each message",
+		set:  func(c *config, v string) (err error) { c.BenchSize, err = parseInt(v, 0); return err },
+	},
+	{
+		name: "bench_duration", cmds: cmdBench, long: "duration", arg: "DURATION", def: "10s",
+		help: "how long to send (unless --count)",
+		set:  func(c *config, v string) (err error) { c.BenchDuration, err = parseTimeout(v); return err },
+	},
+	{
+		name: "bench_count", cmds: cmdBench, long: "count", arg: "N", def: "0",
+		help: "send N messages in all instead of for --duration",
+		set:  func(c *config, v string) (err error) { c.BenchCount, err = parseInt(v, 0); return err },
 	},
 }
 
@@ -358,11 +425,20 @@ func resolveConfig(args []string) (*config, error) { return resolve(cmdProxy, ar
 // that names the offending value and where it came from.
 func resolve(cmd command, args []string) (*config, error) {
 	fs, flags := newFlagSet(cmd)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		// Flags may follow the positional arguments of the client commands.
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if len(positional) > 0 && cmd&cmdClients == 0 {
+		return nil, fmt.Errorf("unexpected argument %q", positional[0])
 	}
 	given := make(map[string]*flagValue) // by option name
 	fs.Visit(func(f *flag.Flag) {
@@ -421,6 +497,7 @@ func resolve(cmd command, args []string) (*config, error) {
 		return nil, err
 	}
 	c.Kind = actors.ChooseKind(c.LocalPublisher, c.FrontendPort, c.BackendPort)
+	c.Args = positional
 	return c, nil
 }
 

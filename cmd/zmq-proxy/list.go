@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,11 +163,40 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 
 	p := &printer{w: stdout, json: c.JSON, watch: c.Watch}
 	var werr error // the first failed write; it ends the listing
+	var wmu sync.Mutex
 	written := func(err error) {
+		wmu.Lock()
+		defer wmu.Unlock()
 		if err != nil && werr == nil {
 			werr = err
 			cancel(err)
 		}
+	}
+	// The servers' targets follow the proxies: their table after the
+	// proxies' table, their changes as they come.
+	var targets sync.WaitGroup
+	defer targets.Wait()
+	followTargets := func() {
+		tw := registry.NewTargetWatcher(cli, c.EtcdPrefix, logger)
+		listed := false
+		targets.Add(1)
+		go func() {
+			defer targets.Done()
+			_ = tw.Run(ctx, func(ev registry.TargetEvent) {
+				if listed && c.Watch {
+					written(p.targetEvent(ev))
+				}
+			}, func() {
+				if listed {
+					return
+				}
+				listed = true
+				written(p.targets(tw.Targets()))
+				if !c.Watch {
+					cancel(nil)
+				}
+			})
+		}()
 	}
 	w := registry.NewWatcher(cli, c.EtcdPrefix, logger)
 	_ = w.Run(ctx, func(ev registry.Event) { // it returns when ctx is done, for one of the reasons below
@@ -183,10 +214,9 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 			return
 		}
 		written(p.table(w.Records()))
-		if !c.Watch {
-			cancel(nil)
-		}
+		followTargets()
 	})
+	targets.Wait()
 	switch cause := context.Cause(ctx); {
 	case werr != nil:
 		return fmt.Errorf("writing the list: %w", werr)
@@ -198,8 +228,10 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 	return nil // listed; with --watch, until ctx was done
 }
 
-// printer writes records and events as text or JSON, one line each.
+// printer writes records and events as text or JSON, one line each. The
+// proxies' and the targets' watchers share it.
 type printer struct {
+	mu    sync.Mutex
 	w     io.Writer
 	json  bool // one JSON object per line
 	watch bool // JSON: the first records as put events
@@ -209,6 +241,8 @@ type printer struct {
 const columns = "ID\tKIND\tHOST\tFRONTEND\tBACKEND\tPUBLISHER\tSTARTED"
 
 func (p *printer) table(recs []registry.Record) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.json {
 		for _, r := range recs {
 			var v any = r
@@ -239,6 +273,8 @@ type jsonEvent struct {
 }
 
 func (p *printer) event(ev registry.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.json {
 		return p.jsonLine(jsonEvent{Event: ev.Type.String(), Record: ev.Record})
 	}
@@ -251,6 +287,62 @@ func (p *printer) event(ev registry.Event) error {
 			field(r.Frontend), field(r.Backend), field(r.Publisher)}, " ")
 	}
 	_, err := fmt.Fprintln(p.w, line)
+	return err
+}
+
+// targetColumns of the targets' table.
+const targetColumns = "TARGET\tIDENTITY\tHOST\tSTARTED"
+
+// targets writes the servers' targets after the proxies: nothing when no
+// server is registered; with --json, one {"target": ...} object each.
+func (p *printer) targets(ts []registry.Target) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(ts) == 0 {
+		return nil
+	}
+	if p.json {
+		for _, t := range ts {
+			var v any = t
+			if p.watch {
+				v = jsonTargetEvent{Event: registry.EventPut.String(), Target: t}
+			}
+			if err := p.jsonLine(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	slices.SortFunc(ts, func(a, b registry.Target) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Identity, b.Identity))
+	})
+	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, targetColumns)
+	for _, t := range ts {
+		fmt.Fprintln(tw, strings.Join([]string{field(strings.Replace(t.Target, "/", ".", 1)), field(t.Identity), field(t.Host), started(t.Started)}, "\t"))
+	}
+	return tw.Flush()
+}
+
+// jsonTargetEvent is one change of the targets, with --watch --json.
+type jsonTargetEvent struct {
+	Event  string          `json:"event"`
+	Target registry.Target `json:"target"`
+}
+
+// targetEvent writes "+ target TARGET IDENTITY" or "- target TARGET IDENTITY".
+func (p *printer) targetEvent(ev registry.TargetEvent) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		return p.jsonLine(jsonTargetEvent{Event: ev.Type.String(), Target: ev.Target})
+	}
+	sign := "+"
+	if ev.Type == registry.EventDelete {
+		sign = "-"
+	}
+	_, err := fmt.Fprintln(p.w, sign, "target", field(strings.Replace(ev.Target.Target, "/", ".", 1)), field(ev.Target.Identity))
 	return err
 }
 

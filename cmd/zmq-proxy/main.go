@@ -1,7 +1,8 @@
 // Command zmq-proxy runs one proxy of the ZeroMQ messaging driver: a central
 // double- or single-router proxy, or a node-local publisher. "zmq-proxy
-// list" prints the proxies registered in etcd. Run either with -h for its
-// flags and configuration file.
+// list" prints the proxies and servers registered in etcd; call, cast,
+// fanout, notify, echo-server and bench use the rpc package for people.
+// Run any of them with -h for its flags and configuration file.
 package main
 
 import (
@@ -21,13 +22,30 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// subcommands are the commands other than the proxy itself.
+var subcommands = map[string]func(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int{
+	"list": func(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
+		return runList(ctx, args, stdout, stderr)
+	},
+	"call":   runSend,
+	"cast":   runSend,
+	"fanout": runSend,
+	"notify": runSend,
+	"echo-server": func(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
+		return runEchoServer(ctx, args, stdout, stderr)
+	},
+	"bench": runBench,
+}
+
 // run is the whole process. It returns the exit code: 0 after SIGINT or
 // SIGTERM (or -h), 1 on a runtime error, 2 on a bad flag or configuration.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "list" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return runList(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		if sub := subcommands[args[0]]; sub != nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return sub(ctx, args[0], args[1:], stdout, stderr)
+		}
 	}
 	c, err := resolveConfig(args)
 	if errors.Is(err, flag.ErrHelp) {

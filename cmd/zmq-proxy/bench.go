@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/zmq-proxy/zmq-proxy/rpc"
+)
+
+// benchResult is what bench prints; with --json, as one object.
+type benchResult struct {
+	Mode        string  `json:"mode"`
+	Clients     int     `json:"clients"`
+	Outstanding int     `json:"outstanding"`
+	Servers     int     `json:"servers"`
+	Size        int     `json:"size"`
+	Acks        bool    `json:"acks"`
+	Sent        uint64  `json:"sent"`   // operations that succeeded at the client
+	Failed      uint64  `json:"failed"` // operations that returned an error
+	Seconds     float64 `json:"seconds"`
+	Rate        float64 `json:"rate"` // sent per second
+	P50         float64 `json:"p50_us"`
+	P99         float64 `json:"p99_us"`
+	P999        float64 `json:"p999_us"`
+	// Lost: sent (× servers for fanout) but never handled; Duplicated:
+	// handler runs beyond the first per message. Counted at the bench's
+	// own servers; with --target, lost is the failed operations and
+	// duplicated is not known (-1).
+	Lost       int64  `json:"lost"`
+	Duplicated int64  `json:"duplicated"`
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// tally counts handler runs per (server, message id).
+type tally struct {
+	mu   sync.Mutex
+	runs map[string]int
+	all  atomic.Int64
+}
+
+func (t *tally) add(server, id string) {
+	t.mu.Lock()
+	t.runs[server+" "+id]++
+	t.mu.Unlock()
+	t.all.Add(1)
+}
+
+func (t *tally) distinct() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int64(len(t.runs))
+}
+
+// runBench is "zmq-proxy bench call|cast|fanout".
+func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
+	s, code := setupClient(ctx, cmdBench, "bench", args, stdout, stderr, [2]int{1, 1})
+	if s == nil {
+		return code
+	}
+	defer s.done()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "%s bench: %v\n", progName, err)
+		return 2
+	}
+	c := s.c
+	if !c.Debug { // the bench's own servers and clients: warnings only
+		s.log = slog.New(levelHandler{slog.LevelWarn, s.log.Handler()})
+	}
+	mode := c.Args[0]
+	if mode != "call" && mode != "cast" && mode != "fanout" {
+		return fail(fmt.Errorf("%q is not call, cast or fanout", mode))
+	}
+	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
+	topic := c.BenchTarget
+	counts := &tally{runs: make(map[string]int)}
+	if topic == "" {
+		topic = "bench-" + uuid.NewString()[:8]
+		res.Servers = c.BenchServers
+		for i := range c.BenchServers {
+			name := fmt.Sprintf("b%d", i)
+			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
+			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Prefix: c.EtcdPrefix, Host: c.Name,
+				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
+				Handlers: map[string]rpc.Handler{
+					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
+						counts.add(name, m.MessageID)
+						return nil, nil
+					},
+					"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
+				},
+				Observe: func(m *rpc.Message) {
+					if m.Method == "probe" {
+						counts.add(name, "probe")
+					}
+				}})
+			cancel()
+			if err != nil {
+				return fail(err)
+			}
+			defer srv.Close()
+		}
+	}
+	clients := make([]*rpc.Client, c.BenchClients)
+	for i := range clients {
+		cctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
+		cli, err := rpc.NewClient(cctx, s.clientConfig())
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		defer cli.Close()
+		clients[i] = cli
+	}
+	if mode == "fanout" && res.Servers > 0 {
+		// A subscription reaches the publishers after the connection: probe
+		// until every server has one, then count from there.
+		deadline := time.Now().Add(c.ListTimeout)
+		for counts.distinct() < int64(res.Servers) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fail(fmt.Errorf("not every server got a fanout probe within %s", c.ListTimeout))
+			}
+			_ = clients[0].Fanout(ctx, topic, "probe", nil)
+			time.Sleep(20 * time.Millisecond)
+		}
+		counts = &tally{runs: make(map[string]int)}
+	}
+
+	payload := map[string]string{"data": strings.Repeat("x", c.BenchSize)}
+	target := rpc.Target{Topic: topic}
+	op := func(cli *rpc.Client) error {
+		octx, cancel := context.WithTimeout(ctx, c.ListTimeout)
+		defer cancel()
+		switch mode {
+		case "call":
+			_, err := cli.Call(octx, target, "echo", payload)
+			return err
+		case "cast":
+			return cli.Cast(octx, target, "echo", payload)
+		}
+		return cli.Fanout(octx, topic, "echo", payload)
+	}
+
+	var sent, failed, issued atomic.Uint64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	lats := make([][]time.Duration, c.BenchClients*c.BenchOutstanding)
+	start := time.Now()
+	for i := range lats {
+		cli := clients[i%len(clients)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c.BenchCount > 0 && issued.Add(1) > uint64(c.BenchCount) {
+					return
+				}
+				t0 := time.Now()
+				err := op(cli)
+				for errors.Is(err, rpc.ErrBusy) {
+					// The proxies' links are full: the bench outruns them.
+					// Wait for room instead of counting a failure.
+					time.Sleep(50 * time.Microsecond)
+					err = op(cli)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					if errors.Is(err, context.Canceled) {
+						return
+					}
+					continue
+				}
+				lats[i] = append(lats[i], time.Since(t0))
+				sent.Add(1)
+			}
+		}()
+	}
+	progress := isTerminal(stderr)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var timeUp <-chan time.Time
+	if c.BenchCount == 0 {
+		timer := time.NewTimer(c.BenchDuration)
+		defer timer.Stop()
+		timeUp = timer.C
+	}
+wait:
+	for {
+		select {
+		case <-finished:
+			break wait
+		case <-timeUp:
+			close(stop)
+			timeUp = nil
+		case <-ctx.Done():
+			if timeUp != nil || c.BenchCount > 0 {
+				close(stop)
+			}
+			<-finished
+			break wait
+		case <-tick.C:
+			if progress {
+				el := time.Since(start).Seconds()
+				fmt.Fprintf(stderr, "\r%s: %d sent, %d failed, %.0f/s   ", mode, sent.Load(), failed.Load(), float64(sent.Load())/el)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	if progress {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+
+	res.Sent, res.Failed, res.Seconds = sent.Load(), failed.Load(), elapsed.Seconds()
+	res.Rate = float64(res.Sent) / elapsed.Seconds()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+	if v := firstErr.Load(); v != nil {
+		res.FirstError = v.(string)
+	}
+	if res.Servers > 0 {
+		want := int64(res.Sent)
+		if mode == "fanout" {
+			want *= int64(res.Servers)
+		}
+		// What is in flight arrives within a moment: wait until the counts
+		// settle, at most --timeout.
+		deadline := time.Now().Add(c.ListTimeout)
+		for counts.distinct() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		d := counts.distinct()
+		res.Lost = max(want-d, 0)
+		res.Duplicated = counts.all.Load() - d
+	} else {
+		res.Lost, res.Duplicated = int64(res.Failed), -1
+	}
+	if c.JSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		fmt.Fprintf(stdout, "%s: %d sent in %.2fs (%.0f/s), %d failed\n", mode, res.Sent, res.Seconds, res.Rate, res.Failed)
+		fmt.Fprintf(stdout, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
+		if res.Duplicated >= 0 {
+			fmt.Fprintf(stdout, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
+		}
+		if res.FirstError != "" {
+			fmt.Fprintf(stdout, "first error: %s\n", res.FirstError)
+		}
+	}
+	return 0
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(int(float64(len(sorted))*p), len(sorted)-1)
+	return float64(sorted[i].Microseconds())
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// levelHandler drops records below its level.
+type levelHandler struct {
+	level slog.Level
+	slog.Handler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{h.level, h.Handler.WithAttrs(as)}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{h.level, h.Handler.WithGroup(name)}
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/rpc"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// The client commands use the rpc package as a service would. Exit
+// status: 0 done; 1 the server raised a failure (call); 2 anything else
+// (bad arguments, no proxy, no server, timeout, etcd unreachable).
+
+// clientSetup resolves the configuration of a client command, starts its
+// logger and its etcd client. done releases them.
+type clientSetup struct {
+	c      *config
+	log    *slog.Logger
+	etcd   *clientv3.Client
+	closer []func() error
+}
+
+func (s *clientSetup) done() {
+	for i := len(s.closer) - 1; i >= 0; i-- {
+		_ = s.closer[i]()
+	}
+}
+
+// setupClient returns the exit code to stop with (0 for -h) when it
+// cannot go on, after saying why on stderr.
+func setupClient(ctx context.Context, cmd command, name string, args []string, stdout, stderr io.Writer, nargs [2]int) (*clientSetup, int) {
+	fail := func(code int, err error) (*clientSetup, int) {
+		fmt.Fprintf(stderr, "%s %s: %v\n", progName, name, err)
+		return nil, code
+	}
+	c, err := resolve(cmd, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printClientUsage(stdout, name)
+		return nil, 0
+	}
+	if err != nil {
+		return fail(2, err)
+	}
+	if n := len(c.Args); n < nargs[0] || n > nargs[1] {
+		return fail(2, fmt.Errorf("%d arguments, want %s (see %s %s -h)", n, clientUsage[name].args, progName, name))
+	}
+	s := &clientSetup{c: c}
+	var closeLog func() error
+	if s.log, closeLog, err = newLogger(c, stderr); err != nil {
+		return fail(2, err)
+	}
+	s.closer = append(s.closer, closeLog)
+	c.log(s.log)
+	cfg, err := c.clientConfig()
+	if err != nil {
+		s.done()
+		return fail(2, err)
+	}
+	if s.etcd, err = registry.NewClient(cfg); err != nil {
+		s.done()
+		code, err := c.clientError(err)
+		return fail(code, err)
+	}
+	s.closer = append(s.closer, s.etcd.Close)
+	if err := c.probe(ctx, s.etcd, time.Now().Add(c.ListTimeout)); err != nil {
+		s.done()
+		return fail(2, err)
+	}
+	return s, -1
+}
+
+func (s *clientSetup) clientConfig() rpc.ClientConfig {
+	return rpc.ClientConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Acks: s.c.Acks,
+		AckTimeout: s.c.AckTimeout, Retries: s.c.Retries, Logger: s.log}
+}
+
+// jsonArg parses an optional JSON object argument; "" = {}.
+func jsonArg(what, s string) (any, error) {
+	if s == "" {
+		return map[string]any{}, nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("%s %q is not JSON: %w", what, s, err)
+	}
+	return v, nil
+}
+
+// runSend is call, cast, fanout and notify.
+func runSend(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	s, code := setupClient(ctx, cmdRPC, name, args, stdout, stderr, [2]int{2, 3})
+	if s == nil {
+		return code
+	}
+	defer s.done()
+	fail := func(code int, err error) int {
+		fmt.Fprintf(stderr, "%s %s: %v\n", progName, name, err)
+		return code
+	}
+	var payload any
+	var err error
+	if len(s.c.Args) == 3 {
+		what := "JSON_ARGS"
+		if name == "notify" {
+			what = "JSON_PAYLOAD"
+		}
+		if payload, err = jsonArg(what, s.c.Args[2]); err != nil {
+			return fail(2, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
+	defer cancel()
+	cli, err := rpc.NewClient(ctx, s.clientConfig())
+	if err != nil {
+		return fail(2, err)
+	}
+	defer cli.Close()
+	first, second := s.c.Args[0], s.c.Args[1]
+	switch name {
+	case "call":
+		t, err := rpc.ParseTarget(first)
+		if err != nil {
+			return fail(2, err)
+		}
+		reply, err := cli.Call(ctx, t, second, payload)
+		var re *rpc.RemoteError
+		if errors.As(err, &re) {
+			fmt.Fprintf(stderr, "%s %s: remote %s: %s\n", progName, name, re.Class, re.Message)
+			return 1
+		}
+		if err != nil {
+			return fail(2, err)
+		}
+		fmt.Fprintf(stdout, "%s\n", reply)
+	case "cast":
+		t, err := rpc.ParseTarget(first)
+		if err == nil {
+			err = cli.Cast(ctx, t, second, payload)
+		}
+		if err != nil {
+			return fail(2, err)
+		}
+	case "fanout":
+		if err := cli.Fanout(ctx, first, second, payload); err != nil {
+			return fail(2, err)
+		}
+	case "notify":
+		i := strings.LastIndex(first, ".")
+		if i <= 0 || i == len(first)-1 {
+			return fail(2, fmt.Errorf("%q is not TOPIC.PRIORITY", first))
+		}
+		if err := cli.Notify(ctx, first[:i], first[i+1:], second, payload); err != nil {
+			return fail(2, err)
+		}
+	}
+	return 0
+}
+
+// runEchoServer is "zmq-proxy echo-server TOPIC [SERVER]": it serves echo
+// (its args plus the server's name) and fail (a remote ValueError), and
+// prints every message it gets as one JSON line, until ctx ends.
+func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s, code := setupClient(ctx, cmdRPC, "echo-server", args, stdout, stderr, [2]int{1, 2})
+	if s == nil {
+		return code
+	}
+	defer s.done()
+	topic, server := s.c.Args[0], ""
+	if len(s.c.Args) == 2 {
+		server = s.c.Args[1]
+	}
+	name := server
+	if name == "" {
+		name = s.c.Name
+	}
+	out := &lineWriter{w: stdout}
+	cfg := rpc.ServerConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server,
+		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
+		Notify: func(context.Context, *rpc.Message) {}}
+	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
+	srv, err := rpc.NewServer(sctx, cfg)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s echo-server: %v\n", progName, err)
+		return 2
+	}
+	s.log.Info("echo server started", "topic", topic, "server", server, "identity", srv.Identity())
+	<-ctx.Done()
+	srv.Close()
+	s.log.Info("echo server stopped", "handled", srv.Stats().Handled.Load(), "duplicates", srv.Stats().Duplicates.Load())
+	return 0
+}
+
+func echoHandlers(name string) map[string]rpc.Handler {
+	return map[string]rpc.Handler{
+		"echo": func(_ context.Context, m *rpc.Message) (any, error) {
+			var args map[string]any
+			if err := json.Unmarshal(m.Args, &args); err != nil {
+				return nil, &rpc.RemoteError{Class: "TypeError", Module: "builtins", Message: "echo takes an object"}
+			}
+			args["server"] = name
+			return args, nil
+		},
+		"fail": func(context.Context, *rpc.Message) (any, error) {
+			return nil, &rpc.RemoteError{Class: "ValueError", Module: "builtins", Message: "echo-server was asked to fail"}
+		},
+	}
+}
+
+// lineWriter prints one JSON line per message, whole lines only.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// echoLine is what echo-server prints for each message.
+type echoLine struct {
+	Type       string          `json:"type"`
+	Method     string          `json:"method,omitempty"`
+	MessageID  string          `json:"msg_id"`
+	RoutingKey string          `json:"routing_key"`
+	ReplyID    string          `json:"reply_id,omitempty"`
+	Args       json.RawMessage `json:"args,omitempty"`
+	EventType  string          `json:"event_type,omitempty"`
+	Priority   string          `json:"priority,omitempty"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
+}
+
+func (lw *lineWriter) message(m *rpc.Message) {
+	l := echoLine{Type: transport.MsgType(m.Type).String(), Method: m.Method, MessageID: m.MessageID,
+		RoutingKey: m.RoutingKey, ReplyID: m.ReplyID, Args: m.Args}
+	if n := m.Notification; n != nil {
+		l.EventType, l.Priority, l.Payload = n.EventType, n.Priority, n.Payload
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return
+	}
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	_, _ = lw.w.Write(append(b, '\n'))
+}
+
+// clientUsage is each client command's synopsis and description.
+var clientUsage = map[string]struct{ args, text string }{
+	"call": {"TOPIC[.SERVER] METHOD [JSON_ARGS]",
+		"Call METHOD on one server of TOPIC (or the one named SERVER) and print the reply as JSON. " +
+			"Exit status: 0 with the reply; 1 when the server raised a failure (its class and message on stderr); " +
+			"2 for anything else: no proxy, no server, no reply within --timeout, a bad argument."},
+	"cast": {"TOPIC[.SERVER] METHOD [JSON_ARGS]",
+		"Send METHOD to one server of TOPIC, without a reply; with --acks, wait until a server acknowledged it."},
+	"fanout": {"TOPIC METHOD [JSON_ARGS]", "Send METHOD to every server of TOPIC."},
+	"notify": {"TOPIC.PRIORITY EVENT_TYPE [JSON_PAYLOAD]",
+		"Send a notification, as oslo.messaging's notifier does, to the listeners of TOPIC.PRIORITY."},
+	"echo-server": {"TOPIC [SERVER]",
+		"Serve TOPIC (as SERVER): echo returns its arguments and the server's name, fail raises a ValueError. " +
+			"Every message received (call, cast, fanout, notify) is printed on stdout as one JSON line " +
+			"with its type, method, msg_id, routing_key and arguments (or event_type, priority and payload). " +
+			"Runs until SIGINT or SIGTERM."},
+	"bench": {"call|cast|fanout",
+		"Measure the running deployment: clients send for --duration (or --count messages) to echo servers " +
+			"the bench starts (or to --target's), and the bench prints the rate, the latency percentiles, " +
+			"and how many messages were lost or handled twice. With --json, the last line is one JSON object."},
+}
+
+func printClientUsage(w io.Writer, name string) {
+	u := clientUsage[name]
+	fmt.Fprintf(w, "Usage: %s %s %s [options]\n\n", progName, name, u.args)
+	fmt.Fprint(w, wrap(u.text, "", 78))
+	cmd := cmdRPC
+	if name == "bench" {
+		cmd = cmdBench
+	}
+	fmt.Fprintf(w, "\nOptions:\n")
+	printOptions(w, cmd)
+	fmt.Fprintf(w, "\n%s", wrap("With no URL, the command uses the etcd on --etcd-addr, the one a proxy "+
+		"started without a URL runs. The configuration file is the proxy's; the client commands read its "+
+		"url, etcd_* and rpc_* keys.", "", 78))
+}
