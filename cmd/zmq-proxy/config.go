@@ -324,9 +324,9 @@ var options = []option{
 		set: func(c *config, v string) (err error) { c.SubscribeOn, err = parseEndpoints(v); return err },
 	},
 	{
-		name: "zmq_target_expire", section: sectionZMQ, long: "target-expire", arg: "SECONDS",
+		name: "zmq_target_expire", cmds: cmdProxy | cmdClients, section: sectionZMQ, long: "target-expire", arg: "SECONDS",
 		def:  strconv.Itoa(int(registry.DefaultTTL / time.Second)),
-		help: "TTL of the registration's lease: a proxy that dies is gone from the registry within it",
+		help: "TTL of the registration's lease: a proxy (or an echo-server) that dies is gone from the registry within it",
 		set: func(c *config, v string) (err error) {
 			if c.TargetExpire, err = parseSeconds(v); err == nil && c.TargetExpire < time.Second {
 				return errors.New("not at least 1 second")

@@ -186,7 +186,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		name = s.c.Name
 	}
 	out := &lineWriter{w: stdout}
-	cfg := rpc.ServerConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server,
+	cfg := rpc.ServerConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
 		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
 		Notify: func(context.Context, *rpc.Message) {}}
 	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)

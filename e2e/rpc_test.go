@@ -1,0 +1,484 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/rpc"
+)
+
+// echoServer is a "zmq-proxy echo-server" process and what it printed.
+type echoServer struct {
+	*process
+	name string
+	out  *msgLines
+	log  *lineBuffer
+}
+
+// msgLines collects echo-server's JSON lines.
+type msgLines struct {
+	mu    sync.Mutex
+	lines []echoLine
+	part  []byte
+}
+
+type echoLine struct {
+	Type      string          `json:"type"`
+	Method    string          `json:"method"`
+	MessageID string          `json:"msg_id"`
+	Args      json.RawMessage `json:"args"`
+	EventType string          `json:"event_type"`
+}
+
+func (m *msgLines) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.part = append(m.part, p...)
+	for {
+		i := strings.IndexByte(string(m.part), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		var l echoLine
+		if err := json.Unmarshal(m.part[:i], &l); err == nil {
+			m.lines = append(m.lines, l)
+		}
+		m.part = m.part[i+1:]
+	}
+}
+
+func (m *msgLines) all() []echoLine {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]echoLine(nil), m.lines...)
+}
+
+// startEcho runs "zmq-proxy echo-server demo NAME" on node (its --name)
+// and waits until it is registered.
+func startEcho(t *testing.T, e *testutil.EmbeddedEtcd, node, name string, more ...string) *echoServer {
+	t.Helper()
+	args := append([]string{"echo-server", "demo", name, "-u", etcdURL(e), "--name", node, "--timeout", "20s"}, more...)
+	s := &echoServer{name: name, out: &msgLines{}, log: newLineBuffer()}
+	s.process = startProcess(t, exec.Command(binPath, args...), s.out, s.log)
+	t.Cleanup(func() {
+		if !s.exited() {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		s.kill()
+	})
+	if err := s.log.follow(startTimeout, s.done, func(l string) bool {
+		return parseLogLine(l)["msg"] == "echo server started"
+	}); err != nil {
+		t.Fatalf("echo-server %s did not start: %v\n%s", name, err, s.log)
+	}
+	return s
+}
+
+// runCmd runs a client command of the binary to its end.
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e strings.Builder
+	cmd := exec.Command(binPath, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// goClient is an rpc.Client of the test process, on the fabric's etcd.
+func goClient(t *testing.T, e *testutil.EmbeddedEtcd, acks bool) *rpc.Client {
+	t.Helper()
+	cli, err := registry.NewClient(registry.ClientConfig{Endpoints: e.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: cli, Host: "client", Acks: acks, AckTimeout: 500 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// keyOf is what identifies a message at the servers: its "k" argument.
+func keyOf(l echoLine) string {
+	var a struct{ K string }
+	_ = json.Unmarshal(l.Args, &a)
+	return a.K
+}
+
+// handled counts, over servers, the lines of type typ per "k" argument.
+func handled(servers []*echoServer, typ string) (perKey map[string]int, perServer map[string]int) {
+	perKey, perServer = map[string]int{}, map[string]int{}
+	for _, s := range servers {
+		for _, l := range s.out.all() {
+			if l.Type == typ && keyOf(l) != "" {
+				perKey[keyOf(l)]++
+				perServer[s.name]++
+			}
+		}
+	}
+	return perKey, perServer
+}
+
+// Two central and two local proxies, three echo-server processes on topic
+// demo over two nodes, two Go clients and the commands: calls return
+// replies and remote errors, casts reach one server each, a fanout reaches
+// every server exactly once, notifications reach every listener.
+func TestRPCFabric(t *testing.T) {
+	ours(t)
+	f := startFabric(t, 2, 2)
+	servers := []*echoServer{
+		startEcho(t, f.etcd, "node-1", "s1"),
+		startEcho(t, f.etcd, "node-1", "s2"),
+		startEcho(t, f.etcd, "node-2", "s3"),
+	}
+	u := etcdURL(f.etcd)
+
+	out, errOut, code := runCmd(t, "call", "demo.s3", "echo", `{"value": "hello"}`, "-u", u)
+	if code != 0 || strings.TrimSpace(out) != `{"server": "s3", "value": "hello"}` {
+		t.Fatalf("call demo.s3: exit %d, stdout %q, stderr %q; want 0 and s3's echo", code, out, errOut)
+	}
+	_, errOut, code = runCmd(t, "call", "demo", "fail", "-u", u)
+	if code != 1 || !strings.Contains(errOut, "remote ValueError: echo-server was asked to fail") {
+		t.Fatalf("call demo fail: exit %d, stderr %q; want 1 and the ValueError", code, errOut)
+	}
+	_, errOut, code = runCmd(t, "call", "nobody", "echo", "-u", u)
+	if code != 2 || !strings.Contains(errOut, "no server for the target: nobody") {
+		t.Fatalf("call nobody: exit %d, stderr %q; want 2 and no server", code, errOut)
+	}
+	_, errOut, code = runCmd(t, "call", "demo", "echo", "{bad", "-u", u)
+	if code != 2 || !strings.Contains(errOut, `JSON_ARGS "{bad" is not JSON`) {
+		t.Fatalf("call with bad JSON: exit %d, stderr %q; want 2 naming the argument", code, errOut)
+	}
+	out, _, code = runCmd(t, "list", "-u", u)
+	if code != 0 || strings.Count(out, "demo ") != 3 || !strings.Contains(out, "demo.s3 ") {
+		t.Fatalf("list: exit %d, want the three servers of demo and demo.s3:\n%s", code, out)
+	}
+
+	clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const casts = 30
+	for i := range casts {
+		k := fmt.Sprintf("cast-%d", i)
+		if err := clients[i%2].Cast(ctx, rpc.Target{Topic: "demo"}, "echo", map[string]any{"k": k}); err != nil {
+			t.Fatalf("Cast %s: %v", k, err)
+		}
+	}
+	testutil.CheckFor(t, metricWait, func() error {
+		perKey, perServer := handled(servers, "CAST")
+		if len(perKey) != casts {
+			return fmt.Errorf("%d casts handled, want %d", len(perKey), casts)
+		}
+		for k, n := range perKey {
+			if n != 1 {
+				return fmt.Errorf("cast %s handled %d times", k, n)
+			}
+		}
+		if len(perServer) != 3 {
+			return fmt.Errorf("casts reached %v, want all three servers", perServer)
+		}
+		return nil
+	})
+
+	// Fanout: probe until the subscriptions are in place (they travel
+	// after the connections), then count.
+	testutil.CheckFor(t, metricWait, func() error {
+		if err := clients[0].Fanout(ctx, "demo", "echo", map[string]any{"probe": true}); err != nil {
+			return err
+		}
+		for _, s := range servers {
+			n := 0
+			for _, l := range s.out.all() {
+				if l.Type == "CAST_FANOUT" {
+					n++
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("%s got no fanout yet", s.name)
+			}
+		}
+		return nil
+	})
+	const fanouts = 10
+	for i := range fanouts {
+		if err := clients[i%2].Fanout(ctx, "demo", "echo", map[string]any{"k": fmt.Sprintf("fan-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, errOut, code := runCmd(t, "notify", "demo.info", "thing.done", `{"k": "note"}`, "-u", u); code != 0 {
+		t.Fatalf("notify: exit %d: %s", code, errOut)
+	}
+	testutil.CheckFor(t, metricWait, func() error {
+		perKey, perServer := handled(servers, "CAST_FANOUT")
+		if len(perKey) != fanouts {
+			return fmt.Errorf("%d fanouts seen, want %d", len(perKey), fanouts)
+		}
+		for k, n := range perKey {
+			if n != 3 {
+				return fmt.Errorf("fanout %s reached %d servers, want 3 (%v)", k, n, perServer)
+			}
+		}
+		for _, s := range servers {
+			notes := 0
+			for _, l := range s.out.all() {
+				if l.Type == "NOTIFY" && l.EventType == "thing.done" {
+					notes++
+				}
+			}
+			if notes != 1 {
+				return fmt.Errorf("%s got %d notifications, want 1", s.name, notes)
+			}
+		}
+		return nil
+	})
+	// The servers of node-1 listen on node-1's local publisher only, the
+	// one of node-2 on node-2's: each local proxy has its servers' SUBs.
+	if n := f.locals[0].metric(t, peers, "socket", "publisher"); n != 2 {
+		t.Errorf("node-1's local publisher has %v subscribers, want 2 (s1, s2)", n)
+	}
+	if n := f.locals[1].metric(t, peers, "socket", "publisher"); n != 1 {
+		t.Errorf("node-2's local publisher has %v subscribers, want 1 (s3)", n)
+	}
+}
+
+// load is acked calls and casts from two Go clients, counted.
+type load struct {
+	clients []*rpc.Client
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	sent    map[string]string // k -> "CALL" or "CAST", once it returned
+	errs    []error
+	worst   time.Duration // the longest operation
+	mark    time.Time
+	recover time.Duration // kill to the end of the last operation in flight at it
+	n       atomic.Int64
+}
+
+func startLoad(t *testing.T, clients []*rpc.Client) *load {
+	l := &load{clients: clients, stop: make(chan struct{}), sent: map[string]string{}}
+	for w := range 8 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("w%d-%d", w, i)
+				typ := "CALL"
+				if i%2 == 1 {
+					typ = "CAST"
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				start := time.Now()
+				var err error
+				cli := l.clients[w%len(l.clients)]
+				if typ == "CALL" {
+					var raw json.RawMessage
+					raw, err = cli.Call(ctx, rpc.Target{Topic: "demo"}, "echo", map[string]any{"k": k})
+					if err == nil && !strings.Contains(string(raw), k) {
+						err = fmt.Errorf("call %s: reply %s", k, raw)
+					}
+				} else {
+					err = cli.Cast(ctx, rpc.Target{Topic: "demo"}, "echo", map[string]any{"k": k})
+				}
+				cancel()
+				end := time.Now()
+				l.mu.Lock()
+				if err != nil {
+					l.errs = append(l.errs, fmt.Errorf("%s %s: %w", typ, k, err))
+				} else {
+					l.sent[k] = typ
+				}
+				if !l.mark.IsZero() && start.Before(l.mark) {
+					l.recover = max(l.recover, end.Sub(l.mark))
+				}
+				l.worst = max(l.worst, end.Sub(start))
+				l.mu.Unlock()
+				l.n.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+// markNow notes the moment of a failure: recover measures from it.
+func (l *load) markNow() {
+	l.mu.Lock()
+	l.mark = time.Now()
+	l.mu.Unlock()
+}
+
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// check asserts every operation succeeded and every one was handled exactly
+// once over the servers: 0 lost, 0 handled twice.
+func (l *load) check(t *testing.T, servers []*echoServer) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, err := range l.errs {
+		if i < 5 {
+			t.Errorf("operation failed: %v", err)
+		}
+	}
+	if len(l.errs) > 0 {
+		t.Fatalf("%d of %d operations failed", len(l.errs), len(l.errs)+len(l.sent))
+	}
+	var lost, twice int
+	testutil.CheckFor(t, metricWait, func() error {
+		lost, twice = 0, 0
+		calls, _ := handled(servers, "CALL")
+		casts, _ := handled(servers, "CAST")
+		for k, typ := range l.sent {
+			n := calls[k]
+			if typ == "CAST" {
+				n = casts[k]
+			}
+			switch {
+			case n == 0:
+				lost++
+			case n > 1:
+				twice++
+			}
+		}
+		if lost > 0 {
+			return fmt.Errorf("%d of %d sent not handled yet", lost, len(l.sent))
+		}
+		return nil
+	})
+	if twice > 0 {
+		t.Fatalf("%d of %d handled twice", twice, len(l.sent))
+	}
+	t.Logf("%d calls and casts: 0 lost, 0 handled twice; slowest %s; failover %s",
+		len(l.sent), l.worst.Round(time.Millisecond), l.recover.Round(time.Millisecond))
+}
+
+// chaosRun is how long the chaos runs send.
+const chaosRun = 10 * time.Second
+
+// Chaos, counted: two clients send acked calls and casts while one central
+// proxy is killed with -9 (then, in a second run, stopped with SIGTERM):
+// every call returns, every cast is acked, and the servers handle each
+// exactly once.
+func TestRPCChaosProxyDies(t *testing.T) {
+	ours(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			f := startFabric(t, 2, 0)
+			servers := []*echoServer{
+				startEcho(t, f.etcd, "node-1", "s1"),
+				startEcho(t, f.etcd, "node-1", "s2"),
+				startEcho(t, f.etcd, "node-2", "s3"),
+			}
+			clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
+			// The run lasts chaosRun, with the proxy going in the middle: a
+			// length of the experiment, not a wait for something.
+			l := startLoad(t, clients)
+			time.Sleep(chaosRun / 2)
+			victim := f.centrals[0]
+			victim.stopped = true
+			l.markNow()
+			_ = victim.cmd.Process.Signal(sig)
+			<-victim.done
+			before := l.n.Load()
+			time.Sleep(chaosRun / 2)
+			if n := l.n.Load() - before; n < 100 {
+				t.Errorf("only %d operations completed after the %s", n, sig)
+			}
+			var retries, resent uint64
+			for _, c := range clients {
+				retries += c.Stats().Retries.Load()
+				resent += c.Stats().Resent.Load()
+			}
+			t.Logf("%s: %d resent at once when the proxy went, %d retried after an ACK timeout", sig, resent, retries)
+			l.finish()
+			l.check(t, servers)
+		})
+	}
+}
+
+// A server killed with -9: calls to the topic go on to the others while
+// its identities expire, and after that the proxies get none for it; a
+// new server process under the same name gets calls again.
+func TestRPCServerKilled(t *testing.T) {
+	ours(t)
+	f := startFabric(t, 1, 0)
+	servers := []*echoServer{
+		startEcho(t, f.etcd, "node-1", "s1", "--target-expire", "2"),
+		startEcho(t, f.etcd, "node-1", "s2", "--target-expire", "2"),
+	}
+	c := goClient(t, f.etcd, true)
+	l := startLoad(t, []*rpc.Client{c})
+	testutil.CheckFor(t, metricWait, func() error {
+		if n := l.n.Load(); n < 100 {
+			return fmt.Errorf("%d operations so far", n)
+		}
+		return nil
+	})
+	servers[0].kill() // SIGKILL
+	l.markNow()
+	// Its identity expires with its lease; until then, what was sent to it
+	// is retried and then sent to s2.
+	p := f.centrals[0]
+	testutil.CheckFor(t, metricWait, func() error {
+		out, _, _ := runCmd(t, "list", "-u", etcdURL(f.etcd))
+		if strings.Contains(out, "demo.s1 ") {
+			return errors.New("demo.s1 still registered")
+		}
+		return nil
+	})
+	dropped := p.metric(t, "zmqproxy_messages_dropped_total", "reason", "unknown_identity")
+	mark := l.n.Load()
+	testutil.CheckFor(t, metricWait, func() error {
+		if n := l.n.Load(); n < mark+300 {
+			return fmt.Errorf("%d operations since s1 expired", n-mark)
+		}
+		return nil
+	})
+	if now := p.metric(t, "zmqproxy_messages_dropped_total", "reason", "unknown_identity"); now != dropped {
+		t.Errorf("after s1 expired, the proxy dropped %v more messages for unknown identities, want 0", now-dropped)
+	}
+	restarted := startEcho(t, f.etcd, "node-1", "s1", "--target-expire", "2")
+	testutil.CheckFor(t, metricWait, func() error {
+		if _, per := handled([]*echoServer{restarted}, "CALL"); per["s1"] == 0 {
+			return errors.New("the restarted s1 got no call yet")
+		}
+		return nil
+	})
+	l.finish()
+	// What the killed s1 acked before it died may have been handled
+	// there; everything else exactly once over the three processes.
+	l.check(t, append(servers, restarted))
+}
