@@ -184,6 +184,12 @@ type pending struct {
 
 func (p *pending) ack() { p.ackOK.Do(func() { close(p.acked) }) }
 
+func init() {
+	// Message ids are random UUIDs: draw them from a buffer of
+	// crypto/rand bytes, not with a read of it each.
+	uuid.EnableRandPool()
+}
+
 // NewClient starts a client. It returns once the registry has been listed
 // (or ctx ends): proxies and servers registered before are known then.
 func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
@@ -419,6 +425,13 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 	if c.closed.Load() {
 		return inbound{}, ErrClosed
 	}
+	if !c.cfg.Acks && p.typ == transport.TypeCast {
+		// At most once: nothing will answer, nothing waits.
+		if err := c.choose(ctx, p); err != nil {
+			return inbound{}, err
+		}
+		return inbound{}, c.transmit(ctx, p)
+	}
 	c.mu.Lock()
 	c.pending[p.id] = p
 	c.mu.Unlock()
@@ -433,9 +446,6 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 	}
 	if err := c.transmit(ctx, p); err != nil {
 		return inbound{}, err
-	}
-	if !c.cfg.Acks && p.typ == transport.TypeCast {
-		return inbound{}, nil
 	}
 	acked := p.acked
 	attempt := 0

@@ -34,14 +34,14 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // system is an embedded etcd and the proxies registered in it.
 type system struct {
-	t       *testing.T
+	t       testing.TB
 	etcd    *testutil.EmbeddedEtcd
 	cli     *clientv3.Client
 	prefix  string
 	proxies []*actors.Proxy
 }
 
-func newSystem(t *testing.T, proxies int) *system {
+func newSystem(t testing.TB, proxies int) *system {
 	t.Helper()
 	e := testutil.Embedded(t)
 	s := &system{t: t, etcd: e, cli: e.Client(t), prefix: registry.DefaultPrefix}
@@ -87,6 +87,26 @@ func (s *system) client(cfg ClientConfig) *Client {
 	}
 	s.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// server starts a server of cfg on the system's etcd.
+func (s *system) server(cfg ServerConfig) *Server {
+	s.t.Helper()
+	cfg.Etcd = s.cli
+	if cfg.Host == "" {
+		cfg.Host = "node0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	srv, err := NewServer(ctx, cfg)
+	if err != nil {
+		s.t.Fatalf("NewServer: %v", err)
+	}
+	s.t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // counter counts handler runs per message id.

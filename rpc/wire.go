@@ -94,20 +94,31 @@ func encodeRequest(method string, args any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	b.WriteString(`[{}, {"method": `)
-	m, _ := pyJSON(method)
-	b.Write(m)
-	b.WriteString(`, "args": `)
-	b.Write(a)
-	b.WriteString(`}]`)
-	return b.Bytes(), nil
+	m, err := pyJSON(method)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(a)+len(m)+32)
+	out = append(out, `[{}, {"method": `...)
+	out = append(out, m...)
+	out = append(out, `, "args": `...)
+	out = append(out, a...)
+	return append(out, `}]`...), nil
 }
 
-// marshalArgs encodes args, which must be a JSON object (nil = {}).
+// marshalArgs encodes args, which must be a JSON object (nil = {}). A
+// json.RawMessage is sent as it is, once checked: a caller that sends the
+// same arguments again and again encodes them once.
 func marshalArgs(args any) ([]byte, error) {
 	if args == nil {
 		return []byte("{}"), nil
+	}
+	if raw, ok := args.(json.RawMessage); ok {
+		t := bytes.TrimSpace(raw)
+		if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+			return nil, fmt.Errorf("%w: args must be a JSON object, got %.32q", ErrBadTarget, t)
+		}
+		return t, nil
 	}
 	a, err := pyJSON(args)
 	if err != nil {

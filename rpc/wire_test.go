@@ -163,3 +163,16 @@ func TestSeen(t *testing.T) {
 		t.Fatalf("after the TTL: %d ids remembered, want 1", got)
 	}
 }
+
+// Arguments given as json.RawMessage are sent as they are, once checked.
+func TestRawArgs(t *testing.T) {
+	got, err := encodeRequest("m", json.RawMessage(` {"a":1} `))
+	if err != nil || string(got) != `[{}, {"method": "m", "args": {"a":1}}]` {
+		t.Fatalf("raw args: got %s, %v", got, err)
+	}
+	for _, bad := range []string{``, `[1]`, `{"a":`, `"s"`} {
+		if _, err := encodeRequest("m", json.RawMessage(bad)); !errors.Is(err, ErrBadTarget) {
+			t.Errorf("raw args %q: got %v, want ErrBadTarget", bad, err)
+		}
+	}
+}
