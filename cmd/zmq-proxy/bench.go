@@ -65,7 +65,12 @@ func (t *tally) distinct() int64 {
 
 // runBench is "zmq-proxy bench call|cast|fanout".
 func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdBench, "bench", args, stdout, stderr, [2]int{1, 1})
+	s, code := setupClient(ctx, cmdBench, "bench", args, stdout, stderr, [2]int{1, 1}, func(c *config) error {
+		if m := c.Args[0]; m != "call" && m != "cast" && m != "fanout" {
+			return fmt.Errorf("%q is not call, cast or fanout", m)
+		}
+		return nil
+	})
 	if s == nil {
 		return code
 	}
@@ -79,9 +84,6 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		s.log = slog.New(levelHandler{slog.LevelWarn, s.log.Handler()})
 	}
 	mode := c.Args[0]
-	if mode != "call" && mode != "cast" && mode != "fanout" {
-		return fail(fmt.Errorf("%q is not call, cast or fanout", mode))
-	}
 	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
 	topic := c.BenchTarget
 	counts := &tally{runs: make(map[string]int)}

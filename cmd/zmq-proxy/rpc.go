@@ -40,7 +40,7 @@ func (s *clientSetup) done() {
 
 // setupClient returns the exit code to stop with (0 for -h) when it
 // cannot go on, after saying why on stderr.
-func setupClient(ctx context.Context, cmd command, name string, args []string, stdout, stderr io.Writer, nargs [2]int) (*clientSetup, int) {
+func setupClient(ctx context.Context, cmd command, name string, args []string, stdout, stderr io.Writer, nargs [2]int, check func(*config) error) (*clientSetup, int) {
 	fail := func(code int, err error) (*clientSetup, int) {
 		fmt.Fprintf(stderr, "%s %s: %v\n", progName, name, err)
 		return nil, code
@@ -55,6 +55,11 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 	}
 	if n := len(c.Args); n < nargs[0] || n > nargs[1] {
 		return fail(2, fmt.Errorf("%d arguments, want %s (see %s %s -h)", n, clientUsage[name].args, progName, name))
+	}
+	if check != nil {
+		if err := check(c); err != nil {
+			return fail(2, err)
+		}
 	}
 	s := &clientSetup{c: c}
 	var closeLog func() error
@@ -100,7 +105,17 @@ func jsonArg(what, s string) (any, error) {
 
 // runSend is call, cast, fanout and notify.
 func runSend(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdRPC, name, args, stdout, stderr, [2]int{2, 3})
+	var payload any
+	s, code := setupClient(ctx, cmdRPC, name, args, stdout, stderr, [2]int{2, 3}, func(c *config) (err error) {
+		if len(c.Args) == 3 {
+			what := "JSON_ARGS"
+			if name == "notify" {
+				what = "JSON_PAYLOAD"
+			}
+			payload, err = jsonArg(what, c.Args[2])
+		}
+		return err
+	})
 	if s == nil {
 		return code
 	}
@@ -108,17 +123,6 @@ func runSend(ctx context.Context, name string, args []string, stdout, stderr io.
 	fail := func(code int, err error) int {
 		fmt.Fprintf(stderr, "%s %s: %v\n", progName, name, err)
 		return code
-	}
-	var payload any
-	var err error
-	if len(s.c.Args) == 3 {
-		what := "JSON_ARGS"
-		if name == "notify" {
-			what = "JSON_PAYLOAD"
-		}
-		if payload, err = jsonArg(what, s.c.Args[2]); err != nil {
-			return fail(2, err)
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
 	defer cancel()
@@ -172,7 +176,7 @@ func runSend(ctx context.Context, name string, args []string, stdout, stderr io.
 // (its args plus the server's name) and fail (a remote ValueError), and
 // prints every message it gets as one JSON line, until ctx ends.
 func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdRPC, "echo-server", args, stdout, stderr, [2]int{1, 2})
+	s, code := setupClient(ctx, cmdRPC, "echo-server", args, stdout, stderr, [2]int{1, 2}, nil)
 	if s == nil {
 		return code
 	}
