@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
@@ -319,4 +320,50 @@ func TestRetryAfterAckTimeout(t *testing.T) {
 	if got := hole.Stats().Received.Load(); got != c.Stats().Retries.Load() {
 		t.Errorf("the hole swallowed %d messages, the client retried %d", got, c.Stats().Retries.Load())
 	}
+}
+
+// Proxies that come and go are followed without a restart: a new proxy is
+// connected to and used, one that goes is dropped; a local publisher proxy
+// on the server's node takes over its subscription from the central ones.
+func TestFollowsProxies(t *testing.T) {
+	sys := newSystem(t, 1)
+	cnt := newCounter()
+	srv := sys.echoServer("demo", "s1", cnt, nil)
+	c := sys.client(ClientConfig{Acks: true})
+	waitLinks(t, c.links, 1)
+	second := sys.addProxy(actors.KindDoubleRouter, "node0")
+	waitLinks(t, c.links, 2)
+	waitLinks(t, srv.links, 2)
+	testutil.CheckFor(t, wait, func() error {
+		if got := srv.sub.Connected(); got != 2 {
+			return fmt.Errorf("SUB connected to %d central publishers, want 2", got)
+		}
+		return nil
+	})
+	sys.proxies[0].Close()
+	waitLinks(t, c.links, 1)
+	waitLinks(t, srv.links, 1)
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); err != nil {
+		t.Fatalf("Call through the new proxy: %v", err)
+	}
+	if got := second.Stats("frontend").Received.Load(); got == 0 {
+		t.Fatal("the new proxy's frontend received nothing")
+	}
+
+	local := sys.addProxy(actors.KindLocalPublisher, "node0")
+	testutil.CheckFor(t, wait, func() error {
+		eps := srv.sub.Endpoints()
+		if len(eps) != 1 || eps[0] != local.Addrs().Publisher {
+			return fmt.Errorf("SUB endpoints %v, want only the node's local publisher %s", eps, local.Addrs().Publisher)
+		}
+		return nil
+	})
+	local.Close()
+	testutil.CheckFor(t, wait, func() error {
+		eps := srv.sub.Endpoints()
+		if len(eps) != 1 || eps[0] != second.Addrs().Publisher {
+			return fmt.Errorf("SUB endpoints %v, want the central publisher %s again", eps, second.Addrs().Publisher)
+		}
+		return nil
+	})
 }
