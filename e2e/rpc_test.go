@@ -343,8 +343,10 @@ func (l *load) finish() {
 }
 
 // check asserts every operation succeeded and every one was handled exactly
-// once over the servers: 0 lost, 0 handled twice.
-func (l *load) check(t *testing.T, servers []*echoServer) {
+// once over the servers: 0 lost, 0 handled twice. A server in killed may
+// have handled a message whose ACK died with it, so that the client sent
+// it again, rightly, to another: such a message counts as handled once.
+func (l *load) check(t *testing.T, servers []*echoServer, killed ...*echoServer) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -356,21 +358,25 @@ func (l *load) check(t *testing.T, servers []*echoServer) {
 	if len(l.errs) > 0 {
 		t.Fatalf("%d of %d operations failed", len(l.errs), len(l.errs)+len(l.sent))
 	}
-	var lost, twice int
+	var lost, twice, again int
 	testutil.CheckFor(t, metricWait, func() error {
-		lost, twice = 0, 0
+		lost, twice, again = 0, 0, 0
 		calls, _ := handled(servers, "CALL")
 		casts, _ := handled(servers, "CAST")
+		deadCalls, _ := handled(killed, "CALL")
+		deadCasts, _ := handled(killed, "CAST")
 		for k, typ := range l.sent {
-			n := calls[k]
+			n, dead := calls[k], deadCalls[k]
 			if typ == "CAST" {
-				n = casts[k]
+				n, dead = casts[k], deadCasts[k]
 			}
 			switch {
-			case n == 0:
+			case n == 0 && dead == 0:
 				lost++
-			case n > 1:
+			case n > 1 || dead > 1:
 				twice++
+			case n == 1 && dead == 1:
+				again++
 			}
 		}
 		if lost > 0 {
@@ -381,8 +387,8 @@ func (l *load) check(t *testing.T, servers []*echoServer) {
 	if twice > 0 {
 		t.Fatalf("%d of %d handled twice", twice, len(l.sent))
 	}
-	t.Logf("%d calls and casts: 0 lost, 0 handled twice; slowest %s; failover %s",
-		len(l.sent), l.worst.Round(time.Millisecond), l.recover.Round(time.Millisecond))
+	t.Logf("%d calls and casts: 0 lost, 0 handled twice (%d handled by a killed server and again elsewhere); slowest %s; failover %s",
+		len(l.sent), again, l.worst.Round(time.Millisecond), l.recover.Round(time.Millisecond))
 }
 
 // chaosRun is how long the chaos runs send.
@@ -478,7 +484,5 @@ func TestRPCServerKilled(t *testing.T) {
 		return nil
 	})
 	l.finish()
-	// What the killed s1 acked before it died may have been handled
-	// there; everything else exactly once over the three processes.
-	l.check(t, append(servers, restarted))
+	l.check(t, []*echoServer{servers[1], restarted}, servers[0])
 }

@@ -28,8 +28,12 @@
 // Retries times; a message waiting on a proxy whose record disappears or
 // whose connection drops is sent again at once. A server remembers message
 // ids for MessageTTL: a message sent again is acknowledged again, a CALL
-// gets its first reply again, and the handler never runs twice. Fanouts
-// and notifications stay at most once.
+// gets its first reply again, and the handler never runs twice. The
+// memory is the server's own: a server killed between handling a message
+// and its ACK leaving lets the client send the message to another server
+// of the topic once the dead one's registration expired, and it is then
+// handled twice (a clean Close deregisters first and finishes what it
+// acknowledged). Fanouts and notifications stay at most once.
 //
 // Errors say what happened: ErrNoProxy, ErrNoServer, ErrTimeout (which
 // wraps context.DeadlineExceeded), ErrNoAck, and *RemoteError for a
