@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
@@ -17,10 +18,20 @@ type link struct {
 	endpoint string
 	d        *transport.Dealer
 	up       atomic.Bool
+	retired  atomic.Bool   // the proxy left the registry: nothing new is sent through it
+	gone     chan struct{} // closed when a retired link's connection ends
+	goneOnce sync.Once
 }
 
-// send queues the message on this link; false when it is down or full.
-func (l *link) send(head, tail [][]byte) bool { return l.up.Load() && l.d.Send(head, tail) }
+// send queues the message on this link; false when it is down, retired or
+// full.
+func (l *link) send(head, tail [][]byte) bool {
+	return l.up.Load() && !l.retired.Load() && l.d.Send(head, tail)
+}
+
+// retireTimeout bounds how long a retired link stays open for what the
+// draining proxy still delivers (replies and ACKs of what went through it).
+const retireTimeout = 30 * time.Second
 
 // links are the DEALERs of a client or server, one per proxy, followed as
 // the registry changes. Sends pick an up link round-robin.
@@ -29,6 +40,9 @@ type links struct {
 	onRecv func(*link, *transport.Batch)
 	onDown func(*link) // a link went down or away: resend what waits on it
 	log    *slog.Logger
+
+	quit    chan struct{} // closed by close: retired links close at once
+	retired sync.WaitGroup
 
 	mu      sync.Mutex
 	byProxy map[string]*link
@@ -39,7 +53,7 @@ type links struct {
 }
 
 func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *transport.Batch), onDown func(*link)) *links {
-	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log,
+	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log, quit: make(chan struct{}),
 		byProxy: make(map[string]*link), changed: make(chan struct{})}
 	ls.all.Store(&[]*link{})
 	return ls
@@ -58,7 +72,7 @@ func (ls *links) set(proxy, endpoint string) {
 		ls.mu.Unlock()
 		return
 	}
-	l := &link{proxy: proxy, endpoint: endpoint}
+	l := &link{proxy: proxy, endpoint: endpoint, gone: make(chan struct{})}
 	opts := ls.opts
 	opts.OnBatch = func(b *transport.Batch) { ls.onRecv(l, b) }
 	opts.OnPeer = func(_ []byte, up bool) { ls.setUp(l, up) }
@@ -67,14 +81,14 @@ func (ls *links) set(proxy, endpoint string) {
 	ls.publish()
 	ls.mu.Unlock()
 	if old != nil {
-		ls.drop(old)
+		ls.retire(old)
 	}
 	if err := l.d.Connect(endpoint); err != nil {
 		ls.log.Warn("proxy address unusable", "proxy", proxy, "endpoint", endpoint, "err", err)
 	}
 }
 
-// remove closes the link to a proxy that is gone from the registry.
+// remove retires the link to a proxy that left the registry.
 func (ls *links) remove(proxy string) {
 	ls.mu.Lock()
 	l := ls.byProxy[proxy]
@@ -82,15 +96,33 @@ func (ls *links) remove(proxy string) {
 	ls.publish()
 	ls.mu.Unlock()
 	if l != nil {
-		ls.drop(l)
+		ls.retire(l)
 	}
 }
 
-// drop closes a link that is no longer listed, and reports it down.
-func (ls *links) drop(l *link) {
-	l.up.Store(false)
-	l.d.Close()
+// retire stops sending through a link whose proxy left the registry (a
+// draining proxy deregisters first), reports it down so that what waits on
+// it is sent elsewhere at once, and keeps it open for what the proxy still
+// delivers until the proxy closes it, retireTimeout passes, or close.
+func (ls *links) retire(l *link) {
+	l.retired.Store(true)
 	ls.onDown(l)
+	if !l.up.Load() {
+		l.goneOnce.Do(func() { close(l.gone) })
+	}
+	ls.retired.Add(1)
+	go func() {
+		defer ls.retired.Done()
+		t := time.NewTimer(retireTimeout)
+		defer t.Stop()
+		select {
+		case <-l.gone:
+		case <-t.C:
+		case <-ls.quit:
+		}
+		l.up.Store(false)
+		l.d.Close()
+	}()
 }
 
 func (ls *links) setUp(l *link, up bool) {
@@ -102,6 +134,9 @@ func (ls *links) setUp(l *link, up bool) {
 	}
 	if !up && was {
 		ls.onDown(l)
+	}
+	if !up && l.retired.Load() {
+		l.goneOnce.Do(func() { close(l.gone) })
 	}
 }
 
@@ -204,8 +239,10 @@ func (ls *links) close() {
 	ls.byProxy = map[string]*link{}
 	ls.publish()
 	ls.mu.Unlock()
+	close(ls.quit)
 	for _, l := range all {
 		l.up.Store(false)
 		l.d.Close()
 	}
+	ls.retired.Wait()
 }
