@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,5 +439,39 @@ func TestRetiredProxy(t *testing.T) {
 	case <-via.gone:
 	case <-time.After(wait):
 		t.Fatal("the retired link did not notice its proxy closing")
+	}
+}
+
+// Close ends handlers that outlast ShutdownTimeout through their context,
+// even with the queue full and a reader waiting on it.
+func TestServerCloseWithStuckHandlers(t *testing.T) {
+	sys := newSystem(t, 1)
+	var running atomic.Int32
+	srv := sys.server(ServerConfig{Topic: "stuck", Workers: 1, ShutdownTimeout: 100 * time.Millisecond,
+		Handlers: map[string]Handler{"wait": func(ctx context.Context, _ *Message) (any, error) {
+			running.Add(1)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}})
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "stuck", 1)
+	waitLinks(t, srv.links, 1)
+	for range 10 { // one running, four queued (4×Workers), the rest hold the reader
+		if err := c.Cast(ctxFor(t, wait), Target{Topic: "stuck"}, "wait", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if running.Load() != 1 || srv.Stats().Received.Load() < 6 {
+			return fmt.Errorf("%d running, %d received", running.Load(), srv.Stats().Received.Load())
+		}
+		return nil
+	})
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close hangs on handlers that wait for their context")
 	}
 }

@@ -245,11 +245,13 @@ func (s *Server) Close() error {
 		s.watchCancel()
 		s.disc.wg.Wait()
 		s.sub.Close()
+		// Handlers that outlast the timeout see their context cancelled;
+		// a reader blocked on a full queue waits for them.
+		t := time.AfterFunc(s.cfg.ShutdownTimeout, s.cancel)
 		s.gate.Lock()
 		s.stopping = true
 		close(s.jobs)
 		s.gate.Unlock()
-		t := time.AfterFunc(s.cfg.ShutdownTimeout, s.cancel)
 		s.workers.Wait()
 		t.Stop()
 		s.cancel()
