@@ -149,7 +149,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 			ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\n", want: map[string]any{"TargetExpire": 10 * time.Second},
 		},
 		{
-			name: "seed's INI times accepted", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\nzmq_target_update = 180\n",
+			name: "oslo.messaging's INI times accepted", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\nzmq_target_update = 180\n",
 			want: map[string]any{"TargetExpire": 300 * time.Second, "TargetUpdate": 180 * time.Second},
 		},
 		{name: "INI update below the default expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 2\n", want: map[string]any{"TargetUpdate": 2 * time.Second}},
@@ -273,7 +273,7 @@ func TestResolveRegistryErrors(t *testing.T) {
 		{name: "expire negative", args: []string{"--target-expire", "-1"}, wantErr: `--target-expire: "-1" is not at least 1 second`},
 		{name: "expire not a number", args: []string{"--target-expire", "5s"}, wantErr: `--target-expire: "5s" is not an integer number of seconds`},
 		{name: "expire 0 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 0\n", wantErr: `$INI: [oslo_messaging_zmq] zmq_target_expire = 0: not at least 1 second`},
-		{name: "seed's no-expiry -1 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", wantErr: `zmq_target_expire = -1: not at least 1 second`},
+		{name: "oslo.messaging's no-expiry -1 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", wantErr: `zmq_target_expire = -1: not at least 1 second`},
 		{
 			name: "update not less than the default expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 5\n",
 			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 5: not less than zmq_target_expire (5, default)`,
