@@ -256,7 +256,7 @@ var options = []option{
 	{
 		// oslo.messaging's own URL, read when url is not set.
 		name: "transport_url", cmds: cmdBoth, section: sectionDefault,
-		set:  func(c *config, v string) error { c.TransportURL = v; return nil },
+		set: func(c *config, v string) error { c.TransportURL = v; return nil },
 	},
 	{
 		name: "use_pub_sub", section: sectionZMQ, long: "use-pub-sub", boolean: true,

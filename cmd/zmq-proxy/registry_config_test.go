@@ -408,7 +408,7 @@ func TestPasswordNotLogged(t *testing.T) {
 
 // TestUsageRegistry: the usage text says what the registry options need
 // said: the precedence of the environment, -H against --name, and that
-// zmq_target_update is unused.
+// zmq_target_update rewrites Redis records.
 func TestUsageRegistry(t *testing.T) {
 	var proxy, list bytes.Buffer
 	printUsage(&proxy, cmdProxy)
@@ -421,7 +421,7 @@ func TestUsageRegistry(t *testing.T) {
 		{&proxy, "$ZMQ_PROXY_ETCD_PASSWORD"},
 		{&proxy, "a flag overrides the environment"},
 		{&proxy, "-H/--host (host in the file) is the address the proxy binds; --name (name) is\nthe host name it registers under"},
-		{&proxy, "zmq_target_update is accepted for compatibility"},
+		{&proxy, "With\n  Redis, the records are rewritten every zmq_target_update"},
 		{&proxy, "--target-expire SECONDS"},
 		{&proxy, "(default 5)"},
 		{&proxy, "(default $STATE_DIRECTORY, else $XDG_STATE_HOME/zmq-proxy, else ~/.local/state/zmq-proxy)"},
