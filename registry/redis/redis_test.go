@@ -275,17 +275,14 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	// Down long enough for several failed writes: one warning only.
 	r.Kill()
 	testutil.CheckFor(t, waitFor, func() error {
-		if reg.Registered() {
-			return errors.New("still registered with Redis down")
+		if n := reg.Failures(); reg.Registered() || n < 3 {
+			return fmt.Errorf("registered %v after %d failed writes, want false after 3", reg.Registered(), n)
 		}
 		return nil
 	})
-	testutil.CheckFor(t, waitFor, func() error {
-		if n := logs.count("redis unreachable"); n != 1 {
-			return fmt.Errorf(`"redis unreachable" logged %d times, want 1`, n)
-		}
-		return nil
-	})
+	if n := logs.count("redis unreachable"); n != 1 {
+		t.Errorf(`"redis unreachable" logged %d times after %d failed writes, want 1`, n, reg.Failures())
+	}
 	r.Start()
 	back := time.Now()
 	testutil.CheckFor(t, waitFor, func() error {
@@ -398,5 +395,29 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q): got %q %d %q %d %v, want %q %d %q %d", tt.url, host, port, pass, db, err,
 				tt.wantHost, tt.wantPort, tt.wantPass, tt.wantDB)
 		}
+	}
+}
+
+// Close with Redis gone: the failure is logged, the records expire on
+// their own, and Close returns.
+func TestRegistrarCloseWithRedisDown(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m, logs := newMatchmaker(t, r, "")
+	reg, err := NewRegistrar(RegistrarConfig{Matchmaker: m, Entries: []Entry{{RoutersKey, "h:1"}}, TTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, waitFor, func() error {
+		if !reg.Registered() {
+			return errors.New("not registered")
+		}
+		return nil
+	})
+	r.Kill()
+	if err := reg.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if n := logs.count("unregister from redis failed"); n != 1 {
+		t.Errorf(`"unregister from redis failed" logged %d times, want 1`, n)
 	}
 }

@@ -40,6 +40,7 @@ type Registrar struct {
 
 	mu         sync.Mutex
 	registered bool
+	failures   int64 // failed writes, in all
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -79,9 +80,20 @@ func (r *Registrar) Registered() bool {
 	return r.registered
 }
 
+// Failures is the number of writes that failed (Redis down or refusing),
+// since the start.
+func (r *Registrar) Failures() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failures
+}
+
 func (r *Registrar) setRegistered(ok bool) {
 	r.mu.Lock()
 	r.registered = ok
+	if !ok {
+		r.failures++
+	}
 	r.mu.Unlock()
 }
 
@@ -159,7 +171,9 @@ func (r *Registrar) Close() error {
 			break
 		}
 	}
-	r.setRegistered(false)
+	r.mu.Lock()
+	r.registered = false
+	r.mu.Unlock()
 	if err != nil {
 		r.log.Warn("unregister from redis failed; the records expire within their ttl", "redis", m.addr,
 			"ttl", r.cfg.TTL, "err", err)
