@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -149,6 +150,7 @@ type option struct {
 	env     string  // environment variable that overrides the file; "" = none
 	boolean bool    // a flag that takes no value
 	secret  bool    // never logged nor shown in an error
+	hasURL  bool    // a URL whose password is never logged nor shown
 	arg     string  // placeholder of the value in the usage text
 	def     string  // default, parsed like any other value
 	// defFunc, when not nil, computes the default instead of def, and
@@ -187,6 +189,11 @@ func (o *option) defaultValue() (string, error) {
 func (o *option) shown(raw string) string {
 	if o.secret && raw != "" {
 		return "(hidden)"
+	}
+	if o.hasURL {
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			return u.Redacted()
+		}
 	}
 	return raw
 }
@@ -245,7 +252,7 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.AckPubSub, err = parseBool(v); return err },
 	},
 	{
-		name: "url", cmds: cmdBoth, section: sectionProxy, short: "u", long: "url", arg: "URL",
+		name: "url", cmds: cmdBoth, section: sectionProxy, short: "u", long: "url", arg: "URL", hasURL: true,
 		help: "registry " + registryURLForm + "; empty: [DEFAULT] transport_url, else the etcd on --etcd-addr; zmq://: none",
 		set: func(c *config, v string) (err error) {
 			c.URL = v
@@ -255,7 +262,7 @@ var options = []option{
 	},
 	{
 		// oslo.messaging's own URL, read when url is not set.
-		name: "transport_url", cmds: cmdBoth, section: sectionDefault,
+		name: "transport_url", cmds: cmdBoth, section: sectionDefault, hasURL: true,
 		set: func(c *config, v string) error { c.TransportURL = v; return nil },
 	},
 	{

@@ -192,6 +192,27 @@ func TestOsloConfigErrors(t *testing.T) {
 	}
 }
 
+// A password in a URL is never logged nor shown in an error.
+func TestURLPasswordHidden(t *testing.T) {
+	hermeticEnv(t)
+	c, _, err := resolveWithINI(t, []string{"-u", "zmq+redis://:topsecret@r:1"}, "[DEFAULT]\ntransport_url = zmq+redis://:othersecret@r:2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	c.log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if strings.Contains(buf.String(), "topsecret") || strings.Contains(buf.String(), "othersecret") {
+		t.Errorf("a URL password is in the log:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "value=zmq+redis://:xxxxx@r:1") {
+		t.Errorf("the URL is not logged with its password masked:\n%s", buf.String())
+	}
+	_, _, err = resolveWithINI(t, []string{"-u", "zmq+redis://:topsecret@r:1,s:2"}, "")
+	if err == nil || strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("bad URL: got error %v, want one without the password", err)
+	}
+}
+
 func TestListRefusesRedis(t *testing.T) {
 	hermeticEnv(t)
 	c, _, err := resolveCmdWithINI(t, cmdList, []string{"-u", "zmq+redis://r:1"}, "")
