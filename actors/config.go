@@ -32,7 +32,7 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// ChooseKind applies the seed's rule, kept exactly: a local publisher if
+// ChooseKind applies oslo.messaging's rule, kept exactly: a local publisher if
 // localPublisher; else a single-router proxy if a frontend port is given and
 // no backend port; else a double-router proxy.
 func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
@@ -123,7 +123,7 @@ func (c *Config) Validate() error {
 
 // RegistryConfig says where a proxy registers itself.
 type RegistryConfig struct {
-	// Disabled: no registration (the seed's zmq:// URL).
+	// Disabled: no registration (oslo.messaging's zmq:// URL).
 	Disabled bool
 	// Endpoints of an external etcd cluster (host:port). Empty: use the
 	// etcd answering on EmbeddedAddr, or start an embedded one there.

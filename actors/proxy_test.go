@@ -307,7 +307,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestChooseKindFollowsTheSeed(t *testing.T) {
+func TestChooseKindFollowsOslo(t *testing.T) {
 	tests := []struct {
 		name   string
 		lp     bool

@@ -194,7 +194,7 @@ func (a *routerActor) drop(from []byte, err error) {
 	st := a.spec.opts.Stats
 	if errors.Is(err, transport.ErrUnknownVersion) {
 		total := st.DroppedUnknownVersion.Add(1)
-		// SPEC: dropped with a warning. One a minute at most per socket,
+		// docs/protocol.md: dropped with a warning. One a minute at most per socket,
 		// with the count, so that a peer cannot flood the log.
 		if a.spec.versionWarn.allow(time.Now()) {
 			a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from),

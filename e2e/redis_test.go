@@ -91,7 +91,7 @@ func timesINI(t *testing.T) string {
 
 func hostport(ep string) string { return strings.TrimPrefix(ep, "tcp://") }
 
-// wantSets are the sets SPEC.md says a central proxy writes: PUBLISHERS,
+// wantSets are the sets docs/protocol.md says a central proxy writes: PUBLISHERS,
 // ROUTERS and the liveness set of each member.
 func (p *proxy) wantSets() map[string][]string {
 	pub := hostport(p.publisher) + "," + hostport(p.frontend)
