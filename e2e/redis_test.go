@@ -208,6 +208,14 @@ func TestRedisRegistration(t *testing.T) {
 	if n := strings.Count(p.log.String(), "redis unreachable"); n != 1 {
 		t.Errorf(`"redis unreachable" logged %d times in one outage, want 1`, n)
 	}
+	// Nothing else said it either (go-redis logs each failed dial by
+	// itself unless told otherwise): every line is one of ours.
+	lines, _ := p.log.since(0)
+	for _, l := range lines {
+		if kv := parseLogLine(l); kv["msg"] == "" || kv["level"] == "" {
+			t.Errorf("a log line that is not the proxy's: %q", l)
+		}
+	}
 	p.alive(t)
 }
 

@@ -29,6 +29,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -104,6 +106,23 @@ func ParseURL(s string) (host string, port int, password string, db int, err err
 	return host, port, password, db, nil
 }
 
+// go-redis logs each failed dial on its own, with the standard log
+// package; an outage would fill the log. Its lines go to the last
+// Matchmaker's logger at debug level instead: the Registrar and Follow log
+// an outage once.
+var (
+	clientLog       atomic.Pointer[slog.Logger]
+	setClientLogger sync.Once
+)
+
+type clientLogging struct{}
+
+func (clientLogging) Printf(ctx context.Context, format string, v ...any) {
+	if l := clientLog.Load(); l != nil {
+		l.DebugContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+	}
+}
+
 // Matchmaker reads and writes oslo.messaging's matchmaker records. It is
 // safe for concurrent use.
 type Matchmaker struct {
@@ -125,6 +144,8 @@ func New(cfg Config) *Matchmaker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	clientLog.Store(cfg.Logger)
+	setClientLogger.Do(func() { goredis.SetLogger(clientLogging{}) })
 	cli := goredis.NewClient(&goredis.Options{
 		Addr:         cfg.Addr,
 		Password:     cfg.Password,
