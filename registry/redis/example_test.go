@@ -17,20 +17,20 @@ func ExampleMatchmaker() {
 	defer m.Close()
 
 	id := "node-1/compute/server-1/4f0c2a7e"
-	for _, key := range []string{"DEALER/compute", "DEALER/compute/server-1"} {
+	for _, key := range []string{redis.TopicKey("compute"), redis.ServerKey("compute", "server-1@node-1")} {
 		if err := m.Register(ctx, key, id, 5*time.Minute); err != nil {
 			fmt.Println(err)
 			return
 		}
 	}
-	ids, err := m.LiveMembers(ctx, "DEALER/compute")
+	ids, err := m.LiveMembers(ctx, redis.TopicKey("compute"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(ids)
-	_ = m.Unregister(ctx, "DEALER/compute", id)
-	_ = m.Unregister(ctx, "DEALER/compute/server-1", id)
+	_ = m.Unregister(ctx, redis.TopicKey("compute"), id)
+	_ = m.Unregister(ctx, redis.ServerKey("compute", "server-1@node-1"), id)
 }
 
 // A central proxy keeps its records written every zmq_target_update and

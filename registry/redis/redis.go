@@ -13,10 +13,10 @@
 //
 // A Matchmaker does those three operations for any key: a proxy's
 // PUBLISHERS and ROUTERS, a service's DEALER/<topic> and
-// DEALER/<topic>/<server>. A Registrar keeps a fixed set of registrations
-// written, rewriting them every update interval and again as soon as Redis
-// is back after an outage; Follow tells a reader the live members of a key
-// as they change.
+// DEALER/<topic>/<server> (TopicKey, ServerKey). A Registrar keeps a
+// fixed set of registrations written, rewriting them every update interval
+// and again as soon as Redis is back after an outage; Follow tells a reader
+// the live members of a key as they change.
 package redis
 
 import (
@@ -45,6 +45,17 @@ const (
 	// "host:port" (a single-router proxy's frontend).
 	RoutersKey = "ROUTERS"
 )
+
+// TopicKey is the key under which oslo.messaging's servers of topic
+// register their DEALER identities: "DEALER/<topic>".
+func TopicKey(topic string) string { return "DEALER/" + topic }
+
+// ServerKey is the key of one server of topic: "DEALER/<topic>/<server>",
+// the server name cut at its first "@" as oslo.messaging cuts it.
+func ServerKey(topic, server string) string {
+	server, _, _ = strings.Cut(server, "@")
+	return "DEALER/" + topic + "/" + server
+}
 
 // aliveMark is the one member of a liveness set.
 const aliveMark = " "

@@ -421,3 +421,18 @@ func TestRegistrarCloseWithRedisDown(t *testing.T) {
 		t.Errorf(`"unregister from redis failed" logged %d times, want 1`, n)
 	}
 }
+
+func TestTargetKeys(t *testing.T) {
+	if got, want := TopicKey("compute"), "DEALER/compute"; got != want {
+		t.Errorf("TopicKey: got %q, want %q", got, want)
+	}
+	for _, tt := range []struct{ server, want string }{
+		{"node-1", "DEALER/compute/node-1"},
+		{"node-1@host.example", "DEALER/compute/node-1"},
+		{"a@b@c", "DEALER/compute/a"},
+	} {
+		if got := ServerKey("compute", tt.server); got != tt.want {
+			t.Errorf("ServerKey(compute, %q): got %q, want %q", tt.server, got, tt.want)
+		}
+	}
+}
