@@ -319,7 +319,7 @@ var options = []option{
 	{
 		name: "name", section: sectionProxy, long: "name", arg: "NAME",
 		defFunc: os.Hostname, defHelp: "this machine's host name",
-		help: "host name of this proxy in its registry record; oslo.messaging's \"host\"",
+		help: "host name of this proxy in its registry record; the seed's \"host\"",
 		set:  func(c *config, v string) (err error) { c.Name, err = parseName(v); return err },
 	},
 	{
