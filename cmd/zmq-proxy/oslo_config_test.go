@@ -219,7 +219,7 @@ func TestListRefusesRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.clientConfig(); err == nil || !strings.Contains(err.Error(), "list reads etcd") {
-		t.Errorf("list with a Redis URL: got %v, want an error saying list reads etcd", err)
+	if _, err := c.clientConfig(); err == nil || !strings.Contains(err.Error(), "not an etcd registry, which this command reads") {
+		t.Errorf("list with a Redis URL: got %v, want an error saying it reads etcd", err)
 	}
 }
