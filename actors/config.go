@@ -32,7 +32,7 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// ChooseKind applies the seed's rule, kept exactly: a local publisher if
+// ChooseKind applies oslo.messaging's rule, kept exactly: a local publisher if
 // localPublisher; else a single-router proxy if a frontend port is given and
 // no backend port; else a double-router proxy.
 func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
@@ -64,8 +64,12 @@ type Config struct {
 	FrontendPort  int // 0 = random
 	BackendPort   int // 0 = random; unused by a single-router proxy
 	PublisherPort int // 0 = random
-	// AckPubSub makes the frontend answer each fanout message with an ACK.
+	// AckPubSub makes the frontend answer each published fanout message
+	// with an ACK.
 	AckPubSub bool
+	// PubSub is use_pub_sub: publish fanout types, route them (router-only
+	// mode, no PUB), or decide per message (the default).
+	PubSub PubSub
 	// HWM is the per-peer outbound high-water mark, in messages.
 	HWM int
 	// MaxMessageSize bounds one inbound message (all frames), in bytes.
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit {
 		return fmt.Errorf("%w: max message size %d is not in 256..%d bytes", ErrConfig, c.MaxMessageSize, int64(MaxMessageSizeLimit))
 	}
+	if c.Kind == KindLocalPublisher && c.PubSub == PubSubOff {
+		return fmt.Errorf("%w: a local publisher proxy republishes fanout messages; use_pub_sub = false has none", ErrConfig)
+	}
 	if c.Kind == KindLocalPublisher && len(c.SubscribeOn) == 0 && c.Registry.Disabled {
 		return fmt.Errorf("%w: a local publisher proxy needs subscribe_on or a registry to find the central publishers", ErrConfig)
 	}
@@ -116,7 +123,7 @@ func (c *Config) Validate() error {
 
 // RegistryConfig says where a proxy registers itself.
 type RegistryConfig struct {
-	// Disabled: no registration (the seed's zmq:// URL).
+	// Disabled: no registration (oslo.messaging's zmq:// URL).
 	Disabled bool
 	// Endpoints of an external etcd cluster (host:port). Empty: use the
 	// etcd answering on EmbeddedAddr, or start an embedded one there.
@@ -136,4 +143,7 @@ type RegistryConfig struct {
 	CACert, Cert, Key string
 	// Name is the host name put in the record; default os.Hostname().
 	Name string
+	// Redis, when its Addr is set, registers in oslo.messaging's Redis
+	// matchmaker instead of etcd (TTL is then zmq_target_expire).
+	Redis RedisConfig
 }

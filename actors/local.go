@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -26,9 +28,11 @@ type subscriberSpec struct {
 
 	// static lists the publishers given by subscribe_on; when empty, the
 	// central publishers come from the registry.
-	static []string
-	cli    *clientv3.Client
-	prefix string
+	static    []string
+	cli       *clientv3.Client
+	prefix    string
+	redis     *redismm.Matchmaker // follow PUBLISHERS in Redis instead of etcd
+	redisPoll time.Duration       // how often; 0 = defaultRedisPoll
 
 	// current is the set the actor is connected to; kept across restarts.
 	current []string
@@ -94,10 +98,14 @@ func (a *subscriberActor) start(ctx actor.Context) {
 		want = a.spec.static
 	}
 	a.follow(want)
-	if len(a.spec.static) == 0 && a.spec.cli != nil {
+	if len(a.spec.static) == 0 && (a.spec.cli != nil || a.spec.redis != nil) {
 		wctx, cancel := context.WithCancel(context.Background())
 		a.cancel, a.done = cancel, make(chan struct{})
-		go a.watch(wctx, root, self)
+		if a.spec.redis != nil {
+			go a.followRedis(wctx, root, self)
+		} else {
+			go a.watch(wctx, root, self)
+		}
 	}
 }
 

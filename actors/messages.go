@@ -22,6 +22,9 @@ const (
 type deliver struct {
 	kind  deliverKind
 	batch *transport.Batch
+	// routed marks the fanout messages routed like direct types, decided
+	// once where the burst was read (routesFanout); nil: none.
+	routed routedSet
 }
 
 // socketFailed tells a socket actor that its socket broke for good; the

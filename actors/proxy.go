@@ -27,6 +27,7 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/internal/etcdserver"
 	"github.com/zmq-proxy/zmq-proxy/internal/metrics"
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -56,6 +57,7 @@ type Proxy struct {
 
 	etcd    *etcdserver.Server // the embedded etcd, if this process started it
 	etcdCli *clientv3.Client
+	redis   *redismm.Matchmaker // the Redis matchmaker, instead of etcd
 	started time.Time
 
 	errc      chan error
@@ -148,6 +150,9 @@ func New(cfg Config) (*Proxy, error) {
 	if p.etcdCli != nil {
 		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}})
 	}
+	if p.redis != nil && cfg.Kind != KindLocalPublisher {
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, redisRegistrarProps(p.redisRegistrarSpec())}})
+	}
 	attrs := []any{"kind", cfg.Kind.String()}
 	if p.addrs.Frontend != "" {
 		attrs = append(attrs, "frontend", p.addrs.Frontend)
@@ -155,7 +160,12 @@ func New(cfg Config) (*Proxy, error) {
 	if p.addrs.Backend != "" {
 		attrs = append(attrs, "backend", p.addrs.Backend)
 	}
-	attrs = append(attrs, "publisher", p.addrs.Publisher)
+	if p.addrs.Publisher != "" {
+		attrs = append(attrs, "publisher", p.addrs.Publisher)
+	}
+	if cfg.Kind != KindLocalPublisher {
+		attrs = append(attrs, "use_pub_sub", cfg.PubSub.String())
+	}
 	if cfg.Kind == KindLocalPublisher {
 		if len(cfg.SubscribeOn) > 0 {
 			attrs = append(attrs, "subscribe_on", strings.Join(cfg.SubscribeOn, ","))
@@ -208,25 +218,32 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				HWM: cfg.HWM, MaxMessageSize: cfg.MaxMessageSize, Stats: st,
 				Logger: p.log.With("socket", SubscriberName),
 			},
-			log:    p.log,
-			pub:    pid(PublisherName),
-			debug:  cfg.Debug,
-			static: cfg.SubscribeOn,
-			cli:    p.etcdCli,
-			prefix: cfg.Registry.Prefix,
+			log:       p.log,
+			pub:       pid(PublisherName),
+			debug:     cfg.Debug,
+			static:    cfg.SubscribeOn,
+			cli:       p.etcdCli,
+			prefix:    cfg.Registry.Prefix,
+			redis:     p.redis,
+			redisPoll: cfg.Registry.Redis.Poll,
 		}
 		return []childSpec{{PublisherName, publisherProps(pub)}, {SubscriberName, subscriberProps(sub)}}
 	}
 	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
 	fe.ack = cfg.AckPubSub
-	pub := spec(PublisherName, cfg.PublisherPort, nil)
-	children := []childSpec{{PublisherName, publisherProps(pub)}}
+	fe.pubSub = cfg.PubSub
+	var children []childSpec
+	if cfg.PubSub != PubSubOff { // router-only mode binds no PUB
+		pub := spec(PublisherName, cfg.PublisherPort, nil)
+		children = append(children, childSpec{PublisherName, publisherProps(pub)})
+	}
 	if cfg.Kind == KindSingleRouter {
-		fe.direct = pid(FrontendName)
+		fe.direct, fe.directSock = pid(FrontendName), &fe.sock
 	} else {
 		be := spec(BackendName, cfg.BackendPort, nil)
-		fe.direct = pid(BackendName)
-		be.direct = pid(FrontendName)
+		be.pubSub = cfg.PubSub
+		fe.direct, fe.directSock = pid(BackendName), &be.sock
+		be.direct, be.directSock = pid(FrontendName), &fe.sock
 		children = append(children, childSpec{BackendName, routerProps(be)})
 	}
 	return append(children, childSpec{FrontendName, routerProps(fe)})
@@ -322,6 +339,9 @@ func (p *Proxy) Close() error {
 		if p.etcdCli != nil {
 			p.etcdCli.Close()
 		}
+		if p.redis != nil {
+			p.redis.Close()
+		}
 		if p.etcd != nil {
 			if err := p.etcd.Close(); err != nil {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop embedded etcd: %w", err))
@@ -355,6 +375,10 @@ func (p *Proxy) openRegistry() error {
 	rc := p.cfg.Registry
 	if rc.Disabled {
 		p.log.Info("registry disabled")
+		return nil
+	}
+	if rc.Redis.Addr != "" {
+		p.openRedis()
 		return nil
 	}
 	endpoints := rc.Endpoints
@@ -427,7 +451,7 @@ func advertise(bound, name string) string {
 // Registered reports whether the proxy's record is in etcd now (false
 // when the registry is disabled).
 func (p *Proxy) Registered() bool {
-	if p.etcdCli == nil {
+	if p.etcdCli == nil && (p.redis == nil || p.cfg.Kind == KindLocalPublisher) {
 		return false
 	}
 	reply := make(chan bool, 1)

@@ -72,7 +72,7 @@ func startProxy(t *testing.T, cfg Config) *Proxy {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
-	if len(cfg.Registry.Endpoints) == 0 {
+	if len(cfg.Registry.Endpoints) == 0 && cfg.Registry.Redis.Addr == "" {
 		cfg.Registry.Disabled = true // no etcd on a fixed port in tests
 	}
 	p, err := New(cfg)
@@ -307,7 +307,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestChooseKindFollowsTheSeed(t *testing.T) {
+func TestChooseKindFollowsOslo(t *testing.T) {
 	tests := []struct {
 		name   string
 		lp     bool

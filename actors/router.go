@@ -33,6 +33,13 @@ type socketSpec struct {
 	pub    *actor.PID // where fanout types go
 	ack    bool       // ACK fanout types to their senders (frontend only)
 
+	// pubSub says whether fanout types are published or routed
+	// (routesFanout); sock is this socket, directSock the one direct
+	// types go to, for PubSubAuto's question "is the key connected there?".
+	pubSub     PubSub
+	sock       routerRef
+	directSock *routerRef
+
 	// bound is told the result of every bind (the proxy waits for the
 	// first of each socket; later ones are restarts).
 	bound func(bindResult)
@@ -104,6 +111,7 @@ func (a *routerActor) start(ctx actor.Context) {
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
+	a.spec.sock.Store(a.sock)
 }
 
 // binder is a socket that binds: transport.Router and transport.Pub.
@@ -129,6 +137,7 @@ func (s *socketSpec) bind(sock binder) {
 }
 
 func (a *routerActor) stop() {
+	a.spec.sock.Store(nil)
 	if a.sock != nil {
 		a.sock.Close()
 		a.sock = nil
@@ -140,7 +149,8 @@ func (a *routerActor) stop() {
 // to each actor that has work in it.
 func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transport.Batch) {
 	var direct, fanout bool
-	for _, m := range b.Msgs {
+	var routed routedSet
+	for i, m := range b.Msgs {
 		env, err := transport.ParseEnvelope(b.Peer, m)
 		if err != nil {
 			a.drop(b.Peer, err)
@@ -150,10 +160,14 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 			a.spec.log.Debug("message", "socket", a.spec.name, "from", printable(b.Peer), "type", env.Type.String(),
 				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(m)+1)
 		}
-		if env.Type.IsFanout() {
-			fanout = true
-		} else {
+		switch {
+		case !env.Type.IsFanout():
 			direct = true
+		case a.spec.routesFanout(env.RoutingKey):
+			routed = routed.mark(i, len(b.Msgs))
+			direct = true
+		default:
+			fanout = true
 		}
 	}
 	ack := fanout && a.spec.ack
@@ -166,13 +180,13 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 		b.Retain()
 	}
 	if direct {
-		root.Send(a.spec.direct, &deliver{kind: deliverDirect, batch: b})
+		root.Send(a.spec.direct, &deliver{kind: deliverDirect, batch: b, routed: routed})
 	}
 	if fanout {
-		root.Send(a.spec.pub, &deliver{kind: deliverFanout, batch: b})
+		root.Send(a.spec.pub, &deliver{kind: deliverFanout, batch: b, routed: routed})
 	}
 	if ack {
-		root.Send(self, &deliver{kind: deliverAck, batch: b})
+		root.Send(self, &deliver{kind: deliverAck, batch: b, routed: routed})
 	}
 }
 
@@ -180,7 +194,7 @@ func (a *routerActor) drop(from []byte, err error) {
 	st := a.spec.opts.Stats
 	if errors.Is(err, transport.ErrUnknownVersion) {
 		total := st.DroppedUnknownVersion.Add(1)
-		// SPEC: dropped with a warning. One a minute at most per socket,
+		// docs/protocol.md: dropped with a warning. One a minute at most per socket,
 		// with the count, so that a peer cannot flood the log.
 		if a.spec.versionWarn.allow(time.Now()) {
 			a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from),
@@ -194,17 +208,18 @@ func (a *routerActor) drop(from []byte, err error) {
 	}
 }
 
-// handle sends a delivered burst's direct envelopes to their routing keys,
-// or ACKs its fanout envelopes, on this actor's ROUTER.
+// handle sends a delivered burst's direct envelopes (and its routed
+// fanout ones) to their routing keys, or ACKs its published fanout
+// envelopes, on this actor's ROUTER.
 func (a *routerActor) handle(d *deliver) {
 	defer d.batch.Release()
 	if a.sock == nil {
 		return
 	}
 	var head [5][]byte
-	for _, m := range d.batch.Msgs {
+	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || env.Type.IsFanout() != (d.kind == deliverAck) {
+		if err != nil || (env.Type.IsFanout() && !d.routed.has(i)) != (d.kind == deliverAck) {
 			continue
 		}
 		if d.kind == deliverAck {
@@ -265,9 +280,9 @@ func (a *publisherActor) publish(d *deliver) {
 		return
 	}
 	var head [5][]byte
-	for _, m := range d.batch.Msgs {
+	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !env.Type.IsFanout() {
+		if err != nil || !env.Type.IsFanout() || d.routed.has(i) {
 			continue
 		}
 		a.sock.Publish(env.FanoutHead(&head), env.Payload)

@@ -304,7 +304,7 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 	} else {
 		args := []string{"-H", "127.0.0.1"}
 		if o.single {
-			// The seed's rule: a frontend port and no backend port make a
+			// oslo.messaging's rule: a frontend port and no backend port make a
 			// single-router proxy, so the port must be a real one.
 			_, port, _ := net.SplitHostPort(freeAddr(t))
 			args = append(args, "-f", port)
@@ -319,7 +319,7 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 		if o.registry != nil {
 			args = append(args, o.registry...)
 		} else {
-			// The data path alone: no registry (the seed's zmq:// URL), so
+			// The data path alone: no registry (oslo.messaging's zmq:// URL), so
 			// no etcd on a fixed port.
 			args = append(args, "-u", "zmq://127.0.0.1:6379/")
 		}

@@ -1,3 +1,4 @@
 // Package registry registers proxies in etcd under leases and watches the
-// registrations: the contract of SPEC.md, "Registry".
+// registrations (README, "Flags"; docs/protocol.md, "Registry in etcd").
+// Package registry/redis is oslo.messaging's Redis matchmaker.
 package registry

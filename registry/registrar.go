@@ -16,7 +16,7 @@ import (
 // DefaultTTL is the lease TTL: a proxy that dies without a word is gone
 // from the registry within this long. The client keeps the lease alive
 // every TTL/3, so 5 s costs one small request every ~1.7 s per proxy and
-// lets clients stop sending to a dead proxy within seconds (the seed's
+// lets clients stop sending to a dead proxy within seconds (oslo.messaging's
 // 300 s left them sending into the void for five minutes).
 const DefaultTTL = 5 * time.Second
 

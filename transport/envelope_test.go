@@ -149,7 +149,7 @@ func TestMsgTypeString(t *testing.T) {
 	}
 }
 
-// TestEnvelopeHeads checks the onward layouts of SPEC.md, frame by frame,
+// TestEnvelopeHeads checks the onward layouts of docs/protocol.md, frame by frame,
 // head and payload together as they go on the wire.
 func TestEnvelopeHeads(t *testing.T) {
 	tests := []struct {
@@ -297,7 +297,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		in := splitFrames(data)
 		env, err := ParseEnvelope(replyID, in)
 
-		// An oracle written from SPEC.md.
+		// An oracle written from docs/protocol.md.
 		wantErr := error(nil)
 		switch {
 		case len(in) < 5 || len(in[0]) != 0:

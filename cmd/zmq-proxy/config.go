@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
 // The configuration of a zmq-proxy process comes from four places; a later
@@ -23,7 +26,7 @@ import (
 //
 //  1. the built-in defaults (the table below; a few are computed from the
 //     environment, such as the state directory and the host name);
-//  2. the INI file given with -c, in the seed's layout;
+//  2. the INI file given with -c, in oslo.messaging's layout;
 //  3. the environment variable of an option that has one (only the etcd
 //     password, so that it need not be on the command line);
 //  4. the flags given on the command line.
@@ -33,10 +36,12 @@ import (
 
 const progName = "zmq-proxy"
 
-// Sections of the seed's INI file.
+// Sections of oslo.messaging's INI file that zmq-proxy reads.
 const (
-	sectionProxy = "zmq_proxy_opts"
-	sectionZMQ   = "oslo_messaging_zmq"
+	sectionProxy   = "zmq_proxy_opts"
+	sectionZMQ     = "oslo_messaging_zmq"
+	sectionRedis   = "matchmaker_redis"
+	sectionDefault = "DEFAULT"
 )
 
 // sourceDefault is the origin of a value nobody set.
@@ -81,8 +86,10 @@ type config struct {
 	PublisherPort  int    // 0 = random
 	LocalPublisher bool
 	AckPubSub      bool
-	URL            string      // as given
+	URL            string      // as given ([DEFAULT] transport_url when url is not)
 	Registry       registryURL // URL parsed
+	TransportURL   string      // [DEFAULT] transport_url, used when url is not set
+	UsePubSub      actors.PubSub
 	HWM            int
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
@@ -99,8 +106,13 @@ type config struct {
 	EtcdKey      string // PEM file; "" = none; given with EtcdCert
 
 	SubscribeOn  []string      // tcp://host:port of each publisher to subscribe to
-	TargetExpire time.Duration // TTL of the registry record's lease, at least 1 s
-	TargetUpdate time.Duration // accepted for compatibility, unused; 0 = not given
+	TargetExpire time.Duration // TTL of the registry record (etcd lease, Redis keys), at least 1 s
+	TargetUpdate time.Duration // how often Redis records are rewritten; 0 = not given (TTL/3)
+
+	// [matchmaker_redis], for the parts a zmq+redis:// URL leaves out.
+	RedisHost     string
+	RedisPort     int
+	RedisPassword string
 
 	// zmq-proxy list only.
 	Watch       bool
@@ -120,7 +132,7 @@ type config struct {
 	BenchCount       int
 	Args             []string // the positional arguments
 
-	Kind actors.Kind // by actors.ChooseKind, the seed's rule
+	Kind actors.Kind // by actors.ChooseKind, oslo.messaging's rule
 
 	cmd      command            // the command the configuration is for
 	settings map[string]setting // by option name
@@ -146,7 +158,8 @@ type setting struct {
 
 // option is one configurable value: its flags, its INI key, its default.
 type option struct {
-	name    string  // INI key, and the option's name in logs
+	name    string  // INI key (unless key is set), and the option's name in logs
+	key     string  // INI key when it differs from name ("host" in [matchmaker_redis])
 	cmds    command // the commands that take it; 0 = the proxy only
 	section string  // INI section; "" for a flag that is not in the file
 	short   string  // short flag ("f", "lp"); "" when none
@@ -154,6 +167,7 @@ type option struct {
 	env     string  // environment variable that overrides the file; "" = none
 	boolean bool    // a flag that takes no value
 	secret  bool    // never logged nor shown in an error
+	hasURL  bool    // a URL whose password is never logged nor shown
 	arg     string  // placeholder of the value in the usage text
 	def     string  // default, parsed like any other value
 	// defFunc, when not nil, computes the default instead of def, and
@@ -162,6 +176,14 @@ type option struct {
 	defHelp string
 	help    string
 	set     func(c *config, v string) error
+}
+
+// iniKey is the option's key in its INI section.
+func (o *option) iniKey() string {
+	if o.key != "" {
+		return o.key
+	}
+	return o.name
 }
 
 // takes reports whether cmd takes the option.
@@ -184,6 +206,11 @@ func (o *option) defaultValue() (string, error) {
 func (o *option) shown(raw string) string {
 	if o.secret && raw != "" {
 		return "(hidden)"
+	}
+	if o.hasURL {
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			return u.Redacted()
+		}
 	}
 	return raw
 }
@@ -242,13 +269,48 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.AckPubSub, err = parseBool(v); return err },
 	},
 	{
-		name: "url", cmds: cmdBoth, section: sectionProxy, short: "u", long: "url", arg: "URL",
-		help: "registry " + registryURLForm + "; empty: the etcd on --etcd-addr; zmq://: none",
+		name: "url", cmds: cmdBoth, section: sectionProxy, short: "u", long: "url", arg: "URL", hasURL: true,
+		help: "registry " + registryURLForm + "; empty: [DEFAULT] transport_url, else the etcd on --etcd-addr; zmq://: none",
 		set: func(c *config, v string) (err error) {
 			c.URL = v
 			c.Registry, err = parseRegistryURL(v)
 			return err
 		},
+	},
+	{
+		// oslo.messaging's own URL, read when url is not set.
+		name: "transport_url", cmds: cmdBoth, section: sectionDefault, hasURL: true,
+		set: func(c *config, v string) error { c.TransportURL = v; return nil },
+	},
+	{
+		name: "use_pub_sub", section: sectionZMQ, long: "use-pub-sub", boolean: true,
+		help: "true: publish fanout and notify messages; false: route them, bind no PUB (router-only); unset: route those addressed to a connected identity, publish the others",
+		set: func(c *config, v string) error {
+			if v == "" {
+				c.UsePubSub = actors.PubSubAuto
+				return nil
+			}
+			on, err := parseBool(v)
+			c.UsePubSub = map[bool]actors.PubSub{true: actors.PubSubOn, false: actors.PubSubOff}[on]
+			return err
+		},
+	},
+	{
+		name: "redis_host", key: "host", cmds: cmdBoth, section: sectionRedis, def: redismm.DefaultHost,
+		set: func(c *config, v string) error { c.RedisHost = v; return nil },
+	},
+	{
+		name: "redis_port", key: "port", cmds: cmdBoth, section: sectionRedis, def: strconv.Itoa(redismm.DefaultPort),
+		set: func(c *config, v string) (err error) {
+			if c.RedisPort, err = parsePort(v); err == nil && c.RedisPort == 0 {
+				return errors.New("not in 1..65535")
+			}
+			return err
+		},
+	},
+	{
+		name: "redis_password", key: "password", cmds: cmdBoth, section: sectionRedis, secret: true,
+		set: func(c *config, v string) error { c.RedisPassword = v; return nil },
 	},
 	{
 		name: "debug", cmds: cmdBoth, short: "d", long: "debug", boolean: true, def: "false",
@@ -335,8 +397,8 @@ var options = []option{
 		},
 	},
 	{
-		// Accepted for compatibility and unused: the etcd client renews the
-		// lease by itself every TTL/3.
+		// With Redis, how often the records are rewritten; with etcd,
+		// unused: the etcd client renews the lease by itself every TTL/3.
 		name: "zmq_target_update", section: sectionZMQ,
 		set: func(c *config, v string) (err error) {
 			if v == "" {
@@ -461,37 +523,30 @@ func resolve(cmd command, args []string) (*config, error) {
 		if !o.takes(cmd) {
 			continue
 		}
-		// Every value given is checked, even one that a later source
-		// overrides: a mistake in the file is reported, not hidden.
+		// Only the value that wins is parsed: a file written for
+		// oslo.messaging keeps working when a flag overrides one of its
+		// values that zmq-proxy would refuse.
 		raw, defErr := o.defaultValue()
 		s := setting{raw: raw, from: sourceDefault, origin: fromDefault}
-		if defErr == nil {
-			if err := o.set(c, raw); err != nil {
-				return nil, blame(o, s, err)
-			}
-		}
 		if raw, ok := file[o.name]; ok {
 			s = setting{raw: raw, from: path, origin: fromFile}
-			if err := o.set(c, raw); err != nil {
-				return nil, blame(o, s, err)
-			}
 		}
 		if raw := lookupEnv(o.env); raw != "" {
 			s = setting{raw: raw, from: "$" + o.env, origin: fromEnv}
-			if err := o.set(c, raw); err != nil {
-				return nil, blame(o, s, err)
-			}
 		}
 		if v := given[o.name]; v != nil {
 			s = setting{raw: v.raw, from: v.spelled, origin: fromFlag}
-			if err := o.set(c, v.raw); err != nil {
-				return nil, blame(o, s, err)
-			}
 		}
 		if s.origin == fromDefault && defErr != nil {
 			return nil, fmt.Errorf("default %s: %w; give --%s", o.name, oneLine{defErr}, o.long)
 		}
+		if err := o.set(c, s.raw); err != nil {
+			return nil, blame(o, s, err)
+		}
 		c.settings[o.name] = s
+	}
+	if err := c.useTransportURL(); err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, err
@@ -513,7 +568,7 @@ func blame(o *option, s setting, err error) error {
 	case fromDefault:
 		return fmt.Errorf("default %s = %q: %w", o.name, raw, err)
 	case fromFile:
-		return fmt.Errorf("%s: [%s] %s = %s: %w", s.from, o.section, o.name, raw, err)
+		return fmt.Errorf("%s: [%s] %s = %s: %w", s.from, o.section, o.iniKey(), raw, err)
 	}
 	return fmt.Errorf("%s: %q is %w", s.from, raw, err)
 }
@@ -558,8 +613,7 @@ func (c *config) check() error {
 	if c.cmd != cmdProxy {
 		return nil
 	}
-	// zmq_target_update is unused, but an operator's file that renews a
-	// record after it expired is wrong, and saying so costs nothing.
+	// A record rewritten after it expired would come and go.
 	if c.TargetUpdate != 0 && c.TargetUpdate >= c.TargetExpire {
 		if c.settings["zmq_target_expire"].origin <= c.settings["zmq_target_update"].origin {
 			return c.blameSetting("zmq_target_update",
@@ -578,7 +632,7 @@ func (c *config) check() error {
 	return nil
 }
 
-// readINI reads the seed's INI file. It returns the raw value of every option
+// readINI reads oslo.messaging's INI file. It returns the raw value of every option
 // the file sets, by option name, and the keys it does not know. Every
 // command knows every key, so that the proxy's file serves list too.
 func readINI(path string) (vals map[string]string, ignored []string, err error) {
@@ -594,7 +648,7 @@ func readINI(path string) (vals map[string]string, ignored []string, err error) 
 	known := make(map[[2]string]string) // {section, key} -> option name
 	for _, o := range options {
 		if o.section != "" {
-			known[[2]string{o.section, o.name}] = o.name
+			known[[2]string{o.section, o.iniKey()}] = o.name
 		}
 	}
 	vals = make(map[string]string)
@@ -639,6 +693,7 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		BackendPort:    c.BackendPort,
 		PublisherPort:  c.PublisherPort,
 		AckPubSub:      c.AckPubSub,
+		PubSub:         c.UsePubSub,
 		HWM:            c.HWM,
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
@@ -650,8 +705,9 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 }
 
 // registryConfig is the library's configuration of the proxy's
-// registration: the seed's zmq:// URL disables it, zmq+etcd:// names the
-// cluster, no URL means the etcd on EtcdAddr, embedded if need be.
+// registration: zmq:// disables it, zmq+etcd:// names the cluster,
+// zmq+redis:// the Redis matchmaker, no URL means the etcd on EtcdAddr,
+// embedded if need be.
 func (c *config) registryConfig() actors.RegistryConfig {
 	r := actors.RegistryConfig{
 		Disabled:     c.Registry.Mode == registryNone,
@@ -666,8 +722,14 @@ func (c *config) registryConfig() actors.RegistryConfig {
 		Key:          c.EtcdKey,
 		Name:         c.Name,
 	}
-	if c.Registry.Mode == registryEtcd {
+	switch c.Registry.Mode {
+	case registryEtcd:
 		r.Endpoints = slices.Clone(c.Registry.Endpoints)
+	case registryRedis:
+		r.Redis = actors.RedisConfig{
+			Addr: c.Registry.RedisAddr, Password: c.Registry.RedisPassword, DB: c.Registry.RedisDB,
+			Update: c.TargetUpdate,
+		}
 	}
 	return r
 }
@@ -700,3 +762,33 @@ func (e oneLine) Error() string {
 }
 
 func (e oneLine) Unwrap() error { return e.err }
+
+// useTransportURL applies oslo.messaging's [DEFAULT] transport_url when
+// url was given nowhere, and completes a zmq+redis:// URL from
+// [matchmaker_redis]: its host, port and password fill what the URL
+// leaves out.
+func (c *config) useTransportURL() error {
+	if c.settings["url"].origin == fromDefault && c.TransportURL != "" {
+		r, err := parseRegistryURL(c.TransportURL)
+		if err != nil {
+			return c.blameSetting("transport_url", err)
+		}
+		c.URL, c.Registry = c.TransportURL, r
+		c.settings["url"] = c.settings["transport_url"]
+	}
+	if c.Registry.Mode != registryRedis {
+		return nil
+	}
+	host, port := c.Registry.redisHost, c.Registry.redisPort
+	if host == "" {
+		host = c.RedisHost
+	}
+	if port == 0 {
+		port = c.RedisPort
+	}
+	c.Registry.RedisAddr = net.JoinHostPort(host, strconv.Itoa(port))
+	if c.Registry.RedisPassword == "" {
+		c.Registry.RedisPassword = c.RedisPassword
+	}
+	return nil
+}

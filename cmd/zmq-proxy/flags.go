@@ -96,20 +96,24 @@ func printUsage(w io.Writer, cmd command) {
 		return
 	}
 	fmt.Fprintf(w, "\n%s", wrap("-H/--host (host in the file) is the address the proxy binds; --name (name) is "+
-		"the host name it registers under. The seed's host meant that name.", "", 78))
+		"the host name it registers under. oslo.messaging's host meant that name.", "", 78))
 	fmt.Fprintf(w, "\nThe configuration file (-c) is INI. Its keys:\n")
-	for _, section := range []string{sectionProxy, sectionZMQ} {
+	for _, section := range []string{sectionDefault, sectionProxy, sectionZMQ, sectionRedis} {
 		var keys []string
 		for _, o := range options {
 			if o.section == section {
-				keys = append(keys, o.name)
+				keys = append(keys, o.iniKey())
 			}
 		}
 		fmt.Fprintf(w, "  [%s]\n%s", section, wrap(strings.Join(keys, ", "), "    ", 78))
 	}
-	fmt.Fprint(w, wrap("zmq_target_expire is the TTL of the registration's lease (--target-expire). "+
-		"zmq_target_update is accepted for compatibility, and checked to be less than it, but unused: "+
-		"the etcd client renews the lease every TTL/3 by itself.", "  ", 78))
+	fmt.Fprint(w, wrap("Other keys of an oslo.messaging file are ignored (logged at debug). "+
+		"url, or transport_url when url is not set, names the registry: zmq+etcd://, zmq+redis:// "+
+		"(oslo.messaging's Redis matchmaker; [matchmaker_redis] fills the host, port and password it "+
+		"leaves out) or zmq:// (none). zmq_target_expire is the TTL of the registration (--target-expire). "+
+		"With Redis, the records are rewritten every zmq_target_update (default a third of the TTL); "+
+		"with etcd it is unused, the client renews the lease every TTL/3, but it must be less than "+
+		"zmq_target_expire.", "  ", 78))
 }
 
 // printOptions writes one line per option of cmd that has flags.

@@ -88,6 +88,9 @@ func (c *config) clientConfig() (registry.ClientConfig, error) {
 		cfg.Endpoints = c.Registry.Endpoints
 	case registryEmbedded:
 		cfg.Endpoints = []string{c.EtcdAddr}
+	case registryRedis:
+		return cfg, c.blameSetting("url", errors.New("not an etcd registry, which this command reads; "+
+			"oslo.messaging's Redis matchmaker holds the PUBLISHERS and ROUTERS sets (redis-cli SMEMBERS)"))
 	default:
 		return cfg, c.blameSetting("url", errors.New("not a registry to list: zmq:// means none"))
 	}

@@ -149,7 +149,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 			ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\n", want: map[string]any{"TargetExpire": 10 * time.Second},
 		},
 		{
-			name: "seed's INI times accepted", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\nzmq_target_update = 180\n",
+			name: "oslo.messaging's INI times accepted", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 300\nzmq_target_update = 180\n",
 			want: map[string]any{"TargetExpire": 300 * time.Second, "TargetUpdate": 180 * time.Second},
 		},
 		{name: "INI update below the default expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 2\n", want: map[string]any{"TargetUpdate": 2 * time.Second}},
@@ -273,7 +273,7 @@ func TestResolveRegistryErrors(t *testing.T) {
 		{name: "expire negative", args: []string{"--target-expire", "-1"}, wantErr: `--target-expire: "-1" is not at least 1 second`},
 		{name: "expire not a number", args: []string{"--target-expire", "5s"}, wantErr: `--target-expire: "5s" is not an integer number of seconds`},
 		{name: "expire 0 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = 0\n", wantErr: `$INI: [oslo_messaging_zmq] zmq_target_expire = 0: not at least 1 second`},
-		{name: "seed's no-expiry -1 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", wantErr: `zmq_target_expire = -1: not at least 1 second`},
+		{name: "oslo.messaging's no-expiry -1 in INI", ini: "[oslo_messaging_zmq]\nzmq_target_expire = -1\n", wantErr: `zmq_target_expire = -1: not at least 1 second`},
 		{
 			name: "update not less than the default expiry", ini: "[oslo_messaging_zmq]\nzmq_target_update = 5\n",
 			wantErr: `$INI: [oslo_messaging_zmq] zmq_target_update = 5: not less than zmq_target_expire (5, default)`,
@@ -408,7 +408,7 @@ func TestPasswordNotLogged(t *testing.T) {
 
 // TestUsageRegistry: the usage text says what the registry options need
 // said: the precedence of the environment, -H against --name, and that
-// zmq_target_update is unused.
+// zmq_target_update rewrites Redis records.
 func TestUsageRegistry(t *testing.T) {
 	var proxy, list bytes.Buffer
 	printUsage(&proxy, cmdProxy)
@@ -421,7 +421,7 @@ func TestUsageRegistry(t *testing.T) {
 		{&proxy, "$ZMQ_PROXY_ETCD_PASSWORD"},
 		{&proxy, "a flag overrides the environment"},
 		{&proxy, "-H/--host (host in the file) is the address the proxy binds; --name (name) is\nthe host name it registers under"},
-		{&proxy, "zmq_target_update is accepted for compatibility"},
+		{&proxy, "With\n  Redis, the records are rewritten every zmq_target_update"},
 		{&proxy, "--target-expire SECONDS"},
 		{&proxy, "(default 5)"},
 		{&proxy, "(default $STATE_DIRECTORY, else $XDG_STATE_HOME/zmq-proxy, else ~/.local/state/zmq-proxy)"},

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
 // Parsers of option values. Each takes the raw text, wherever it came from,
@@ -155,14 +157,25 @@ const (
 	// registryEtcd is zmq+etcd://host:port[,host:port...]/: an external etcd
 	// cluster.
 	registryEtcd
-	// registryNone is the seed's zmq:// form: no registry at all.
+	// registryNone is oslo.messaging's zmq:// form: no registry at all.
 	registryNone
+	// registryRedis is zmq+redis://[:password@]host:port[/db]:
+	// oslo.messaging's Redis matchmaker.
+	registryRedis
 )
 
 // registryURL is the parsed --url.
 type registryURL struct {
 	Mode      registryMode
 	Endpoints []string // host:port of each etcd member, for registryEtcd
+
+	// For registryRedis: the address once completed from
+	// [matchmaker_redis] (useTransportURL), the password and database.
+	RedisAddr     string
+	RedisPassword string
+	RedisDB       int
+	redisHost     string // as in the URL; "" = from [matchmaker_redis]
+	redisPort     int    // as in the URL; 0 = from [matchmaker_redis]
 }
 
 func (r registryURL) String() string {
@@ -173,14 +186,18 @@ func (r registryURL) String() string {
 		return "etcd " + strings.Join(r.Endpoints, ",")
 	case registryNone:
 		return "none"
+	case registryRedis:
+		return "redis " + r.RedisAddr
 	}
 	return fmt.Sprintf("registry(%d)", int(r.Mode))
 }
 
-const registryURLForm = "zmq+etcd://host:port[,host:port...]/"
+const registryURLForm = "zmq+etcd://host:port[,host:port...]/ or zmq+redis://[:password@]host:port[/db]"
 
 // parseRegistryURL accepts "", zmq+etcd://host:port[,host:port...]/ (the
-// trailing slash optional) and the seed's zmq:// form, whatever follows it.
+// trailing slash optional), zmq+redis://[:password@]host:port[/db] (any
+// part may be left out) and oslo.messaging's zmq:// form, whatever follows
+// it.
 func parseRegistryURL(s string) (registryURL, error) {
 	if s == "" {
 		return registryURL{Mode: registryEmbedded}, nil
@@ -192,9 +209,15 @@ func parseRegistryURL(s string) (registryURL, error) {
 	switch strings.ToLower(scheme) {
 	case "zmq":
 		return registryURL{Mode: registryNone}, nil
+	case "zmq+redis":
+		host, port, password, db, err := redismm.ParseURL(s)
+		if err != nil {
+			return registryURL{}, errors.New("not a URL of the form zmq+redis://[:password@]host:port[/db]")
+		}
+		return registryURL{Mode: registryRedis, RedisPassword: password, RedisDB: db, redisHost: host, redisPort: port}, nil
 	case "zmq+etcd":
 	default:
-		return registryURL{}, fmt.Errorf("not a registry URL: scheme %q is neither zmq+etcd nor zmq", scheme)
+		return registryURL{}, fmt.Errorf("not a registry URL: scheme %q is none of zmq+etcd, zmq+redis, zmq", scheme)
 	}
 	hosts := strings.TrimSuffix(rest, "/")
 	if strings.ContainsAny(hosts, "/?#@") {

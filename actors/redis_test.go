@@ -1,0 +1,146 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
+)
+
+// liveSet is the live members of key, read as oslo.messaging reads them.
+func liveSet(t *testing.T, m *redismm.Matchmaker, key string) []string {
+	t.Helper()
+	got, err := m.LiveMembers(context.Background(), key)
+	if err != nil {
+		t.Fatalf("LiveMembers(%s): %v", key, err)
+	}
+	return got
+}
+
+func hostport(ep string) string { return strings.TrimPrefix(ep, "tcp://") }
+
+func TestProxyRegistersInRedis(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	defer m.Close()
+	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Update: time.Second}}
+
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
+	a := p.Addrs()
+	wantPub := []string{hostport(a.Publisher) + "," + hostport(a.Frontend)}
+	wantRouters := []string{hostport(a.Backend)}
+	testutil.CheckFor(t, wait, func() error {
+		if !p.Registered() {
+			return fmt.Errorf("Registered: false")
+		}
+		if got := liveSet(t, m, redismm.PublishersKey); !slices.Equal(got, wantPub) {
+			return fmt.Errorf("PUBLISHERS: got %q, want %q", got, wantPub)
+		}
+		if got := liveSet(t, m, redismm.RoutersKey); !slices.Equal(got, wantRouters) {
+			return fmt.Errorf("ROUTERS: got %q, want %q", got, wantRouters)
+		}
+		return nil
+	})
+	p.Close()
+	if got := liveSet(t, m, redismm.PublishersKey); len(got) != 0 {
+		t.Errorf("PUBLISHERS after Close: got %q, want none", got)
+	}
+	if got := liveSet(t, m, redismm.RoutersKey); len(got) != 0 {
+		t.Errorf("ROUTERS after Close: got %q, want none", got)
+	}
+}
+
+// A single-router proxy's ROUTERS member is its frontend; a router-only
+// proxy has no publisher, so its PUBLISHERS member has an empty first
+// element.
+func TestSingleRouterAndRouterOnlyInRedis(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	defer m.Close()
+	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr()}}
+	port := freePort(t)
+	p := startProxy(t, Config{Kind: KindSingleRouter, FrontendPort: port, PubSub: PubSubOff, Registry: reg})
+	a := p.Addrs()
+	if a.Publisher != "" || a.Backend != "" {
+		t.Fatalf("router-only single-router proxy bound %+v, want a frontend only", a)
+	}
+	fe := hostport(a.Frontend)
+	testutil.CheckFor(t, wait, func() error {
+		if got, want := liveSet(t, m, redismm.PublishersKey), []string{"," + fe}; !slices.Equal(got, want) {
+			return fmt.Errorf("PUBLISHERS: got %q, want %q", got, want)
+		}
+		if got, want := liveSet(t, m, redismm.RoutersKey), []string{fe}; !slices.Equal(got, want) {
+			return fmt.Errorf("ROUTERS: got %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+// A local proxy without subscribe_on follows PUBLISHERS in Redis: it
+// subscribes to a central proxy registered there, drops it when it
+// unregisters, and picks up its successor.
+func TestLocalPublisherFollowsRedis(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Poll: 50 * time.Millisecond}}
+	central := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
+	local := startProxy(t, Config{Kind: KindLocalPublisher, Registry: reg})
+	var c collector
+	subscriber(t, local.Addrs().Publisher, &c, "")
+	client := dealer(t, "client-1", central.Addrs().Frontend, nil)
+	fanoutUntil(t, client, "t", "first", &c)
+
+	central.Close()
+	testutil.CheckFor(t, wait, func() error {
+		if n := local.Stats(SubscriberName).Peers.Load(); n != 0 {
+			return fmt.Errorf("local proxy has %d publisher connections after the central one left Redis, want 0", n)
+		}
+		return nil
+	})
+	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
+	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
+	fanoutUntil(t, client2, "t", "second", &c)
+	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
+		t.Fatalf("local proxy has %d publisher connections, want 1", n)
+	}
+}
+
+// Redis down at start: the proxy starts and routes anyway, and registers
+// once Redis answers.
+func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	r.Kill()
+	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Update: time.Second}}
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
+	a := p.Addrs()
+	var atServer collector
+	client := dealer(t, "client-1", a.Frontend, nil)
+	dealer(t, "server-1", a.Backend, &atServer)
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() != 1 {
+			return fmt.Errorf("server not attached")
+		}
+		return nil
+	})
+	client.Send(envelope("2", "server-1", "m1", "x"), nil)
+	testutil.CheckFor(t, wait, func() error {
+		if n := atServer.count(hasID("m1")); n != 1 {
+			return fmt.Errorf("server got %d casts with Redis down, want 1", n)
+		}
+		return nil
+	})
+	if p.Registered() {
+		t.Error("Registered with Redis down: got true")
+	}
+	r.Start()
+	testutil.CheckFor(t, wait, func() error {
+		if !p.Registered() {
+			return fmt.Errorf("not registered after Redis came back")
+		}
+		return nil
+	})
+}
