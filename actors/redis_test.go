@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -143,4 +144,34 @@ func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A router-only central proxy registers no publisher (",<frontend>"): a
+// local proxy following Redis connects to nothing for it, and to the
+// publisher of a pub/sub central proxy beside it.
+func TestLocalPublisherSkipsRouterOnlyCentral(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Poll: 50 * time.Millisecond}}
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	defer m.Close()
+	startProxy(t, Config{Kind: KindDoubleRouter, PubSub: PubSubOff, Registry: reg})
+	testutil.CheckFor(t, wait, func() error {
+		if got := liveSet(t, m, redismm.PublishersKey); len(got) != 1 {
+			return fmt.Errorf("PUBLISHERS: got %q, want the router-only proxy", got)
+		}
+		return nil
+	})
+	bad := &countingHandler{msg: "bad publisher address"}
+	local := startProxy(t, Config{Kind: KindLocalPublisher, Registry: reg, Logger: slog.New(bad)})
+	central := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
+	var c collector
+	subscriber(t, local.Addrs().Publisher, &c, "")
+	client := dealer(t, "client-1", central.Addrs().Frontend, nil)
+	fanoutUntil(t, client, "t", "through-pubsub-central", &c)
+	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
+		t.Fatalf("local proxy has %d publisher connections, want 1 (the pub/sub central proxy only)", n)
+	}
+	if n := bad.n.Load(); n != 0 {
+		t.Errorf("local proxy warned %d times of a bad publisher address, want 0 (a router-only proxy has none)", n)
+	}
 }

@@ -192,7 +192,9 @@ func TestRedisRegistration(t *testing.T) {
 	testutil.CheckFor(t, redisWait, func() error { return checkSets(c, p.wantSets(), redisExpire) })
 	took = time.Since(back)
 	t.Logf("records back %v after Redis restarted (zmq_target_update %v)", took.Round(time.Millisecond), redisUpdate)
-	if took > redisUpdate+time.Second {
+	// One zmq_target_update, and 2 s of slack for a loaded machine: still
+	// short of zmq_target_expire, when only a TTL-paced rewrite would do.
+	if took > redisUpdate+2*time.Second {
 		t.Errorf("records back %v after Redis restarted, want within zmq_target_update (%v)", took, redisUpdate)
 	}
 

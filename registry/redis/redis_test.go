@@ -288,7 +288,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	testutil.CheckFor(t, waitFor, func() error {
 		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
 	})
-	if took := time.Since(back); took > update+time.Second {
+	if took := time.Since(back); took > update+2*time.Second {
 		t.Errorf("records back %v after Redis, want within zmq_target_update (%v)", took, update)
 	}
 	if n := logs.count("redis unreachable"); n != 1 {
@@ -308,7 +308,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	testutil.CheckFor(t, waitFor, func() error {
 		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
 	})
-	if took := time.Since(back); took > update+time.Second {
+	if took := time.Since(back); took > update+2*time.Second {
 		t.Errorf("records back %v after a quick restart, want within zmq_target_update (%v)", took, update)
 	}
 }
