@@ -98,6 +98,8 @@ type config struct {
 	TargetExpire time.Duration // TTL of the registry record's lease, at least 1 s
 	TargetUpdate time.Duration // accepted for compatibility, unused; 0 = not given
 
+	CheckConfig bool // --check-config: validate, print and exit
+
 	// zmq-proxy list only.
 	Watch       bool
 	JSON        bool
@@ -343,6 +345,16 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 	},
 	{
+		name: "check_config", long: "check-config", boolean: true, def: "false",
+		help: "check the flags and the configuration file, print one line and exit: 0 if good, 2 if not; binds nothing, starts no etcd",
+		set:  func(c *config, v string) (err error) { c.CheckConfig, err = parseBool(v); return err },
+	},
+	{
+		name: "version", long: "version", boolean: true, def: "false",
+		help: "print the version and the VCS revision built from, and exit",
+		set:  func(c *config, v string) error { return nil }, // resolve answers it first
+	},
+	{
 		name: "timeout", cmds: cmdList, long: "timeout", arg: "DURATION", def: defaultListTimeout,
 		help: "give up when etcd has not answered within DURATION: 5s, 1m, or seconds",
 		set:  func(c *config, v string) (err error) { c.ListTimeout, err = parseTimeout(v); return err },
@@ -369,6 +381,11 @@ func resolve(cmd command, args []string) (*config, error) {
 		v := flags[f.Name]
 		given[v.opt.name] = v
 	})
+	if v := given["version"]; v != nil {
+		if on, err := parseBool(v.raw); on || err != nil {
+			return nil, errVersion
+		}
+	}
 
 	c := &config{cmd: cmd, settings: make(map[string]setting, len(options))}
 	var file map[string]string // raw INI values by option name

@@ -34,9 +34,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printUsage(stdout, cmdProxy)
 		return 0
 	}
+	if errors.Is(err, errVersion) {
+		printVersion(stdout)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
 		return 2
+	}
+	if c.CheckConfig {
+		return runCheckConfig(c, stdout, stderr)
 	}
 	logger, closeLog, err := newLogger(c, stderr)
 	if err != nil {
