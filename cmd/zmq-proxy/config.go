@@ -616,19 +616,11 @@ func (c *config) registryConfig() actors.RegistryConfig {
 // to the -l file; debug level with -d. The caller calls closeLog when it is
 // done logging.
 func newLogger(c *config, stderr io.Writer) (logger *slog.Logger, closeLog func() error, err error) {
-	level := slog.LevelInfo
-	if c.Debug {
-		level = slog.LevelDebug
+	logger, logs, err := newFileLogger(c, stderr)
+	if err != nil || logs == nil {
+		return logger, func() error { return nil }, err
 	}
-	w, closeLog := stderr, func() error { return nil }
-	if c.LogFile != "" {
-		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", c.settings["log_file"].from, c.LogFile, err)
-		}
-		w, closeLog = f, f.Close
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeLog, nil
+	return logger, logs.Close, nil
 }
 
 // oneLine is an error from another package whose text may span lines, such

@@ -45,18 +45,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c.CheckConfig {
 		return runCheckConfig(c, stdout, stderr)
 	}
-	logger, closeLog, err := newLogger(c, stderr)
+	logger, logs, err := newFileLogger(c, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
 		return 2
 	}
-	defer closeLog() //nolint:errcheck // nothing is left to report it to
+	if logs != nil {
+		defer logs.Close() //nolint:errcheck // nothing is left to report it to
+	}
 	c.log(logger)
 
 	// Catch signals before New logs "proxy started": one sent on seeing that
-	// line must shut the proxy down, not kill it.
+	// line must shut the proxy down, not kill it. SIGHUP (logrotate's
+	// postrotate) reopens the log file, and must not kill it either.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	p, err := actors.New(c.proxyConfig(logger))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
@@ -65,14 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	code := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "signal", context.Cause(ctx))
-	case err := <-p.Err():
-		logger.Error("proxy failed", "err", err)
-		code = 1
-	}
+	code := serve(ctx, p, logger, logs, hup)
 	if err := p.Close(); err != nil {
 		logger.Error("proxy close failed", "err", err)
 		code = 1
