@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	code := serve(ctx, p, logger, logs, hup)
+	code := serve(ctx, p, c.Registry.Mode != registryNone, logger, logs, hup)
 	if err := p.Close(); err != nil {
 		logger.Error("proxy close failed", "err", err)
 		code = 1
