@@ -263,4 +263,3 @@ func TestSystemdNotifyFailures(t *testing.T) {
 		}
 	})
 }
-
