@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of zmq-proxy, installing what the tests need when missing:
-# Debian's python3-zmq (libzmq peers for the interop tests) and etcd-server
+# Debian's python3-zmq (libzmq peers for the interop tests), etcd-server
 # (real etcd processes for the cluster tests) and systemd (systemd-analyze
 # verify on the units in deploy/).
 #
