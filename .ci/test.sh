@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of zmq-proxy, installing what the tests need when missing:
 # Debian's python3-zmq (libzmq peers for the interop tests), etcd-server
-# (real etcd processes for the cluster tests) and systemd (systemd-analyze
-# verify on the units in deploy/).
+# (real etcd processes for the cluster tests), systemd (systemd-analyze
+# verify on the units in deploy/) and logrotate (deploy/zmq-proxy.logrotate).
 #
 #   .ci/test.sh            vet, unit + integration + end-to-end tests with -race,
 #                          a short fuzz run of the codecs, one pass of each benchmark
@@ -14,6 +14,7 @@ need=()
 /usr/bin/python3 -c 'import zmq' 2>/dev/null || need+=(python3-zmq)
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

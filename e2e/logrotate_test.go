@@ -194,3 +194,94 @@ func TestSIGHUPWithoutLogFile(t *testing.T) {
 	runPeer(t, "call_reply.py", p.peerArgs()...)
 	p.alive(t)
 }
+
+// deploy/zmq-proxy.logrotate, run by logrotate itself: the paths and the
+// postrotate command are the test's (its proxy is no systemd unit), the
+// rest is the file's. The casts flowing meanwhile are all logged, once.
+func TestLogrotateConfig(t *testing.T) {
+	ours(t)
+	lr, err := exec.LookPath("logrotate")
+	if err != nil {
+		if _, err = os.Stat("/usr/sbin/logrotate"); err != nil {
+			t.Skip("no logrotate (apt-get install logrotate; .ci/test.sh does)")
+		}
+		lr = "/usr/sbin/logrotate"
+	}
+	conf, err := os.ReadFile(filepath.Join("..", "deploy", "zmq-proxy.logrotate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		paths = "/var/log/zmq-proxy/*.log /var/log/zmq-proxy-local/*.log {"
+		post  = "systemctl kill --kill-whom=main --signal=HUP zmq-proxy.service zmq-proxy-local.service"
+	)
+	if !strings.Contains(string(conf), paths) || !strings.Contains(string(conf), post) {
+		t.Fatalf("deploy/zmq-proxy.logrotate: want the lines %q and %q", paths, post)
+	}
+	for l := range strings.Lines(string(conf)) {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "copytruncate" {
+			t.Errorf("deploy/zmq-proxy.logrotate: copytruncate, want the file renamed and the proxy told by SIGHUP")
+		}
+	}
+
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "zmq-proxy.log")
+	p := startLoggingProxy(t, logPath)
+	s := startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
+	s.awaitStep(t, "warm", nil)
+	s.proceed(t)
+	n := s.waitReceived(t, 100)
+
+	testConf := strings.NewReplacer(paths, filepath.Join(dir, "*.log")+" {",
+		post, fmt.Sprintf("kill -HUP %d", p.pid())).Replace(string(conf))
+	confPath := filepath.Join(dir, "logrotate.conf")
+	if err := os.WriteFile(confPath, []byte(testConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(lr, "-f", "-v", "-s", filepath.Join(dir, "state"), confPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("logrotate: %v\n%s", err, out)
+	}
+	rotated := logPath + ".1" // delaycompress: compressed at the next rotation
+	if _, err := os.Stat(rotated); err != nil {
+		t.Fatalf("after logrotate: %v\n%s", err, out)
+	}
+	testutil.CheckFor(t, metricWait, func() error {
+		if !hasLogLine(readLines(t, logPath), "log file reopened") {
+			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
+		}
+		return nil
+	})
+	s.waitReceived(t, n+100)
+	s.send(t, "stop")
+	res := s.result(t)
+	sent := int(res["sent"].(float64))
+	if res["received"] != res["sent"] {
+		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
+	}
+	took, inTime := p.signal(t, syscall.SIGTERM)
+	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+
+	seen := make(map[string]int)
+	for _, path := range []string{rotated, logPath} {
+		for _, l := range readLines(t, path) {
+			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+				seen[kv["message_id"]]++
+			}
+		}
+	}
+	lost, twice := 0, 0
+	for i := range sent {
+		switch seen[fmt.Sprintf("c-%d", i)] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	t.Logf("logrotate rotated %s; %d casts, %d logged, %d lost, %d twice", filepath.Base(logPath), sent, len(seen), lost, twice)
+	if lost != 0 || twice != 0 || len(seen) != sent {
+		t.Errorf("casts logged: %d of %d, %d lost, %d twice; want each once", len(seen), sent, lost, twice)
+	}
+}
