@@ -98,7 +98,8 @@ type config struct {
 	TargetExpire time.Duration // TTL of the registry record's lease, at least 1 s
 	TargetUpdate time.Duration // accepted for compatibility, unused; 0 = not given
 
-	CheckConfig bool // --check-config: validate, print and exit
+	DrainTimeout time.Duration // on SIGTERM, route on at most this long; 0 = no drain
+	CheckConfig  bool          // --check-config: validate, print and exit
 
 	// zmq-proxy list only.
 	Watch       bool
@@ -343,6 +344,12 @@ var options = []option{
 		name: "json", cmds: cmdList, long: "json", boolean: true, def: "false",
 		help: "print one JSON object per line instead of a table",
 		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
+	},
+	{
+		name: "drain_timeout", section: sectionProxy, long: "drain-timeout", arg: "DURATION",
+		def:  actors.DefaultDrainTimeout.String(),
+		help: "on SIGTERM, leave the registry and route on until the peers are gone or quiet, at most DURATION (5s, 1m, or seconds; 0: no drain); a second signal stops at once",
+		set:  func(c *config, v string) (err error) { c.DrainTimeout, err = parseDrainTimeout(v); return err },
 	},
 	{
 		name: "check_config", long: "check-config", boolean: true, def: "false",

@@ -58,8 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Catch signals before New logs "proxy started": one sent on seeing that
 	// line must shut the proxy down, not kill it. SIGHUP (logrotate's
 	// postrotate) reopens the log file, and must not kill it either.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -71,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	code := serve(ctx, p, c.Registry.Mode != registryNone, logger, logs, hup)
+	code := serve(p, c, logger, sigs, hup, logs)
 	if err := p.Close(); err != nil {
 		logger.Error("proxy close failed", "err", err)
 		code = 1

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -12,14 +14,16 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/actors"
 )
 
-// serve runs a started proxy until SIGINT or SIGTERM (ctx) or a fatal
-// error. Meanwhile it reopens the log file on each SIGHUP and keeps
+// serve runs a started proxy until SIGINT or SIGTERM (sigs) or a fatal
+// error. Meanwhile it reopens the log file on each SIGHUP (hup) and keeps
 // systemd informed (sdNotifier): READY=1 as soon as the proxy's record is
 // in the registry (at once when it has no registry: its sockets are bound
 // when it is started), WATCHDOG=1 on the watchdog's interval, STOPPING=1
-// when it returns. It returns the exit code: 0 after a signal, 1 after a
-// failure. The caller closes p.
-func serve(ctx context.Context, p *actors.Proxy, registers bool, logger *slog.Logger, logs *logFile, hup <-chan os.Signal) int {
+// when it stops. SIGTERM drains the proxy first (drain); SIGINT does not.
+// It returns the exit code: 0 after a signal, 1 after a failure. The
+// caller closes p.
+func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logFile) int {
+	registers := c.Registry.Mode != registryNone
 	sd := newSdNotifier(logger)
 	var watchdog <-chan time.Time
 	if sd.watchdog > 0 {
@@ -45,9 +49,12 @@ func serve(ctx context.Context, p *actors.Proxy, registers bool, logger *slog.Lo
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			logger.Info("shutting down", "signal", context.Cause(ctx))
+		case sig := <-sigs:
+			logger.Info("shutting down", "signal", sig.String()+" signal received")
 			sd.notify(daemon.SdNotifyStopping + "\nSTATUS=shutting down")
+			if sig == syscall.SIGTERM && c.DrainTimeout > 0 {
+				drain(p, c.DrainTimeout, logger, sigs)
+			}
 			return 0
 		case err := <-p.Err():
 			logger.Error("proxy failed", "err", err)
@@ -72,4 +79,40 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// parseDrainTimeout parses --drain-timeout: a duration or a number of
+// seconds, 0 for none.
+func parseDrainTimeout(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := parseTimeout(s)
+	if err != nil {
+		return 0, errors.New("not a duration (5s, 1m, a number of seconds, or 0 for no drain)")
+	}
+	return d, nil
+}
+
+// drain runs p.Drain after SIGTERM; a second SIGINT or SIGTERM (sigs)
+// ends it at once. It logs what the drain did.
+func drain(p *actors.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-chan os.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case sig := <-sigs:
+			logger.Info("second signal: stopping at once", "signal", sig.String()+" signal received")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	logger.Info("draining", "timeout", timeout)
+	r := p.Drain(ctx, timeout)
+	cancel()
+	<-done
+	logger.Info("drained", "reason", r.Reason, "deregistered", r.Deregistered,
+		"peers_before", r.PeersBefore, "peers_after", r.PeersAfter, "peers_left", r.PeersBefore-r.PeersAfter,
+		"routed", r.Routed, "took", r.Took.Round(time.Millisecond))
 }
