@@ -58,6 +58,8 @@ type Proxy struct {
 	etcdCli *clientv3.Client
 	started time.Time
 
+	gate *pauseGate // the frontend's, for Pause; nil for a local publisher
+
 	errc      chan error
 	failed    atomic.Bool
 	closeOnce sync.Once
@@ -219,6 +221,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	}
 	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
 	fe.ack = cfg.AckPubSub
+	p.gate = newPauseGate()
+	fe.gate = p.gate
 	pub := spec(PublisherName, cfg.PublisherPort, nil)
 	children := []childSpec{{PublisherName, publisherProps(pub)}}
 	if cfg.Kind == KindSingleRouter {

@@ -192,7 +192,7 @@ func TestDrainSecondSignal(t *testing.T) {
 func splitLines(s string) []string {
 	var out []string
 	for l := range strings.Lines(s) {
-		out = append(out, l)
+		out = append(out, strings.TrimSuffix(l, "\n"))
 	}
 	return out
 }

@@ -98,6 +98,7 @@ type config struct {
 	TargetExpire time.Duration // TTL of the registry record's lease, at least 1 s
 	TargetUpdate time.Duration // accepted for compatibility, unused; 0 = not given
 
+	AdminAddr    string        // --admin-addr; "" = off
 	DrainTimeout time.Duration // on SIGTERM, route on at most this long; 0 = no drain
 	CheckConfig  bool          // --check-config: validate, print and exit
 
@@ -344,6 +345,11 @@ var options = []option{
 		name: "json", cmds: cmdList, long: "json", boolean: true, def: "false",
 		help: "print one JSON object per line instead of a table",
 		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
+	},
+	{
+		name: "admin_addr", section: sectionProxy, long: "admin-addr", arg: "HOST:PORT",
+		help: "serve POST /pause, POST /resume and GET /stats (zmq-proxy ctl) on HOST:PORT, loopback when HOST is empty; empty: off",
+		set:  func(c *config, v string) (err error) { c.AdminAddr, err = parseAdminAddr(v); return err },
 	},
 	{
 		name: "drain_timeout", section: sectionProxy, long: "drain-timeout", arg: "DURATION",

@@ -29,6 +29,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 		return runList(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	c, err := resolveConfig(args)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout, cmdProxy)

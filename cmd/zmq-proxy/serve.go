@@ -24,6 +24,14 @@ import (
 // caller closes p.
 func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logFile) int {
 	registers := c.Registry.Mode != registryNone
+	if c.AdminAddr != "" {
+		admin, err := startAdmin(c.AdminAddr, p, c.Kind, logger)
+		if err != nil {
+			logger.Error("admin endpoint not started", "err", err)
+			return 1
+		}
+		defer admin.Close() //nolint:errcheck // the proxy is going anyway
+	}
 	sd := newSdNotifier(logger)
 	var watchdog <-chan time.Time
 	if sd.watchdog > 0 {
