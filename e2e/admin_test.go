@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
@@ -191,5 +192,30 @@ func TestCtlFailures(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), `msg="admin endpoint not started"`) {
 		t.Errorf("a proxy on a taken admin address: %v, want exit status 1 and \"admin endpoint not started\"\n%s", err, out)
+	}
+}
+
+// A paused proxy whose frontend readers are held at the gate still stops
+// on SIGTERM: closing the socket releases them.
+func TestPausedProxyStops(t *testing.T) {
+	ours(t)
+	p := startProxy(t, proxyOpts{args: []string{"--admin-addr", "127.0.0.1:0"}})
+	admin := p.waitLog(t, startTimeout, "admin endpoint")["addr"]
+	peer := startPeer(t, "pause_flood.py", p.peerArgs()...)
+	peer.awaitStep(t, "warm", nil)
+	ctlOK(t, "paused\n", "pause", "--admin", admin)
+	peer.proceed(t)
+	peer.awaitStep(t, "sent", nil)
+	fe := portOf(t, p.frontend)
+	testutil.CheckFor(t, metricWait, func() error {
+		if n, _ := rxQueued(t, fe); n == 0 {
+			return fmt.Errorf("no unread bytes on the proxy's frontend connections yet")
+		}
+		return nil
+	})
+	took, inTime := p.signal(t, syscall.SIGTERM)
+	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	if kv := p.drained(t); kv["reason"] != "quiet" {
+		t.Errorf("drained reason=%s, want quiet (nothing is read while paused)", kv["reason"])
 	}
 }
