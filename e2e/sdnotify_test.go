@@ -263,3 +263,42 @@ func TestSystemdNotifyFailures(t *testing.T) {
 		}
 	})
 }
+
+// The watchdog's pings go on while a SIGTERM drains the proxy, between
+// STOPPING=1 and the exit.
+func TestSystemdWatchdogDuringDrain(t *testing.T) {
+	const (
+		timeout = time.Second // WATCHDOG=1 every 500 ms
+		drain   = 3 * time.Second
+	)
+	sock := listenNotify(t)
+	p := startNotifiedProxy(t, []string{"NOTIFY_SOCKET=" + sock.path,
+		fmt.Sprintf("WATCHDOG_USEC=%d", timeout.Microseconds())}, "-u", "zmq://", "--drain-timeout", drain.String())
+	sock.waitFor(t, "READY=1")
+	s := startPeer(t, "cast_stream.py", p.peerArgs()...)
+	s.awaitStep(t, "warm", nil)
+	s.proceed(t)
+	s.waitReceived(t, 50)
+	p.sendSignal(t, syscall.SIGTERM)
+	stopping, _ := sock.waitFor(t, "STOPPING=1")
+	exitAt := p.waitExit(t, drainExit(drain))
+	if kv := p.drained(t); kv["reason"] != "timeout" {
+		t.Fatalf("drained reason=%s, want timeout (casts flowed throughout)", kv["reason"])
+	}
+	pings := []time.Time{stopping.at}
+	for _, m := range sock.pending() {
+		if m.has("WATCHDOG=1") {
+			pings = append(pings, m.at)
+		}
+	}
+	pings = append(pings, exitAt)
+	var longest time.Duration
+	for i := 1; i < len(pings); i++ {
+		longest = max(longest, pings[i].Sub(pings[i-1]))
+	}
+	t.Logf("drain of %v: %d WATCHDOG=1 between STOPPING=1 and the exit, longest gap %v",
+		exitAt.Sub(stopping.at).Round(time.Millisecond), len(pings)-2, longest.Round(time.Millisecond))
+	if longest >= timeout {
+		t.Errorf("a gap of %v without WATCHDOG=1 during the drain, want less than WATCHDOG_USEC (%v)", longest, timeout)
+	}
+}

@@ -61,7 +61,13 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 			logger.Info("shutting down", "signal", sig.String()+" signal received")
 			sd.notify(daemon.SdNotifyStopping + "\nSTATUS=shutting down")
 			if sig == syscall.SIGTERM && c.DrainTimeout > 0 {
-				drain(p, c.DrainTimeout, logger, sigs)
+				drain(p, c.DrainTimeout, logger, sigs, func() {
+					select {
+					case <-watchdog:
+						sd.notify(daemon.SdNotifyWatchdog)
+					default:
+					}
+				})
 			}
 			return 0
 		case err := <-p.Err():
@@ -103,17 +109,26 @@ func parseDrainTimeout(s string) (time.Duration, error) {
 }
 
 // drain runs p.Drain after SIGTERM; a second SIGINT or SIGTERM (sigs)
-// ends it at once. It logs what the drain did.
-func drain(p *actors.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-chan os.Signal) {
+// ends it at once. Meanwhile it calls tick every drainTick (the systemd
+// watchdog's pings go on). It logs what the drain did.
+func drain(p *actors.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-chan os.Signal, tick func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		select {
-		case sig := <-sigs:
-			logger.Info("second signal: stopping at once", "signal", sig.String()+" signal received")
-			cancel()
-		case <-ctx.Done():
+		t := time.NewTicker(drainTick)
+		defer t.Stop()
+		for {
+			select {
+			case sig := <-sigs:
+				logger.Info("second signal: stopping at once", "signal", sig.String()+" signal received")
+				cancel()
+				return
+			case <-t.C:
+				tick()
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	logger.Info("draining", "timeout", timeout)
@@ -124,3 +139,6 @@ func drain(p *actors.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-c
 		"peers_before", r.PeersBefore, "peers_after", r.PeersAfter, "peers_left", r.PeersBefore-r.PeersAfter,
 		"routed", r.Routed, "took", r.Took.Round(time.Millisecond))
 }
+
+// drainTick is how often a drain looks for the watchdog's tick.
+const drainTick = 100 * time.Millisecond
