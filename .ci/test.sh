@@ -2,7 +2,9 @@
 # Runs every test of zmq-proxy, installing what the tests need when missing:
 # Debian's python3-zmq (libzmq peers for the interop tests), etcd-server
 # (real etcd processes for the cluster tests), redis-server and
-# python3-redis (oslo.messaging's Redis matchmaker, and peers that read it).
+# python3-redis (oslo.messaging's Redis matchmaker, and peers that read it),
+# systemd (systemd-analyze verify on the units in deploy/) and logrotate
+# (deploy/zmq-proxy.logrotate).
 #
 #   .ci/test.sh            vet, unit + integration + end-to-end tests with -race,
 #                          a short fuzz run of the codecs, one pass of each benchmark
@@ -15,6 +17,8 @@ need=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -60,6 +60,8 @@ type Proxy struct {
 	redis   *redismm.Matchmaker // the Redis matchmaker, instead of etcd
 	started time.Time
 
+	gate *pauseGate // the frontend's, for Pause; nil for a local publisher
+
 	errc      chan error
 	failed    atomic.Bool
 	closeOnce sync.Once
@@ -232,6 +234,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
 	fe.ack = cfg.AckPubSub
 	fe.pubSub = cfg.PubSub
+	p.gate = newPauseGate()
+	fe.gate = p.gate
 	var children []childSpec
 	if cfg.PubSub != PubSubOff { // router-only mode binds no PUB
 		pub := spec(PublisherName, cfg.PublisherPort, nil)

@@ -23,6 +23,7 @@ const (
 // (the address bound first, so that a restart keeps a random port), its
 // counters, and whom it talks to.
 type socketSpec struct {
+	gate     *pauseGate // holds the readers while paused; nil = never (admin.go)
 	name     string
 	endpoint string // tcp://host:port; the port is fixed after the first bind
 	opts     transport.Options
@@ -79,8 +80,9 @@ type bindResult struct {
 // router of a single-router proxy. The socket's reader goroutines parse
 // each burst and hand it to the actors that must act on it.
 type routerActor struct {
-	spec *socketSpec
-	sock *transport.Router
+	spec    *socketSpec
+	sock    *transport.Router
+	closing chan struct{} // closed before sock closes: releases the pause gate
 }
 
 // RouterProps is the props of a ROUTER socket actor.
@@ -107,7 +109,8 @@ func (a *routerActor) Receive(ctx actor.Context) {
 func (a *routerActor) start(ctx actor.Context) {
 	opts := a.spec.opts
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	opts.OnBatch = func(b *transport.Batch) { a.route(root, self, b) }
+	a.closing = make(chan struct{})
+	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, self, b) })
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
@@ -139,6 +142,7 @@ func (s *socketSpec) bind(sock binder) {
 func (a *routerActor) stop() {
 	a.spec.sock.Store(nil)
 	if a.sock != nil {
+		close(a.closing)
 		a.sock.Close()
 		a.sock = nil
 	}

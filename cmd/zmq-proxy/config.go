@@ -114,6 +114,10 @@ type config struct {
 	RedisPort     int
 	RedisPassword string
 
+	AdminAddr    string        // --admin-addr; "" = off
+	DrainTimeout time.Duration // on SIGTERM, route on at most this long; 0 = no drain
+	CheckConfig  bool          // --check-config: validate, print and exit
+
 	// zmq-proxy list only.
 	Watch       bool
 	JSON        bool
@@ -422,6 +426,27 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 	},
 	{
+		name: "admin_addr", section: sectionProxy, long: "admin-addr", arg: "HOST:PORT",
+		help: "serve POST /pause, POST /resume and GET /stats (zmq-proxy ctl) on HOST:PORT, loopback when HOST is empty; empty: off",
+		set:  func(c *config, v string) (err error) { c.AdminAddr, err = parseAdminAddr(v); return err },
+	},
+	{
+		name: "drain_timeout", section: sectionProxy, long: "drain-timeout", arg: "DURATION",
+		def:  actors.DefaultDrainTimeout.String(),
+		help: "on SIGTERM, leave the registry and route on until the peers are gone or quiet, at most DURATION (5s, 1m, or seconds; 0: no drain); a second signal stops at once",
+		set:  func(c *config, v string) (err error) { c.DrainTimeout, err = parseDrainTimeout(v); return err },
+	},
+	{
+		name: "check_config", long: "check-config", boolean: true, def: "false",
+		help: "check the flags and the configuration file, print one line and exit: 0 if good, 2 if not; binds nothing, starts no etcd",
+		set:  func(c *config, v string) (err error) { c.CheckConfig, err = parseBool(v); return err },
+	},
+	{
+		name: "version", long: "version", boolean: true, def: "false",
+		help: "print the version and the VCS revision built from, and exit",
+		set:  func(c *config, v string) error { return nil }, // resolve answers it first
+	},
+	{
 		name: "timeout", cmds: cmdList | cmdClients, long: "timeout", arg: "DURATION", def: defaultListTimeout,
 		help: "give up when etcd (list), the reply (call) or the ACK (cast --acks) has not come within DURATION: 5s, 1m, or seconds",
 		set:  func(c *config, v string) (err error) { c.ListTimeout, err = parseTimeout(v); return err },
@@ -507,6 +532,11 @@ func resolve(cmd command, args []string) (*config, error) {
 		v := flags[f.Name]
 		given[v.opt.name] = v
 	})
+	if v := given["version"]; v != nil {
+		if on, err := parseBool(v.raw); on || err != nil {
+			return nil, errVersion
+		}
+	}
 
 	c := &config{cmd: cmd, settings: make(map[string]setting, len(options))}
 	var file map[string]string // raw INI values by option name
@@ -738,19 +768,11 @@ func (c *config) registryConfig() actors.RegistryConfig {
 // to the -l file; debug level with -d. The caller calls closeLog when it is
 // done logging.
 func newLogger(c *config, stderr io.Writer) (logger *slog.Logger, closeLog func() error, err error) {
-	level := slog.LevelInfo
-	if c.Debug {
-		level = slog.LevelDebug
+	logger, logs, err := newFileLogger(c, stderr)
+	if err != nil || logs == nil {
+		return logger, func() error { return nil }, err
 	}
-	w, closeLog := stderr, func() error { return nil }
-	if c.LogFile != "" {
-		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", c.settings["log_file"].from, c.LogFile, err)
-		}
-		w, closeLog = f, f.Close
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeLog, nil
+	return logger, logs.Close, nil
 }
 
 // oneLine is an error from another package whose text may span lines, such

@@ -35,6 +35,9 @@ var subcommands = map[string]func(ctx context.Context, name string, args []strin
 		return runEchoServer(ctx, args, stdout, stderr)
 	},
 	"bench": runBench,
+	"ctl": func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) int {
+		return runCtl(args, stdout, stderr)
+	},
 }
 
 // run is the whole process. It returns the exit code: 0 after SIGINT or
@@ -52,22 +55,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printUsage(stdout, cmdProxy)
 		return 0
 	}
+	if errors.Is(err, errVersion) {
+		printVersion(stdout)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
 		return 2
 	}
-	logger, closeLog, err := newLogger(c, stderr)
+	if c.CheckConfig {
+		return runCheckConfig(c, stdout, stderr)
+	}
+	logger, logs, err := newFileLogger(c, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
 		return 2
 	}
-	defer closeLog() //nolint:errcheck // nothing is left to report it to
+	if logs != nil {
+		defer logs.Close() //nolint:errcheck // nothing is left to report it to
+	}
 	c.log(logger)
 
 	// Catch signals before New logs "proxy started": one sent on seeing that
-	// line must shut the proxy down, not kill it.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// line must shut the proxy down, not kill it. SIGHUP (logrotate's
+	// postrotate) reopens the log file, and must not kill it either.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	p, err := actors.New(c.proxyConfig(logger))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
@@ -76,14 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	code := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "signal", context.Cause(ctx))
-	case err := <-p.Err():
-		logger.Error("proxy failed", "err", err)
-		code = 1
-	}
+	code := serve(p, c, logger, sigs, hup, logs)
 	if err := p.Close(); err != nil {
 		logger.Error("proxy close failed", "err", err)
 		code = 1

@@ -1,0 +1,105 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
+
+// Drain deletes the record first, routes on while a peer sends, ends on
+// the timeout, and Close after it is prompt.
+func TestDrainDeregistersAndRoutes(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: 5 * time.Second, Name: "node-a"}})
+	testutil.CheckFor(t, wait, func() error {
+		if n := len(records(t, cli)); n != 1 {
+			return fmt.Errorf("%d records, want 1", n)
+		}
+		return nil
+	})
+	a := p.Addrs()
+	var atServer collector
+	client := dealer(t, "client-1", a.Frontend, nil)
+	dealer(t, "server-1", a.Backend, &atServer)
+	testutil.CheckFor(t, wait, func() error {
+		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+			return fmt.Errorf("%d peers on the backend, want 1", n)
+		}
+		return nil
+	})
+
+	// A peer that keeps sending: the drain runs to its timeout.
+	ctx, stop := context.WithCancel(context.Background())
+	sent := make(chan int)
+	go func() {
+		n := 0
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				sent <- n
+				return
+			case <-tick.C:
+				client.Send(envelope("2", "server-1", fmt.Sprintf("d-%d", n), "x"), nil)
+				n++
+			}
+		}
+	}()
+	const timeout = 1500 * time.Millisecond
+	r := p.Drain(context.Background(), timeout)
+	if recs := records(t, cli); len(recs) != 0 {
+		t.Errorf("records after the drain: %v, want none", recs)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if n := atServer.count(idPrefix("d-")); n < 50 {
+			return fmt.Errorf("%d casts at the server, want the casts routed during the drain", n)
+		}
+		return nil
+	})
+	stop()
+	n := <-sent
+	if r.Reason != DrainTimedOut || !r.Deregistered || r.PeersBefore != 2 || r.PeersAfter != 2 || r.Routed == 0 || r.Took < timeout {
+		t.Errorf("drain: %+v (%d sent), want timeout, deregistered, 2 peers before and after, casts routed, at least %v", r, n, timeout)
+	}
+	start := time.Now()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close after Drain took %v, want it prompt", took)
+	}
+}
+
+// A drain ends early when ctx is done (a second signal), and at once with
+// no peer connected.
+func TestDrainEndsEarly(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter})
+	if r := p.Drain(context.Background(), time.Minute); r.Reason != DrainNoPeers || r.Deregistered || r.Took > wait {
+		t.Errorf("drain without peers: %+v, want %q at once, nothing deregistered (no registry)", r, DrainNoPeers)
+	}
+	dealer(t, "client-1", p.Addrs().Frontend, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := p.Drain(ctx, time.Minute); r.Reason != DrainInterrupted || r.PeersBefore != 1 {
+		t.Errorf("drain with ctx done: %+v, want %q with 1 peer", r, DrainInterrupted)
+	}
+}
+
+// idPrefix matches a message with a frame that starts with prefix.
+func idPrefix(prefix string) func(transport.Msg) bool {
+	return func(m transport.Msg) bool {
+		for _, f := range m {
+			if strings.HasPrefix(string(f), prefix) {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/actors"
+)
+
+// --check-config validates and exits: 0 and one line on stdout for a good
+// configuration, 2 and one line on stderr for a bad one.
+func TestCheckConfig(t *testing.T) {
+	hermeticEnv(t)
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	ini := filepath.Join(dir, "proxy.ini")
+	if err := os.WriteFile(ini, []byte("[zmq_proxy_opts]\nfrontend_port = 50001\nbackend_port = 50002\n"+
+		"[oslo_messaging_zmq]\nzmq_target_expire = 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badINI := filepath.Join(dir, "bad.ini")
+	if err := os.WriteFile(badINI, []byte("[zmq_proxy_opts]\nhwm = lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string // the whole of stdout
+		wantStderr string // the whole of stderr
+	}{
+		{
+			name:       "embedded etcd",
+			args:       []string{"--check-config", "-H", "127.0.0.1", "--state-dir", stateDir},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=127.0.0.1 frontend_port=0 backend_port=0 publisher_port=0 registry=\"embedded etcd\" etcd_addr=127.0.0.1:2379 state_dir=" + stateDir + "\n",
+		},
+		{
+			name:       "file and flags",
+			args:       []string{"-c", ini, "--check-config", "-u", "zmq+etcd://e1:2379,e2:2379/", "--metrics-addr", ":9464"},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=50001 backend_port=50002 publisher_port=0 registry=\"etcd e1:2379,e2:2379\" metrics_addr=:9464\n",
+		},
+		{
+			name:       "single router",
+			args:       []string{"--check-config", "-f", "50001", "-p", "50003", "-u", "zmq://"},
+			wantStdout: "zmq-proxy: configuration OK: kind=single-router host=* frontend_port=50001 publisher_port=50003 registry=\"none\"\n",
+		},
+		{
+			name:       "local publisher",
+			args:       []string{"--check-config", "-lp", "-p", "50010", "-u", "zmq+etcd://e1:2379/"},
+			wantStdout: "zmq-proxy: configuration OK: kind=local host=* publisher_port=50010 registry=\"etcd e1:2379\"\n",
+		},
+		{
+			name:     "bad flag",
+			args:     []string{"--check-config", "-f", "70000"},
+			wantCode: 2, wantStderr: "zmq-proxy: -f: \"70000\" is not in 0..65535\n",
+		},
+		{
+			name:     "bad file",
+			args:     []string{"--check-config", "-c", badINI},
+			wantCode: 2, wantStderr: "zmq-proxy: " + badINI + ": [zmq_proxy_opts] hwm = lots: not an integer\n",
+		},
+		{
+			name:     "what only the library checks",
+			args:     []string{"--check-config", "-lp", "-u", "zmq://"},
+			wantCode: 2, wantStderr: "zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
+				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
+			}
+			if got := stdout.String(); got != tt.wantStdout {
+				t.Errorf("stdout: got %q\nwant %q", got, tt.wantStdout)
+			}
+			if got := stderr.String(); got != tt.wantStderr {
+				t.Errorf("stderr: got %q\nwant %q", got, tt.wantStderr)
+			}
+		})
+	}
+	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+		t.Errorf("state dir after --check-config: %v, want it not created (no embedded etcd)", err)
+	}
+}
+
+// --check-config binds nothing: ports that are taken, which the proxy
+// could not bind, do not make it fail.
+func TestCheckConfigBindsNothing(t *testing.T) {
+	hermeticEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	args := []string{"--check-config", "-H", "127.0.0.1", "-f", port, "-b", port, "-p", port,
+		"--metrics-addr", ln.Addr().String(), "--etcd-addr", ln.Addr().String(), "--state-dir", t.TempDir()}
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "configuration OK") {
+		t.Errorf("got exit code %d, stdout %q, stderr %q; want 0 and \"configuration OK\"", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestDrainTimeoutOption(t *testing.T) {
+	hermeticEnv(t)
+	tests := []struct {
+		name    string
+		args    []string
+		ini     string
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "default", want: actors.DefaultDrainTimeout},
+		{name: "duration", args: []string{"--drain-timeout", "1m30s"}, want: 90 * time.Second},
+		{name: "seconds", args: []string{"--drain-timeout", "7"}, want: 7 * time.Second},
+		{name: "none", args: []string{"--drain-timeout", "0"}, want: 0},
+		{name: "file", ini: "[zmq_proxy_opts]\ndrain_timeout = 20s\n", want: 20 * time.Second},
+		{name: "negative", args: []string{"--drain-timeout", "-1s"},
+			wantErr: `--drain-timeout: "-1s" is not a duration (5s, 1m, a number of seconds, or 0 for no drain)`},
+		{name: "words", args: []string{"--drain-timeout", "soon"},
+			wantErr: `--drain-timeout: "soon" is not a duration (5s, 1m, a number of seconds, or 0 for no drain)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, r, err := resolveWithINI(t, append([]string{"-u", "zmq://"}, tt.args...), tt.ini)
+			if tt.wantErr != "" {
+				checkError(t, err, r, tt.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DrainTimeout != tt.want {
+				t.Errorf("DrainTimeout: got %v, want %v", c.DrainTimeout, tt.want)
+			}
+		})
+	}
+}
