@@ -70,7 +70,13 @@ func (m *msgLines) all() []echoLine {
 // and waits until it is registered.
 func startEcho(t *testing.T, e *testutil.EmbeddedEtcd, node, name string, more ...string) *echoServer {
 	t.Helper()
-	args := append([]string{"echo-server", "demo", name, "-u", etcdURL(e), "--name", node, "--timeout", "20s"}, more...)
+	return startEchoAt(t, etcdURL(e), node, name, more...)
+}
+
+// startEchoAt is startEcho on the registry of URL u.
+func startEchoAt(t *testing.T, u, node, name string, more ...string) *echoServer {
+	t.Helper()
+	args := append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s"}, more...)
 	s := &echoServer{name: name, out: &msgLines{}, log: newLineBuffer()}
 	s.process = startProcess(t, exec.Command(binPath, args...), s.out, s.log)
 	t.Cleanup(func() {
@@ -485,4 +491,28 @@ func TestRPCServerKilled(t *testing.T) {
 	})
 	l.finish()
 	l.check(t, []*echoServer{servers[1], restarted}, servers[0])
+}
+
+// The client commands on oslo.messaging's Redis matchmaker: echo-server
+// registers DEALER/demo and DEALER/demo/s1, call finds the proxy in
+// PUBLISHERS and the server in those sets.
+func TestRPCCommandsOnRedis(t *testing.T) {
+	ours(t)
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	u := redisURL(r)
+	startProxy(t, proxyOpts{registry: []string{"-u", u}})
+	startEchoAt(t, u, "node-1", "s1")
+	out, errOut, code := runCmd(t, "call", "demo.s1", "echo", `{"v": 1}`, "-u", u)
+	if code != 0 || strings.TrimSpace(out) != `{"server": "s1", "v": 1}` {
+		t.Fatalf("call on Redis: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := runCmd(t, "cast", "demo", "echo", "--acks", "-u", u); code != 0 {
+		t.Fatalf("cast --acks on Redis: exit %d: %s", code, errOut)
+	}
+	dead := testutil.StartRedis(t, testutil.RedisOptions{})
+	deadURL := redisURL(dead)
+	dead.Kill()
+	if _, errOut, code := runCmd(t, "call", "demo", "echo", "-u", deadURL, "--timeout", "1s"); code != 2 || !strings.Contains(errOut, "redis at "+dead.Addr()) {
+		t.Fatalf("call with Redis down: exit %d, stderr %q; want 2 naming Redis", code, errOut)
+	}
 }

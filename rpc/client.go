@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -32,8 +33,11 @@ const (
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// Etcd is the registry; required.
-	Etcd *clientv3.Client
+	// Etcd is the registry, or Redis: oslo.messaging's Redis matchmaker,
+	// read every RedisPoll (default DefaultRedisPoll). One of them.
+	Etcd      *clientv3.Client
+	Redis     *redismm.Matchmaker
+	RedisPoll time.Duration
 	// Prefix of the registry keys; default registry.DefaultPrefix.
 	Prefix string
 	// Host is this machine's name, the first part of the client's
@@ -62,8 +66,11 @@ type ClientConfig struct {
 }
 
 func (c *ClientConfig) setDefaults() error {
-	if c.Etcd == nil {
-		return errors.New("rpc: ClientConfig.Etcd is nil")
+	if (c.Etcd == nil) == (c.Redis == nil) {
+		return errors.New("rpc: ClientConfig needs one registry: Etcd or Redis")
+	}
+	if c.RedisPoll <= 0 {
+		c.RedisPoll = DefaultRedisPoll
 	}
 	if c.Host == "" {
 		h, err := os.Hostname()
@@ -207,7 +214,11 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c.disc = newDiscovery(c.log, c.setProxies, c.targetGone)
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.disc.start(wctx, cfg.Etcd, cfg.Prefix, true)
+	if cfg.Redis != nil {
+		c.disc.startRedis(wctx, cfg.Redis, cfg.RedisPoll, true)
+	} else {
+		c.disc.start(wctx, cfg.Etcd, cfg.Prefix, true)
+	}
 	if err := c.disc.waitSynced(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("rpc: registry not listed: %w", err)
@@ -507,6 +518,9 @@ func (c *Client) choose(ctx context.Context, p *pending) error {
 	c.mu.Unlock()
 	if dest != "" && c.disc.registered(dest) {
 		return nil
+	}
+	if err := c.disc.lookup(ctx, p.target); err != nil {
+		return err
 	}
 	id := c.disc.pick(p.target, c.isSuspect)
 	if id == "" {

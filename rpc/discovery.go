@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
 // discovery follows the registry: the proxies (for everyone) and the
@@ -28,8 +29,12 @@ type discovery struct {
 	// target, on the watcher's goroutine.
 	onTargetGone func(identity string)
 
-	mu      sync.Mutex
-	targets map[string]*targetSet // by target: "topic" or "topic/server"
+	mu       sync.Mutex
+	targets  map[string]*targetSet // by target: "topic" or "topic/server"
+	followed map[string]bool       // Redis: the targets read each poll
+
+	redis *redismm.Matchmaker // instead of etcd, when set
+	poll  time.Duration
 }
 
 // targetSet is the identities registered for one target.

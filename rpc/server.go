@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -53,8 +54,13 @@ type Handler func(ctx context.Context, m *Message) (any, error)
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
-	// Etcd is the registry; required.
-	Etcd *clientv3.Client
+	// Etcd is the registry, or Redis: oslo.messaging's Redis matchmaker,
+	// where the server registers DEALER/<topic> and
+	// DEALER/<topic>/<server> as oslo.messaging's servers do, read every
+	// RedisPoll (default DefaultRedisPoll). One of them.
+	Etcd      *clientv3.Client
+	Redis     *redismm.Matchmaker
+	RedisPoll time.Duration
 	// Prefix of the registry keys; default registry.DefaultPrefix.
 	Prefix string
 	// Host is this machine's name: the first part of the identity, and how
@@ -88,8 +94,14 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() error {
-	if c.Etcd == nil {
-		return errors.New("rpc: ServerConfig.Etcd is nil")
+	if (c.Etcd == nil) == (c.Redis == nil) {
+		return errors.New("rpc: ServerConfig needs one registry: Etcd or Redis")
+	}
+	if c.RedisPoll <= 0 {
+		c.RedisPoll = DefaultRedisPoll
+	}
+	if c.TargetTTL <= 0 {
+		c.TargetTTL = registry.DefaultTTL
 	}
 	if err := (Target{Topic: c.Topic, Server: c.Server}).validate(); err != nil {
 		return err
@@ -144,7 +156,8 @@ type Server struct {
 	links *links
 	sub   *transport.Sub
 	seen  *seen
-	reg   *registry.Registrar
+	reg   *registry.Registrar // etcd
+	rreg  *redisRegistration  // or Redis
 	stats ServerStats
 
 	subMu sync.Mutex // guards subEPs (the discovery goroutine and Close)
@@ -168,7 +181,7 @@ type job struct {
 
 // NewServer starts a server. It returns once it is registered, so that a
 // client started after it finds it (ctx bounds the wait).
-func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -194,13 +207,28 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	s.disc = newDiscovery(s.log, s.setProxies, nil)
 	wctx, wcancel := context.WithCancel(context.Background())
 	s.watchCancel = wcancel
-	s.disc.start(wctx, cfg.Etcd, cfg.Prefix, false)
+	if cfg.Redis != nil {
+		s.disc.startRedis(wctx, cfg.Redis, cfg.RedisPoll, false)
+	} else {
+		s.disc.start(wctx, cfg.Etcd, cfg.Prefix, false)
+	}
 
 	if err := s.disc.waitSynced(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("rpc: registry not listed: %w", err)
 	}
 	s.links.waitUp(ctx, s.disc.synced) // connected to a proxy, if any is registered
+	if cfg.Redis != nil {
+		keys := []string{redismm.TopicKey(cfg.Topic)}
+		if cfg.Server != "" {
+			keys = append(keys, redismm.ServerKey(cfg.Topic, cfg.Server))
+		}
+		if s.rreg, err = registerRedis(ctx, cfg.Redis, keys, s.id, cfg.TargetTTL, s.log); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("rpc: server not registered: %w", err)
+		}
+		return s, nil
+	}
 	targets := []registry.Target{{Target: cfg.Topic, Identity: s.id, Host: cfg.Host, Started: time.Now().UTC()}}
 	if cfg.Server != "" {
 		targets = append(targets, registry.Target{Target: cfg.Topic + "/" + cfg.Server, Identity: s.id, Host: cfg.Host, Started: targets[0].Started})
@@ -241,6 +269,9 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		if s.reg != nil {
 			s.reg.Close()
+		}
+		if s.rreg != nil {
+			s.rreg.close()
 		}
 		s.watchCancel()
 		s.disc.wg.Wait()

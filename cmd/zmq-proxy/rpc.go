@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
@@ -28,7 +29,8 @@ import (
 type clientSetup struct {
 	c      *config
 	log    *slog.Logger
-	etcd   *clientv3.Client
+	etcd   *clientv3.Client    // the registry, or
+	redis  *redismm.Matchmaker // oslo.messaging's Redis matchmaker (-u zmq+redis://)
 	closer []func() error
 }
 
@@ -68,6 +70,18 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 	}
 	s.closer = append(s.closer, closeLog)
 	c.log(s.log)
+	if c.Registry.Mode == registryRedis {
+		s.redis = redismm.New(redismm.Config{Addr: c.Registry.RedisAddr, Password: c.Registry.RedisPassword,
+			DB: c.Registry.RedisDB, Timeout: c.ListTimeout, Logger: s.log})
+		s.closer = append(s.closer, s.redis.Close)
+		pctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
+		defer cancel()
+		if err := s.redis.Ping(pctx); err != nil {
+			s.done()
+			return fail(2, fmt.Errorf("redis at %s: %w", c.Registry.RedisAddr, err))
+		}
+		return s, -1
+	}
 	cfg, err := c.clientConfig()
 	if err != nil {
 		s.done()
@@ -87,7 +101,7 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 }
 
 func (s *clientSetup) clientConfig() rpc.ClientConfig {
-	return rpc.ClientConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Acks: s.c.Acks,
+	return rpc.ClientConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Acks: s.c.Acks,
 		AckTimeout: s.c.AckTimeout, Retries: s.c.Retries, Logger: s.log}
 }
 
@@ -190,7 +204,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		name = s.c.Name
 	}
 	out := &lineWriter{w: stdout}
-	cfg := rpc.ServerConfig{Etcd: s.etcd, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
+	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
 		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
 		Notify: func(context.Context, *rpc.Message) {}}
 	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)

@@ -3,7 +3,10 @@
   oslo_peer.py server IDENTITY BACKEND N   answer N messages, then print what came
   oslo_peer.py client IDENTITY FRONTEND DEST MSG_ID METHOD ARGS_JSON REPEAT
       send one CALL REPEAT times with the same message id; print every frame
-      received until REPEAT replies came
+      received until REPEAT replies came. DEST redis://HOST:PORT/KEY reads
+      the destination as oslo.messaging's client does: a live member of the
+      Redis set KEY (one whose liveness key has TTL >= -1); FRONTEND
+      redis://HOST:PORT reads the frontend from PUBLISHERS.
 
 Output: one JSON line, frames as lists of latin-1 strings.
 """
@@ -50,7 +53,22 @@ def server(identity, backend, n):
     ctx.term()
 
 
+def from_redis(url, key):
+    import redis
+    hostport = url[len("redis://"):].split("/", 1)[0]
+    host, port = hostport.rsplit(":", 1)
+    r = redis.Redis(host=host, port=int(port))
+    live = sorted(m.decode() for m in r.smembers(key) if r.ttl(m) >= -1)
+    if not live:
+        raise SystemExit("no live member of " + key)
+    return live[0]
+
+
 def client(identity, frontend, dest, msg_id, method, args, repeat):
+    if frontend.startswith("redis://"):
+        frontend = "tcp://" + from_redis(frontend, "PUBLISHERS").split(",")[1]
+    if dest.startswith("redis://"):
+        dest = from_redis(dest, dest[len("redis://"):].split("/", 1)[1])
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.IDENTITY, identity.encode())

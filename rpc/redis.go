@@ -1,0 +1,242 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/registry"
+	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
+)
+
+// DefaultRedisPoll is how often clients and servers read oslo.messaging's
+// Redis matchmaker, which cannot be watched.
+const DefaultRedisPoll = time.Second
+
+// startRedis follows oslo.messaging's Redis matchmaker instead of etcd
+// (docs/protocol.md, "The Redis matchmaker"): PUBLISHERS for the proxies'
+// frontends and publishers, ROUTERS for the backends (servers only), and,
+// for clients, DEALER/<topic>[/<server>] for each target asked for.
+// Redis has no watch: the sets are read every poll interval.
+func (d *discovery) startRedis(ctx context.Context, mm *redismm.Matchmaker, every time.Duration, client bool) {
+	d.redis, d.poll = mm, every
+	var mu sync.Mutex // serialises the merged view and onProxies
+	publishers, routers := []string(nil), []string(nil)
+	pending := 2
+	if client {
+		pending = 1 // a client has no use for ROUTERS
+	}
+	report := func() {
+		recs := make(map[string]registry.Record)
+		for _, m := range publishers {
+			pub, fe, ok := strings.Cut(m, ",")
+			if !ok || fe == "" {
+				d.log.Debug("PUBLISHERS member ignored", "member", m)
+				continue
+			}
+			r := registry.Record{ID: "redis/" + fe, Kind: "double-router"}
+			if pub != "" {
+				r.Publisher = "tcp://" + pub
+			}
+			if client {
+				r.Frontend = "tcp://" + fe
+			}
+			recs[r.ID] = r
+		}
+		for _, be := range routers {
+			recs["redis-router/"+be] = registry.Record{ID: "redis-router/" + be, Kind: "double-router", Backend: "tcp://" + be}
+		}
+		d.onProxies(recs)
+	}
+	follow := func(key string, into *[]string) {
+		defer d.wg.Done()
+		first := true
+		_ = mm.Follow(ctx, key, every, func(members []string) {
+			mu.Lock()
+			defer mu.Unlock()
+			*into = members
+			if first {
+				first = false
+				if pending--; pending > 0 {
+					return
+				}
+				report()
+				close(d.synced)
+				return
+			}
+			if pending == 0 {
+				report()
+			}
+		})
+	}
+	d.wg.Add(1)
+	go follow(redismm.PublishersKey, &publishers)
+	if !client {
+		d.wg.Add(1)
+		go follow(redismm.RoutersKey, &routers)
+		return
+	}
+	d.wg.Add(1)
+	go d.refreshTargets(ctx)
+}
+
+// redisKey is the matchmaker's key of a target ("topic", "topic/server").
+func redisKey(target string) string {
+	topic, server, ok := strings.Cut(target, "/")
+	if !ok {
+		return redismm.TopicKey(topic)
+	}
+	return redismm.ServerKey(topic, server)
+}
+
+// lookup reads a target's identities from Redis the first time it is
+// asked for, and follows it from then on. With etcd it does nothing: every
+// target is followed already.
+func (d *discovery) lookup(ctx context.Context, target string) error {
+	if d.redis == nil {
+		return nil
+	}
+	d.mu.Lock()
+	_, known := d.followed[target]
+	d.mu.Unlock()
+	if known {
+		return nil
+	}
+	ids, err := d.redis.LiveMembers(ctx, redisKey(target))
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	d.setTarget(target, ids)
+	return nil
+}
+
+// refreshTargets reads every followed target each poll interval.
+func (d *discovery) refreshTargets(ctx context.Context) {
+	defer d.wg.Done()
+	tick := time.NewTicker(d.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		targets := make([]string, 0, len(d.followed))
+		for t := range d.followed {
+			targets = append(targets, t)
+		}
+		d.mu.Unlock()
+		for _, t := range targets {
+			rctx, cancel := context.WithTimeout(ctx, d.poll)
+			ids, err := d.redis.LiveMembers(rctx, redisKey(t))
+			cancel()
+			if err != nil {
+				continue // Follow of PUBLISHERS logs the outage once
+			}
+			d.setTarget(t, ids)
+		}
+	}
+}
+
+// setTarget makes ids the identities of target, reporting the difference
+// as the etcd watcher would.
+func (d *discovery) setTarget(target string, ids []string) {
+	d.mu.Lock()
+	if d.followed == nil {
+		d.followed = make(map[string]bool)
+	}
+	d.followed[target] = true
+	var old []string
+	if ts := d.targets[target]; ts != nil {
+		old = ts.ids
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		if !slices.Contains(old, id) {
+			d.applyTarget(registry.TargetEvent{Type: registry.EventPut, Target: registry.Target{Target: target, Identity: id}})
+		}
+	}
+	for _, id := range old {
+		if !slices.Contains(ids, id) {
+			d.applyTarget(registry.TargetEvent{Type: registry.EventDelete, Target: registry.Target{Target: target, Identity: id}})
+		}
+	}
+}
+
+// redisRegistration keeps a server's identity in DEALER/<topic> (and
+// DEALER/<topic>/<server>) as oslo.messaging's servers do: written at once
+// and every TTL/3, removed on close.
+type redisRegistration struct {
+	mm     *redismm.Matchmaker
+	keys   []string
+	id     string
+	ttl    time.Duration
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func registerRedis(ctx context.Context, mm *redismm.Matchmaker, keys []string, id string, ttl time.Duration, log *slog.Logger) (*redisRegistration, error) {
+	ttl = max(ttl.Truncate(time.Second), time.Second)
+	r := &redisRegistration{mm: mm, keys: keys, id: id, ttl: ttl, log: log, done: make(chan struct{})}
+	if err := r.write(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.run(rctx)
+	return r, nil
+}
+
+func (r *redisRegistration) write(ctx context.Context) error {
+	for _, k := range r.keys {
+		if err := r.mm.Register(ctx, k, r.id, r.ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *redisRegistration) run(ctx context.Context) {
+	defer close(r.done)
+	tick := time.NewTicker(max(r.ttl/3, 300*time.Millisecond))
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.ttl)
+		err := r.write(wctx)
+		cancel()
+		switch {
+		case err != nil && !failing && !errors.Is(err, context.Canceled):
+			failing = true
+			r.log.Warn("redis unreachable, registering again every interval", "identity", r.id, "err", err)
+		case err == nil && failing:
+			failing = false
+			r.log.Info("registered in redis again", "identity", r.id)
+		}
+	}
+}
+
+// close stops rewriting and removes the identity at once.
+func (r *redisRegistration) close() {
+	r.cancel()
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, k := range r.keys {
+		if err := r.mm.Unregister(ctx, k, r.id); err != nil {
+			r.log.Warn("unregister from redis failed; the identity expires with its TTL", "key", k, "err", err)
+		}
+	}
+}
