@@ -48,7 +48,10 @@ func (rs *redisSystem) server(t *testing.T, topic, name string, cnt *counter) *S
 	defer cancel()
 	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
 		Topic: topic, Server: name, Logger: quiet(), Handlers: map[string]Handler{
-			"echo": func(_ context.Context, m *Message) (any, error) { cnt.add(name, m); return map[string]string{"server": name}, nil },
+			"echo": func(_ context.Context, m *Message) (any, error) {
+				cnt.add(name, m)
+				return map[string]string{"server": name}, nil
+			},
 		}})
 	if err != nil {
 		t.Fatalf("NewServer on Redis: %v", err)
