@@ -263,15 +263,19 @@ func (c *Client) setProxies(recs map[string]registry.Record) {
 	}
 }
 
-// linkDown resends at once what waits for an ACK or reply through l.
-func (c *Client) linkDown(l *link) {
+// linkDown resends at once what waits through l: when its connection
+// ended, everything (a reply queued in a dead proxy is lost); when its
+// proxy only left the registry (a draining proxy, which still routes), what
+// waits for its ACK: a CALL already acknowledged gets its reply through
+// the draining proxy, or is resent when the connection ends.
+func (c *Client) linkDown(l *link, closed bool) {
 	if !c.cfg.Acks {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.pending {
-		if p.via == l {
+		if p.via == l && (closed || !isClosed(p.acked)) {
 			signal(p.redo)
 		}
 	}

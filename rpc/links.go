@@ -38,7 +38,10 @@ const retireTimeout = 30 * time.Second
 type links struct {
 	opts   transport.Options // template: identity, HWM, logger, stats
 	onRecv func(*link, *transport.Batch)
-	onDown func(*link) // a link went down or away: resend what waits on it
+	// onDown: a link's connection ended (closed true), or its proxy left
+	// the registry while the connection stays (closed false): resend what
+	// waits on it.
+	onDown func(l *link, closed bool)
 	log    *slog.Logger
 
 	quit    chan struct{} // closed by close: retired links close at once
@@ -52,7 +55,7 @@ type links struct {
 	rr      atomic.Uint32
 }
 
-func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *transport.Batch), onDown func(*link)) *links {
+func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *transport.Batch), onDown func(*link, bool)) *links {
 	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log, quit: make(chan struct{}),
 		byProxy: make(map[string]*link), changed: make(chan struct{})}
 	ls.all.Store(&[]*link{})
@@ -106,7 +109,7 @@ func (ls *links) remove(proxy string) {
 // delivers until the proxy closes it, retireTimeout passes, or close.
 func (ls *links) retire(l *link) {
 	l.retired.Store(true)
-	ls.onDown(l)
+	ls.onDown(l, !l.up.Load())
 	if !l.up.Load() {
 		l.goneOnce.Do(func() { close(l.gone) })
 	}
@@ -133,7 +136,7 @@ func (ls *links) setUp(l *link, up bool) {
 		ls.mu.Unlock()
 	}
 	if !up && was {
-		ls.onDown(l)
+		ls.onDown(l, true)
 	}
 	if !up && l.retired.Load() {
 		l.goneOnce.Do(func() { close(l.gone) })

@@ -370,75 +370,99 @@ func TestFollowsProxies(t *testing.T) {
 }
 
 // A proxy that leaves the registry but still runs (a draining proxy) gets
-// nothing new; what waits on it is sent elsewhere at once; its connection
-// stays open for what it still delivers, until it closes it.
+// nothing new; what still waits for its ACK through it is sent elsewhere
+// at once, while a call it already acknowledged gets its reply without a
+// resend; its connection stays open until the proxy closes it.
 func TestRetiredProxy(t *testing.T) {
-	sys := newSystem(t, 2)
-	started := make(chan string, 4)
-	release := make(chan struct{})
-	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
-		cfg.Handlers["block"] = func(context.Context, *Message) (any, error) {
-			started <- "x"
-			<-release
-			return "done", nil
-		}
-	})
-	c := sys.client(ClientConfig{Acks: true, AckTimeout: time.Minute})
-	waitTargets(t, c, "demo", 1)
-	waitLinks(t, c.links, 2)
-	waitLinks(t, srv.links, 2)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "block", nil)
-		done <- err
-	}()
-	<-started
-	var via *link
-	testutil.CheckFor(t, wait, func() error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, p := range c.pending {
-			via = p.via
-		}
-		if via == nil {
-			return errors.New("no pending call")
-		}
-		return nil
-	})
-	if _, err := sys.cli.Delete(context.Background(), registry.Key(sys.prefix, via.proxy)); err != nil {
-		t.Fatal(err)
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if got := c.Stats().Resent.Load(); got != 1 {
-			return fmt.Errorf("resent %d, want 1", got)
-		}
-		return nil
-	})
-	if !via.retired.Load() || via.d.Connected() != 1 {
-		t.Fatalf("retired link: retired=%v connected=%d, want true and 1 (open for what the proxy still delivers)", via.retired.Load(), via.d.Connected())
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatalf("Call: %v", err)
-	}
-	before := via.d.Stats().Sent.Load()
-	for range 10 {
-		if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := via.d.Stats().Sent.Load(); got != before {
-		t.Fatalf("the retired link sent %d more messages, want 0", got-before)
-	}
-	for _, p := range sys.proxies {
-		if p.Addrs().Frontend == via.endpoint {
-			p.Close()
-		}
-	}
-	select {
-	case <-via.gone:
-	case <-time.After(wait):
-		t.Fatal("the retired link did not notice its proxy closing")
+	for _, acked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("acked=%v", acked), func(t *testing.T) {
+			sys := newSystem(t, 2)
+			started := make(chan string, 4)
+			release := make(chan struct{})
+			srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+				cfg.DisableAcks = !acked // no ACK: the call waits for one
+				cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
+					started <- m.MessageID
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+					return "done", nil
+				}
+			})
+			c := sys.client(ClientConfig{Acks: true, AckTimeout: time.Minute})
+			waitTargets(t, c, "demo", 1)
+			waitLinks(t, c.links, 2)
+			waitLinks(t, srv.links, 2)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "block", nil)
+				done <- err
+			}()
+			id := <-started
+			c.mu.Lock()
+			p := c.pending[id]
+			via := p.via
+			c.mu.Unlock()
+			if acked {
+				testutil.CheckFor(t, wait, func() error {
+					if !isClosed(p.acked) {
+						return errors.New("the call is not acknowledged yet")
+					}
+					return nil
+				})
+			}
+			if _, err := sys.cli.Delete(context.Background(), registry.Key(sys.prefix, via.proxy)); err != nil {
+				t.Fatal(err)
+			}
+			testutil.CheckFor(t, wait, func() error {
+				if !via.retired.Load() {
+					return errors.New("the link is not retired yet")
+				}
+				return nil
+			})
+			if !acked {
+				testutil.CheckFor(t, wait, func() error {
+					if got := c.Stats().Resent.Load(); got != 1 {
+						return fmt.Errorf("resent %d, want 1 (it waited for an ACK)", got)
+					}
+					return nil
+				})
+			}
+			if via.d.Connected() != 1 {
+				t.Fatalf("retired link: connected %d, want 1 (open for what the proxy still delivers)", via.d.Connected())
+			}
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatalf("Call: %v", err)
+			}
+			if acked {
+				if got := c.Stats().Resent.Load(); got != 0 {
+					t.Fatalf("resent %d, want 0: the call was acknowledged, its reply comes without a resend", got)
+				}
+			}
+			if acked { // (without the server's ACKs a cast would wait for one)
+				before := via.d.Stats().Sent.Load()
+				for range 10 {
+					if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := via.d.Stats().Sent.Load(); got != before {
+					t.Fatalf("the retired link sent %d more messages, want 0", got-before)
+				}
+			}
+			for _, p := range sys.proxies {
+				if p.Addrs().Frontend == via.endpoint {
+					p.Close()
+				}
+			}
+			select {
+			case <-via.gone:
+			case <-time.After(wait):
+				t.Fatal("the retired link did not notice its proxy closing")
+			}
+		})
 	}
 }
 

@@ -195,7 +195,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	opts := transport.Options{Identity: []byte(s.id), HWM: cfg.HWM, Logger: s.log}
-	s.links = newLinks(opts, s.log, s.recv, func(*link) {})
+	s.links = newLinks(opts, s.log, s.recv, func(*link, bool) {})
 	subOpts := opts
 	subOpts.OnBatch = s.recvPublished
 	s.sub = transport.NewSub(subOpts)
