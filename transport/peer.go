@@ -29,14 +29,17 @@ type peer struct {
 	mu       sync.Mutex
 	buf      []byte // encoded messages not yet taken by the writer
 	spare    []byte // the writer's previous buffer, reused
-	queued   int    // messages in buf
-	hwm      int
+	queued   int    // messages and commands in buf
+	hwm      int    // bound on queued
+	hwmBytes int    // bound on len(buf), but for one message into an empty buf
+	pong     bool   // a PONG is in buf
 	dead     bool
 	wake     chan struct{} // cap 1: buf went from empty to non-empty
 	done     chan struct{} // closed when the peer is shut down
 	doneOnce sync.Once
 
 	filter filterRef // PUB only: what this subscriber asked for
+	seen   uint64    // PUB only: the last publish that reached it (Pub.pubMu)
 }
 
 func newPeer(s *socket, id []byte, conn net.Conn) *peer {
@@ -44,17 +47,18 @@ func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 		id:   id,
 		conn: conn,
 		sock: s,
-		hwm:  s.opts.HWM,
+		hwm:      s.opts.HWM,
+		hwmBytes: s.opts.HWMBytes,
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
 }
 
 // send queues the message head+tail. It returns false, without queueing,
-// when the peer is at its high-water mark or gone.
+// when the peer is at its high-water mark (in messages or in bytes) or gone.
 func (p *peer) send(head, tail [][]byte) bool {
 	p.mu.Lock()
-	if p.dead || p.queued >= p.hwm {
+	if p.dead || p.queued >= p.hwm || len(p.buf) > 0 && len(p.buf)+encodedLen(head, tail) > p.hwmBytes {
 		p.mu.Unlock()
 		return false
 	}
@@ -68,20 +72,25 @@ func (p *peer) send(head, tail [][]byte) bool {
 	return true
 }
 
-// sendCommand queues a ZMTP command; commands bypass the high-water mark
-// (they are small and rare, and a PONG must not be dropped).
-func (p *peer) sendCommand(name string, data []byte) {
+// sendPong queues a PONG with the given context (at most 16 bytes), unless
+// one is queued already: a peer that pings and never reads gets one PONG
+// waiting, not one per PING. The PONG counts toward the peer's bounds, so
+// data behind it is dropped first. It reports whether it queued.
+func (p *peer) sendPong(context []byte) bool {
 	p.mu.Lock()
-	if p.dead {
+	if p.dead || p.pong {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	wasEmpty := len(p.buf) == 0
-	p.buf = appendCommand(p.buf, name, data)
+	p.buf = appendCommand(p.buf, "PONG", context)
+	p.queued++
+	p.pong = true
 	p.mu.Unlock()
 	if wasEmpty {
 		p.signal()
 	}
+	return true
 }
 
 func (p *peer) signal() {
@@ -103,7 +112,7 @@ func (p *peer) writeLoop() error {
 		p.mu.Lock()
 		out := p.buf
 		p.buf, p.spare = p.spare[:0], nil
-		p.queued = 0
+		p.queued, p.pong = 0, false
 		p.mu.Unlock()
 		if len(out) == 0 {
 			continue
@@ -135,7 +144,9 @@ func (p *peer) shutdown() {
 }
 
 // sendControl queues a message that must not be lost to the high-water
-// mark (subscriptions): it bypasses the limit, like sendCommand.
+// mark (this socket's own subscriptions, bounded by what its owner
+// subscribes): it bypasses the limit, but counts toward it, so data
+// queued behind it meets the mark sooner.
 func (p *peer) sendControl(msg [][]byte) {
 	p.mu.Lock()
 	if p.dead {
@@ -144,6 +155,7 @@ func (p *peer) sendControl(msg [][]byte) {
 	}
 	wasEmpty := len(p.buf) == 0
 	p.buf = appendMsg(p.buf, msg, nil)
+	p.queued++
 	p.mu.Unlock()
 	if wasEmpty {
 		p.signal()

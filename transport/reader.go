@@ -57,6 +57,18 @@ func (mr *msgReader) renew(size int, release bool) {
 	mr.buf = nb
 }
 
+// grow is the size of the next buffer when have bytes of an incomplete
+// message (which needs need bytes in all) are in hand: a pooled buffer
+// while that is enough, else twice what has arrived, capped at need. A
+// peer that declares a large frame and sends little of it costs little;
+// one that sends it all costs at most twice what it sent.
+func (mr *msgReader) grow(need, have int) int {
+	if have < readBufSize {
+		return readBufSize
+	}
+	return min(need, 2*have)
+}
+
 // run reads until the connection fails and returns why. For each burst it
 // calls onBatch with the messages (the callee takes the batch's one hold)
 // and onCommand for each command frame, in wire order.
@@ -100,7 +112,7 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 			// first, since the batch may be released (and its buffer reused)
 			// as soon as it is handed on.
 			batch.buf = mr.buf
-			mr.renew(max(need, mr.w-mr.r), false)
+			mr.renew(mr.grow(need, mr.w-mr.r), false)
 			select {
 			case mr.slots <- struct{}{}:
 			case <-mr.done:
@@ -109,11 +121,16 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 			batch.slot = mr.slots
 			onBatch(batch)
 			batch = newBatch(peer)
-		} else if need > len(*mr.buf) {
-			mr.renew(need, true)
-		} else if mr.r > 0 {
-			mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
-			mr.r = 0
+		} else {
+			if mr.r > 0 {
+				mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
+				mr.r = 0
+			}
+			if mr.w == len(*mr.buf) {
+				// Full, and the message needs more: grow, at most doubling
+				// what has arrived, never to what the peer declared.
+				mr.renew(mr.grow(need, mr.w), true)
+			}
 		}
 		n, err := mr.conn.Read((*mr.buf)[mr.w:])
 		mr.w += n

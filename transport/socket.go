@@ -18,6 +18,11 @@ import (
 type Options struct {
 	// HWM is each peer's outbound high-water mark, in messages.
 	HWM int
+	// HWMBytes is each peer's outbound high-water mark, in bytes of
+	// encoded messages and commands. A message that would take the queue
+	// past it is dropped, unless the queue is empty (so one message larger
+	// than the mark still goes out).
+	HWMBytes int
 	// MaxMessageSize bounds one inbound message, all frames, in bytes.
 	MaxMessageSize int64
 	// Identity is this socket's identity, sent to peers in the handshake.
@@ -38,14 +43,23 @@ type Options struct {
 	// handshake and again when it is detached (down). It runs on the
 	// connection's goroutine and must not block.
 	OnPeer func(id []byte, up bool)
+	// Conns, if set, bounds the connections accepted (shared by every
+	// socket that holds it); a connection past it is closed at once and
+	// counted in Stats.RefusedMaxConns.
+	Conns *ConnLimit
 	// Stats receives the counters; nil = private counters.
 	Stats *Stats
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 }
 
+// maxPingContext is the longest PING context RFC 37 allows; a longer one
+// is a protocol error (the PONG would echo it).
+const maxPingContext = 16
+
 const (
 	defaultHWM              = 1000
+	defaultHWMBytes         = 16 << 20
 	defaultMaxMessageSize   = 16 << 20
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultReconnectMin     = 100 * time.Millisecond
@@ -55,6 +69,9 @@ const (
 func (o *Options) setDefaults() {
 	if o.HWM <= 0 {
 		o.HWM = defaultHWM
+	}
+	if o.HWMBytes <= 0 {
+		o.HWMBytes = defaultHWMBytes
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
@@ -109,6 +126,8 @@ type socket struct {
 	peers   map[*peer]struct{}
 	errOnce sync.Once
 	dialers map[string]*dialer // connect side: by host:port
+
+	warn struct{ refused, oversize, protocol, conns, topics LogLimit }
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
@@ -200,9 +219,19 @@ func (s *socket) acceptLoop(ln net.Listener) {
 			return
 		}
 		delay = 5 * time.Millisecond
+		if !s.opts.Conns.acquire() {
+			conn.Close()
+			n := s.opts.Stats.RefusedMaxConns.Add(1)
+			if s.warn.conns.Allow(time.Now()) {
+				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
+					"limit", s.opts.Conns.Max(), "refused_total", n)
+			}
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.opts.Conns.release()
 			s.serve(conn, true)
 		}()
 	}
@@ -245,8 +274,10 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	}
 	if err := s.role.attach(p, meta); err != nil {
 		s.mu.Unlock()
-		s.opts.Stats.Refused.Add(1)
-		s.log.Warn("peer refused", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
+		n := s.opts.Stats.Refused.Add(1)
+		if s.warn.refused.Allow(time.Now()) {
+			s.log.Warn("peer refused", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "refused_total", n)
+		}
 		conn.Close()
 		return false
 	}
@@ -271,21 +302,32 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		s.role.recv(p, b)
 	}, func(name string, data []byte) error {
 		if name == zmq4.CmdPing {
-			// RFC 37: PONG echoes the PING's context (after the 2-byte TTL).
+			// RFC 37: PONG echoes the PING's context (after the 2-byte
+			// TTL), which is at most 16 bytes.
 			if len(data) >= 2 {
 				data = data[2:]
 			}
-			p.sendCommand(zmq4.CmdPong, data)
+			if len(data) > maxPingContext {
+				return fmt.Errorf("%w: PING context of %d bytes, at most %d allowed", ErrProtocol, len(data), maxPingContext)
+			}
+			if !p.sendPong(data) {
+				s.opts.Stats.DroppedPong.Add(1)
+			}
 		} else if h, ok := s.role.(commandHandler); ok {
 			h.command(p, name, data)
 		}
 		return nil
 	})
 	if errors.Is(err, ErrOversize) {
-		s.opts.Stats.DroppedOversize.Add(1)
-		s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
+		n := s.opts.Stats.DroppedOversize.Add(1)
+		if s.warn.oversize.Allow(time.Now()) {
+			s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
+		}
 	} else if errors.Is(err, ErrProtocol) {
-		s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
+		n := s.opts.Stats.ProtocolErrors.Add(1)
+		if s.warn.protocol.Allow(time.Now()) {
+			s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "protocol_errors_total", n)
+		}
 	}
 	s.mu.Lock()
 	s.role.detach(p)
