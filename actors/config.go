@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 // Kind is the kind of proxy a process runs.
@@ -49,9 +51,10 @@ func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
 // Defaults.
 const (
 	DefaultHWM            = 1000
+	DefaultHWMBytes       = 16 << 20 // 16 MiB
 	DefaultMaxMessageSize = 16 << 20 // 16 MiB
-	// MaxMessageSizeLimit caps MaxMessageSize: the reader allocates up to
-	// that much for a message a peer announces.
+	// MaxMessageSizeLimit caps MaxMessageSize (and HWMBytes): a reader
+	// holds up to twice that for a message a peer sends.
 	MaxMessageSizeLimit = 1 << 30
 )
 
@@ -68,6 +71,11 @@ type Config struct {
 	AckPubSub bool
 	// HWM is the per-peer outbound high-water mark, in messages.
 	HWM int
+	// HWMBytes is the per-peer outbound high-water mark, in bytes.
+	HWMBytes int64
+	// MaxConnections bounds the connections accepted at once, by all
+	// sockets together; 0 = transport.DefaultMaxConnections().
+	MaxConnections int
 	// MaxMessageSize bounds one inbound message (all frames), in bytes.
 	MaxMessageSize int64
 	// SubscribeOn lists the publishers a local publisher proxy subscribes
@@ -98,6 +106,18 @@ func (c *Config) Validate() error {
 	}
 	if c.HWM < 0 {
 		return fmt.Errorf("%w: high-water mark %d must be positive", ErrConfig, c.HWM)
+	}
+	if c.HWMBytes == 0 {
+		c.HWMBytes = DefaultHWMBytes
+	}
+	if c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit {
+		return fmt.Errorf("%w: high-water mark %d bytes is not in 256..%d", ErrConfig, c.HWMBytes, int64(MaxMessageSizeLimit))
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = transport.DefaultMaxConnections()
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("%w: max connections %d must be positive", ErrConfig, c.MaxConnections)
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize

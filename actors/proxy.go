@@ -180,6 +180,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		host = "*"
 	}
 	endpoint := func(port int) string { return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)) }
+	conns := transport.NewConnLimit(cfg.MaxConnections)
 	spec := func(name string, port int, identity []byte) *socketSpec {
 		st := new(transport.Stats)
 		p.stats[name] = st
@@ -188,6 +189,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 			endpoint: endpoint(port),
 			opts: transport.Options{
 				HWM:            cfg.HWM,
+				HWMBytes:       int(cfg.HWMBytes),
+				Conns:          conns,
 				MaxMessageSize: cfg.MaxMessageSize,
 				Identity:       identity,
 				Stats:          st,
@@ -205,7 +208,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		p.stats[SubscriberName] = st
 		sub := &subscriberSpec{
 			opts: transport.Options{
-				HWM: cfg.HWM, MaxMessageSize: cfg.MaxMessageSize, Stats: st,
+				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, Stats: st,
 				Logger: p.log.With("socket", SubscriberName),
 			},
 			log:    p.log,

@@ -44,13 +44,13 @@ type peer struct {
 
 func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 	return &peer{
-		id:   id,
-		conn: conn,
-		sock: s,
+		id:       id,
+		conn:     conn,
+		sock:     s,
 		hwm:      s.opts.HWM,
 		hwmBytes: s.opts.HWMBytes,
-		wake: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 }
 

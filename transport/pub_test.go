@@ -3,11 +3,15 @@ package transport
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // naiveMatch is the matcher the trie replaces: a subscriber gets a topic
@@ -182,7 +186,7 @@ func wantFilters(subs ...[]string) []string {
 
 // waitFilters waits until the Pub's subscribers have exactly these
 // filters: then every subscription sent before has been applied.
-func waitFilters(t *testing.T, p *Pub, subs ...[]string) {
+func waitFilters(t testing.TB, p *Pub, subs ...[]string) {
 	t.Helper()
 	want := wantFilters(subs...)
 	eventually(t, wait, func() bool { return slices.Equal(pubFilters(p), want) },
@@ -399,5 +403,88 @@ func TestFilterTopicBytesLimit(t *testing.T) {
 	}
 	if want := 3*len(big) + 1; f.bytes != want {
 		t.Fatalf("bytes: got %d, want %d", f.bytes, want)
+	}
+}
+
+// subscribeMany makes a raw SUB that subscribes to n prefixes
+// "idle.00000".. that nothing published matches, and waits until the
+// publisher holds them all.
+func subscribeMany(t testing.TB, p *Pub, n int) {
+	t.Helper()
+	idle := dialRaw(t, p.Addr(), zmq4.Sub, "idle", 0)
+	var buf []byte
+	for i := range n {
+		buf = appendMsg(buf, [][]byte{[]byte(fmt.Sprintf("\x01idle.%05d", i))}, nil)
+	}
+	idle.write(buf)
+	testutil.CheckFor(t, wait, func() error {
+		got := 0
+		p.trie.Load().walk(nil, func([]byte, *peer) { got++ })
+		if got < n {
+			return fmt.Errorf("the publisher holds %d prefixes, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// One subscriber's 10,000 prefixes cost another subscriber's publish
+// nothing: matching visits the topic's own nodes only (one here), and
+// every message reaches the subscriber that wants it and no other.
+func TestPublishIgnoresOtherSubscribersPrefixes(t *testing.T) {
+	p := startPub(t, Options{})
+	var got collector
+	startSub(t, Options{OnBatch: got.onBatch}, []string{"notify."}, p.Addr())
+	waitFilters(t, p, []string{"notify."})
+	topic := []byte("notify.info")
+	before := p.trie.Load().match(topic, func(*peer) {})
+	subscribeMany(t, p, 10000)
+	after := p.trie.Load().match(topic, func(*peer) {})
+	if after != before {
+		t.Errorf("nodes visited to match %q: got %d beside 10,000 other prefixes, want %d as without them", topic, after, before)
+	}
+	const msgs = 100
+	for i := range msgs {
+		if n := p.Publish(fanout(string(topic), fmt.Sprint(i)), nil); n != 1 {
+			t.Fatalf("Publish %d: got %d subscribers, want 1", i, n)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if n := got.count(); n != msgs {
+			return fmt.Errorf("the notify. subscriber got %d messages, want %d", n, msgs)
+		}
+		return nil
+	})
+	if n := p.Publish(fanout("idle.00042", "x"), nil); n != 1 {
+		t.Fatalf("Publish(idle.00042): got %d subscribers, want the idle one", n)
+	}
+}
+
+// BenchmarkPublishBesideIdlePrefixes is a pair: the cost of a publish to
+// one subscriber, without and with another subscriber that holds 10,000
+// prefixes the topic does not match. The two should be within noise.
+func BenchmarkPublishBesideIdlePrefixes(b *testing.B) {
+	for _, idle := range []int{0, 10000} {
+		b.Run(fmt.Sprintf("idle-prefixes=%d", idle), func(b *testing.B) {
+			p := startPub(b, Options{})
+			dst := dialRaw(b, p.Addr(), zmq4.Sub, "reader", 0)
+			dst.send("\x01notify.")
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				io.Copy(io.Discard, dst.conn)
+			}()
+			b.Cleanup(func() { dst.conn.Close(); <-drained })
+			waitFilters(b, p, []string{"notify."})
+			if idle > 0 {
+				subscribeMany(b, p, idle)
+			}
+			msg := frames("notify.info", "1.0", "3", "8e5b0c3a-1f7d-4c8a-b2e9-0f6a3d9c0000", string(make([]byte, 200)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for p.Publish(msg, nil) == 0 {
+					runtime.Gosched()
+				}
+			}
+		})
 	}
 }

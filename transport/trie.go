@@ -13,8 +13,8 @@ import "bytes"
 // the old tree intact (copy-on-write), so a reader never sees a tree being
 // changed. Changes are serialised by the owner (Pub.mu).
 type trie struct {
-	label []byte      // the edge from the parent; nil at the root
-	subs  []*peer     // subscribers to exactly this prefix
+	label []byte  // the edge from the parent; nil at the root
+	subs  []*peer // subscribers to exactly this prefix
 	kids  []*trie // sorted by label[0], labels non-empty
 }
 
@@ -37,25 +37,28 @@ func (n *trie) kid(c byte) int {
 
 // match calls fn for the subscribers of every prefix of topic ("" first,
 // then the longer ones). A subscriber that holds several matching prefixes
-// is visited once per prefix; the caller removes the repeats.
-func (n *trie) match(topic []byte, fn func(*peer)) {
+// is visited once per prefix; the caller removes the repeats. It returns
+// the nodes it visited: at most len(topic)+1, whatever else the tree holds.
+func (n *trie) match(topic []byte, fn func(*peer)) (visited int) {
 	for n != nil {
+		visited++
 		for _, p := range n.subs {
 			fn(p)
 		}
 		if len(topic) == 0 {
-			return
+			return visited
 		}
 		i := n.kid(topic[0])
 		if i < 0 {
-			return
+			return visited
 		}
 		k := n.kids[i]
 		if !bytes.HasPrefix(topic, k.label) {
-			return
+			return visited
 		}
 		topic, n = topic[len(k.label):], k
 	}
+	return visited
 }
 
 // with returns a tree that is n with p subscribed to key (the bytes below

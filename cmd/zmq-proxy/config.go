@@ -16,6 +16,7 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 // The configuration of a zmq-proxy process comes from four places; a later
@@ -80,6 +81,8 @@ type config struct {
 	URL            string      // as given
 	Registry       registryURL // URL parsed
 	HWM            int
+	HWMBytes       int64
+	MaxConnections int
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
 
@@ -242,6 +245,19 @@ var options = []option{
 		name: "hwm", section: sectionProxy, long: "hwm", arg: "N", def: strconv.Itoa(actors.DefaultHWM),
 		help: "per-peer outbound high-water mark, in messages",
 		set:  func(c *config, v string) (err error) { c.HWM, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "hwm_bytes", section: sectionProxy, long: "hwm-bytes", arg: "BYTES",
+		def:  strconv.Itoa(actors.DefaultHWMBytes),
+		help: "per-peer outbound high-water mark, in bytes of queued messages",
+		set:  func(c *config, v string) (err error) { c.HWMBytes, err = parseSize(v, 256); return err },
+	},
+	{
+		name: "max_connections", section: sectionProxy, long: "max-connections", arg: "N",
+		defFunc: func() (string, error) { return strconv.Itoa(transport.DefaultMaxConnections()), nil },
+		defHelp: "the open-file limit less 64",
+		help:    "connections accepted at once, all sockets together; more are refused and counted",
+		set:     func(c *config, v string) (err error) { c.MaxConnections, err = parseInt(v, 1); return err },
 	},
 	{
 		name: "max_message_size", section: sectionProxy, long: "max-message-size", arg: "BYTES",
@@ -563,6 +579,8 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		PublisherPort:  c.PublisherPort,
 		AckPubSub:      c.AckPubSub,
 		HWM:            c.HWM,
+		HWMBytes:       c.HWMBytes,
+		MaxConnections: c.MaxConnections,
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
 		MetricsAddr:    c.MetricsAddr,
