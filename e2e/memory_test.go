@@ -193,4 +193,3 @@ func TestDeclaredFrameSizeMemoryBounded(t *testing.T) {
 	rss.check(fmt.Sprintf("%d rounds of %d connections declaring 16 MiB frames", rounds, conns))
 	p.alive(t)
 }
-
