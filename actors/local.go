@@ -21,7 +21,7 @@ const SubscriberName = "subscriber"
 type subscriberSpec struct {
 	opts  transport.Options
 	log   *slog.Logger
-	pub   *actor.PID // the local PUB's actor
+	pub   *inbox // the local PUB's actor
 	debug bool
 
 	// static lists the publishers given by subscribe_on; when empty, the
@@ -83,7 +83,7 @@ func (a *subscriberActor) start(ctx actor.Context) {
 				}
 			}
 		}
-		root.Send(pub, &deliver{kind: deliverRepublish, batch: b})
+		pub.post(root, &deliver{kind: deliverRepublish, batch: b})
 	}
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewSub(opts)

@@ -51,8 +51,11 @@ type Proxy struct {
 	sup    *actor.PID
 	addrs  Addrs
 	stats  map[string]*transport.Stats
-	http   *http.Server
-	httpWG sync.WaitGroup
+	// inboxes are the socket actors' ways in, by name: the strategy marks
+	// one down when its actor fails.
+	inboxes map[string]*inbox
+	http    *http.Server
+	httpWG  sync.WaitGroup
 
 	etcd    *etcdserver.Server // the embedded etcd, if this process started it
 	etcdCli *clientv3.Client
@@ -76,6 +79,7 @@ func New(cfg Config) (*Proxy, error) {
 		log:     cfg.Logger,
 		errc:    make(chan error, 1),
 		stats:   make(map[string]*transport.Stats),
+		inboxes: make(map[string]*inbox),
 		started: time.Now(),
 	}
 	if err := p.openRegistry(); err != nil {
@@ -99,6 +103,11 @@ func New(cfg Config) (*Proxy, error) {
 		minDelay: restartMinBackoff, maxDelay: restartMaxBackoff,
 		maxRestarts: restartMax, window: restartWindow,
 		log: p.log,
+		failed: func(child *actor.PID) {
+			if in := p.inboxes[strings.TrimPrefix(child.Id, SupervisorName+"/")]; in != nil {
+				in.setDown()
+			}
+		},
 		giveUp: func(child *actor.PID, reason any) {
 			p.failed.Store(true)
 			select {
@@ -181,9 +190,20 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	}
 	endpoint := func(port int) string { return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)) }
 	conns := transport.NewConnLimit(cfg.MaxConnections)
+	stats := func(name string) *transport.Stats {
+		if p.stats[name] == nil {
+			p.stats[name] = new(transport.Stats)
+		}
+		return p.stats[name]
+	}
+	box := func(name string) *inbox {
+		if p.inboxes[name] == nil {
+			p.inboxes[name] = newInbox(pid(name), stats(name))
+		}
+		return p.inboxes[name]
+	}
 	spec := func(name string, port int, identity []byte) *socketSpec {
-		st := new(transport.Stats)
-		p.stats[name] = st
+		st := stats(name)
 		return &socketSpec{
 			name:     name,
 			endpoint: endpoint(port),
@@ -198,7 +218,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 			},
 			log:   p.log,
 			debug: cfg.Debug,
-			pub:   pid(PublisherName),
+			in:    box(name),
+			pub:   box(PublisherName),
 			bound: report,
 		}
 	}
@@ -212,7 +233,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				Logger: p.log.With("socket", SubscriberName),
 			},
 			log:    p.log,
-			pub:    pid(PublisherName),
+			pub:    box(PublisherName),
 			debug:  cfg.Debug,
 			static: cfg.SubscribeOn,
 			cli:    p.etcdCli,
@@ -225,11 +246,11 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	pub := spec(PublisherName, cfg.PublisherPort, nil)
 	children := []childSpec{{PublisherName, publisherProps(pub)}}
 	if cfg.Kind == KindSingleRouter {
-		fe.direct = pid(FrontendName)
+		fe.direct = box(FrontendName)
 	} else {
 		be := spec(BackendName, cfg.BackendPort, nil)
-		fe.direct = pid(BackendName)
-		be.direct = pid(FrontendName)
+		fe.direct = box(BackendName)
+		be.direct = box(FrontendName)
 		children = append(children, childSpec{BackendName, routerProps(be)})
 	}
 	return append(children, childSpec{FrontendName, routerProps(fe)})

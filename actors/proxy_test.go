@@ -419,3 +419,109 @@ func TestLogLimit(t *testing.T) {
 		}
 	}
 }
+
+// arrivals records when a server received messages of one type (a
+// direct message arrives as ["", version, reply_id, type, message_id, ...]).
+type arrivals struct {
+	mu    sync.Mutex
+	typ   string
+	times []time.Time
+}
+
+func (a *arrivals) onBatch(b *transport.Batch) {
+	now := time.Now()
+	a.mu.Lock()
+	for _, m := range b.Msgs {
+		if len(m) > 3 && string(m[3]) == a.typ {
+			a.times = append(a.times, now)
+		}
+	}
+	a.mu.Unlock()
+	b.Release()
+}
+
+// largestGap is the longest time between two arrivals, and their count.
+func (a *arrivals) largestGap() (time.Duration, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var gap time.Duration
+	for i := 1; i < len(a.times); i++ {
+		gap = max(gap, a.times[i].Sub(a.times[i-1]))
+	}
+	return gap, len(a.times)
+}
+
+// A failing publisher actor does not stall the healthy ones: while it
+// fails six times and waits out its restart backoffs (6.3 s in all), casts
+// from a client that also sends fanouts on the same connection flow on,
+// and what is delivered to the publisher meanwhile is dropped and counted
+// (reason restarting) instead of holding the client's reader.
+func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
+	const failures = 6
+	p := startProxy(t, Config{Kind: KindDoubleRouter})
+	a := p.Addrs()
+	casts := &arrivals{typ: "2"}
+	client := dealer(t, "client-1", a.Frontend, nil)
+	server := transport.NewDealer(transport.Options{Identity: []byte("server-1"), OnBatch: casts.onBatch})
+	if err := server.Connect(a.Backend); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	testutil.CheckFor(t, wait, func() error {
+		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+			return fmt.Errorf("backend peers: got %d, want 1", n)
+		}
+		return nil
+	})
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			// A cast and a fanout: the reader hands them on in one batch
+			// to both the backend and the publisher.
+			client.Send(envelope("2", "server-1", fmt.Sprintf("c%d", i), "x"), nil)
+			client.Send(envelope("3", "topic", fmt.Sprintf("f%d", i), "x"), nil)
+		}
+	}()
+	in := p.inboxes[PublisherName]
+	pubPID := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
+	for i := range failures {
+		p.system.Root.Send(pubPID, &socketFailed{fmt.Errorf("injected failure %d", i+1)})
+		testutil.CheckFor(t, wait, func() error {
+			if !in.down.Load() {
+				return fmt.Errorf("failure %d: the publisher is not down yet", i+1)
+			}
+			return nil
+		})
+		testutil.CheckFor(t, wait, func() error {
+			if in.down.Load() {
+				return fmt.Errorf("failure %d: the publisher has not restarted", i+1)
+			}
+			return nil
+		})
+	}
+	close(stop)
+	wg.Wait()
+
+	gap, n := casts.largestGap()
+	t.Logf("%d casts delivered across %d publisher failures; largest gap %v", n, failures, gap)
+	if n < 1000 { // one a millisecond for 6.3 s, on a slow machine
+		t.Fatalf("casts delivered: got %d, want at least 1000", n)
+	}
+	if gap >= 100*time.Millisecond {
+		t.Errorf("largest gap between casts: got %v, want < 100ms", gap)
+	}
+	if got := p.Stats(PublisherName).DroppedRestarting.Load(); got == 0 {
+		t.Errorf("publisher dropped{reason=restarting}: got 0, want the fanouts sent while it was down")
+	}
+}

@@ -29,9 +29,10 @@ type socketSpec struct {
 	log      *slog.Logger
 	debug    bool
 
-	direct *actor.PID // where direct types read on this socket go
-	pub    *actor.PID // where fanout types go
-	ack    bool       // ACK fanout types to their senders (frontend only)
+	in     *inbox // this actor's own way in
+	direct *inbox // where direct types read on this socket go
+	pub    *inbox // where fanout types go
+	ack    bool   // ACK fanout types to their senders (frontend only)
 
 	// bound is told the result of every bind (the proxy waits for the
 	// first of each socket; later ones are restarts).
@@ -84,12 +85,16 @@ func routerProps(spec *socketSpec) *actor.Props {
 func (a *routerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		a.spec.in.setUp()
 		a.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		a.spec.in.setDown()
 		a.stop()
 	case *actor.Stopped:
 	case *deliver:
-		a.handle(msg)
+		if a.spec.in.take(msg) {
+			a.handle(msg)
+		}
 	case *socketFailed:
 		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:
@@ -100,7 +105,7 @@ func (a *routerActor) Receive(ctx actor.Context) {
 func (a *routerActor) start(ctx actor.Context) {
 	opts := a.spec.opts
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	opts.OnBatch = func(b *transport.Batch) { a.route(root, self, b) }
+	opts.OnBatch = func(b *transport.Batch) { a.route(root, b) }
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
@@ -138,7 +143,7 @@ func (a *routerActor) stop() {
 // route runs on the socket's reader goroutines: it validates each envelope
 // of a burst, counts and drops the bad ones, and passes the burst on, once
 // to each actor that has work in it.
-func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transport.Batch) {
+func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
 	var direct, fanout bool
 	for _, m := range b.Msgs {
 		env, err := transport.ParseEnvelope(b.Peer, m)
@@ -166,13 +171,13 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 		b.Retain()
 	}
 	if direct {
-		root.Send(a.spec.direct, &deliver{kind: deliverDirect, batch: b})
+		a.spec.direct.post(root, &deliver{kind: deliverDirect, batch: b})
 	}
 	if fanout {
-		root.Send(a.spec.pub, &deliver{kind: deliverFanout, batch: b})
+		a.spec.pub.post(root, &deliver{kind: deliverFanout, batch: b})
 	}
 	if ack {
-		root.Send(self, &deliver{kind: deliverAck, batch: b})
+		a.spec.in.post(root, &deliver{kind: deliverAck, batch: b})
 	}
 }
 
@@ -231,19 +236,23 @@ func publisherProps(spec *socketSpec) *actor.Props {
 func (a *publisherActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		a.spec.in.setUp()
 		opts := a.spec.opts
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		opts.OnError = failureTo(root, self)
 		a.sock = transport.NewPub(opts)
 		a.spec.bind(a.sock)
 	case *actor.Stopping, *actor.Restarting:
+		a.spec.in.setDown()
 		if a.sock != nil {
 			a.sock.Close()
 			a.sock = nil
 		}
 	case *actor.Stopped:
 	case *deliver:
-		a.publish(msg)
+		if a.spec.in.take(msg) {
+			a.publish(msg)
+		}
 	case *socketFailed:
 		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:

@@ -32,12 +32,18 @@ type backoffStrategy struct {
 	maxRestarts int
 	window      time.Duration
 	log         *slog.Logger
-	giveUp      func(child *actor.PID, reason any)
+	// failed, if set, is told of every failure at once, before the
+	// backoff: the child's mailbox is suspended from now on.
+	failed func(child *actor.PID)
+	giveUp func(child *actor.PID, reason any)
 }
 
 var _ actor.SupervisorStrategy = (*backoffStrategy)(nil)
 
 func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	if s.failed != nil {
+		s.failed(child)
+	}
 	if rs.NumberOfFailures(s.window) == 0 {
 		rs.Reset()
 	}
