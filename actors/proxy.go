@@ -49,8 +49,10 @@ type Proxy struct {
 	log    *slog.Logger
 	system *actor.ActorSystem
 	sup    *actor.PID
-	addrs  Addrs
-	stats  map[string]*transport.Stats
+	// registrar is the registrar actor, once spawned; Close stops it first.
+	registrar *actor.PID
+	addrs     Addrs
+	stats     map[string]*transport.Stats
 	// inboxes are the socket actors' ways in, by name: the strategy marks
 	// one down when its actor fails.
 	inboxes map[string]*inbox
@@ -155,7 +157,14 @@ func New(cfg Config) (*Proxy, error) {
 		}
 	}
 	if p.etcdCli != nil {
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}})
+		// Spawned before New returns, so that Close always finds it.
+		done := make(chan error, 1)
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}, done})
+		if err := <-done; err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
 	}
 	attrs := []any{"kind", cfg.Kind.String()}
 	if p.addrs.Frontend != "" {
@@ -317,21 +326,27 @@ func (p *Proxy) Stats(name string) *transport.Stats { return p.stats[name] }
 func (p *Proxy) Err() <-chan error { return p.errc }
 
 // Close shuts the proxy down and is safe to call more than once:
-//  1. stop the metrics HTTP server;
-//  2. stop the supervisor, which stops each socket actor, which closes its
+//  1. stop the registrar and wait for it: its lease is revoked, so the
+//     record is deleted and etcd has answered (or, if etcd does not
+//     answer within a second, the record expires with its TTL) before any
+//     socket closes;
+//  2. stop the metrics HTTP server;
+//  3. stop the supervisor, which stops each socket actor, which closes its
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
-//  3. shut the actor system down;
-//  4. close the etcd client, then the embedded etcd if this process
+//  4. shut the actor system down;
+//  5. close the etcd client, then the embedded etcd if this process
 //     started one.
-//
-// The registrar is the supervisor's last child, so it stops first: the
-// lease is revoked (the record is gone) before the sockets close.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
+		if p.registrar != nil {
+			if err := p.system.Root.StopFuture(p.registrar).Wait(); err != nil {
+				p.closeErr = fmt.Errorf("stop registrar: %w", err)
+			}
+		}
 		if p.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			p.closeErr = p.http.Shutdown(ctx)
+			p.closeErr = errors.Join(p.closeErr, p.http.Shutdown(ctx))
 			cancel()
 			p.httpWG.Wait()
 		}

@@ -98,9 +98,11 @@ func (a *supervisorActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *spawnChild:
-		if _, err := ctx.SpawnNamed(msg.child.props, msg.child.name); err != nil {
-			a.log.Error("spawn failed", "actor", msg.child.name, "err", err)
+		_, err := ctx.SpawnNamed(msg.child.props, msg.child.name)
+		if err != nil {
+			err = fmt.Errorf("spawn %s: %w", msg.child.name, err)
 		}
+		msg.done <- err
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 	default:
 		a.log.Warn("unexpected message", "actor", SupervisorName, "type", fmt.Sprintf("%T", msg))
