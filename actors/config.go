@@ -81,7 +81,7 @@ type Config struct {
 	// SubscribeOn lists the publishers a local publisher proxy subscribes
 	// to ("host:port" or "tcp://host:port").
 	SubscribeOn []string
-	// MetricsAddr is where /metrics and /healthz are served; "" = off.
+	// MetricsAddr is where /metrics, /healthz and /readyz are served; "" = off.
 	MetricsAddr string
 	// Registry says where and how the proxy registers itself.
 	Registry RegistryConfig
@@ -89,6 +89,18 @@ type Config struct {
 	Debug bool
 	// Logger receives the proxy's logs; nil = slog.Default().
 	Logger *slog.Logger
+
+	// restart is the socket actors' restart policy; zero = the defaults
+	// (tests shorten it).
+	restart restartPolicy
+}
+
+// restartPolicy bounds a socket actor's restarts: a backoff from minDelay
+// doubling to maxDelay, at most maxRestarts within window.
+type restartPolicy struct {
+	minDelay, maxDelay time.Duration
+	maxRestarts        int
+	window             time.Duration
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -130,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.restart == (restartPolicy{}) {
+		c.restart = restartPolicy{minDelay: restartMinBackoff, maxDelay: restartMaxBackoff, maxRestarts: restartMax, window: restartWindow}
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type subscriberSpec struct {
 	opts  transport.Options
 	log   *slog.Logger
 	pub   *inbox // the local PUB's actor
+	in    *inbox // this actor's: it receives no batches, but is marked down while it restarts
 	debug bool
 
 	// static lists the publishers given by subscribe_on; when empty, the
@@ -58,7 +59,9 @@ func (a *subscriberActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+		a.spec.in.setUp()
 	case *actor.Stopping, *actor.Restarting:
+		a.spec.in.setDown()
 		a.stop()
 	case *actor.Stopped:
 	case *setPublishers:

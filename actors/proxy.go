@@ -20,6 +20,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -102,8 +103,8 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	children := p.children(report)
 	strategy := &backoffStrategy{
-		minDelay: restartMinBackoff, maxDelay: restartMaxBackoff,
-		maxRestarts: restartMax, window: restartWindow,
+		minDelay: cfg.restart.minDelay, maxDelay: cfg.restart.maxDelay,
+		maxRestarts: cfg.restart.maxRestarts, window: cfg.restart.window,
 		log: p.log,
 		failed: func(child *actor.PID) {
 			if in := p.inboxes[strings.TrimPrefix(child.Id, SupervisorName+"/")]; in != nil {
@@ -113,7 +114,7 @@ func New(cfg Config) (*Proxy, error) {
 		giveUp: func(child *actor.PID, reason any) {
 			p.failed.Store(true)
 			select {
-			case p.errc <- fmt.Errorf("%s gave up after %d restarts: %v", child.Id, restartMax, reason):
+			case p.errc <- fmt.Errorf("%s gave up after %d restarts: %v", child.Id, cfg.restart.maxRestarts, reason):
 			default:
 			}
 		},
@@ -234,8 +235,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	}
 	if cfg.Kind == KindLocalPublisher {
 		pub := spec(PublisherName, cfg.PublisherPort, nil)
-		st := new(transport.Stats)
-		p.stats[SubscriberName] = st
+		st := stats(SubscriberName)
 		sub := &subscriberSpec{
 			opts: transport.Options{
 				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, Stats: st,
@@ -243,6 +243,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 			},
 			log:    p.log,
 			pub:    box(PublisherName),
+			in:     box(SubscriberName),
 			debug:  cfg.Debug,
 			static: cfg.SubscribeOn,
 			cli:    p.etcdCli,
@@ -287,9 +288,17 @@ func (p *Proxy) serveHTTP(addr string) error {
 	reg.MustRegister(metrics.NewCollector(sockets...))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if p.failed.Load() {
 			http.Error(w, "a socket actor failed for good", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := p.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -312,6 +321,28 @@ func (p *Proxy) serveHTTP(addr string) error {
 			p.log.Error("metrics server failed", "err", err)
 		}
 	}()
+	return nil
+}
+
+// ready says why the proxy is not ready to serve, or nil: every socket
+// actor running with its socket bound (none failed or waiting out a
+// restart backoff), the record registered when a registry is used, and,
+// for a local proxy, at least one central publisher connected.
+func (p *Proxy) ready() error {
+	if p.failed.Load() {
+		return errors.New("a socket actor failed for good")
+	}
+	for _, name := range []string{FrontendName, BackendName, PublisherName, SubscriberName} {
+		if in := p.inboxes[name]; in != nil && in.down.Load() {
+			return fmt.Errorf("the %s socket is restarting", name)
+		}
+	}
+	if p.etcdCli != nil && !p.Registered() {
+		return errors.New("not registered in etcd")
+	}
+	if p.cfg.Kind == KindLocalPublisher && p.stats[SubscriberName].Peers.Load() == 0 {
+		return errors.New("no central publisher connected")
+	}
 	return nil
 }
 

@@ -157,3 +157,16 @@ func TestCloseDeregistersBeforeSocketsClose(t *testing.T) {
 			s.records, s.revision, deleted)
 	}
 }
+
+// With a registry the proxy is ready only while its record is registered.
+func TestReadyzFollowsRegistration(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, MetricsAddr: "127.0.0.1:0",
+		Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
+	checkStatus(t, p, "/readyz", 200, "ok")
+	etcd.Stop()
+	checkStatus(t, p, "/readyz", 503, "not registered")
+	checkStatus(t, p, "/healthz", 200, "ok")
+	etcd.Start()
+	checkStatus(t, p, "/readyz", 200, "ok")
+}

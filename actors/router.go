@@ -85,8 +85,8 @@ func routerProps(spec *socketSpec) *actor.Props {
 func (a *routerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.spec.in.setUp()
 		a.start(ctx)
+		a.spec.in.setUp() // bound: start panics if it cannot bind
 	case *actor.Stopping, *actor.Restarting:
 		a.spec.in.setDown()
 		a.stop()
@@ -236,12 +236,12 @@ func publisherProps(spec *socketSpec) *actor.Props {
 func (a *publisherActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.spec.in.setUp()
 		opts := a.spec.opts
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		opts.OnError = failureTo(root, self)
 		a.sock = transport.NewPub(opts)
 		a.spec.bind(a.sock)
+		a.spec.in.setUp()
 	case *actor.Stopping, *actor.Restarting:
 		a.spec.in.setDown()
 		if a.sock != nil {

@@ -267,7 +267,7 @@ var options = []option{
 	},
 	{
 		name: "metrics_addr", section: sectionProxy, long: "metrics-addr", arg: "HOST:PORT",
-		help: "serve /metrics and /healthz on HOST:PORT; empty: off",
+		help: "serve /metrics, /healthz and /readyz on HOST:PORT; empty: off",
 		set:  func(c *config, v string) (err error) { c.MetricsAddr, err = parseListenAddr(v); return err },
 	},
 	{
