@@ -31,6 +31,9 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
+// metricsName names the HTTP server's address in setAddr.
+const metricsName = "metrics"
+
 // bindTimeout bounds how long New waits for the socket actors to bind.
 const bindTimeout = 10 * time.Second
 
@@ -52,7 +55,8 @@ type Proxy struct {
 	sup    *actor.PID
 	// registrar is the registrar actor, once spawned; Close stops it first.
 	registrar *actor.PID
-	addrs     Addrs
+	addrMu    sync.Mutex
+	addrs     Addrs // guarded by addrMu: a restart rebinds
 	stats     map[string]*transport.Stats
 	// inboxes are the socket actors' ways in, by name: the strategy marks
 	// one down when its actor fails.
@@ -98,6 +102,7 @@ func New(cfg Config) (*Proxy, error) {
 		if _, again := seen.LoadOrStore(r.name, true); !again {
 			binds <- r
 		} else if r.err == nil {
+			p.setAddr(r.name, r.addr)
 			p.log.Info("socket rebound", "socket", r.name, "addr", r.addr)
 		}
 	}
@@ -138,14 +143,7 @@ func New(cfg Config) (*Proxy, error) {
 				p.Close()
 				return nil, r.err
 			}
-			switch r.name {
-			case FrontendName:
-				p.addrs.Frontend = r.addr
-			case BackendName:
-				p.addrs.Backend = r.addr
-			case PublisherName:
-				p.addrs.Publisher = r.addr
-			}
+			p.setAddr(r.name, r.addr)
 		case <-timeout:
 			p.Close()
 			return nil, fmt.Errorf("sockets not bound within %s", bindTimeout)
@@ -168,13 +166,14 @@ func New(cfg Config) (*Proxy, error) {
 		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
 	}
 	attrs := []any{"kind", cfg.Kind.String()}
-	if p.addrs.Frontend != "" {
-		attrs = append(attrs, "frontend", p.addrs.Frontend)
+	addrs := p.Addrs()
+	if addrs.Frontend != "" {
+		attrs = append(attrs, "frontend", addrs.Frontend)
 	}
-	if p.addrs.Backend != "" {
-		attrs = append(attrs, "backend", p.addrs.Backend)
+	if addrs.Backend != "" {
+		attrs = append(attrs, "backend", addrs.Backend)
 	}
-	attrs = append(attrs, "publisher", p.addrs.Publisher)
+	attrs = append(attrs, "publisher", addrs.Publisher)
 	if cfg.Kind == KindLocalPublisher {
 		if len(cfg.SubscribeOn) > 0 {
 			attrs = append(attrs, "subscribe_on", strings.Join(cfg.SubscribeOn, ","))
@@ -182,8 +181,8 @@ func New(cfg Config) (*Proxy, error) {
 			attrs = append(attrs, "subscribe_on", "registry")
 		}
 	}
-	if p.addrs.Metrics != "" {
-		attrs = append(attrs, "metrics", p.addrs.Metrics)
+	if addrs.Metrics != "" {
+		attrs = append(attrs, "metrics", addrs.Metrics)
 	}
 	p.log.Info("proxy started", attrs...)
 	return p, nil
@@ -312,7 +311,7 @@ func (p *Proxy) serveHTTP(addr string) error {
 	if err != nil {
 		return fmt.Errorf("metrics address %s: %w", addr, err)
 	}
-	p.addrs.Metrics = ln.Addr().String()
+	p.setAddr(metricsName, ln.Addr().String())
 	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	p.httpWG.Add(1)
 	go func() {
@@ -346,8 +345,28 @@ func (p *Proxy) ready() error {
 	return nil
 }
 
-// Addrs returns the bound addresses.
-func (p *Proxy) Addrs() Addrs { return p.addrs }
+// Addrs returns the addresses bound now (a restarted socket rebinds its
+// first address).
+func (p *Proxy) Addrs() Addrs {
+	p.addrMu.Lock()
+	defer p.addrMu.Unlock()
+	return p.addrs
+}
+
+func (p *Proxy) setAddr(name, addr string) {
+	p.addrMu.Lock()
+	defer p.addrMu.Unlock()
+	switch name {
+	case FrontendName:
+		p.addrs.Frontend = addr
+	case BackendName:
+		p.addrs.Backend = addr
+	case PublisherName:
+		p.addrs.Publisher = addr
+	case metricsName:
+		p.addrs.Metrics = addr
+	}
+}
 
 // Stats returns a socket's counters by name (FrontendName, ...), or nil.
 func (p *Proxy) Stats(name string) *transport.Stats { return p.stats[name] }
@@ -456,6 +475,7 @@ func (p *Proxy) openRegistry() error {
 // registrarSpec builds this proxy's record from the bound addresses.
 func (p *Proxy) registrarSpec() *registrarSpec {
 	rc := p.cfg.Registry
+	addrs := p.Addrs()
 	name := rc.Name
 	if name == "" {
 		name, _ = os.Hostname()
@@ -464,9 +484,9 @@ func (p *Proxy) registrarSpec() *registrarSpec {
 		ID:         proxyIdentity(name),
 		Kind:       p.cfg.Kind.String(),
 		Host:       name,
-		Frontend:   advertise(p.addrs.Frontend, name),
-		Backend:    advertise(p.addrs.Backend, name),
-		Publisher:  advertise(p.addrs.Publisher, name),
+		Frontend:   advertise(addrs.Frontend, name),
+		Backend:    advertise(addrs.Backend, name),
+		Publisher:  advertise(addrs.Publisher, name),
 		Started:    p.started.UTC(),
 		Generation: p.started.UnixNano(),
 	}

@@ -94,7 +94,12 @@ func dealer(t *testing.T, id string, endpoint string, c *collector) *transport.D
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	testutil.Eventually(t, wait, func() bool { return d.Connected() == 1 }, "%s not connected to %s", id, endpoint)
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 {
+			return nil
+		}
+		return fmt.Errorf("%s not connected to %s", id, endpoint)
+	})
 	return d
 }
 
@@ -129,34 +134,61 @@ func TestCallReplyAndFanoutThroughActors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 {
+			return nil
+		}
+		return errors.New("server not attached")
+	})
 
 	client.Send(envelope("1", "server-1", "m1", "hello", "world"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("m1")) == 1 }, "call not delivered")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("m1")) == 1 {
+			return nil
+		}
+		return errors.New("call not delivered")
+	})
 	got := atServer.msgs[0]
 	want := []string{"", "1.0", "client-1", "1", "m1", "hello", "world"}
 	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("server got %q, want %q", got, want)
 	}
 	server.Send(envelope("5", "client-1", "m1", "answer"), nil)
-	testutil.Eventually(t, wait, func() bool { return atClient.count(hasID("m1")) == 1 }, "reply not delivered")
+	testutil.CheckFor(t, wait, func() error {
+		if atClient.count(hasID("m1")) == 1 {
+			return nil
+		}
+		return errors.New("reply not delivered")
+	})
 	want = []string{"", "1.0", "server-1", "5", "m1", "answer"}
 	if got := atClient.msgs[0]; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("client got %q, want %q", got, want)
 	}
 
 	// Fanout: probe until the subscription has arrived, then check the ACK.
-	testutil.Eventually(t, wait, func() bool {
-		client.Send(envelope("3", "topic.a", "f", "x"), nil)
-		time.Sleep(5 * time.Millisecond)
-		return atSub.count(hasID("f")) > 0
-	}, "fanout not delivered")
+	probes := 0
+	testutil.CheckFor(t, wait, func() error {
+		if atSub.count(hasID("f")) > 0 {
+			return nil
+		}
+		client.Send(envelope("3", "topic.a", "f", "x"), nil) // again: the subscription may not have arrived
+		probes++
+		return errors.New("fanout f not delivered to the subscriber")
+	})
 	sub.Close()
 	m := atSub.msgs[0]
 	if want := []string{"topic.a", "1.0", "3", "f", "x"}; fmt.Sprintf("%q", m) != fmt.Sprintf("%q", want) {
 		t.Fatalf("subscriber got %q, want %q", m, want)
 	}
-	testutil.Eventually(t, wait, func() bool { return atClient.count(hasID("6")) > 0 }, "no ACK")
+	// The ACK names the fanout's message id, from the frontend's identity:
+	// ["", version, proxy_identity, "6", message_id].
+	isAck := func(m transport.Msg) bool { return len(m) == 5 && string(m[3]) == "6" && string(m[4]) == "f" }
+	testutil.CheckFor(t, wait, func() error {
+		if n := atClient.count(isAck); n != probes {
+			return fmt.Errorf("ACKs of message f at the client: got %d, want one per fanout sent, %d", n, probes)
+		}
+		return nil
+	})
 }
 
 // A socket actor that fails is restarted on the same address, and traffic
@@ -173,7 +205,12 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 }, "peers not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 {
+			return nil
+		}
+		return errors.New("peers not attached")
+	})
 
 	// Keep casts flowing while the publisher fails and restarts.
 	stop := make(chan struct{})
@@ -182,16 +219,17 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			default:
+			case <-tick.C:
 			}
 			if client.Send(envelope("2", "server-1", fmt.Sprintf("c%d", sent), "x"), nil) {
 				sent++
 			}
-			time.Sleep(time.Millisecond)
 		}
 	}()
 	pubPID := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
@@ -199,19 +237,24 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 
 	// The subscriber is dropped, reconnects to the same address, and gets
 	// fanout again.
-	testutil.Eventually(t, wait, func() bool {
-		client.Send(envelope("3", "t", "after-restart", "x"), nil)
-		time.Sleep(5 * time.Millisecond)
-		return atSub.count(hasID("after-restart")) > 0
-	}, "fanout did not resume after the publisher restarted")
+	testutil.CheckFor(t, wait, func() error {
+		if atSub.count(hasID("after-restart")) > 0 {
+			return nil
+		}
+		client.Send(envelope("3", "t", "after-restart", "x"), nil) // again until the subscriber is back
+		return errors.New("fanout has not resumed after the publisher restarted")
+	})
 	close(stop)
 	wg.Wait()
-	if got := p.Addrs().Publisher; got != a.Publisher {
+	if got := p.Addrs().Publisher; got != a.Publisher { // Addrs follows a rebind
 		t.Fatalf("publisher address after restart: got %s, want %s", got, a.Publisher)
 	}
-	testutil.Eventually(t, wait, func() bool {
-		return atServer.count(func(m transport.Msg) bool { return len(m) > 4 && m[3][0] == '2' }) == sent
-	}, "casts lost while the publisher restarted: sent %d", sent)
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(func(m transport.Msg) bool { return len(m) > 4 && m[3][0] == '2' }) == sent {
+			return nil
+		}
+		return fmt.Errorf("casts lost while the publisher restarted: sent %d", sent)
+	})
 }
 
 func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
@@ -229,7 +272,12 @@ func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Frontend, &atServer)
 	client.Send(envelope("2", "server-1", "m1", "x"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("m1")) == 1 }, "cast not delivered on the single router")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("m1")) == 1 {
+			return nil
+		}
+		return errors.New("cast not delivered on the single router")
+	})
 }
 
 func TestBadInputIsCountedAndDropped(t *testing.T) {
@@ -237,7 +285,12 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 	var atServer collector
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Backend, &atServer)
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 {
+			return nil
+		}
+		return errors.New("server not attached")
+	})
 	bad := [][][]byte{
 		{[]byte("x"), []byte("1.0"), []byte("2"), []byte("server-1"), []byte("b1")},                               // delimiter
 		envelope("9", "server-1", "b2"),                                                                           // type
@@ -249,7 +302,12 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		client.Send(m, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("good")) == 1 }, "good message after bad ones not delivered")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("good")) == 1 {
+			return nil
+		}
+		return errors.New("good message after bad ones not delivered")
+	})
 	fe, be := p.Stats(FrontendName), p.Stats(BackendName)
 	if got := fe.DroppedMalformed.Load(); got != 3 {
 		t.Errorf("malformed drops: got %d, want 3", got)
@@ -392,13 +450,23 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 	var atServer collector
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Backend, &atServer)
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 {
+			return nil
+		}
+		return errors.New("server not attached")
+	})
 	const n = 500
 	for i := range n {
 		client.Send([][]byte{{}, []byte("9.9"), []byte("2"), []byte("server-1"), []byte(fmt.Sprint(i))}, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("good")) == 1 }, "good message after the bad ones not delivered")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("good")) == 1 {
+			return nil
+		}
+		return errors.New("good message after the bad ones not delivered")
+	})
 	if got := p.Stats(FrontendName).DroppedUnknownVersion.Load(); got != n {
 		t.Fatalf("unknown version drops: got %d, want %d", got, n)
 	}

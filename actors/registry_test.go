@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -41,7 +42,12 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := etcd.Client(t)
 	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
-	testutil.Eventually(t, wait, func() bool { return len(records(t, cli)) == 1 }, "proxy not registered")
+	testutil.CheckFor(t, wait, func() error {
+		if len(records(t, cli)) == 1 {
+			return nil
+		}
+		return errors.New("proxy not registered")
+	})
 	rec := records(t, cli)[0]
 	a := p.Addrs()
 	if rec.Kind != "double-router" || rec.Host != "node-a" || rec.Frontend != a.Frontend || rec.Backend != a.Backend || rec.Publisher != a.Publisher {
@@ -54,15 +60,35 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	var atServer collector
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 {
+			return nil
+		}
+		return errors.New("server not attached")
+	})
 
 	etcd.Stop()
-	testutil.Eventually(t, wait, func() bool { return !p.Registered() }, "lease loss not noticed")
+	testutil.CheckFor(t, wait, func() error {
+		if !p.Registered() {
+			return nil
+		}
+		return errors.New("lease loss not noticed")
+	})
 	// Routing goes on without etcd.
 	client.Send(envelope("2", "server-1", "while-etcd-down", "x"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("while-etcd-down")) == 1 }, "routing stopped while etcd was down")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("while-etcd-down")) == 1 {
+			return nil
+		}
+		return errors.New("routing stopped while etcd was down")
+	})
 	etcd.Start()
-	testutil.Eventually(t, wait, func() bool { return p.Registered() && len(records(t, cli)) == 1 }, "proxy did not register again")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Registered() && len(records(t, cli)) == 1 {
+			return nil
+		}
+		return errors.New("proxy did not register again")
+	})
 
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

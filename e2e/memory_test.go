@@ -112,7 +112,7 @@ func TestPingFloodMemoryBounded(t *testing.T) {
 		{name: "60 KiB context", context: 60 << 10, metric: []string{"zmqproxy_protocol_errors_total", "socket", "frontend"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startProxy(t, proxyOpts{})
+			p := startProxy(t, proxyOpts{plain: true})
 			rss := &sampleRSS{t: t, p: p}
 			rss.sample()
 			ping := zmtpCommand("PING", append([]byte{0, 100}, bytes.Repeat([]byte("c"), tc.context)...))
@@ -160,7 +160,7 @@ func TestDeclaredFrameSizeMemoryBounded(t *testing.T) {
 		t.Skip("ZP_REF: the test reads our metrics")
 	}
 	const conns, rounds = 100, 3
-	p := startProxy(t, proxyOpts{})
+	p := startProxy(t, proxyOpts{plain: true})
 	rss := &sampleRSS{t: t, p: p}
 	rss.sample()
 	header := binary.BigEndian.AppendUint64([]byte{0x02}, 16<<20-64)

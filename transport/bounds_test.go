@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -80,10 +81,10 @@ func TestPingFloodOnePongQueued(t *testing.T) {
 		t.Fatal("the flooding peer is not attached")
 	}
 	testutil.CheckFor(t, wait, func() error {
-		// Every PING has been read once the PONGs sent and dropped add up.
-		dropped := r.Stats().DroppedPong.Load()
-		if dropped < pings-1000 {
-			return fmt.Errorf("DroppedPong: got %d, want most of the %d PINGs", dropped, pings)
+		// The peer's socket buffers fill with PONGs it does not read; from
+		// then on one PONG waits in its queue and the rest are dropped.
+		if dropped := r.Stats().DroppedPong.Load(); dropped == 0 {
+			return errors.New("DroppedPong: got 0, want the PONGs past the one queued")
 		}
 		if n, b, _ := p.queuedNow(); n > 1 || b > 32 {
 			return fmt.Errorf("queue: got %d commands, %d bytes; want at most one PONG", n, b)

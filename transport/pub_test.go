@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -189,8 +190,12 @@ func wantFilters(subs ...[]string) []string {
 func waitFilters(t testing.TB, p *Pub, subs ...[]string) {
 	t.Helper()
 	want := wantFilters(subs...)
-	eventually(t, wait, func() bool { return slices.Equal(pubFilters(p), want) },
-		"the publisher's filters: want %v", want)
+	testutil.CheckFor(t, wait, func() error {
+		if slices.Equal(pubFilters(p), want) {
+			return nil
+		}
+		return fmt.Errorf("the publisher's filters: want %v", want)
+	})
 }
 
 func fanout(topic, id string) [][]byte { return frames(topic, "1.0", "3", id) }
@@ -233,7 +238,12 @@ func TestPubPrefixFilters(t *testing.T) {
 		}
 	}
 	for i, s := range subs {
-		eventually(t, wait, func() bool { return got[i].has(end) }, "%s receives the end marker", s.name)
+		testutil.CheckFor(t, wait, func() error {
+			if got[i].has(end) {
+				return nil
+			}
+			return fmt.Errorf("%s receives the end marker", s.name)
+		})
 		var gotTopics []string
 		for _, m := range got[i].all() {
 			if m.msg[0] != end {
@@ -255,7 +265,12 @@ func TestPubSubscriptionCounts(t *testing.T) {
 	p := startPub(t, Options{})
 	var got collector
 	sub := startSub(t, Options{OnBatch: got.onBatch}, nil, p.Addr())
-	eventually(t, wait, func() bool { return p.Subscribers() == 1 }, "the subscriber connected")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Subscribers() == 1 {
+			return nil
+		}
+		return errors.New("the subscriber connected")
+	})
 
 	steps := []struct {
 		name          string
@@ -286,7 +301,12 @@ func TestPubSubscriptionCounts(t *testing.T) {
 			t.Errorf("%s: Publish(%q) got %d subscribers, want %d", st.name, st.publish, n, want)
 		}
 		p.Publish(fanout(st.sync, id), nil)
-		eventually(t, wait, func() bool { return got.has(st.sync) }, "%s: the sync message arrives", st.name)
+		testutil.CheckFor(t, wait, func() error {
+			if got.has(st.sync) {
+				return nil
+			}
+			return fmt.Errorf("%s: the sync message arrives", st.name)
+		})
 		if delivered := got.has(st.publish, "1.0", "3", id); delivered != st.wantDelivered {
 			t.Errorf("%s: %q delivered: got %v, want %v", st.name, st.publish, delivered, st.wantDelivered)
 		}
@@ -335,7 +355,12 @@ func TestPubSlowSubscriber(t *testing.T) {
 		rounds++
 		sent += uint64(n)
 		dropped += uint64(2 - n)
-		eventually(t, wait, func() bool { return healthyGot.count() == int(rounds) }, "the healthy subscriber gets message %d", rounds)
+		testutil.CheckFor(t, wait, func() error {
+			if healthyGot.count() == int(rounds) {
+				return nil
+			}
+			return fmt.Errorf("the healthy subscriber gets message %d", rounds)
+		})
 		if rounds*uint64(len(big)) > 512<<20 {
 			t.Fatalf("the slow subscriber took %d MiB without reaching its high-water mark", rounds*uint64(len(big))>>20)
 		}
