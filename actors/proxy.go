@@ -62,12 +62,14 @@ type Proxy struct {
 	// one down when its actor fails.
 	inboxes map[string]*inbox
 	http    *http.Server
-	httpWG  sync.WaitGroup
+	gate    gate // restart timers and the HTTP server start through it
 
 	etcd    *etcdserver.Server // the embedded etcd, if this process started it
 	etcdCli *clientv3.Client
 	started time.Time
 
+	errMu     sync.Mutex // guards sending on and closing errc
+	errClosed bool
 	errc      chan error
 	failed    atomic.Bool
 	closeOnce sync.Once
@@ -75,9 +77,10 @@ type Proxy struct {
 }
 
 // New validates cfg, binds every socket and starts the proxy. On error
-// everything already bound is released. When New returns, the proxy
-// accepts connections and has logged "proxy started" with its addresses.
-func New(cfg Config) (*Proxy, error) {
+// everything already started is released (one deferred Close). When New
+// returns, the proxy accepts connections and has logged "proxy started"
+// with its addresses.
+func New(cfg Config) (_ *Proxy, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,8 +92,12 @@ func New(cfg Config) (*Proxy, error) {
 		inboxes: make(map[string]*inbox),
 		started: time.Now(),
 	}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
 	if err := p.openRegistry(); err != nil {
-		p.Close()
 		return nil, err
 	}
 
@@ -110,7 +117,8 @@ func New(cfg Config) (*Proxy, error) {
 	strategy := &backoffStrategy{
 		minDelay: cfg.restart.minDelay, maxDelay: cfg.restart.maxDelay,
 		maxRestarts: cfg.restart.maxRestarts, window: cfg.restart.window,
-		log: p.log,
+		log:   p.log,
+		after: p.gate.afterFunc,
 		failed: func(child *actor.PID) {
 			if in := p.inboxes[strings.TrimPrefix(child.Id, SupervisorName+"/")]; in != nil {
 				in.setDown()
@@ -118,15 +126,11 @@ func New(cfg Config) (*Proxy, error) {
 		},
 		giveUp: func(child *actor.PID, reason any) {
 			p.failed.Store(true)
-			select {
-			case p.errc <- fmt.Errorf("%s gave up after %d restarts: %v", child.Id, cfg.restart.maxRestarts, reason):
-			default:
-			}
+			p.fatal(fmt.Errorf("%s gave up after %d restarts: %v", child.Id, cfg.restart.maxRestarts, reason))
 		},
 	}
 	sup, err := p.system.Root.SpawnNamed(supervisorProps(children, strategy, p.log), SupervisorName)
 	if err != nil {
-		p.system.Shutdown()
 		return nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
 	p.sup = sup
@@ -140,18 +144,15 @@ func New(cfg Config) (*Proxy, error) {
 		select {
 		case r := <-binds:
 			if r.err != nil {
-				p.Close()
 				return nil, r.err
 			}
 			p.setAddr(r.name, r.addr)
 		case <-timeout:
-			p.Close()
 			return nil, fmt.Errorf("sockets not bound within %s", bindTimeout)
 		}
 	}
 	if cfg.MetricsAddr != "" {
 		if err := p.serveHTTP(cfg.MetricsAddr); err != nil {
-			p.Close()
 			return nil, err
 		}
 	}
@@ -160,7 +161,6 @@ func New(cfg Config) (*Proxy, error) {
 		done := make(chan error, 1)
 		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}, done})
 		if err := <-done; err != nil {
-			p.Close()
 			return nil, err
 		}
 		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
@@ -312,14 +312,16 @@ func (p *Proxy) serveHTTP(addr string) error {
 		return fmt.Errorf("metrics address %s: %w", addr, err)
 	}
 	p.setAddr(metricsName, ln.Addr().String())
-	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	p.httpWG.Add(1)
-	go func() {
-		defer p.httpWG.Done()
-		if err := p.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if !p.gate.start(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("metrics server failed", "err", err)
 		}
-	}()
+	}) {
+		ln.Close()
+		return ErrClosed
+	}
+	p.http = srv
 	return nil
 }
 
@@ -372,23 +374,41 @@ func (p *Proxy) setAddr(name, addr string) {
 func (p *Proxy) Stats(name string) *transport.Stats { return p.stats[name] }
 
 // Err reports a fatal error: a socket actor that failed more often than
-// the restart policy allows.
+// the restart policy allows. Its channel is closed when Close has
+// finished.
 func (p *Proxy) Err() <-chan error { return p.errc }
 
+// fatal reports err on Err, unless one is pending or Close has finished.
+func (p *Proxy) fatal(err error) {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	if p.errClosed {
+		return
+	}
+	select {
+	case p.errc <- err:
+	default:
+	}
+}
+
 // Close shuts the proxy down and is safe to call more than once:
+//  0. shut the gate: no restart timer fires from now on, and nothing new
+//     starts;
 //  1. stop the registrar and wait for it: its lease is revoked, so the
 //     record is deleted and etcd has answered (or, if etcd does not
 //     answer within a second, the record expires with its TTL) before any
 //     socket closes;
-//  2. stop the metrics HTTP server;
+//  2. stop the metrics HTTP server and wait for it;
 //  3. stop the supervisor, which stops each socket actor, which closes its
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
 //  4. shut the actor system down;
 //  5. close the etcd client, then the embedded etcd if this process
-//     started one.
+//     started one;
+//  6. close Err's channel.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
+		p.gate.close()
 		if p.registrar != nil {
 			if err := p.system.Root.StopFuture(p.registrar).Wait(); err != nil {
 				p.closeErr = fmt.Errorf("stop registrar: %w", err)
@@ -398,8 +418,8 @@ func (p *Proxy) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			p.closeErr = errors.Join(p.closeErr, p.http.Shutdown(ctx))
 			cancel()
-			p.httpWG.Wait()
 		}
+		p.gate.wait()
 		if p.sup != nil {
 			if err := p.system.Root.StopFuture(p.sup).Wait(); err != nil {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop supervisor: %w", err))
@@ -416,6 +436,10 @@ func (p *Proxy) Close() error {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop embedded etcd: %w", err))
 			}
 		}
+		p.errMu.Lock()
+		p.errClosed = true
+		close(p.errc)
+		p.errMu.Unlock()
 	})
 	return p.closeErr
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -475,48 +476,41 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 	}
 }
 
-func TestLogLimit(t *testing.T) {
-	var l logLimit
-	t0 := time.Unix(1000, 0)
-	for _, c := range []struct {
-		at   time.Duration
-		want bool
-	}{{0, true}, {time.Second, false}, {logWarnEvery - time.Nanosecond, false}, {logWarnEvery, true}, {logWarnEvery + time.Second, false}} {
-		if got := l.allow(t0.Add(c.at)); got != c.want {
-			t.Errorf("allow at +%s: got %v, want %v", c.at, got, c.want)
-		}
-	}
-}
-
-// arrivals records when a server received messages of one type (a
-// direct message arrives as ["", version, reply_id, type, message_id, ...]).
+// arrivals records, for each message of one type a server receives,
+// when it arrived and how long after it was sent (the sender puts its
+// send time, as Unix nanoseconds, in the first payload frame; a direct
+// message arrives as ["", version, reply_id, type, message_id, payload...]).
 type arrivals struct {
-	mu    sync.Mutex
-	typ   string
-	times []time.Time
+	mu       sync.Mutex
+	typ      string
+	times    []time.Time
+	maxDelay time.Duration
 }
 
 func (a *arrivals) onBatch(b *transport.Batch) {
 	now := time.Now()
 	a.mu.Lock()
 	for _, m := range b.Msgs {
-		if len(m) > 3 && string(m[3]) == a.typ {
+		if len(m) > 5 && string(m[3]) == a.typ {
 			a.times = append(a.times, now)
+			if sent, err := strconv.ParseInt(string(m[5]), 10, 64); err == nil {
+				a.maxDelay = max(a.maxDelay, now.Sub(time.Unix(0, sent)))
+			}
 		}
 	}
 	a.mu.Unlock()
 	b.Release()
 }
 
-// largestGap is the longest time between two arrivals, and their count.
-func (a *arrivals) largestGap() (time.Duration, int) {
+// largestGap is the longest time between two arrivals, the longest a
+// message took from send to arrival, and the count.
+func (a *arrivals) largestGap() (gap, delay time.Duration, n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var gap time.Duration
 	for i := 1; i < len(a.times); i++ {
 		gap = max(gap, a.times[i].Sub(a.times[i-1]))
 	}
-	return gap, len(a.times)
+	return gap, a.maxDelay, len(a.times)
 }
 
 // A failing publisher actor does not stall the healthy ones: while it
@@ -557,8 +551,9 @@ func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
 			}
 			// A cast and a fanout: the reader hands them on in one batch
 			// to both the backend and the publisher.
-			client.Send(envelope("2", "server-1", fmt.Sprintf("c%d", i), "x"), nil)
-			client.Send(envelope("3", "topic", fmt.Sprintf("f%d", i), "x"), nil)
+			sent := strconv.FormatInt(time.Now().UnixNano(), 10)
+			client.Send(envelope("2", "server-1", fmt.Sprintf("c%d", i), sent), nil)
+			client.Send(envelope("3", "topic", fmt.Sprintf("f%d", i), sent), nil)
 		}
 	}()
 	in := p.inboxes[PublisherName]
@@ -581,13 +576,16 @@ func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	gap, n := casts.largestGap()
-	t.Logf("%d casts delivered across %d publisher failures; largest gap %v", n, failures, gap)
+	// The delay from send to arrival is what the proxy adds; the gap
+	// between arrivals adds the sender's own scheduling on a shared
+	// machine, so it is reported, and the delay is what must stay short.
+	gap, delay, n := casts.largestGap()
+	t.Logf("%d casts delivered across %d publisher failures; largest gap %v, largest send-to-arrival delay %v", n, failures, gap, delay)
 	if n < 1000 { // one a millisecond for 6.3 s, on a slow machine
 		t.Fatalf("casts delivered: got %d, want at least 1000", n)
 	}
-	if gap >= 100*time.Millisecond {
-		t.Errorf("largest gap between casts: got %v, want < 100ms", gap)
+	if delay >= 100*time.Millisecond {
+		t.Errorf("largest send-to-arrival delay of a cast: got %v, want < 100ms", delay)
 	}
 	if got := p.Stats(PublisherName).DroppedRestarting.Load(); got == 0 {
 		t.Errorf("publisher dropped{reason=restarting}: got 0, want the fanouts sent while it was down")

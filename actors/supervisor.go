@@ -36,6 +36,9 @@ type backoffStrategy struct {
 	// backoff: the child's mailbox is suspended from now on.
 	failed func(child *actor.PID)
 	giveUp func(child *actor.PID, reason any)
+	// after runs the restart after the backoff (the proxy's gate, which
+	// Close shuts); nil = time.AfterFunc.
+	after func(time.Duration, func()) bool
 }
 
 var _ actor.SupervisorStrategy = (*backoffStrategy)(nil)
@@ -59,7 +62,12 @@ func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervis
 	}
 	delay := backoffDelay(s.minDelay, s.maxDelay, n)
 	s.log.Warn("socket actor failed, restarting", "actor", child.Id, "err", reason, "failures", n, "restart_in", delay)
-	time.AfterFunc(delay, func() { sup.RestartChildren(child) })
+	restart := func() { sup.RestartChildren(child) }
+	if s.after == nil {
+		time.AfterFunc(delay, restart)
+	} else if !s.after(delay, restart) {
+		s.log.Info("socket actor not restarted: shutting down", "actor", child.Id)
+	}
 }
 
 // backoffDelay is min·2^(n-1), capped at max.

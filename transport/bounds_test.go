@@ -206,3 +206,61 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("RefusedMaxConns after a slot was freed: got %d, want 1", got)
 	}
 }
+
+// FuzzConnReader feeds a connection's reader (what follows the handshake:
+// frames and commands) arbitrary bytes, in chunks of a size the input
+// picks. Whatever arrives, the reader does not panic, ends with an error
+// when the connection ends, hands on only messages within the size limit,
+// and never offers a buffer larger than twice what arrived plus one pooled
+// buffer.
+func FuzzConnReader(f *testing.F) {
+	f.Add(uint8(7), appendMsg(nil, frames("", "1.0", "2", "key", "id", "payload"), nil))
+	f.Add(uint8(1), append(ping([]byte("ctx")), appendCommand(nil, "SUBSCRIBE", []byte("t"))...))
+	f.Add(uint8(3), longHeader(flagMore, 1<<40))
+	f.Add(uint8(0), []byte{flagCommand | flagMore, 1, 0})
+	f.Add(uint8(200), append(longHeader(0, 300), make([]byte, 300)...))
+	f.Fuzz(func(t *testing.T, chunk uint8, data []byte) {
+		const maxMsg = 1 << 16
+		a, b := net.Pipe()
+		conn := &countingConn{Conn: a}
+		done := make(chan struct{})
+		mr := newMsgReader(conn, maxMsg, done)
+		errc := make(chan error, 1)
+		var msgs, bytesIn int
+		go func() {
+			defer a.Close() // as serve does: a reader that ends closes the connection
+			errc <- mr.run(nil, func(bt *Batch) {
+				for _, m := range bt.Msgs {
+					if s := Msg(m).Size(); s > maxMsg {
+						t.Errorf("a message of %d bytes passed a limit of %d", s, maxMsg)
+					}
+					bytesIn += Msg(m).Size()
+					msgs++
+				}
+				bt.Release()
+			}, func(name string, data []byte) error {
+				if name == "" && len(data) > maxMsg {
+					t.Errorf("a command of %d bytes passed a limit of %d", len(data), maxMsg)
+				}
+				return nil
+			})
+		}()
+		step := int(chunk)%64 + 1
+		for i := 0; i < len(data); i += step {
+			if _, err := b.Write(data[i:min(i+step, len(data))]); err != nil {
+				break // the reader ended (a protocol error) and closed its side
+			}
+		}
+		b.Close()
+		if err := <-errc; err == nil {
+			t.Fatal("reader: got nil at the connection's end, want an error")
+		}
+		close(done)
+		if bytesIn > len(data) {
+			t.Fatalf("messages hold %d bytes of %d sent", bytesIn, len(data))
+		}
+		if conn.largest > 2*len(data)+readBufSize {
+			t.Fatalf("largest read buffer: got %d after %d bytes", conn.largest, len(data))
+		}
+	})
+}

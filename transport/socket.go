@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -245,104 +246,6 @@ func (s *socket) fail(err error) {
 	})
 }
 
-// serve runs one connection to its end: handshake, attach, then the
-// writer on a goroutine of its own and the reader on this one. It returns
-// the handshake error, if any, so that a dialer can tell it from a session.
-func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	// Close must not wait for the handshake timeout of a stalled peer.
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
-	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
-	stop()
-	if err != nil {
-		s.opts.Stats.BadHandshake.Add(1)
-		if errors.Is(err, ErrOversize) {
-			s.opts.Stats.DroppedOversize.Add(1)
-		}
-		s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
-		conn.Close()
-		return false
-	}
-	p := newPeer(s, nil, conn)
-	s.mu.Lock()
-	if s.ctx.Err() != nil {
-		s.mu.Unlock()
-		conn.Close()
-		return false
-	}
-	if err := s.role.attach(p, meta); err != nil {
-		s.mu.Unlock()
-		n := s.opts.Stats.Refused.Add(1)
-		if s.warn.refused.Allow(time.Now()) {
-			s.log.Warn("peer refused", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "refused_total", n)
-		}
-		conn.Close()
-		return false
-	}
-	s.peers[p] = struct{}{}
-	s.mu.Unlock()
-	s.opts.Stats.Peers.Add(1)
-	if s.opts.OnPeer != nil {
-		s.opts.OnPeer(p.id, true)
-	}
-	s.log.Debug("peer connected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
-
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if err := p.writeLoop(); err != nil {
-			p.shutdown()
-		}
-	}()
-	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
-	err = mr.run(p.id, func(b *Batch) {
-		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
-		s.role.recv(p, b)
-	}, func(name string, data []byte) error {
-		if name == zmq4.CmdPing {
-			// RFC 37: PONG echoes the PING's context (after the 2-byte
-			// TTL), which is at most 16 bytes.
-			if len(data) >= 2 {
-				data = data[2:]
-			}
-			if len(data) > maxPingContext {
-				return fmt.Errorf("%w: PING context of %d bytes, at most %d allowed", ErrProtocol, len(data), maxPingContext)
-			}
-			if !p.sendPong(data) {
-				s.opts.Stats.DroppedPong.Add(1)
-			}
-		} else if h, ok := s.role.(commandHandler); ok {
-			h.command(p, name, data)
-		}
-		return nil
-	})
-	if errors.Is(err, ErrOversize) {
-		n := s.opts.Stats.DroppedOversize.Add(1)
-		if s.warn.oversize.Allow(time.Now()) {
-			s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
-		}
-	} else if errors.Is(err, ErrProtocol) {
-		n := s.opts.Stats.ProtocolErrors.Add(1)
-		if s.warn.protocol.Allow(time.Now()) {
-			s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "protocol_errors_total", n)
-		}
-	}
-	s.mu.Lock()
-	s.role.detach(p)
-	delete(s.peers, p)
-	s.mu.Unlock()
-	p.shutdown()
-	<-writerDone
-	s.opts.Stats.Peers.Add(-1)
-	if s.opts.OnPeer != nil {
-		s.opts.OnPeer(p.id, false)
-	}
-	s.log.Debug("peer disconnected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
-	return true
-}
-
 // connect keeps a connection to endpoint up until Close: dial, serve,
 // and after a failure or a disconnect wait with capped exponential backoff
 // (with jitter) before dialing again.
@@ -461,4 +364,41 @@ func printable(id []byte) string {
 		}
 	}
 	return string(id)
+}
+
+// peerSet is a copy-on-write list of connected peers: readers load it
+// without a lock, changes are serialised by mu.
+type peerSet struct {
+	mu    sync.Mutex
+	peers atomic.Pointer[[]*peer]
+}
+
+func (ps *peerSet) load() []*peer {
+	if l := ps.peers.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+func (ps *peerSet) add(p *peer) {
+	ps.mu.Lock()
+	old := ps.load()
+	next := make([]*peer, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, p)
+	ps.peers.Store(&next)
+	ps.mu.Unlock()
+}
+
+func (ps *peerSet) remove(p *peer) {
+	ps.mu.Lock()
+	old := ps.load()
+	next := make([]*peer, 0, len(old))
+	for _, q := range old {
+		if q != p {
+			next = append(next, q)
+		}
+	}
+	ps.peers.Store(&next)
+	ps.mu.Unlock()
 }
