@@ -52,6 +52,10 @@ type Options struct {
 	Stats *Stats
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
+
+	// noDirectWrite makes every write go through the peer's writer
+	// goroutine (tests compare the two paths).
+	noDirectWrite bool
 }
 
 // maxPingContext is the longest PING context RFC 37 allows; a longer one
