@@ -352,6 +352,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative hwm", Config{HWM: -5}, true},
 		{"tiny max size", Config{MaxMessageSize: 10}, true},
 		{"huge max size", Config{MaxMessageSize: 1 << 40}, true},
+		{"tiny hwm bytes", Config{HWMBytes: 100}, true},
+		{"huge hwm bytes", Config{HWMBytes: 1 << 40}, true},
+		{"negative max connections", Config{MaxConnections: -1}, true},
+		{"max connections", Config{MaxConnections: 10, HWMBytes: 4096}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -361,6 +365,9 @@ func TestConfigValidate(t *testing.T) {
 			}
 			if err != nil && !errors.Is(err, ErrConfig) {
 				t.Fatalf("got %v, want an ErrConfig", err)
+			}
+			if err == nil && (tt.cfg.HWMBytes == 0 || tt.cfg.MaxConnections == 0) {
+				t.Fatalf("defaults not filled in: HWMBytes %d, MaxConnections %d", tt.cfg.HWMBytes, tt.cfg.MaxConnections)
 			}
 		})
 	}
