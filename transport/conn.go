@@ -310,9 +310,19 @@ func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 	return p
 }
 
-// send queues the message head+tail. It returns false, without queueing,
-// when the peer is at its high-water mark (in messages or in bytes) or gone.
-func (p *peer) send(head, tail [][]byte) bool {
+// send queues the message head+tail and wakes the writer. It returns
+// false, without queueing, when the peer is at its high-water mark (in
+// messages or in bytes) or gone.
+func (p *peer) send(head, tail [][]byte) bool { return p.sendMsg(head, tail, false) }
+
+// sendNow is send for the last message of a burst: if the queue was empty
+// and the writer idle, the caller writes it at once (writeNow) instead of
+// waking the writer. The messages before it in the burst went through
+// send, so under load they have woken the writer and this one joins its
+// queue: batching is kept, and a lone message takes one hand-off less.
+func (p *peer) sendNow(head, tail [][]byte) bool { return p.sendMsg(head, tail, true) }
+
+func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
 	p.mu.Lock()
 	if p.dead || p.queued >= p.hwm || len(p.buf) > 0 && len(p.buf)+encodedLen(head, tail) > p.hwmBytes {
 		p.mu.Unlock()
@@ -321,11 +331,9 @@ func (p *peer) send(head, tail [][]byte) bool {
 	wasEmpty := len(p.buf) == 0
 	p.buf = appendMsg(p.buf, head, tail)
 	p.queued++
-	if wasEmpty && !p.writing && p.raw != nil {
+	if now && wasEmpty && !p.writing && p.raw != nil {
 		// The writer is idle and the queue was empty: write it now, from
-		// here, instead of waking the writer (one goroutine hand-off less
-		// at low load). Under load the queue is rarely empty, and the
-		// writer batches as before.
+		// here, instead of waking the writer.
 		p.writeNow()
 		return true
 	}

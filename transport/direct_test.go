@@ -45,8 +45,8 @@ func TestSendWritesDirectlyWhenIdle(t *testing.T) {
 		t.Fatal("a TCP peer has no raw connection for direct writes")
 	}
 	msg := frames("", "1.0", "2", "key", "id", "payload")
-	if !p.send(msg, nil) {
-		t.Fatal("send to an idle peer: got false")
+	if !p.sendNow(msg, nil) {
+		t.Fatal("sendNow to an idle peer: got false")
 	}
 	want := appendMsg(nil, msg, nil)
 	got := make([]byte, len(want))
@@ -72,8 +72,8 @@ func TestDirectWriteRestGoesToTheWriter(t *testing.T) {
 	var want []byte
 	for i := range 3 {
 		msg := [][]byte{[]byte(fmt.Sprint(i)), big}
-		if !p.send(msg, nil) {
-			t.Fatalf("send %d: got false", i)
+		if !p.sendNow(msg, nil) {
+			t.Fatalf("sendNow %d: got false", i)
 		}
 		want = appendMsg(want, msg, nil)
 	}

@@ -103,7 +103,14 @@ func (p *Pub) Subscribers() int { return len(p.subs.load()) }
 // Publish queues head+tail to every subscriber with a prefix of the first
 // frame. A subscriber at its high-water mark misses the message (counted);
 // Publish never blocks. It returns how many got it.
-func (p *Pub) Publish(head, tail [][]byte) int {
+func (p *Pub) Publish(head, tail [][]byte) int { return p.publish(head, tail, false) }
+
+// PublishNow is Publish for the last message of a burst: each matching
+// subscriber whose queue is empty and writer idle gets it written at once,
+// on the caller's goroutine.
+func (p *Pub) PublishNow(head, tail [][]byte) int { return p.publish(head, tail, true) }
+
+func (p *Pub) publish(head, tail [][]byte, now bool) int {
 	var topic []byte
 	if len(head) > 0 {
 		topic = head[0]
@@ -121,7 +128,7 @@ func (p *Pub) Publish(head, tail [][]byte) int {
 			return // it holds a shorter prefix of the topic too
 		}
 		sub.seen = gen
-		if sub.send(head, tail) {
+		if sub.sendMsg(head, tail, now) {
 			sent++
 		} else {
 			dropped++
