@@ -88,7 +88,7 @@ func gated(g *pauseGate, closing <-chan struct{}, onBatch func(*transport.Batch)
 // the proxy was running. A local publisher proxy has no frontend: it
 // reports false.
 func (p *Proxy) Pause() bool {
-	if p.gate == nil || !p.gate.pause() {
+	if p.pause == nil || !p.pause.pause() {
 		return false
 	}
 	p.log.Info("paused: not reading from the frontend")
@@ -98,7 +98,7 @@ func (p *Proxy) Pause() bool {
 // Resume reads from the frontend again. It reports whether the proxy was
 // paused.
 func (p *Proxy) Resume() bool {
-	if p.gate == nil || !p.gate.open() {
+	if p.pause == nil || !p.pause.open() {
 		return false
 	}
 	p.log.Info("resumed")
@@ -106,7 +106,7 @@ func (p *Proxy) Resume() bool {
 }
 
 // Paused reports whether the proxy is paused.
-func (p *Proxy) Paused() bool { return p.gate != nil && p.gate.isPaused() }
+func (p *Proxy) Paused() bool { return p.pause != nil && p.pause.isPaused() }
 
 // SocketStats is one socket's counters, as GET /stats shows them.
 type SocketStats struct {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 // Kind is the kind of proxy a process runs.
@@ -49,9 +51,10 @@ func ChooseKind(localPublisher bool, frontendPort, backendPort int) Kind {
 // Defaults.
 const (
 	DefaultHWM            = 1000
+	DefaultHWMBytes       = 16 << 20 // 16 MiB
 	DefaultMaxMessageSize = 16 << 20 // 16 MiB
-	// MaxMessageSizeLimit caps MaxMessageSize: the reader allocates up to
-	// that much for a message a peer announces.
+	// MaxMessageSizeLimit caps MaxMessageSize (and HWMBytes): a reader
+	// holds up to twice that for a message a peer sends.
 	MaxMessageSizeLimit = 1 << 30
 )
 
@@ -72,12 +75,17 @@ type Config struct {
 	PubSub PubSub
 	// HWM is the per-peer outbound high-water mark, in messages.
 	HWM int
+	// HWMBytes is the per-peer outbound high-water mark, in bytes.
+	HWMBytes int64
+	// MaxConnections bounds the connections accepted at once, by all
+	// sockets together; 0 = transport.DefaultMaxConnections().
+	MaxConnections int
 	// MaxMessageSize bounds one inbound message (all frames), in bytes.
 	MaxMessageSize int64
 	// SubscribeOn lists the publishers a local publisher proxy subscribes
 	// to ("host:port" or "tcp://host:port").
 	SubscribeOn []string
-	// MetricsAddr is where /metrics and /healthz are served; "" = off.
+	// MetricsAddr is where /metrics, /healthz and /readyz are served; "" = off.
 	MetricsAddr string
 	// Registry says where and how the proxy registers itself.
 	Registry RegistryConfig
@@ -85,6 +93,18 @@ type Config struct {
 	Debug bool
 	// Logger receives the proxy's logs; nil = slog.Default().
 	Logger *slog.Logger
+
+	// restart is the socket actors' restart policy; zero = the defaults
+	// (tests shorten it).
+	restart restartPolicy
+}
+
+// restartPolicy bounds a socket actor's restarts: a backoff from minDelay
+// doubling to maxDelay, at most maxRestarts within window.
+type restartPolicy struct {
+	minDelay, maxDelay time.Duration
+	maxRestarts        int
+	window             time.Duration
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -103,6 +123,18 @@ func (c *Config) Validate() error {
 	if c.HWM < 0 {
 		return fmt.Errorf("%w: high-water mark %d must be positive", ErrConfig, c.HWM)
 	}
+	if c.HWMBytes == 0 {
+		c.HWMBytes = DefaultHWMBytes
+	}
+	if c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit {
+		return fmt.Errorf("%w: high-water mark %d bytes is not in 256..%d", ErrConfig, c.HWMBytes, int64(MaxMessageSizeLimit))
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = transport.DefaultMaxConnections()
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("%w: max connections %d must be positive", ErrConfig, c.MaxConnections)
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -117,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.restart == (restartPolicy{}) {
+		c.restart = restartPolicy{minDelay: restartMinBackoff, maxDelay: restartMaxBackoff, maxRestarts: restartMax, window: restartWindow}
 	}
 	return nil
 }

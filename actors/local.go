@@ -23,7 +23,8 @@ const SubscriberName = "subscriber"
 type subscriberSpec struct {
 	opts  transport.Options
 	log   *slog.Logger
-	pub   *actor.PID // the local PUB's actor
+	pub   *inbox // the local PUB's actor
+	in    *inbox // this actor's: it receives no batches, but is marked down while it restarts
 	debug bool
 
 	// static lists the publishers given by subscribe_on; when empty, the
@@ -62,7 +63,9 @@ func (a *subscriberActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+		a.spec.in.setUp()
 	case *actor.Stopping, *actor.Restarting:
+		a.spec.in.setDown()
 		a.stop()
 	case *actor.Stopped:
 	case *setPublishers:
@@ -87,7 +90,7 @@ func (a *subscriberActor) start(ctx actor.Context) {
 				}
 			}
 		}
-		root.Send(pub, &deliver{kind: deliverRepublish, batch: b})
+		pub.post(root, &deliver{kind: deliverRepublish, batch: b})
 	}
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewSub(opts)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,11 +29,13 @@ func subscriber(t *testing.T, endpoint string, c *collector, topics ...string) *
 // through two hops).
 func fanoutUntil(t *testing.T, client *transport.Dealer, topic, id string, c *collector) {
 	t.Helper()
-	testutil.Eventually(t, wait, func() bool {
-		client.Send(envelope("3", topic, id, "x"), nil)
-		time.Sleep(5 * time.Millisecond)
-		return c.count(hasID(id)) > 0
-	}, "fanout %s on %s never arrived", id, topic)
+	testutil.CheckFor(t, wait, func() error {
+		if c.count(hasID(id)) > 0 {
+			return nil
+		}
+		client.Send(envelope("3", topic, id, "x"), nil) // again until the subscriptions have arrived
+		return fmt.Errorf("fanout %s on %s has not arrived", id, topic)
+	})
 }
 
 func TestLocalPublisherRepublishesFromSubscribeOn(t *testing.T) {
@@ -51,7 +54,12 @@ func TestLocalPublisherRepublishesFromSubscribeOn(t *testing.T) {
 		client.Send(envelope("3", "compute.x", fmt.Sprintf("m%d", i), "payload"), nil)
 	}
 	client.Send(envelope("4", "network", "n1", "payload"), nil)
-	testutil.Eventually(t, wait, func() bool { return a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 }, "fanout through the local proxy incomplete")
+	testutil.CheckFor(t, wait, func() error {
+		if a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 {
+			return nil
+		}
+		return errors.New("fanout through the local proxy incomplete")
+	})
 	// Byte for byte what the central proxy published.
 	a.mu.Lock()
 	got := a.msgs[len(a.msgs)-1]
@@ -84,7 +92,12 @@ func TestLocalPublisherFollowsRegistry(t *testing.T) {
 	fanoutUntil(t, client, "t", "first", &c)
 
 	central.Close()
-	testutil.Eventually(t, wait, func() bool { return local.Stats(SubscriberName).Peers.Load() == 0 }, "local proxy still connected to the closed central proxy")
+	testutil.CheckFor(t, wait, func() error {
+		if local.Stats(SubscriberName).Peers.Load() == 0 {
+			return nil
+		}
+		return errors.New("local proxy still connected to the closed central proxy")
+	})
 	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
 	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
 	fanoutUntil(t, client2, "t", "second", &c)

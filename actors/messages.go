@@ -27,6 +27,21 @@ type deliver struct {
 	routed routedSet
 }
 
+// count is how many of the batch's messages the receiver would send.
+func (d *deliver) count() int {
+	if d.kind == deliverRepublish {
+		return len(d.batch.Msgs)
+	}
+	n := 0
+	for _, m := range d.batch.Msgs {
+		env, err := transport.ParseEnvelope(d.batch.Peer, m)
+		if err == nil && env.Type.IsFanout() == (d.kind != deliverDirect) {
+			n++
+		}
+	}
+	return n
+}
+
 // socketFailed tells a socket actor that its socket broke for good; the
 // actor fails, and its supervisor restarts it.
 type socketFailed struct{ err error }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -30,6 +31,9 @@ import (
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
+
+// metricsName names the HTTP server's address in setAddr.
+const metricsName = "metrics"
 
 // bindTimeout bounds how long New waits for the socket actors to bind.
 const bindTimeout = 10 * time.Second
@@ -50,18 +54,26 @@ type Proxy struct {
 	log    *slog.Logger
 	system *actor.ActorSystem
 	sup    *actor.PID
-	addrs  Addrs
-	stats  map[string]*transport.Stats
-	http   *http.Server
-	httpWG sync.WaitGroup
+	// registrar is the registrar actor, once spawned; Close stops it first.
+	registrar *actor.PID
+	addrMu    sync.Mutex
+	addrs     Addrs // guarded by addrMu: a restart rebinds
+	stats     map[string]*transport.Stats
+	// inboxes are the socket actors' ways in, by name: the strategy marks
+	// one down when its actor fails.
+	inboxes map[string]*inbox
+	http    *http.Server
+	gate    gate // restart timers and the HTTP server start through it
 
 	etcd    *etcdserver.Server // the embedded etcd, if this process started it
 	etcdCli *clientv3.Client
 	redis   *redismm.Matchmaker // the Redis matchmaker, instead of etcd
 	started time.Time
 
-	gate *pauseGate // the frontend's, for Pause; nil for a local publisher
+	pause *pauseGate // the frontend's, for Pause; nil for a local publisher
 
+	errMu     sync.Mutex // guards sending on and closing errc
+	errClosed bool
 	errc      chan error
 	failed    atomic.Bool
 	closeOnce sync.Once
@@ -69,9 +81,10 @@ type Proxy struct {
 }
 
 // New validates cfg, binds every socket and starts the proxy. On error
-// everything already bound is released. When New returns, the proxy
-// accepts connections and has logged "proxy started" with its addresses.
-func New(cfg Config) (*Proxy, error) {
+// everything already started is released (one deferred Close). When New
+// returns, the proxy accepts connections and has logged "proxy started"
+// with its addresses.
+func New(cfg Config) (_ *Proxy, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -80,10 +93,15 @@ func New(cfg Config) (*Proxy, error) {
 		log:     cfg.Logger,
 		errc:    make(chan error, 1),
 		stats:   make(map[string]*transport.Stats),
+		inboxes: make(map[string]*inbox),
 		started: time.Now(),
 	}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
 	if err := p.openRegistry(); err != nil {
-		p.Close()
 		return nil, err
 	}
 
@@ -95,25 +113,28 @@ func New(cfg Config) (*Proxy, error) {
 		if _, again := seen.LoadOrStore(r.name, true); !again {
 			binds <- r
 		} else if r.err == nil {
+			p.setAddr(r.name, r.addr)
 			p.log.Info("socket rebound", "socket", r.name, "addr", r.addr)
 		}
 	}
 	children := p.children(report)
 	strategy := &backoffStrategy{
-		minDelay: restartMinBackoff, maxDelay: restartMaxBackoff,
-		maxRestarts: restartMax, window: restartWindow,
-		log: p.log,
+		minDelay: cfg.restart.minDelay, maxDelay: cfg.restart.maxDelay,
+		maxRestarts: cfg.restart.maxRestarts, window: cfg.restart.window,
+		log:   p.log,
+		after: p.gate.afterFunc,
+		failed: func(child *actor.PID) {
+			if in := p.inboxes[strings.TrimPrefix(child.Id, SupervisorName+"/")]; in != nil {
+				in.setDown()
+			}
+		},
 		giveUp: func(child *actor.PID, reason any) {
 			p.failed.Store(true)
-			select {
-			case p.errc <- fmt.Errorf("%s gave up after %d restarts: %v", child.Id, restartMax, reason):
-			default:
-			}
+			p.fatal(fmt.Errorf("%s gave up after %d restarts: %v", child.Id, cfg.restart.maxRestarts, reason))
 		},
 	}
 	sup, err := p.system.Root.SpawnNamed(supervisorProps(children, strategy, p.log), SupervisorName)
 	if err != nil {
-		p.system.Shutdown()
 		return nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
 	p.sup = sup
@@ -127,43 +148,45 @@ func New(cfg Config) (*Proxy, error) {
 		select {
 		case r := <-binds:
 			if r.err != nil {
-				p.Close()
 				return nil, r.err
 			}
-			switch r.name {
-			case FrontendName:
-				p.addrs.Frontend = r.addr
-			case BackendName:
-				p.addrs.Backend = r.addr
-			case PublisherName:
-				p.addrs.Publisher = r.addr
-			}
+			p.setAddr(r.name, r.addr)
 		case <-timeout:
-			p.Close()
 			return nil, fmt.Errorf("sockets not bound within %s", bindTimeout)
 		}
 	}
 	if cfg.MetricsAddr != "" {
 		if err := p.serveHTTP(cfg.MetricsAddr); err != nil {
-			p.Close()
 			return nil, err
 		}
 	}
 	if p.etcdCli != nil {
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}})
+		// Spawned before New returns, so that Close always finds it.
+		done := make(chan error, 1)
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}, done})
+		if err := <-done; err != nil {
+			return nil, err
+		}
+		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
 	}
 	if p.redis != nil && cfg.Kind != KindLocalPublisher {
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, redisRegistrarProps(p.redisRegistrarSpec())}})
+		done := make(chan error, 1)
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, redisRegistrarProps(p.redisRegistrarSpec())}, done})
+		if err := <-done; err != nil {
+			return nil, err
+		}
+		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
 	}
 	attrs := []any{"kind", cfg.Kind.String()}
-	if p.addrs.Frontend != "" {
-		attrs = append(attrs, "frontend", p.addrs.Frontend)
+	addrs := p.Addrs()
+	if addrs.Frontend != "" {
+		attrs = append(attrs, "frontend", addrs.Frontend)
 	}
-	if p.addrs.Backend != "" {
-		attrs = append(attrs, "backend", p.addrs.Backend)
+	if addrs.Backend != "" {
+		attrs = append(attrs, "backend", addrs.Backend)
 	}
-	if p.addrs.Publisher != "" {
-		attrs = append(attrs, "publisher", p.addrs.Publisher)
+	if addrs.Publisher != "" {
+		attrs = append(attrs, "publisher", addrs.Publisher)
 	}
 	if cfg.Kind != KindLocalPublisher {
 		attrs = append(attrs, "use_pub_sub", cfg.PubSub.String())
@@ -175,8 +198,8 @@ func New(cfg Config) (*Proxy, error) {
 			attrs = append(attrs, "subscribe_on", "registry")
 		}
 	}
-	if p.addrs.Metrics != "" {
-		attrs = append(attrs, "metrics", p.addrs.Metrics)
+	if addrs.Metrics != "" {
+		attrs = append(attrs, "metrics", addrs.Metrics)
 	}
 	p.log.Info("proxy started", attrs...)
 	return p, nil
@@ -192,14 +215,34 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		host = "*"
 	}
 	endpoint := func(port int) string { return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)) }
+	conns := transport.NewConnLimit(cfg.MaxConnections)
+	stats := func(name string) *transport.Stats {
+		if p.stats[name] == nil {
+			p.stats[name] = new(transport.Stats)
+		}
+		return p.stats[name]
+	}
+	box := func(name string) *inbox {
+		if p.inboxes[name] == nil {
+			p.inboxes[name] = newInbox(pid(name), stats(name))
+		}
+		return p.inboxes[name]
+	}
+	// A router-only proxy has no publisher: nothing is published there
+	// (routesFanout routes every fanout type), and it has no stats.
+	var pubBox *inbox
+	if cfg.Kind == KindLocalPublisher || cfg.PubSub != PubSubOff {
+		pubBox = box(PublisherName)
+	}
 	spec := func(name string, port int, identity []byte) *socketSpec {
-		st := new(transport.Stats)
-		p.stats[name] = st
+		st := stats(name)
 		return &socketSpec{
 			name:     name,
 			endpoint: endpoint(port),
 			opts: transport.Options{
 				HWM:            cfg.HWM,
+				HWMBytes:       int(cfg.HWMBytes),
+				Conns:          conns,
 				MaxMessageSize: cfg.MaxMessageSize,
 				Identity:       identity,
 				Stats:          st,
@@ -207,21 +250,22 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 			},
 			log:   p.log,
 			debug: cfg.Debug,
-			pub:   pid(PublisherName),
+			in:    box(name),
+			pub:   pubBox,
 			bound: report,
 		}
 	}
 	if cfg.Kind == KindLocalPublisher {
 		pub := spec(PublisherName, cfg.PublisherPort, nil)
-		st := new(transport.Stats)
-		p.stats[SubscriberName] = st
+		st := stats(SubscriberName)
 		sub := &subscriberSpec{
 			opts: transport.Options{
-				HWM: cfg.HWM, MaxMessageSize: cfg.MaxMessageSize, Stats: st,
+				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, Stats: st,
 				Logger: p.log.With("socket", SubscriberName),
 			},
 			log:       p.log,
-			pub:       pid(PublisherName),
+			pub:       box(PublisherName),
+			in:        box(SubscriberName),
 			debug:     cfg.Debug,
 			static:    cfg.SubscribeOn,
 			cli:       p.etcdCli,
@@ -234,20 +278,20 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	fe := spec(FrontendName, cfg.FrontendPort, []byte(proxyIdentity(cfg.Host)))
 	fe.ack = cfg.AckPubSub
 	fe.pubSub = cfg.PubSub
-	p.gate = newPauseGate()
-	fe.gate = p.gate
+	p.pause = newPauseGate()
+	fe.gate = p.pause
 	var children []childSpec
 	if cfg.PubSub != PubSubOff { // router-only mode binds no PUB
 		pub := spec(PublisherName, cfg.PublisherPort, nil)
 		children = append(children, childSpec{PublisherName, publisherProps(pub)})
 	}
 	if cfg.Kind == KindSingleRouter {
-		fe.direct, fe.directSock = pid(FrontendName), &fe.sock
+		fe.direct, fe.directSock = box(FrontendName), &fe.sock
 	} else {
 		be := spec(BackendName, cfg.BackendPort, nil)
 		be.pubSub = cfg.PubSub
-		fe.direct, fe.directSock = pid(BackendName), &be.sock
-		be.direct, be.directSock = pid(FrontendName), &fe.sock
+		fe.direct, fe.directSock = box(BackendName), &be.sock
+		be.direct, be.directSock = box(FrontendName), &fe.sock
 		children = append(children, childSpec{BackendName, routerProps(be)})
 	}
 	return append(children, childSpec{FrontendName, routerProps(fe)})
@@ -275,9 +319,17 @@ func (p *Proxy) serveHTTP(addr string) error {
 	reg.MustRegister(metrics.NewCollector(sockets...))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if p.failed.Load() {
 			http.Error(w, "a socket actor failed for good", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := p.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -291,47 +343,115 @@ func (p *Proxy) serveHTTP(addr string) error {
 	if err != nil {
 		return fmt.Errorf("metrics address %s: %w", addr, err)
 	}
-	p.addrs.Metrics = ln.Addr().String()
-	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	p.httpWG.Add(1)
-	go func() {
-		defer p.httpWG.Done()
-		if err := p.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	p.setAddr(metricsName, ln.Addr().String())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if !p.gate.start(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.log.Error("metrics server failed", "err", err)
 		}
-	}()
+	}) {
+		ln.Close()
+		return ErrClosed
+	}
+	p.http = srv
 	return nil
 }
 
-// Addrs returns the bound addresses.
-func (p *Proxy) Addrs() Addrs { return p.addrs }
+// ready says why the proxy is not ready to serve, or nil: every socket
+// actor running with its socket bound (none failed or waiting out a
+// restart backoff), the record registered when a registry is used, and,
+// for a local proxy, at least one central publisher connected.
+func (p *Proxy) ready() error {
+	if p.failed.Load() {
+		return errors.New("a socket actor failed for good")
+	}
+	for _, name := range []string{FrontendName, BackendName, PublisherName, SubscriberName} {
+		if in := p.inboxes[name]; in != nil && in.down.Load() {
+			return fmt.Errorf("the %s socket is restarting", name)
+		}
+	}
+	if p.etcdCli != nil && !p.Registered() {
+		return errors.New("not registered in etcd")
+	}
+	if p.cfg.Kind == KindLocalPublisher && p.stats[SubscriberName].Peers.Load() == 0 {
+		return errors.New("no central publisher connected")
+	}
+	return nil
+}
+
+// Addrs returns the addresses bound now (a restarted socket rebinds its
+// first address).
+func (p *Proxy) Addrs() Addrs {
+	p.addrMu.Lock()
+	defer p.addrMu.Unlock()
+	return p.addrs
+}
+
+func (p *Proxy) setAddr(name, addr string) {
+	p.addrMu.Lock()
+	defer p.addrMu.Unlock()
+	switch name {
+	case FrontendName:
+		p.addrs.Frontend = addr
+	case BackendName:
+		p.addrs.Backend = addr
+	case PublisherName:
+		p.addrs.Publisher = addr
+	case metricsName:
+		p.addrs.Metrics = addr
+	}
+}
 
 // Stats returns a socket's counters by name (FrontendName, ...), or nil.
 func (p *Proxy) Stats(name string) *transport.Stats { return p.stats[name] }
 
 // Err reports a fatal error: a socket actor that failed more often than
-// the restart policy allows.
+// the restart policy allows. Its channel is closed when Close has
+// finished.
 func (p *Proxy) Err() <-chan error { return p.errc }
 
+// fatal reports err on Err, unless one is pending or Close has finished.
+func (p *Proxy) fatal(err error) {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	if p.errClosed {
+		return
+	}
+	select {
+	case p.errc <- err:
+	default:
+	}
+}
+
 // Close shuts the proxy down and is safe to call more than once:
-//  1. stop the metrics HTTP server;
-//  2. stop the supervisor, which stops each socket actor, which closes its
+//  0. shut the gate: no restart timer fires from now on, and nothing new
+//     starts;
+//  1. stop the registrar and wait for it: its lease is revoked, so the
+//     record is deleted and etcd has answered (or, if etcd does not
+//     answer within a second, the record expires with its TTL) before any
+//     socket closes;
+//  2. stop the metrics HTTP server and wait for it;
+//  3. stop the supervisor, which stops each socket actor, which closes its
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
-//  3. shut the actor system down;
-//  4. close the etcd client, then the embedded etcd if this process
-//     started one.
-//
-// The registrar is the supervisor's last child, so it stops first: the
-// lease is revoked (the record is gone) before the sockets close.
+//  4. shut the actor system down;
+//  5. close the etcd client, then the embedded etcd if this process
+//     started one;
+//  6. close Err's channel.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
+		p.gate.close()
+		if p.registrar != nil {
+			if err := p.system.Root.StopFuture(p.registrar).Wait(); err != nil {
+				p.closeErr = fmt.Errorf("stop registrar: %w", err)
+			}
+		}
 		if p.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			p.closeErr = p.http.Shutdown(ctx)
+			p.closeErr = errors.Join(p.closeErr, p.http.Shutdown(ctx))
 			cancel()
-			p.httpWG.Wait()
 		}
+		p.gate.wait()
 		if p.sup != nil {
 			if err := p.system.Root.StopFuture(p.sup).Wait(); err != nil {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop supervisor: %w", err))
@@ -351,6 +471,10 @@ func (p *Proxy) Close() error {
 				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop embedded etcd: %w", err))
 			}
 		}
+		p.errMu.Lock()
+		p.errClosed = true
+		close(p.errc)
+		p.errMu.Unlock()
 	})
 	return p.closeErr
 }
@@ -414,6 +538,7 @@ func (p *Proxy) openRegistry() error {
 // registrarSpec builds this proxy's record from the bound addresses.
 func (p *Proxy) registrarSpec() *registrarSpec {
 	rc := p.cfg.Registry
+	addrs := p.Addrs()
 	name := rc.Name
 	if name == "" {
 		name, _ = os.Hostname()
@@ -422,9 +547,9 @@ func (p *Proxy) registrarSpec() *registrarSpec {
 		ID:         proxyIdentity(name),
 		Kind:       p.cfg.Kind.String(),
 		Host:       name,
-		Frontend:   advertise(p.addrs.Frontend, name),
-		Backend:    advertise(p.addrs.Backend, name),
-		Publisher:  advertise(p.addrs.Publisher, name),
+		Frontend:   advertise(addrs.Frontend, name),
+		Backend:    advertise(addrs.Backend, name),
+		Publisher:  advertise(addrs.Publisher, name),
 		Started:    p.started.UTC(),
 		Generation: p.started.UnixNano(),
 	}

@@ -57,5 +57,9 @@ func (a *registrarActor) Receive(ctx actor.Context) {
 type registeredQuery struct{ reply chan bool }
 
 // spawnChild asks the supervisor to start one more child (the registrar,
-// once the sockets are bound and their addresses known).
-type spawnChild struct{ child childSpec }
+// once the sockets are bound and their addresses known); done is told the
+// result.
+type spawnChild struct {
+	child childSpec
+	done  chan<- error
+}

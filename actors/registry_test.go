@@ -3,6 +3,9 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 func records(t *testing.T, cli *clientv3.Client) []registry.Record {
@@ -38,7 +42,12 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := etcd.Client(t)
 	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
-	testutil.Eventually(t, wait, func() bool { return len(records(t, cli)) == 1 }, "proxy not registered")
+	testutil.CheckFor(t, wait, func() error {
+		if len(records(t, cli)) == 1 {
+			return nil
+		}
+		return errors.New("proxy not registered")
+	})
 	rec := records(t, cli)[0]
 	a := p.Addrs()
 	if rec.Kind != "double-router" || rec.Host != "node-a" || rec.Frontend != a.Frontend || rec.Backend != a.Backend || rec.Publisher != a.Publisher {
@@ -51,15 +60,35 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	var atServer collector
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.Eventually(t, wait, func() bool { return p.Stats(BackendName).Peers.Load() == 1 }, "server not attached")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Stats(BackendName).Peers.Load() == 1 {
+			return nil
+		}
+		return errors.New("server not attached")
+	})
 
 	etcd.Stop()
-	testutil.Eventually(t, wait, func() bool { return !p.Registered() }, "lease loss not noticed")
+	testutil.CheckFor(t, wait, func() error {
+		if !p.Registered() {
+			return nil
+		}
+		return errors.New("lease loss not noticed")
+	})
 	// Routing goes on without etcd.
 	client.Send(envelope("2", "server-1", "while-etcd-down", "x"), nil)
-	testutil.Eventually(t, wait, func() bool { return atServer.count(hasID("while-etcd-down")) == 1 }, "routing stopped while etcd was down")
+	testutil.CheckFor(t, wait, func() error {
+		if atServer.count(hasID("while-etcd-down")) == 1 {
+			return nil
+		}
+		return errors.New("routing stopped while etcd was down")
+	})
 	etcd.Start()
-	testutil.Eventually(t, wait, func() bool { return p.Registered() && len(records(t, cli)) == 1 }, "proxy did not register again")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Registered() && len(records(t, cli)) == 1 {
+			return nil
+		}
+		return errors.New("proxy did not register again")
+	})
 
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -67,4 +96,103 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	if n := len(records(t, cli)); n != 0 {
 		t.Fatalf("records after Close: got %d, want 0", n)
 	}
+}
+
+// On Close the record is deleted, and etcd has answered, before any socket
+// closes: a watch sees the DELETE at a revision no later than the one etcd
+// reports at the moment a peer sees its connection close (read from inside
+// the peer's callback, linearizably).
+func TestCloseDeregistersBeforeSocketsClose(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: 5 * time.Second, Name: "node-a"}})
+	testutil.CheckFor(t, wait, func() error {
+		if n := len(records(t, cli)); n != 1 {
+			return fmt.Errorf("records: got %d, want 1", n)
+		}
+		return nil
+	})
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch := cli.Watch(wctx, registry.DefaultPrefix, clientv3.WithPrefix())
+
+	type closeSeen struct {
+		records  int64 // records in etcd then
+		revision int64 // etcd's revision then
+		err      error
+	}
+	seen := make(chan closeSeen, 1)
+	var once sync.Once
+	d := transport.NewDealer(transport.Options{OnPeer: func(_ []byte, up bool) {
+		if up {
+			return
+		}
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			resp, err := cli.Get(ctx, registry.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				seen <- closeSeen{err: err}
+				return
+			}
+			seen <- closeSeen{records: resp.Count, revision: resp.Header.Revision}
+		})
+	}})
+	if err := d.Connect(p.Addrs().Frontend); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	testutil.CheckFor(t, wait, func() error {
+		if n := d.Connected(); n != 1 {
+			return fmt.Errorf("peer connections: got %d, want 1", n)
+		}
+		return nil
+	})
+
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var deleted int64
+	select {
+	case resp := <-watch:
+		if err := resp.Err(); err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				deleted = ev.Kv.ModRevision
+			}
+		}
+	case <-time.After(wait):
+		t.Fatal("the watch saw nothing within the wait")
+	}
+	if deleted == 0 {
+		t.Fatal("the watch's first response holds no DELETE")
+	}
+	var s closeSeen
+	select {
+	case s = <-seen:
+	case <-time.After(wait):
+		t.Fatal("the peer did not see its connection close")
+	}
+	if s.err != nil {
+		t.Fatalf("read etcd when the peer saw the close: %v", s.err)
+	}
+	if s.records != 0 || deleted > s.revision {
+		t.Fatalf("when the peer saw its connection close: %d records at revision %d, the delete at revision %d; want 0 records and the delete no later",
+			s.records, s.revision, deleted)
+	}
+}
+
+// With a registry the proxy is ready only while its record is registered.
+func TestReadyzFollowsRegistration(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, MetricsAddr: "127.0.0.1:0",
+		Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
+	checkStatus(t, p, "/readyz", 200, "ok")
+	etcd.Stop()
+	checkStatus(t, p, "/readyz", 503, "not registered")
+	checkStatus(t, p, "/healthz", 200, "ok")
+	etcd.Start()
+	checkStatus(t, p, "/readyz", 200, "ok")
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,9 +31,10 @@ type socketSpec struct {
 	log      *slog.Logger
 	debug    bool
 
-	direct *actor.PID // where direct types read on this socket go
-	pub    *actor.PID // where fanout types go
-	ack    bool       // ACK fanout types to their senders (frontend only)
+	in     *inbox // this actor's own way in
+	direct *inbox // where direct types read on this socket go
+	pub    *inbox // where fanout types go
+	ack    bool   // ACK fanout types to their senders (frontend only)
 
 	// pubSub says whether fanout types are published or routed
 	// (routesFanout); sock is this socket, directSock the one direct
@@ -45,22 +47,7 @@ type socketSpec struct {
 	// first of each socket; later ones are restarts).
 	bound func(bindResult)
 
-	versionWarn logLimit // warnings about unknown versions
-}
-
-// logWarnEvery is the least time between two warnings of one kind.
-const logWarnEvery = time.Minute
-
-// logLimit lets one log line through per logWarnEvery, from any number of
-// goroutines (the socket's readers).
-type logLimit struct{ last atomic.Int64 }
-
-func (l *logLimit) allow(now time.Time) bool {
-	last := l.last.Load()
-	if last != 0 && now.UnixNano()-last < int64(logWarnEvery) {
-		return false
-	}
-	return l.last.CompareAndSwap(last, now.UnixNano())
+	versionWarn transport.LogLimit // warnings about unknown versions
 }
 
 func btoi(b bool) int {
@@ -94,11 +81,15 @@ func (a *routerActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+		a.spec.in.setUp() // bound: start panics if it cannot bind
 	case *actor.Stopping, *actor.Restarting:
+		a.spec.in.setDown()
 		a.stop()
 	case *actor.Stopped:
 	case *deliver:
-		a.handle(msg)
+		if a.spec.in.take(msg) {
+			a.handle(msg)
+		}
 	case *socketFailed:
 		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:
@@ -110,7 +101,7 @@ func (a *routerActor) start(ctx actor.Context) {
 	opts := a.spec.opts
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.closing = make(chan struct{})
-	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, self, b) })
+	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, b) })
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
@@ -151,7 +142,7 @@ func (a *routerActor) stop() {
 // route runs on the socket's reader goroutines: it validates each envelope
 // of a burst, counts and drops the bad ones, and passes the burst on, once
 // to each actor that has work in it.
-func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transport.Batch) {
+func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
 	var direct, fanout bool
 	var routed routedSet
 	for i, m := range b.Msgs {
@@ -184,13 +175,13 @@ func (a *routerActor) route(root *actor.RootContext, self *actor.PID, b *transpo
 		b.Retain()
 	}
 	if direct {
-		root.Send(a.spec.direct, &deliver{kind: deliverDirect, batch: b, routed: routed})
+		a.spec.direct.post(root, &deliver{kind: deliverDirect, batch: b, routed: routed})
 	}
 	if fanout {
-		root.Send(a.spec.pub, &deliver{kind: deliverFanout, batch: b, routed: routed})
+		a.spec.pub.post(root, &deliver{kind: deliverFanout, batch: b, routed: routed})
 	}
 	if ack {
-		root.Send(self, &deliver{kind: deliverAck, batch: b, routed: routed})
+		a.spec.in.post(root, &deliver{kind: deliverAck, batch: b, routed: routed})
 	}
 }
 
@@ -200,7 +191,7 @@ func (a *routerActor) drop(from []byte, err error) {
 		total := st.DroppedUnknownVersion.Add(1)
 		// docs/protocol.md: dropped with a warning. One a minute at most per socket,
 		// with the count, so that a peer cannot flood the log.
-		if a.spec.versionWarn.allow(time.Now()) {
+		if a.spec.versionWarn.Allow(time.Now()) {
 			a.spec.log.Warn("message dropped: unknown version", "socket", a.spec.name, "from", printable(from),
 				"err", err, "dropped_total", total)
 		}
@@ -221,77 +212,103 @@ func (a *routerActor) handle(d *deliver) {
 		return
 	}
 	var head [5][]byte
+	last := len(d.batch.Msgs) - 1
 	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
 		if err != nil || (env.Type.IsFanout() && !d.routed.has(i)) != (d.kind == deliverAck) {
 			continue
 		}
+		// The burst's last message may be written at once, by this actor,
+		// if its peer's writer is idle (one hand-off less at low load).
+		send := a.sock.Send
+		if i == last {
+			send = a.sock.SendNow
+		}
 		if d.kind == deliverAck {
-			a.sock.Send(env.ReplyID, env.AckHead(&head, a.sock.Identity()), nil)
+			send(env.ReplyID, env.AckHead(&head, a.sock.Identity()), nil)
 			continue
 		}
-		if !a.sock.Send(env.RoutingKey, env.DirectHead(&head), env.Payload) && a.spec.debug {
+		if !send(env.RoutingKey, env.DirectHead(&head), env.Payload) && a.spec.debug {
 			a.spec.log.Debug("message dropped", "socket", a.spec.name, "to", printable(env.RoutingKey),
 				"message_id", printable(env.MessageID))
 		}
 	}
 }
 
-// publisherActor owns the PUB socket.
-type publisherActor struct {
-	spec *socketSpec
-	sock *transport.Pub
+// inbox is the way into a socket actor's mailbox for the batches other
+// actors' readers deliver to it. A batch holds a read buffer and one of
+// its reader's in-flight slots until every holder releases it, so a
+// batch that waits in a mailbox that does not run (the actor failed and
+// waits out its restart backoff, or it stopped) would stop that reader,
+// and with it every other actor the reader feeds. The inbox prevents that:
+// while the actor is down, what is delivered to it is released at once
+// and counted as dropped (reason "restarting"); when it goes down, what
+// waits in its mailbox is released at once, and the actor skips it when
+// it runs again.
+type inbox struct {
+	pid   *actor.PID
+	stats *transport.Stats // where the drops are counted
+
+	down    atomic.Bool
+	mu      sync.Mutex
+	pending map[*deliver]struct{} // posted, not yet taken or released
 }
 
-func publisherProps(spec *socketSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &publisherActor{spec: spec} })
+func newInbox(pid *actor.PID, stats *transport.Stats) *inbox {
+	return &inbox{pid: pid, stats: stats, pending: make(map[*deliver]struct{})}
 }
 
-func (a *publisherActor) Receive(ctx actor.Context) {
-	switch msg := ctx.Message().(type) {
-	case *actor.Started:
-		opts := a.spec.opts
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		opts.OnError = failureTo(root, self)
-		a.sock = transport.NewPub(opts)
-		a.spec.bind(a.sock)
-	case *actor.Stopping, *actor.Restarting:
-		if a.sock != nil {
-			a.sock.Close()
-			a.sock = nil
-		}
-	case *actor.Stopped:
-	case *deliver:
-		a.publish(msg)
-	case *socketFailed:
-		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
-	default:
-		a.spec.log.Warn("unexpected message", "actor", a.spec.name, "type", fmt.Sprintf("%T", msg))
-	}
-}
-
-// publish sends a burst's fanout envelopes as
-// [routing_key, version, type, message_id, payload...].
-func (a *publisherActor) publish(d *deliver) {
-	defer d.batch.Release()
-	if a.sock == nil {
+// post delivers d to the actor, or releases it if the actor is down.
+func (in *inbox) post(root *actor.RootContext, d *deliver) {
+	in.mu.Lock()
+	in.pending[d] = struct{}{}
+	in.mu.Unlock()
+	if in.down.Load() {
+		// Gone down between: whichever of us and setDown claims d first
+		// releases it.
+		in.drop(d)
 		return
 	}
-	if d.kind == deliverRepublish {
-		for _, m := range d.batch.Msgs {
-			a.sock.Publish(m, nil)
-		}
+	root.Send(in.pid, d)
+}
+
+// take is the actor's side: it reports whether d is still to be handled
+// (false if it was released while the actor was down).
+func (in *inbox) take(d *deliver) bool {
+	in.mu.Lock()
+	_, ok := in.pending[d]
+	delete(in.pending, d)
+	in.mu.Unlock()
+	return ok
+}
+
+// drop releases d if nobody has taken it yet, and counts its messages.
+func (in *inbox) drop(d *deliver) {
+	if !in.take(d) {
 		return
 	}
-	var head [5][]byte
-	for i, m := range d.batch.Msgs {
-		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !env.Type.IsFanout() || d.routed.has(i) {
-			continue
-		}
-		a.sock.Publish(env.FanoutHead(&head), env.Payload)
+	in.stats.DroppedRestarting.Add(uint64(d.count()))
+	d.batch.Release()
+}
+
+// setDown marks the actor down (failed, stopping) and releases what waits
+// for it. Called by the supervisor's strategy when the actor fails, and by
+// the actor when it stops.
+func (in *inbox) setDown() {
+	in.down.Store(true)
+	in.mu.Lock()
+	waiting := make([]*deliver, 0, len(in.pending))
+	for d := range in.pending {
+		waiting = append(waiting, d)
+	}
+	in.mu.Unlock()
+	for _, d := range waiting {
+		in.drop(d)
 	}
 }
+
+// setUp marks the actor running again (its Started).
+func (in *inbox) setUp() { in.down.Store(false) }
 
 // printable renders an identity or key for logs.
 func printable(b []byte) string { return transport.Printable(b) }

@@ -32,12 +32,21 @@ type backoffStrategy struct {
 	maxRestarts int
 	window      time.Duration
 	log         *slog.Logger
-	giveUp      func(child *actor.PID, reason any)
+	// failed, if set, is told of every failure at once, before the
+	// backoff: the child's mailbox is suspended from now on.
+	failed func(child *actor.PID)
+	giveUp func(child *actor.PID, reason any)
+	// after runs the restart after the backoff (the proxy's gate, which
+	// Close shuts); nil = time.AfterFunc.
+	after func(time.Duration, func()) bool
 }
 
 var _ actor.SupervisorStrategy = (*backoffStrategy)(nil)
 
 func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	if s.failed != nil {
+		s.failed(child)
+	}
 	if rs.NumberOfFailures(s.window) == 0 {
 		rs.Reset()
 	}
@@ -53,7 +62,12 @@ func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervis
 	}
 	delay := backoffDelay(s.minDelay, s.maxDelay, n)
 	s.log.Warn("socket actor failed, restarting", "actor", child.Id, "err", reason, "failures", n, "restart_in", delay)
-	time.AfterFunc(delay, func() { sup.RestartChildren(child) })
+	restart := func() { sup.RestartChildren(child) }
+	if s.after == nil {
+		time.AfterFunc(delay, restart)
+	} else if !s.after(delay, restart) {
+		s.log.Info("socket actor not restarted: shutting down", "actor", child.Id)
+	}
 }
 
 // backoffDelay is min·2^(n-1), capped at max.
@@ -92,9 +106,11 @@ func (a *supervisorActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *spawnChild:
-		if _, err := ctx.SpawnNamed(msg.child.props, msg.child.name); err != nil {
-			a.log.Error("spawn failed", "actor", msg.child.name, "err", err)
+		_, err := ctx.SpawnNamed(msg.child.props, msg.child.name)
+		if err != nil {
+			err = fmt.Errorf("spawn %s: %w", msg.child.name, err)
 		}
+		msg.done <- err
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 	default:
 		a.log.Warn("unexpected message", "actor", SupervisorName, "type", fmt.Sprintf("%T", msg))

@@ -8,7 +8,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -26,7 +25,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // python is Debian's interpreter, the one with python3-zmq; the pyenv
@@ -50,9 +53,14 @@ const refCproxy = "cproxy"
 const cproxyFrontendID = "zmq-proxy-fe"
 
 var (
-	refMode    string // "" (our zmq-proxy) or refCproxy
-	binPath    string // the binary under test
-	httpClient = &http.Client{
+	refMode string // "" (our zmq-proxy) or refCproxy
+	binPath string // the binary under test, built with -race
+	// plainBinPath is the same binary without -race, for the tests that
+	// measure the proxy's memory: the race detector's shadow memory
+	// multiplies what a process holds, so RSS bounds hold for the binary
+	// as shipped. For cproxy it is binPath.
+	plainBinPath string
+	httpClient   = &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true},
 	}
@@ -75,10 +83,18 @@ func testMain(m *testing.M) int {
 	switch refMode {
 	case "":
 		binPath = filepath.Join(dir, "zmq-proxy")
-		build = exec.Command("go", "build", "-o", binPath, "./cmd/zmq-proxy")
+		plainBinPath = filepath.Join(dir, "plain", "zmq-proxy")
+		plain := exec.Command("go", "build", "-o", plainBinPath, "./cmd/zmq-proxy")
+		plain.Dir = ".."
+		if out, err := plain.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v: %v\n%s", plain.Args, err, out)
+			return 1
+		}
+		build = exec.Command("go", "build", "-race", "-o", binPath, "./cmd/zmq-proxy")
 		build.Dir = ".."
 	case refCproxy:
 		binPath = filepath.Join(dir, "cproxy")
+		plainBinPath = binPath
 		// shared/ sits beside the repository.
 		build = exec.Command("gcc", "-O2", "-o", binPath, "../../shared/bench/cproxy.c", "-lzmq")
 	default:
@@ -262,6 +278,8 @@ type proxyOpts struct {
 	args []string
 	// refArgs are extra cproxy flags, for the reference mode only.
 	refArgs []string
+	// plain runs the binary built without -race (tests that measure RSS).
+	plain bool
 }
 
 // proxy is a running proxy process and the addresses it bound.
@@ -324,7 +342,11 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 			args = append(args, "-u", "zmq://127.0.0.1:6379/")
 		}
 		args = append(args, o.args...)
-		cmd = exec.Command(binPath, args...)
+		bin := binPath
+		if o.plain {
+			bin = plainBinPath
+		}
+		cmd = exec.Command(bin, args...)
 	}
 	p.process = startProcess(t, cmd, p.log, p.log)
 	t.Cleanup(func() { p.cleanup(t) })
@@ -391,17 +413,17 @@ func (p *proxy) waitListening(t *testing.T) {
 			continue
 		}
 		addr := strings.TrimPrefix(ep, "tcp://")
-		eventually(t, startTimeout, "cproxy listens on "+addr, func() bool {
+		testutil.CheckFor(t, startTimeout, func() error {
 			if p.exited() {
 				p.stopped = true
 				t.Fatalf("cproxy exited: %v\nlog:\n%s", p.waitErr, p.log)
 			}
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
-				return false
+				return fmt.Errorf("cproxy does not listen on %s: %w", addr, err)
 			}
 			c.Close()
-			return true
+			return nil
 		})
 	}
 }
@@ -550,29 +572,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// eventually polls cond until it holds, or fails the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %v waiting until %s", timeout, what)
-	}
-}
-
-// poll calls cond every 50 ms until it holds (true) or timeout passes
-// (false).
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
 }
 
 // peer is a running Python peer script.
@@ -762,80 +761,35 @@ func (p *proxy) waitMetric(t *testing.T, cond func(float64) bool, want, name str
 	}
 }
 
-// parseMetrics reads the Prometheus text exposition format.
+// parseMetrics reads the Prometheus text exposition format with
+// Prometheus's own parser, one sample per counter, gauge or untyped value.
 func parseMetrics(r io.Reader) ([]sample, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []sample
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s := sample{labels: map[string]string{}}
-		i := strings.IndexAny(line, "{ ")
-		if i < 0 {
-			return nil, fmt.Errorf("metrics line %q: no value", line)
-		}
-		s.name, line = line[:i], line[i:]
-		if line[0] == '{' {
-			rest, err := parseLabels(line[1:], s.labels)
-			if err != nil {
-				return nil, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
+	for name, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			s := sample{name: name, labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
 			}
-			line = rest
+			switch {
+			case m.Counter != nil:
+				s.value = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				s.value = m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				s.value = m.GetUntyped().GetValue()
+			default:
+				continue // summaries and histograms: not read here
+			}
+			out = append(out, s)
 		}
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			return nil, fmt.Errorf("metrics line %q: no value", sc.Text())
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", sc.Text(), err)
-		}
-		s.value = v
-		out = append(out, s)
 	}
-	return out, sc.Err()
-}
-
-// parseLabels reads `k="v",k2="v2"}` into labels and returns what follows.
-func parseLabels(s string, labels map[string]string) (string, error) {
-	for {
-		s = strings.TrimLeft(s, " ,")
-		if strings.HasPrefix(s, "}") {
-			return s[1:], nil
-		}
-		eq := strings.IndexByte(s, '=')
-		if eq <= 0 || len(s) < eq+2 || s[eq+1] != '"' {
-			return "", errors.New("bad label")
-		}
-		key := strings.TrimSpace(s[:eq])
-		s = s[eq+2:]
-		var val strings.Builder
-		for {
-			if s == "" {
-				return "", errors.New("unterminated label value")
-			}
-			c := s[0]
-			s = s[1:]
-			if c == '"' {
-				break
-			}
-			if c == '\\' && s != "" {
-				switch s[0] {
-				case 'n':
-					val.WriteByte('\n')
-				default:
-					val.WriteByte(s[0])
-				}
-				s = s[1:]
-				continue
-			}
-			val.WriteByte(c)
-		}
-		labels[key] = val.String()
-	}
+	return out, nil
 }
 
 // counters are the drop counters of one scrape, by socket and reason.

@@ -50,6 +50,13 @@ func (f *fabric) centralOpts(name string, more ...string) proxyOpts {
 // publisher, found in the registry.
 func startFabric(t *testing.T, centrals, nodes int) *fabric {
 	t.Helper()
+	return startFabricRSS(t, centrals, nodes, false)
+}
+
+// startFabricRSS is startFabric whose local proxies run the binary built
+// without -race when plain is set, for tests that measure their RSS.
+func startFabricRSS(t *testing.T, centrals, nodes int, plain bool) *fabric {
+	t.Helper()
 	f := &fabric{etcd: testutil.Embedded(t)}
 	for i := range centrals {
 		f.centrals = append(f.centrals, startProxy(t, f.centralOpts(fmt.Sprintf("central-%d", i+1))))
@@ -59,6 +66,7 @@ func startFabric(t *testing.T, centrals, nodes int) *fabric {
 			local:    true,
 			registry: []string{"-u", etcdURL(f.etcd)},
 			args:     []string{"--name", fmt.Sprintf("node-%d", i+1)},
+			plain:    plain,
 		}))
 	}
 	f.waitConnected(t)
@@ -319,7 +327,7 @@ func freePorts(t *testing.T, n int) []string {
 // subscribers (the local proxies) all read, drops nothing.
 func TestLocalPublisherSlowSubscriber(t *testing.T) {
 	ours(t)
-	f := startFabric(t, 1, 2)
+	f := startFabricRSS(t, 1, 2, true)
 	central, slowNode, other := f.centrals[0], f.locals[0], f.locals[1]
 	w := &rssWatch{t: t, p: slowNode}
 	w.sample()

@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // Metric names (see the proxy's /metrics).
@@ -176,20 +178,19 @@ func TestBadInputDropped(t *testing.T) {
 		peer.awaitStep(t, s.name, nil)
 		p.alive(t)
 		if p.hasMetrics() {
-			var got counters
-			ok := poll(metricWait, func() bool {
-				got = p.drops(t).diff(before)
+			testutil.CheckFor(t, metricWait, func() error {
+				got := p.drops(t).diff(before)
 				for k, v := range got {
 					if k[1] == "unknown_identity" {
 						delete(got, k)
 						got[anyUnknown] += v
 					}
 				}
-				return equal(got, s.want)
+				if !equal(got, s.want) {
+					return fmt.Errorf("drops after the %q case: got %v, want %v", s.name, got, s.want)
+				}
+				return nil
 			})
-			if !ok {
-				t.Fatalf("drops after the %q case: got %v, want %v", s.name, got, s.want)
-			}
 		}
 		peer.proceed(t)
 	}
@@ -258,7 +259,7 @@ func (w *rssWatch) check() {
 var hwmRef = []string{"--hwm", "1000", "--sndtimeo", "0"}
 
 func TestSlowBackendPeerDoesNotDelayOthers(t *testing.T) {
-	p := startProxy(t, proxyOpts{refArgs: hwmRef})
+	p := startProxy(t, proxyOpts{refArgs: hwmRef, plain: true})
 	w := &rssWatch{t: t, p: p}
 	w.sample()
 	peer := startPeer(t, "slow_backend.py", append(p.peerArgs(),
@@ -279,7 +280,7 @@ func TestSlowBackendPeerDoesNotDelayOthers(t *testing.T) {
 }
 
 func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
-	p := startProxy(t, proxyOpts{refArgs: hwmRef})
+	p := startProxy(t, proxyOpts{refArgs: hwmRef, plain: true})
 	w := &rssWatch{t: t, p: p}
 	w.sample()
 	peer := startPeer(t, "slow_subscriber.py", append(p.peerArgs(),

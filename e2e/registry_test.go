@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -621,16 +622,15 @@ func (p *peer) progress(t *testing.T) (sent, received int) {
 func (p *peer) waitReceived(t *testing.T, n int) int {
 	t.Helper()
 	var got int
-	ok := poll(peerTimeout, func() bool {
+	testutil.CheckFor(t, peerTimeout, func() error {
 		if p.exited() {
 			t.Fatalf("%s exited (%v)\n%s", p.name, p.waitErr, p.output())
 		}
-		_, got = p.progress(t)
-		return got >= n
+		if _, got = p.progress(t); got < n {
+			return fmt.Errorf("%s: %d received, want at least %d\n%s", p.name, got, n, p.output())
+		}
+		return nil
 	})
-	if !ok {
-		t.Fatalf("%s: %d received, want at least %d within %v\n%s", p.name, got, n, peerTimeout, p.output())
-	}
 	return got
 }
 
@@ -672,8 +672,11 @@ func TestRegistryEtcdRestart(t *testing.T) {
 	// stays down for longer than the TTL (2 s) and the client's check of
 	// it (every 500 ms): the scenario, not a wait for something to pass.
 	s.waitReceived(t, atStop+100)
-	eventually(t, regWait, "etcd down for longer than the TTL", func() bool {
-		return time.Since(stopAt) > 2*time.Second+500*time.Millisecond
+	testutil.CheckFor(t, regWait, func() error {
+		if down := time.Since(stopAt); down <= 2*time.Second+500*time.Millisecond {
+			return fmt.Errorf("etcd down for %v, want longer than the TTL and the client's check", down)
+		}
+		return nil
 	})
 	outage := time.Since(stopAt)
 
@@ -698,7 +701,12 @@ func TestRegistryEtcdRestart(t *testing.T) {
 	// keep it alive; the record, on the new lease, stays. And the new
 	// lease is kept alive: the record is still there a TTL (and the
 	// expiry slack) after the new registration.
-	eventually(t, regWait, "the old lease expired", func() bool { return leaseTTL(t, cli, reg1.lease) < 0 })
+	testutil.CheckFor(t, regWait, func() error {
+		if ttl := leaseTTL(t, cli, reg1.lease); ttl >= 0 {
+			return fmt.Errorf("the old lease %x has %d s to live, want it expired", reg1.lease, ttl)
+		}
+		return nil
+	})
 	until := reg2.at.Add(grantedTTL(t, cli, reg2.lease) + expirySlack)
 	for {
 		getRecord(t, cli, reg2.key, reg2.lease)

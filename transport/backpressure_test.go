@@ -1,11 +1,14 @@
 package transport
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // A receiver that does not keep up (its batches are not released) stops
@@ -31,25 +34,27 @@ func TestReaderStopsAtBatchesInFlight(t *testing.T) {
 	var mu sync.Mutex
 	var held []*Batch
 	done := make(chan struct{})
+	mr := newMsgReader(server, 1<<20, nil)
 	go func() {
 		defer close(done)
-		mr := newMsgReader(server, 1<<20, nil)
 		_ = mr.run(nil, func(b *Batch) { mu.Lock(); held = append(held, b); mu.Unlock() }, func(string, []byte) error { return nil })
 	}()
 	heldCount := func() int { mu.Lock(); defer mu.Unlock(); return len(held) }
-	eventually(t, 10*time.Second, func() bool { return heldCount() == maxBatchesInFlight }, "reader did not deliver %d batches", maxBatchesInFlight)
-	// The reader is blocked: the writer cannot get further than what the
-	// reader took in (one more message sits in its buffer).
-	time.Sleep(50 * time.Millisecond)
-	if got := heldCount(); got != maxBatchesInFlight {
-		t.Fatalf("batches in flight: got %d, want at most %d", got, maxBatchesInFlight)
-	}
-	if w := written.Load(); w > maxBatchesInFlight+1 {
-		t.Fatalf("writer got %d messages through a blocked reader, want at most %d", w, maxBatchesInFlight+1)
+	// The reader takes in one message past the limit and then needs a slot
+	// to hand it on: every slot is taken, so it cannot, and it reads no
+	// more (on a net.Pipe the writer's next Write waits for that read).
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		if h, w := heldCount(), written.Load(); h != maxBatchesInFlight || w != maxBatchesInFlight+1 {
+			return fmt.Errorf("got %d batches held and %d messages written, want %d and %d", h, w, maxBatchesInFlight, maxBatchesInFlight+1)
+		}
+		return nil
+	})
+	if n := len(mr.slots); n != cap(mr.slots) {
+		t.Fatalf("in-flight slots taken: got %d, want all %d", n, cap(mr.slots))
 	}
 	// Release as they come: everything arrives.
 	released := 0
-	eventually(t, 10*time.Second, func() bool {
+	testutil.CheckFor(t, 10*time.Second, func() error {
 		mu.Lock()
 		for _, b := range held {
 			b.Release()
@@ -57,8 +62,11 @@ func TestReaderStopsAtBatchesInFlight(t *testing.T) {
 		}
 		held = held[:0]
 		mu.Unlock()
-		return released == n
-	}, "not all batches arrived after releasing")
+		if released == n {
+			return nil
+		}
+		return fmt.Errorf("batches released: got %d, want all %d", released, n)
+	})
 	wg.Wait()
 	server.Close()
 	<-done

@@ -1,12 +1,15 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"testing"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // BenchmarkRouterRoute is a proxy's hot path for direct messages: parse
@@ -25,7 +28,12 @@ func BenchmarkRouterRoute(b *testing.B) {
 		io.Copy(io.Discard, dst.conn)
 	}()
 	b.Cleanup(func() { dst.conn.Close(); <-drained })
-	eventually(b, wait, func() bool { return r.Connected([]byte("host/topic/server")) }, "the destination connected")
+	testutil.CheckFor(b, wait, func() error {
+		if r.Connected([]byte("host/topic/server")) {
+			return nil
+		}
+		return errors.New("the destination connected")
+	})
 
 	// A batch as a frontend ROUTER reads it: 64 CALLs to the same server.
 	const batchLen = 64

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/null"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // indexesAt returns the message numbers (frame 0, decimal) a collector got.
@@ -31,9 +35,12 @@ func TestDealerRoundRobin(t *testing.T) {
 	r1 := startRouter(t, Options{OnBatch: got1.onBatch})
 	r2 := startRouter(t, Options{OnBatch: got2.onBatch})
 	d := startDealer(t, Options{Identity: []byte("client")}, r1.Addr(), r2.Addr())
-	eventually(t, wait, func() bool {
-		return d.Connected() == 2 && r1.Connected([]byte("client")) && r2.Connected([]byte("client"))
-	}, "the dealer connected to both routers")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 2 && r1.Connected([]byte("client")) && r2.Connected([]byte("client")) {
+			return nil
+		}
+		return errors.New("the dealer connected to both routers")
+	})
 
 	const n = 20
 	for i := range n {
@@ -41,7 +48,12 @@ func TestDealerRoundRobin(t *testing.T) {
 			t.Fatalf("Send %d: got false, want true", i)
 		}
 	}
-	eventually(t, wait, func() bool { return got1.count()+got2.count() == n }, "%d messages arrive", n)
+	testutil.CheckFor(t, wait, func() error {
+		if got1.count()+got2.count() == n {
+			return nil
+		}
+		return fmt.Errorf("%d messages arrive", n)
+	})
 	at1, at2 := indexesAt(&got1), indexesAt(&got2)
 	if len(at1) != n/2 || len(at2) != n/2 {
 		t.Fatalf("split: got %d and %d, want %d each", len(at1), len(at2), n/2)
@@ -60,13 +72,23 @@ func TestDealerRoundRobin(t *testing.T) {
 
 	// One router gone: everything goes to the other.
 	r1.Close()
-	eventually(t, wait, func() bool { return d.Connected() == 1 }, "the dealer sees the router gone")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 {
+			return nil
+		}
+		return errors.New("the dealer sees the router gone")
+	})
 	for i := n; i < 2*n; i++ {
 		if !d.Send(frames(strconv.Itoa(i)), nil) {
 			t.Fatalf("Send %d: got false, want true", i)
 		}
 	}
-	eventually(t, wait, func() bool { return got2.count() == n/2+n }, "the other router gets the %d new messages", n)
+	testutil.CheckFor(t, wait, func() error {
+		if got2.count() == n/2+n {
+			return nil
+		}
+		return fmt.Errorf("the other router gets the %d new messages", n)
+	})
 	if at := indexesAt(&got2)[n/2:]; !slices.Equal(at, seq(n, 2*n)) {
 		t.Fatalf("the remaining router got %v, want %v", at, seq(n, 2*n))
 	}
@@ -117,12 +139,27 @@ func TestDealerReconnect(t *testing.T) {
 	var dealerGot collector
 	d := startDealer(t, Options{Identity: []byte("client"), OnBatch: dealerGot.onBatch,
 		ReconnectMin: 5 * time.Millisecond, ReconnectMax: 40 * time.Millisecond}, addr)
-	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 {
+			return nil
+		}
+		return errors.New("connected")
+	})
 	d.Send(frames("before"), nil)
-	eventually(t, wait, func() bool { return got1.has("before") }, "the first router receives")
+	testutil.CheckFor(t, wait, func() error {
+		if got1.has("before") {
+			return nil
+		}
+		return errors.New("the first router receives")
+	})
 
 	r1.Close()
-	eventually(t, wait, func() bool { return d.Connected() == 0 }, "the dealer sees the router gone")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 0 {
+			return nil
+		}
+		return errors.New("the dealer sees the router gone")
+	})
 	if d.Send(frames("lost"), nil) {
 		t.Errorf("Send with no router: got true, want false")
 	}
@@ -131,11 +168,26 @@ func TestDealerReconnect(t *testing.T) {
 	r2 := NewRouter(testOptions(Options{OnBatch: got2.onBatch}))
 	t.Cleanup(func() { r2.Close() })
 	rebind(t, addr, r2.Bind)
-	eventually(t, wait, func() bool { return d.Connected() == 1 && r2.Connected([]byte("client")) }, "the dealer reconnects")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 && r2.Connected([]byte("client")) {
+			return nil
+		}
+		return errors.New("the dealer reconnects")
+	})
 	d.Send(frames("after"), nil)
-	eventually(t, wait, func() bool { return got2.has("after") }, "the new router receives")
+	testutil.CheckFor(t, wait, func() error {
+		if got2.has("after") {
+			return nil
+		}
+		return errors.New("the new router receives")
+	})
 	r2.Send([]byte("client"), frames("back"), nil)
-	eventually(t, wait, func() bool { return dealerGot.has("back") }, "the dealer receives from the new router")
+	testutil.CheckFor(t, wait, func() error {
+		if dealerGot.has("back") {
+			return nil
+		}
+		return errors.New("the dealer receives from the new router")
+	})
 	if got2.has("lost") {
 		t.Errorf("a message sent with no router arrived later, want it dropped")
 	}
@@ -148,10 +200,20 @@ func TestSubResubscribes(t *testing.T) {
 	sub := startSub(t, Options{OnBatch: got.onBatch}, []string{"t", "u", "t"}, addr)
 	waitFilters(t, p1, []string{"t", "u"})
 	p1.Publish(fanout("t1", "m1"), nil)
-	eventually(t, wait, func() bool { return got.has("t1") }, "the message before the restart arrives")
+	testutil.CheckFor(t, wait, func() error {
+		if got.has("t1") {
+			return nil
+		}
+		return errors.New("the message before the restart arrives")
+	})
 
 	p1.Close()
-	eventually(t, wait, func() bool { return sub.Connected() == 0 }, "the subscriber sees the publisher gone")
+	testutil.CheckFor(t, wait, func() error {
+		if sub.Connected() == 0 {
+			return nil
+		}
+		return errors.New("the subscriber sees the publisher gone")
+	})
 	p2 := NewPub(testOptions(Options{}))
 	t.Cleanup(func() { p2.Close() })
 	rebind(t, addr, p2.Bind)
@@ -170,7 +232,12 @@ func TestSubResubscribes(t *testing.T) {
 			t.Errorf("Publish(%q) after the restart: got %d subscribers, want %d", tt.topic, n, tt.want)
 		}
 	}
-	eventually(t, wait, func() bool { return got.has("t2") && got.has("u2") }, "the messages after the restart arrive")
+	testutil.CheckFor(t, wait, func() error {
+		if got.has("t2") && got.has("u2") {
+			return nil
+		}
+		return errors.New("the messages after the restart arrive")
+	})
 }
 
 // listenRawRouter accepts one connection as a ROUTER with go-zeromq's
@@ -216,7 +283,12 @@ func TestDealerSkipsPeerAtHWM(t *testing.T) {
 	var got collector
 	r := startRouter(t, Options{OnBatch: got.onBatch})
 	d := startDealer(t, Options{Identity: []byte("client")}, r.Addr())
-	eventually(t, wait, func() bool { return d.Connected() == 1 && r.Connected([]byte("client")) }, "connected")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 && r.Connected([]byte("client")) {
+			return nil
+		}
+		return errors.New("connected")
+	})
 	full := &peer{hwm: 3, queued: 3}
 	d.active.add(full)
 	t.Cleanup(func() { d.active.remove(full) })
@@ -227,7 +299,12 @@ func TestDealerSkipsPeerAtHWM(t *testing.T) {
 			t.Fatalf("Send %d: got false, want true (one peer has room)", i)
 		}
 	}
-	eventually(t, wait, func() bool { return got.count() == n }, "all %d messages reach the peer with room", n)
+	testutil.CheckFor(t, wait, func() error {
+		if got.count() == n {
+			return nil
+		}
+		return fmt.Errorf("all %d messages reach the peer with room", n)
+	})
 	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
 		t.Errorf("got %v, want %v", at, seq(0, n))
 	}
@@ -243,7 +320,12 @@ func TestDealerAllPeersFull(t *testing.T) {
 	stuck, ready := listenRawRouter(t, 4096)
 	d := startDealer(t, Options{HWM: 2}, stuck)
 	<-ready
-	eventually(t, wait, func() bool { return d.Connected() == 1 }, "connected")
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 {
+			return nil
+		}
+		return errors.New("connected")
+	})
 	big := string(bytes.Repeat([]byte("x"), 64<<10))
 	var accepted, refused uint64
 	for refused < 10 {

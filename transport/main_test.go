@@ -15,8 +15,6 @@ import (
 	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/null"
 	"go.uber.org/goleak"
-
-	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -27,13 +25,6 @@ func TestMain(m *testing.M) {
 // fails: a passing test never waits for it, so it can be generous for a
 // slow machine.
 const wait = 20 * time.Second
-
-// eventually polls cond every few milliseconds until it holds, and fails
-// the test with msg if it does not within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	testutil.Eventually(t, timeout, cond, msg, args...)
-}
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -3,52 +3,36 @@ package transport
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
 
-// filterSnap is an immutable view of one subscriber's topic prefixes.
-type filterSnap struct {
-	all      bool // subscribed to "" (everything)
-	prefixes []string
-}
+// Limits on what one subscriber may subscribe to, so that no peer can
+// grow the proxy without bound by subscribing: distinct prefixes, and
+// their bytes in all. A SUBSCRIBE past either is ignored (and logged, at
+// most once a minute per socket).
+const (
+	maxTopicsPerSubscriber     = 10000
+	maxTopicBytesPerSubscriber = 1 << 20
+)
 
-func (f *filterSnap) match(topic []byte) bool {
-	if f == nil {
-		return false
-	}
-	if f.all {
-		return true
-	}
-	for _, p := range f.prefixes {
-		if len(topic) >= len(p) && string(topic[:len(p)]) == p {
-			return true
-		}
-	}
-	return false
-}
-
-// filterRef is a subscriber's filter. Only the peer's reader goroutine
-// changes counts; it publishes a new snapshot that publishers load
-// without a lock.
+// filterRef is one subscriber's subscriptions, counted as in libzmq (two
+// SUBSCRIBEs to a prefix need two CANCELs). Only the subscriber's
+// connection goroutine touches it; what publishers read is the Pub's
+// trie.
 type filterRef struct {
-	snap   atomic.Pointer[filterSnap]
 	counts map[string]int
-	warned bool // the topic limit was logged
+	bytes  int // sum of the distinct prefixes' lengths
 }
-
-// maxTopicsPerSubscriber bounds the distinct prefixes one subscriber may
-// hold, so that no peer can grow the proxy without bound by subscribing;
-// a SUBSCRIBE past it is ignored (and logged once per subscriber).
-const maxTopicsPerSubscriber = 10000
 
 // apply handles one subscription message: first byte 1 = subscribe,
-// 0 = cancel, then the prefix. Subscriptions are counted, as in libzmq:
-// two SUBSCRIBEs to a prefix need two CANCELs. It reports whether the set
-// changed and whether the message was refused for the limit.
-func (f *filterRef) apply(msg []byte) (changed, refused bool) {
+// 0 = cancel, then the prefix. It reports whether the prefix entered
+// (+1) or left (-1) the set, or neither (0), and whether the message was
+// refused for a limit.
+func (f *filterRef) apply(msg []byte) (change int, refused bool) {
 	if len(msg) == 0 || msg[0] > 1 {
-		return false, false
+		return 0, false
 	}
 	if f.counts == nil {
 		f.counts = make(map[string]int)
@@ -56,66 +40,47 @@ func (f *filterRef) apply(msg []byte) (changed, refused bool) {
 	topic := msg[1:]
 	n, ok := f.counts[string(topic)]
 	if msg[0] == 1 {
-		if !ok && len(f.counts) >= maxTopicsPerSubscriber {
-			return false, true
+		if !ok && (len(f.counts) >= maxTopicsPerSubscriber || f.bytes+len(topic) > maxTopicBytesPerSubscriber) {
+			return 0, true
 		}
 		f.counts[string(topic)] = n + 1
-		return !ok, false
+		if ok {
+			return 0, false
+		}
+		f.bytes += len(topic)
+		return 1, false
 	}
 	switch {
 	case !ok:
-		return false, false
+		return 0, false
 	case n <= 1:
 		delete(f.counts, string(topic))
-		return true, false
+		f.bytes -= len(topic)
+		return -1, false
 	default:
 		f.counts[string(topic)] = n - 1
-		return false, false
+		return 0, false
 	}
 }
 
-// publish makes the current prefixes visible to publishers.
-func (f *filterRef) publish() {
-	snap := &filterSnap{prefixes: make([]string, 0, len(f.counts))}
-	for t := range f.counts {
-		if t == "" {
-			snap.all = true
-		}
-		snap.prefixes = append(snap.prefixes, t)
-	}
-	f.snap.Store(snap)
-}
-
-// update applies subscription messages and publishes the result once.
-func (p *Pub) update(sub *peer, msgs ...[]byte) {
-	changed, refused := false, false
-	for _, m := range msgs {
-		c, r := sub.filter.apply(m)
-		changed, refused = changed || c, refused || r
-	}
-	if changed {
-		sub.filter.publish()
-	}
-	if refused && !sub.filter.warned {
-		sub.filter.warned = true
-		p.s.log.Warn("subscriber has too many subscriptions, ignoring more", "identity", printable(sub.id), "limit", maxTopicsPerSubscriber)
-	}
-}
-
-// Pub is a binding PUB socket: each subscriber has its own prefix filter
-// and its own bounded queue, so one slow subscriber only loses its own
-// messages and never holds back the others.
+// Pub is a binding PUB socket: each subscriber has its own bounded queue,
+// so one slow subscriber only loses its own messages and never holds back
+// the others. Every subscriber's prefixes live in one trie, so a publish
+// costs what its topic matches, not what every subscriber holds.
 type Pub struct {
-	s *socket
+	s    *socket
+	subs peerSet
 
-	mu   sync.Mutex // serialises changes to subs
-	subs atomic.Pointer[[]*peer]
+	mu   sync.Mutex // serialises changes to trie
+	trie atomic.Pointer[trie]
+
+	pubMu sync.Mutex // serialises Publish: guards gen and every peer's seen
+	gen   uint64
 }
 
 // NewPub makes a PUB socket; Bind starts it.
 func NewPub(opts Options) *Pub {
 	p := &Pub{}
-	p.subs.Store(new([]*peer))
 	p.s = newSocket(zmq4.Pub, opts, p)
 	return p
 }
@@ -133,12 +98,19 @@ func (p *Pub) Close() error { return p.s.close() }
 func (p *Pub) Stats() *Stats { return p.s.opts.Stats }
 
 // Subscribers is the number of connected subscribers.
-func (p *Pub) Subscribers() int { return len(*p.subs.Load()) }
+func (p *Pub) Subscribers() int { return len(p.subs.load()) }
 
-// Publish queues head+tail to every subscriber whose filter matches the
-// first frame. A subscriber at its high-water mark misses the message
-// (counted); Publish never blocks. It returns how many got it.
-func (p *Pub) Publish(head, tail [][]byte) int {
+// Publish queues head+tail to every subscriber with a prefix of the first
+// frame. A subscriber at its high-water mark misses the message (counted);
+// Publish never blocks. It returns how many got it.
+func (p *Pub) Publish(head, tail [][]byte) int { return p.publish(head, tail, false) }
+
+// PublishNow is Publish for the last message of a burst: each matching
+// subscriber whose queue is empty and writer idle gets it written at once,
+// on the caller's goroutine.
+func (p *Pub) PublishNow(head, tail [][]byte) int { return p.publish(head, tail, true) }
+
+func (p *Pub) publish(head, tail [][]byte, now bool) int {
 	var topic []byte
 	if len(head) > 0 {
 		topic = head[0]
@@ -148,16 +120,21 @@ func (p *Pub) Publish(head, tail [][]byte) int {
 	st := p.s.opts.Stats
 	st.Published.Add(1)
 	sent, dropped := 0, 0
-	for _, sub := range *p.subs.Load() {
-		if !sub.filter.snap.Load().match(topic) {
-			continue
+	p.pubMu.Lock()
+	p.gen++
+	gen := p.gen
+	p.trie.Load().match(topic, func(sub *peer) {
+		if sub.seen == gen {
+			return // it holds a shorter prefix of the topic too
 		}
-		if sub.send(head, tail) {
+		sub.seen = gen
+		if sub.sendMsg(head, tail, now) {
 			sent++
 		} else {
 			dropped++
 		}
-	}
+	})
+	p.pubMu.Unlock()
 	if sent > 0 {
 		st.Sent.Add(uint64(sent))
 	}
@@ -169,27 +146,52 @@ func (p *Pub) Publish(head, tail [][]byte) int {
 
 func (p *Pub) attach(sub *peer, meta zmq4.Metadata) error {
 	sub.id = []byte(meta["Identity"])
-	p.mu.Lock()
-	old := *p.subs.Load()
-	next := make([]*peer, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, sub)
-	p.subs.Store(&next)
-	p.mu.Unlock()
+	p.subs.add(sub)
 	return nil
 }
 
+// detach removes the subscriber and its prefixes. It runs on the
+// subscriber's connection goroutine after its reader ended, so its
+// filter no longer changes.
 func (p *Pub) detach(sub *peer) {
+	p.subs.remove(sub)
 	p.mu.Lock()
-	old := *p.subs.Load()
-	next := make([]*peer, 0, len(old))
-	for _, q := range old {
-		if q != sub {
-			next = append(next, q)
+	t := p.trie.Load()
+	for prefix := range sub.filter.counts {
+		t = t.with([]byte(prefix), sub, false, true)
+	}
+	p.trie.Store(t)
+	p.mu.Unlock()
+}
+
+// update applies subscription messages from sub, on its connection
+// goroutine, and publishes the new trie once.
+func (p *Pub) update(sub *peer, msgs ...[]byte) {
+	refused := false
+	var changes []int
+	for i, m := range msgs {
+		c, r := sub.filter.apply(m)
+		refused = refused || r
+		if c != 0 {
+			changes = append(changes, i)
 		}
 	}
-	p.subs.Store(&next)
-	p.mu.Unlock()
+	if len(changes) > 0 {
+		p.mu.Lock()
+		t := p.trie.Load()
+		for _, i := range changes {
+			t = t.with(msgs[i][1:], sub, msgs[i][0] == 1, true)
+		}
+		p.trie.Store(t)
+		p.mu.Unlock()
+	}
+	if refused {
+		n := p.s.opts.Stats.RefusedTopics.Add(1)
+		if p.s.warn.topics.Allow(time.Now()) {
+			p.s.log.Warn("subscriber has too many subscriptions, ignoring more", "identity", printable(sub.id),
+				"limit", maxTopicsPerSubscriber, "limit_bytes", maxTopicBytesPerSubscriber, "refused_total", n)
+		}
+	}
 }
 
 // recv applies subscription messages; anything else a subscriber sends is

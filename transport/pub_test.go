@@ -2,65 +2,170 @@ package transport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"runtime"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
-func TestFilterApply(t *testing.T) {
+// naiveMatch is the matcher the trie replaces: a subscriber gets a topic
+// if any of its prefixes is a prefix of the topic.
+func naiveMatch(filters map[*peer]map[string]int, topic []byte) map[*peer]bool {
+	out := map[*peer]bool{}
+	for p, f := range filters {
+		for prefix := range f {
+			if bytes.HasPrefix(topic, []byte(prefix)) {
+				out[p] = true
+			}
+		}
+	}
+	return out
+}
+
+// trieMatch is what the trie matches for topic, each subscriber once.
+func trieMatch(t *trie, topic []byte) map[*peer]bool {
+	out := map[*peer]bool{}
+	t.match(topic, func(p *peer) { out[p] = true })
+	return out
+}
+
+// subscriptions feeds ops to one filterRef per subscriber and to the
+// trie, as Pub.update does: "1+ab" subscribes subscriber 1 to "ab",
+// "1-ab" cancels it.
+type subscriptions struct {
+	peers   []*peer
+	trie    *trie
+	filters map[*peer]map[string]int
+}
+
+func newSubscriptions(n int) *subscriptions {
+	s := &subscriptions{filters: map[*peer]map[string]int{}}
+	for i := range n {
+		s.peers = append(s.peers, &peer{id: []byte{byte('0' + i)}})
+	}
+	return s
+}
+
+func (s *subscriptions) apply(sub int, op byte, prefix string) {
+	p := s.peers[sub]
+	msg := append([]byte{op}, prefix...)
+	if c, _ := p.filter.apply(msg); c != 0 {
+		s.trie = s.trie.with([]byte(prefix), p, op == 1, true)
+	}
+	s.filters[p] = p.filter.counts
+}
+
+func TestTrieMatchesAsNaive(t *testing.T) {
 	tests := []struct {
-		name      string
-		ops       []string // "+topic" subscribes, "-topic" cancels, anything else is sent as is
-		wantMatch map[string]bool
+		name   string
+		ops    []string // "<subscriber><+|-><prefix>"
+		topics []string
+		want   map[string]string // topic -> the subscribers that get it, in order
 	}{
-		{name: "nothing matches nothing", ops: nil, wantMatch: map[string]bool{"": false, "a": false}},
-		{name: "prefix", ops: []string{"+ab"}, wantMatch: map[string]bool{"ab": true, "abc": true, "a": false, "b": false, "": false}},
-		{name: "everything", ops: []string{"+"}, wantMatch: map[string]bool{"": true, "a": true, "\x00": true}},
-		{name: "two prefixes", ops: []string{"+a", "+b"}, wantMatch: map[string]bool{"a1": true, "b1": true, "c": false}},
-		{name: "subscribe twice, cancel once", ops: []string{"+a", "+a", "-a"}, wantMatch: map[string]bool{"a": true}},
-		{name: "subscribe twice, cancel twice", ops: []string{"+a", "+a", "-a", "-a"}, wantMatch: map[string]bool{"a": false}},
-		{name: "cancel without subscribe", ops: []string{"-a", "+a"}, wantMatch: map[string]bool{"a": true}},
-		{name: "cancel one of two", ops: []string{"+a", "+b", "-a"}, wantMatch: map[string]bool{"a": false, "b": true}},
-		{name: "cancel everything", ops: []string{"+", "+x", "-"}, wantMatch: map[string]bool{"a": false, "x1": true}},
-		{name: "other first bytes ignored", ops: []string{"\x02a", "", "\xffa"}, wantMatch: map[string]bool{"a": false}},
+		{name: "nothing matches nothing", topics: []string{"", "a"}, want: map[string]string{"": "", "a": ""}},
+		{name: "prefix", ops: []string{"0+ab"}, want: map[string]string{"ab": "0", "abc": "0", "a": "", "b": "", "": ""}},
+		{name: "everything", ops: []string{"0+"}, want: map[string]string{"": "0", "a": "0", "\x00": "0"}},
+		{name: "two prefixes", ops: []string{"0+a", "0+b"}, want: map[string]string{"a1": "0", "b1": "0", "c": ""}},
+		{name: "overlapping prefixes of one subscriber count once", ops: []string{"0+a", "0+ab", "0+abc"}, want: map[string]string{"abcd": "0", "ab": "0"}},
+		{name: "subscribe twice, cancel once", ops: []string{"0+a", "0+a", "0-a"}, want: map[string]string{"a": "0"}},
+		{name: "subscribe twice, cancel twice", ops: []string{"0+a", "0+a", "0-a", "0-a"}, want: map[string]string{"a": ""}},
+		{name: "cancel without subscribe", ops: []string{"0-a", "0+a"}, want: map[string]string{"a": "0"}},
+		{name: "cancel one of two", ops: []string{"0+a", "0+b", "0-a"}, want: map[string]string{"a": "", "b": "0"}},
+		{name: "cancel everything", ops: []string{"0+", "0+x", "0-"}, want: map[string]string{"a": "", "x1": "0"}},
+		{name: "split edge", ops: []string{"0+abcd", "1+abxy", "2+ab"}, want: map[string]string{"abcd": "02", "abxy9": "12", "abc": "2", "a": ""}},
+		{name: "merge after cancel", ops: []string{"0+abcd", "1+ab", "1-ab", "2+abce"}, want: map[string]string{"abcd": "0", "abce": "2", "ab": "", "abc": ""}},
+		{name: "prefix longer than topic", ops: []string{"0+abc"}, want: map[string]string{"ab": "", "abd": ""}},
+		{name: "many subscribers on one prefix", ops: []string{"0+t", "1+t", "2+t", "1-t"}, want: map[string]string{"t": "02"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var f filterRef
+			s := newSubscriptions(3)
 			for _, op := range tt.ops {
-				switch {
-				case strings.HasPrefix(op, "+"):
-					f.apply(append([]byte{1}, op[1:]...))
-				case strings.HasPrefix(op, "-"):
-					f.apply(append([]byte{0}, op[1:]...))
-				default:
-					f.apply([]byte(op))
-				}
+				s.apply(int(op[0]-'0'), map[byte]byte{'+': 1, '-': 0}[op[1]], op[2:])
 			}
-			f.publish()
-			for topic, want := range tt.wantMatch {
-				if got := f.snap.Load().match([]byte(topic)); got != want {
-					t.Errorf("match(%q): got %v, want %v", topic, got, want)
+			for topic, want := range tt.want {
+				got := trieMatch(s.trie, []byte(topic))
+				if naive := naiveMatch(s.filters, []byte(topic)); !maps.Equal(got, naive) {
+					t.Errorf("topic %q: trie matched %v, the naive matcher %v", topic, names(got), names(naive))
+				}
+				if g := names(got); g != want {
+					t.Errorf("topic %q: got subscribers %q, want %q", topic, g, want)
 				}
 			}
 		})
 	}
 }
 
+// names lists the matched subscribers' identities, sorted.
+func names(m map[*peer]bool) string {
+	var out []byte
+	for p := range m {
+		out = append(out, p.id...)
+	}
+	slices.Sort(out)
+	return string(out)
+}
+
+// FuzzTrie: any sequence of subscribes and cancels by four subscribers
+// over a small alphabet leaves a trie that matches every topic as the
+// naive matcher does. Each op is three bytes: subscriber and op, prefix
+// length (0-3), and the rest of the input is the prefixes' bytes.
+func FuzzTrie(f *testing.F) {
+	f.Add([]byte("\x01\x02ab\x03\x01a\x00\x02ab"), []byte("abc"))
+	f.Add([]byte("\x01\x00\x11\x03abc\x12\x02ab\x10\x00"), []byte("ab"))
+	f.Fuzz(func(t *testing.T, ops, topic []byte) {
+		s := newSubscriptions(4)
+		for len(ops) >= 2 {
+			sub, op, n := int(ops[0]>>4)%4, ops[0]&1, min(int(ops[1])%4, len(ops)-2)
+			prefix := ops[2 : 2+n]
+			for i := range prefix {
+				prefix[i] = 'a' + prefix[i]%3 // a tiny alphabet, so prefixes meet
+			}
+			s.apply(sub, op, string(prefix))
+			ops = ops[2+n:]
+			for _, top := range [][]byte{topic, prefix, nil} {
+				if got, want := trieMatch(s.trie, top), naiveMatch(s.filters, top); !maps.Equal(got, want) {
+					t.Fatalf("topic %q: trie matched %v, the naive matcher %v", top, names(got), names(want))
+				}
+			}
+		}
+		// Cancelling everything leaves the empty tree.
+		for _, p := range s.peers {
+			for prefix, n := range p.filter.counts {
+				for range n {
+					s.apply(int(p.id[0]-'0'), 0, prefix)
+				}
+			}
+		}
+		if s.trie != nil {
+			t.Fatalf("after every cancel: got a tree %+v, want the empty one", s.trie)
+		}
+	})
+}
+
 // pubFilters is what a Pub knows of its subscribers' filters: for each,
 // its sorted prefixes; the list sorted.
 func pubFilters(p *Pub) []string {
 	var out []string
-	for _, sub := range *p.subs.Load() {
-		var pre []string
-		if snap := sub.filter.snap.Load(); snap != nil {
-			pre = slices.Clone(snap.prefixes)
+	pre := map[*peer][]string{}
+	for _, sub := range p.subs.load() {
+		pre[sub] = []string{}
+	}
+	p.trie.Load().walk(nil, func(prefix []byte, sub *peer) {
+		if pre[sub] != nil {
+			pre[sub] = append(pre[sub], string(prefix))
 		}
-		slices.Sort(pre)
-		out = append(out, fmt.Sprintf("%q", pre))
+	})
+	for _, l := range pre {
+		slices.Sort(l)
+		out = append(out, fmt.Sprintf("%q", l))
 	}
 	slices.Sort(out)
 	return out
@@ -82,11 +187,15 @@ func wantFilters(subs ...[]string) []string {
 
 // waitFilters waits until the Pub's subscribers have exactly these
 // filters: then every subscription sent before has been applied.
-func waitFilters(t *testing.T, p *Pub, subs ...[]string) {
+func waitFilters(t testing.TB, p *Pub, subs ...[]string) {
 	t.Helper()
 	want := wantFilters(subs...)
-	eventually(t, wait, func() bool { return slices.Equal(pubFilters(p), want) },
-		"the publisher's filters: want %v", want)
+	testutil.CheckFor(t, wait, func() error {
+		if slices.Equal(pubFilters(p), want) {
+			return nil
+		}
+		return fmt.Errorf("the publisher's filters: want %v", want)
+	})
 }
 
 func fanout(topic, id string) [][]byte { return frames(topic, "1.0", "3", id) }
@@ -129,7 +238,12 @@ func TestPubPrefixFilters(t *testing.T) {
 		}
 	}
 	for i, s := range subs {
-		eventually(t, wait, func() bool { return got[i].has(end) }, "%s receives the end marker", s.name)
+		testutil.CheckFor(t, wait, func() error {
+			if got[i].has(end) {
+				return nil
+			}
+			return fmt.Errorf("%s receives the end marker", s.name)
+		})
 		var gotTopics []string
 		for _, m := range got[i].all() {
 			if m.msg[0] != end {
@@ -151,7 +265,12 @@ func TestPubSubscriptionCounts(t *testing.T) {
 	p := startPub(t, Options{})
 	var got collector
 	sub := startSub(t, Options{OnBatch: got.onBatch}, nil, p.Addr())
-	eventually(t, wait, func() bool { return p.Subscribers() == 1 }, "the subscriber connected")
+	testutil.CheckFor(t, wait, func() error {
+		if p.Subscribers() == 1 {
+			return nil
+		}
+		return errors.New("the subscriber connected")
+	})
 
 	steps := []struct {
 		name          string
@@ -182,7 +301,12 @@ func TestPubSubscriptionCounts(t *testing.T) {
 			t.Errorf("%s: Publish(%q) got %d subscribers, want %d", st.name, st.publish, n, want)
 		}
 		p.Publish(fanout(st.sync, id), nil)
-		eventually(t, wait, func() bool { return got.has(st.sync) }, "%s: the sync message arrives", st.name)
+		testutil.CheckFor(t, wait, func() error {
+			if got.has(st.sync) {
+				return nil
+			}
+			return fmt.Errorf("%s: the sync message arrives", st.name)
+		})
 		if delivered := got.has(st.publish, "1.0", "3", id); delivered != st.wantDelivered {
 			t.Errorf("%s: %q delivered: got %v, want %v", st.name, st.publish, delivered, st.wantDelivered)
 		}
@@ -231,7 +355,12 @@ func TestPubSlowSubscriber(t *testing.T) {
 		rounds++
 		sent += uint64(n)
 		dropped += uint64(2 - n)
-		eventually(t, wait, func() bool { return healthyGot.count() == int(rounds) }, "the healthy subscriber gets message %d", rounds)
+		testutil.CheckFor(t, wait, func() error {
+			if healthyGot.count() == int(rounds) {
+				return nil
+			}
+			return fmt.Errorf("the healthy subscriber gets message %d", rounds)
+		})
 		if rounds*uint64(len(big)) > 512<<20 {
 			t.Fatalf("the slow subscriber took %d MiB without reaching its high-water mark", rounds*uint64(len(big))>>20)
 		}
@@ -253,8 +382,9 @@ func TestPubSlowSubscriber(t *testing.T) {
 }
 
 // A subscriber cannot grow the proxy without bound by subscribing: past
-// maxTopicsPerSubscriber distinct prefixes, more are refused; the ones it
-// has keep working, and cancelling makes room again.
+// maxTopicsPerSubscriber distinct prefixes, or maxTopicBytesPerSubscriber
+// bytes of them, more are refused; the ones it has keep working, and
+// cancelling makes room again.
 func TestFilterTopicLimit(t *testing.T) {
 	var f filterRef
 	for i := range maxTopicsPerSubscriber {
@@ -269,11 +399,117 @@ func TestFilterTopicLimit(t *testing.T) {
 		t.Fatal("repeated subscription to a held prefix refused")
 	}
 	f.apply([]byte("\x00t0"))
-	if _, refused := f.apply([]byte("\x01now-fits")); refused {
-		t.Fatal("subscription after a cancel refused")
+	if c, refused := f.apply([]byte("\x01now-fits")); refused || c != 1 {
+		t.Fatalf("subscription after a cancel: got (change %d, refused %v), want (1, false)", c, refused)
 	}
-	f.publish()
-	if !f.snap.Load().match([]byte("now-fits")) || f.snap.Load().match([]byte("one-too-many")) {
-		t.Fatal("filter does not reflect the limit")
+	if _, ok := f.counts["one-too-many"]; ok {
+		t.Fatal("the refused prefix is in the filter")
+	}
+}
+
+func TestFilterTopicBytesLimit(t *testing.T) {
+	var f filterRef
+	big := bytes.Repeat([]byte("x"), maxTopicBytesPerSubscriber/4)
+	for i := range 4 {
+		msg := append([]byte{1, byte('0' + i)}, big[1:]...)
+		if _, refused := f.apply(msg); refused {
+			t.Fatalf("subscription %d (%d bytes in all) refused, want accepted", i, f.bytes+len(msg)-1)
+		}
+	}
+	if f.bytes != maxTopicBytesPerSubscriber {
+		t.Fatalf("bytes: got %d, want %d", f.bytes, maxTopicBytesPerSubscriber)
+	}
+	if _, refused := f.apply([]byte("\x01y")); !refused {
+		t.Fatal("one byte past the limit: got accepted, want refused")
+	}
+	f.apply(append([]byte{0, '0'}, big[1:]...))
+	if _, refused := f.apply([]byte("\x01y")); refused {
+		t.Fatal("after a cancel: got refused, want accepted")
+	}
+	if want := 3*len(big) + 1; f.bytes != want {
+		t.Fatalf("bytes: got %d, want %d", f.bytes, want)
+	}
+}
+
+// subscribeMany makes a raw SUB that subscribes to n prefixes
+// "idle.00000".. that nothing published matches, and waits until the
+// publisher holds them all.
+func subscribeMany(t testing.TB, p *Pub, n int) {
+	t.Helper()
+	idle := dialRaw(t, p.Addr(), zmq4.Sub, "idle", 0)
+	var buf []byte
+	for i := range n {
+		buf = appendMsg(buf, [][]byte{[]byte(fmt.Sprintf("\x01idle.%05d", i))}, nil)
+	}
+	idle.write(buf)
+	testutil.CheckFor(t, wait, func() error {
+		got := 0
+		p.trie.Load().walk(nil, func([]byte, *peer) { got++ })
+		if got < n {
+			return fmt.Errorf("the publisher holds %d prefixes, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// One subscriber's 10,000 prefixes cost another subscriber's publish
+// nothing: matching visits the topic's own nodes only (one here), and
+// every message reaches the subscriber that wants it and no other.
+func TestPublishIgnoresOtherSubscribersPrefixes(t *testing.T) {
+	p := startPub(t, Options{})
+	var got collector
+	startSub(t, Options{OnBatch: got.onBatch}, []string{"notify."}, p.Addr())
+	waitFilters(t, p, []string{"notify."})
+	topic := []byte("notify.info")
+	before := p.trie.Load().match(topic, func(*peer) {})
+	subscribeMany(t, p, 10000)
+	after := p.trie.Load().match(topic, func(*peer) {})
+	if after != before {
+		t.Errorf("nodes visited to match %q: got %d beside 10,000 other prefixes, want %d as without them", topic, after, before)
+	}
+	const msgs = 100
+	for i := range msgs {
+		if n := p.Publish(fanout(string(topic), fmt.Sprint(i)), nil); n != 1 {
+			t.Fatalf("Publish %d: got %d subscribers, want 1", i, n)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if n := got.count(); n != msgs {
+			return fmt.Errorf("the notify. subscriber got %d messages, want %d", n, msgs)
+		}
+		return nil
+	})
+	if n := p.Publish(fanout("idle.00042", "x"), nil); n != 1 {
+		t.Fatalf("Publish(idle.00042): got %d subscribers, want the idle one", n)
+	}
+}
+
+// BenchmarkPublishBesideIdlePrefixes is a pair: the cost of a publish to
+// one subscriber, without and with another subscriber that holds 10,000
+// prefixes the topic does not match. The two should be within noise.
+func BenchmarkPublishBesideIdlePrefixes(b *testing.B) {
+	for _, idle := range []int{0, 10000} {
+		b.Run(fmt.Sprintf("idle-prefixes=%d", idle), func(b *testing.B) {
+			p := startPub(b, Options{})
+			dst := dialRaw(b, p.Addr(), zmq4.Sub, "reader", 0)
+			dst.send("\x01notify.")
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				io.Copy(io.Discard, dst.conn)
+			}()
+			b.Cleanup(func() { dst.conn.Close(); <-drained })
+			waitFilters(b, p, []string{"notify."})
+			if idle > 0 {
+				subscribeMany(b, p, idle)
+			}
+			msg := frames("notify.info", "1.0", "3", "8e5b0c3a-1f7d-4c8a-b2e9-0f6a3d9c0000", string(make([]byte, 200)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for p.Publish(msg, nil) == 0 {
+					runtime.Gosched()
+				}
+			}
+		})
 	}
 }

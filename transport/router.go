@@ -45,7 +45,14 @@ func (r *Router) Identity() []byte { return r.s.opts.Identity }
 // Send queues the message head+tail to the peer with identity id. A
 // message to an unknown identity or to a peer at its high-water mark is
 // dropped and counted; Send never blocks.
-func (r *Router) Send(id []byte, head, tail [][]byte) bool {
+func (r *Router) Send(id []byte, head, tail [][]byte) bool { return r.send(id, head, tail, false) }
+
+// SendNow is Send for the last message of a burst: when the peer's queue
+// is empty and its writer idle, the message is written at once, on the
+// caller's goroutine, with one non-blocking write.
+func (r *Router) SendNow(id []byte, head, tail [][]byte) bool { return r.send(id, head, tail, true) }
+
+func (r *Router) send(id []byte, head, tail [][]byte, now bool) bool {
 	r.mu.RLock()
 	p := r.peers[string(id)]
 	r.mu.RUnlock()
@@ -54,7 +61,7 @@ func (r *Router) Send(id []byte, head, tail [][]byte) bool {
 		st.DroppedUnknownIdentity.Add(1)
 		return false
 	}
-	if !p.send(head, tail) {
+	if !p.sendMsg(head, tail, now) {
 		st.DroppedHWM.Add(1)
 		return false
 	}

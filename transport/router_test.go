@@ -3,12 +3,16 @@ package transport
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 func TestRouterRoutesByIdentity(t *testing.T) {
@@ -17,8 +21,12 @@ func TestRouterRoutesByIdentity(t *testing.T) {
 	var aliceGot, bobGot collector
 	alice := startDealer(t, Options{Identity: []byte("alice"), OnBatch: aliceGot.onBatch}, r.Addr())
 	bob := startDealer(t, Options{Identity: []byte("bob"), OnBatch: bobGot.onBatch}, r.Addr())
-	eventually(t, wait, func() bool { return r.Connected([]byte("alice")) && r.Connected([]byte("bob")) },
-		"alice and bob connected to the router")
+	testutil.CheckFor(t, wait, func() error {
+		if r.Connected([]byte("alice")) && r.Connected([]byte("bob")) {
+			return nil
+		}
+		return errors.New("alice and bob connected to the router")
+	})
 
 	tests := []struct {
 		name string
@@ -38,7 +46,12 @@ func TestRouterRoutesByIdentity(t *testing.T) {
 	}
 	for id, c := range map[string]*collector{"alice": &aliceGot, "bob": &bobGot} {
 		want := wantAt[id]
-		eventually(t, wait, func() bool { return c.count() >= len(want) }, "%s receives %d messages", id, len(want))
+		testutil.CheckFor(t, wait, func() error {
+			if c.count() >= len(want) {
+				return nil
+			}
+			return fmt.Errorf("%s receives %d messages", id, len(want))
+		})
 		got := c.all()
 		if len(got) != len(want) {
 			t.Fatalf("%s: got %d messages, want %d", id, len(got), len(want))
@@ -53,7 +66,12 @@ func TestRouterRoutesByIdentity(t *testing.T) {
 	// The other way: the router names the sender in Batch.Peer.
 	alice.Send(frames("", "1.0", "2", "bob", "m4"), nil)
 	bob.Send(frames("", "1.0", "2", "alice", "m5"), nil)
-	eventually(t, wait, func() bool { return inbound.count() == 2 }, "the router receives 2 messages")
+	testutil.CheckFor(t, wait, func() error {
+		if inbound.count() == 2 {
+			return nil
+		}
+		return errors.New("the router receives 2 messages")
+	})
 	for _, m := range inbound.all() {
 		wantPeer := map[string]string{"m4": "alice", "m5": "bob"}[m.msg[4]]
 		if m.peer != wantPeer {
@@ -77,15 +95,30 @@ func TestRouterAnonymousIdentity(t *testing.T) {
 	var got1, got2 collector
 	d1 := startDealer(t, Options{OnBatch: got1.onBatch}, r.Addr())
 	d2 := startDealer(t, Options{OnBatch: got2.onBatch}, r.Addr())
-	eventually(t, wait, func() bool { return d1.Connected() == 1 && d2.Connected() == 1 }, "both dealers connected")
-	eventually(t, wait, func() bool { return r.Stats().Peers.Load() == 2 }, "the router has 2 peers")
+	testutil.CheckFor(t, wait, func() error {
+		if d1.Connected() == 1 && d2.Connected() == 1 {
+			return nil
+		}
+		return errors.New("both dealers connected")
+	})
+	testutil.CheckFor(t, wait, func() error {
+		if r.Stats().Peers.Load() == 2 {
+			return nil
+		}
+		return errors.New("the router has 2 peers")
+	})
 
 	// A dealer only sends once connected, and its peer is attached on
 	// the router before the router's reader reads anything from it.
 	if !d1.Send(frames("from d1"), nil) || !d2.Send(frames("from d2"), nil) {
 		t.Fatalf("Send returned false, want true")
 	}
-	eventually(t, wait, func() bool { return inbound.count() == 2 }, "the router receives 2 messages")
+	testutil.CheckFor(t, wait, func() error {
+		if inbound.count() == 2 {
+			return nil
+		}
+		return errors.New("the router receives 2 messages")
+	})
 	ids := map[string]string{}
 	for _, m := range inbound.all() {
 		id := []byte(m.peer)
@@ -109,7 +142,12 @@ func TestRouterAnonymousIdentity(t *testing.T) {
 		if !r.Send(id, frames("reply to", tt.from), nil) {
 			t.Fatalf("Send to %x: got false, want true", id)
 		}
-		eventually(t, wait, func() bool { return tt.c.has("reply to", tt.from) }, "the reply to %q arrives", tt.from)
+		testutil.CheckFor(t, wait, func() error {
+			if tt.c.has("reply to", tt.from) {
+				return nil
+			}
+			return fmt.Errorf("the reply to %q arrives", tt.from)
+		})
 	}
 }
 
@@ -127,7 +165,12 @@ func TestRouterRefusesIdentity(t *testing.T) {
 			r := startRouter(t, Options{OnBatch: inbound.onBatch})
 			var firstGot collector
 			first := startDealer(t, Options{Identity: []byte("dup"), OnBatch: firstGot.onBatch}, r.Addr())
-			eventually(t, wait, func() bool { return r.Connected([]byte("dup")) }, "the first peer connected")
+			testutil.CheckFor(t, wait, func() error {
+				if r.Connected([]byte("dup")) {
+					return nil
+				}
+				return errors.New("the first peer connected")
+			})
 
 			second := dialRaw(t, r.Addr(), zmq4.Dealer, tt.id, 0)
 			waitClosed(t, second.conn)
@@ -142,9 +185,19 @@ func TestRouterRefusesIdentity(t *testing.T) {
 			if !r.Send([]byte("dup"), frames("still there?"), nil) {
 				t.Fatalf("Send to the first peer: got false, want true")
 			}
-			eventually(t, wait, func() bool { return firstGot.has("still there?") }, "the first peer receives")
+			testutil.CheckFor(t, wait, func() error {
+				if firstGot.has("still there?") {
+					return nil
+				}
+				return errors.New("the first peer receives")
+			})
 			first.Send(frames("yes"), nil)
-			eventually(t, wait, func() bool { return inbound.has("yes") }, "the router receives from the first peer")
+			testutil.CheckFor(t, wait, func() error {
+				if inbound.has("yes") {
+					return nil
+				}
+				return errors.New("the router receives from the first peer")
+			})
 			if got := inbound.all()[0].peer; got != "dup" {
 				t.Errorf("Batch.Peer: got %q, want %q", got, "dup")
 			}
@@ -184,8 +237,12 @@ func TestRouterHWM(t *testing.T) {
 	var healthyGot collector
 	startDealer(t, Options{Identity: []byte("healthy"), OnBatch: healthyGot.onBatch}, r.Addr())
 	dialRaw(t, r.Addr(), zmq4.Dealer, "slow", 4096) // never read
-	eventually(t, wait, func() bool { return r.Connected([]byte("slow")) && r.Connected([]byte("healthy")) },
-		"both peers connected")
+	testutil.CheckFor(t, wait, func() error {
+		if r.Connected([]byte("slow")) && r.Connected([]byte("healthy")) {
+			return nil
+		}
+		return errors.New("both peers connected")
+	})
 
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	var accepted, refused uint64
@@ -210,7 +267,12 @@ func TestRouterHWM(t *testing.T) {
 		if !r.Send([]byte("healthy"), frames("h", string(rune('a'+i))), nil) {
 			t.Fatalf("Send to the healthy peer %d: got false, want true", i)
 		}
-		eventually(t, wait, func() bool { return healthyGot.count() == i+1 }, "the healthy peer receives message %d", i)
+		testutil.CheckFor(t, wait, func() error {
+			if healthyGot.count() == i+1 {
+				return nil
+			}
+			return fmt.Errorf("the healthy peer receives message %d", i)
+		})
 	}
 	for i, m := range healthyGot.all() {
 		if want := []string{"h", string(rune('a' + i))}; !slices.Equal(m.msg, want) {
@@ -331,14 +393,24 @@ func TestHandshakeForged(t *testing.T) {
 			}
 			st := r.Stats()
 			if !tt.wantBad {
-				eventually(t, wait, func() bool { return st.Peers.Load() == 1 }, "the control peer attached")
+				testutil.CheckFor(t, wait, func() error {
+					if st.Peers.Load() == 1 {
+						return nil
+					}
+					return errors.New("the control peer attached")
+				})
 				if got := st.BadHandshake.Load(); got != 0 {
 					t.Fatalf("BadHandshake: got %d, want 0", got)
 				}
 				return
 			}
 			waitClosed(t, conn)
-			eventually(t, wait, func() bool { return st.BadHandshake.Load() == 1 }, "BadHandshake counts 1")
+			testutil.CheckFor(t, wait, func() error {
+				if st.BadHandshake.Load() == 1 {
+					return nil
+				}
+				return errors.New("BadHandshake counts 1")
+			})
 			if got := st.DroppedOversize.Load(); got != tt.wantOversize {
 				t.Errorf("DroppedOversize: got %d, want %d", got, tt.wantOversize)
 			}
@@ -348,9 +420,19 @@ func TestHandshakeForged(t *testing.T) {
 			// The router still serves.
 			var got collector
 			d := startDealer(t, Options{Identity: []byte("after"), OnBatch: got.onBatch}, r.Addr())
-			eventually(t, wait, func() bool { return r.Connected([]byte("after")) && d.Connected() == 1 }, "a good peer connects after")
+			testutil.CheckFor(t, wait, func() error {
+				if r.Connected([]byte("after")) && d.Connected() == 1 {
+					return nil
+				}
+				return errors.New("a good peer connects after")
+			})
 			r.Send([]byte("after"), frames("fine"), nil)
-			eventually(t, wait, func() bool { return got.has("fine") }, "the good peer receives")
+			testutil.CheckFor(t, wait, func() error {
+				if got.has("fine") {
+					return nil
+				}
+				return errors.New("the good peer receives")
+			})
 		})
 	}
 }
@@ -383,11 +465,21 @@ func TestRouterForgedFrames(t *testing.T) {
 			forger := dialRaw(t, r.Addr(), zmq4.Dealer, "forger", 0)
 			// One good message first: the session is up.
 			forger.send("good")
-			eventually(t, wait, func() bool { return inbound.has("good") }, "the good message arrives")
+			testutil.CheckFor(t, wait, func() error {
+				if inbound.has("good") {
+					return nil
+				}
+				return errors.New("the good message arrives")
+			})
 			forger.write(tt.send)
 			waitClosed(t, forger.conn)
 			st := r.Stats()
-			eventually(t, wait, func() bool { return st.Peers.Load() == 0 }, "the forger is detached")
+			testutil.CheckFor(t, wait, func() error {
+				if st.Peers.Load() == 0 {
+					return nil
+				}
+				return errors.New("the forger is detached")
+			})
 			if got := st.DroppedOversize.Load(); got != tt.wantOversize {
 				t.Errorf("DroppedOversize: got %d, want %d", got, tt.wantOversize)
 			}
@@ -400,9 +492,19 @@ func TestRouterForgedFrames(t *testing.T) {
 			// The identity is free again and the router serves.
 			var got collector
 			startDealer(t, Options{Identity: []byte("forger"), OnBatch: got.onBatch}, r.Addr())
-			eventually(t, wait, func() bool { return r.Connected([]byte("forger")) }, "the identity is reused")
+			testutil.CheckFor(t, wait, func() error {
+				if r.Connected([]byte("forger")) {
+					return nil
+				}
+				return errors.New("the identity is reused")
+			})
 			r.Send([]byte("forger"), frames("fine"), nil)
-			eventually(t, wait, func() bool { return got.has("fine") }, "the new peer receives")
+			testutil.CheckFor(t, wait, func() error {
+				if got.has("fine") {
+					return nil
+				}
+				return errors.New("the new peer receives")
+			})
 		})
 	}
 }
@@ -426,7 +528,12 @@ func TestRouterMessageSizes(t *testing.T) {
 			r := startRouter(t, Options{MaxMessageSize: tt.limit, OnBatch: inbound.onBatch})
 			var dealerGot collector
 			d := startDealer(t, Options{Identity: []byte("d"), MaxMessageSize: tt.limit, OnBatch: dealerGot.onBatch}, r.Addr())
-			eventually(t, wait, func() bool { return d.Connected() == 1 && r.Connected([]byte("d")) }, "connected")
+			testutil.CheckFor(t, wait, func() error {
+				if d.Connected() == 1 && r.Connected([]byte("d")) {
+					return nil
+				}
+				return errors.New("connected")
+			})
 			msg := make([][]byte, len(tt.sizes))
 			for i, n := range tt.sizes {
 				msg[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
@@ -439,7 +546,12 @@ func TestRouterMessageSizes(t *testing.T) {
 				}
 			}
 			for name, c := range map[string]*collector{"router": &inbound, "dealer": &dealerGot} {
-				eventually(t, wait, func() bool { return c.count() == 3 }, "the %s receives 3 messages", name)
+				testutil.CheckFor(t, wait, func() error {
+					if c.count() == 3 {
+						return nil
+					}
+					return fmt.Errorf("the %s receives 3 messages", name)
+				})
 				for i, m := range c.all() {
 					if !slices.Equal(m.msg, want) {
 						t.Errorf("%s message %d: got frames of sizes %v, want %v", name, i, sizesOf(m.msg), tt.sizes)

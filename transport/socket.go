@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -18,6 +19,11 @@ import (
 type Options struct {
 	// HWM is each peer's outbound high-water mark, in messages.
 	HWM int
+	// HWMBytes is each peer's outbound high-water mark, in bytes of
+	// encoded messages and commands. A message that would take the queue
+	// past it is dropped, unless the queue is empty (so one message larger
+	// than the mark still goes out).
+	HWMBytes int
 	// MaxMessageSize bounds one inbound message, all frames, in bytes.
 	MaxMessageSize int64
 	// Identity is this socket's identity, sent to peers in the handshake.
@@ -38,14 +44,27 @@ type Options struct {
 	// handshake and again when it is detached (down). It runs on the
 	// connection's goroutine and must not block.
 	OnPeer func(id []byte, up bool)
+	// Conns, if set, bounds the connections accepted (shared by every
+	// socket that holds it); a connection past it is closed at once and
+	// counted in Stats.RefusedMaxConns.
+	Conns *ConnLimit
 	// Stats receives the counters; nil = private counters.
 	Stats *Stats
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
+
+	// noDirectWrite makes every write go through the peer's writer
+	// goroutine (tests compare the two paths).
+	noDirectWrite bool
 }
+
+// maxPingContext is the longest PING context RFC 37 allows; a longer one
+// is a protocol error (the PONG would echo it).
+const maxPingContext = 16
 
 const (
 	defaultHWM              = 1000
+	defaultHWMBytes         = 16 << 20
 	defaultMaxMessageSize   = 16 << 20
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultReconnectMin     = 100 * time.Millisecond
@@ -55,6 +74,9 @@ const (
 func (o *Options) setDefaults() {
 	if o.HWM <= 0 {
 		o.HWM = defaultHWM
+	}
+	if o.HWMBytes <= 0 {
+		o.HWMBytes = defaultHWMBytes
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
@@ -109,6 +131,8 @@ type socket struct {
 	peers   map[*peer]struct{}
 	errOnce sync.Once
 	dialers map[string]*dialer // connect side: by host:port
+
+	warn struct{ refused, oversize, protocol, conns, topics LogLimit }
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
@@ -200,9 +224,19 @@ func (s *socket) acceptLoop(ln net.Listener) {
 			return
 		}
 		delay = 5 * time.Millisecond
+		if !s.opts.Conns.acquire() {
+			conn.Close()
+			n := s.opts.Stats.RefusedMaxConns.Add(1)
+			if s.warn.conns.Allow(time.Now()) {
+				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
+					"limit", s.opts.Conns.Max(), "refused_total", n)
+			}
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.opts.Conns.release()
 			s.serve(conn, true)
 		}()
 	}
@@ -214,91 +248,6 @@ func (s *socket) fail(err error) {
 			s.opts.OnError(err)
 		}
 	})
-}
-
-// serve runs one connection to its end: handshake, attach, then the
-// writer on a goroutine of its own and the reader on this one. It returns
-// the handshake error, if any, so that a dialer can tell it from a session.
-func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	// Close must not wait for the handshake timeout of a stalled peer.
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
-	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
-	stop()
-	if err != nil {
-		s.opts.Stats.BadHandshake.Add(1)
-		if errors.Is(err, ErrOversize) {
-			s.opts.Stats.DroppedOversize.Add(1)
-		}
-		s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
-		conn.Close()
-		return false
-	}
-	p := newPeer(s, nil, conn)
-	s.mu.Lock()
-	if s.ctx.Err() != nil {
-		s.mu.Unlock()
-		conn.Close()
-		return false
-	}
-	if err := s.role.attach(p, meta); err != nil {
-		s.mu.Unlock()
-		s.opts.Stats.Refused.Add(1)
-		s.log.Warn("peer refused", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
-		conn.Close()
-		return false
-	}
-	s.peers[p] = struct{}{}
-	s.mu.Unlock()
-	s.opts.Stats.Peers.Add(1)
-	if s.opts.OnPeer != nil {
-		s.opts.OnPeer(p.id, true)
-	}
-	s.log.Debug("peer connected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
-
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if err := p.writeLoop(); err != nil {
-			p.shutdown()
-		}
-	}()
-	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
-	err = mr.run(p.id, func(b *Batch) {
-		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
-		s.role.recv(p, b)
-	}, func(name string, data []byte) error {
-		if name == zmq4.CmdPing {
-			// RFC 37: PONG echoes the PING's context (after the 2-byte TTL).
-			if len(data) >= 2 {
-				data = data[2:]
-			}
-			p.sendCommand(zmq4.CmdPong, data)
-		} else if h, ok := s.role.(commandHandler); ok {
-			h.command(p, name, data)
-		}
-		return nil
-	})
-	if errors.Is(err, ErrOversize) {
-		s.opts.Stats.DroppedOversize.Add(1)
-		s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
-	} else if errors.Is(err, ErrProtocol) {
-		s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
-	}
-	s.mu.Lock()
-	s.role.detach(p)
-	delete(s.peers, p)
-	s.mu.Unlock()
-	p.shutdown()
-	<-writerDone
-	s.opts.Stats.Peers.Add(-1)
-	if s.opts.OnPeer != nil {
-		s.opts.OnPeer(p.id, false)
-	}
-	s.log.Debug("peer disconnected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
-	return true
 }
 
 // connect keeps a connection to endpoint up until Close: dial, serve,
@@ -419,4 +368,41 @@ func printable(id []byte) string {
 		}
 	}
 	return string(id)
+}
+
+// peerSet is a copy-on-write list of connected peers: readers load it
+// without a lock, changes are serialised by mu.
+type peerSet struct {
+	mu    sync.Mutex
+	peers atomic.Pointer[[]*peer]
+}
+
+func (ps *peerSet) load() []*peer {
+	if l := ps.peers.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+func (ps *peerSet) add(p *peer) {
+	ps.mu.Lock()
+	old := ps.load()
+	next := make([]*peer, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, p)
+	ps.peers.Store(&next)
+	ps.mu.Unlock()
+}
+
+func (ps *peerSet) remove(p *peer) {
+	ps.mu.Lock()
+	old := ps.load()
+	next := make([]*peer, 0, len(old))
+	for _, q := range old {
+		if q != p {
+			next = append(next, q)
+		}
+	}
+	ps.peers.Store(&next)
+	ps.mu.Unlock()
 }

@@ -15,8 +15,14 @@ type Stats struct {
 	DroppedOversize        atomic.Uint64 // a peer sent more than the maximum size (connection closed)
 	DroppedMalformed       atomic.Uint64 // counted by the envelope's user
 	DroppedUnknownVersion  atomic.Uint64 // counted by the envelope's user
+	DroppedRestarting      atomic.Uint64 // counted by the socket's owner: delivered while it was stopped or restarting
+	DroppedPong            atomic.Uint64 // a PING answered while a PONG was still queued (one is enough)
 
 	Peers        atomic.Int64  // connected peers now
 	Refused      atomic.Uint64 // connections refused (duplicate identity)
 	BadHandshake atomic.Uint64 // connections that failed the handshake
+
+	ProtocolErrors  atomic.Uint64 // connections closed for a ZMTP violation (for example a PING context over 16 bytes)
+	RefusedTopics   atomic.Uint64 // PUB: subscriptions ignored for the per-subscriber limits
+	RefusedMaxConns atomic.Uint64 // connections closed on accept: the connection limit was reached
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
+	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
 // The configuration of a zmq-proxy process comes from four places; a later
@@ -91,6 +92,8 @@ type config struct {
 	TransportURL   string      // [DEFAULT] transport_url, used when url is not set
 	UsePubSub      actors.PubSub
 	HWM            int
+	HWMBytes       int64
+	MaxConnections int
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
 
@@ -327,6 +330,19 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.HWM, err = parseInt(v, 1); return err },
 	},
 	{
+		name: "hwm_bytes", section: sectionProxy, long: "hwm-bytes", arg: "BYTES",
+		def:  strconv.Itoa(actors.DefaultHWMBytes),
+		help: "per-peer outbound high-water mark, in bytes of queued messages",
+		set:  func(c *config, v string) (err error) { c.HWMBytes, err = parseSize(v, 256); return err },
+	},
+	{
+		name: "max_connections", section: sectionProxy, long: "max-connections", arg: "N",
+		defFunc: func() (string, error) { return strconv.Itoa(transport.DefaultMaxConnections()), nil },
+		defHelp: "the open-file limit less 64",
+		help:    "connections accepted at once, all sockets together; more are refused and counted",
+		set:     func(c *config, v string) (err error) { c.MaxConnections, err = parseInt(v, 1); return err },
+	},
+	{
 		name: "max_message_size", section: sectionProxy, long: "max-message-size", arg: "BYTES",
 		def:  strconv.Itoa(actors.DefaultMaxMessageSize),
 		help: "largest inbound message (all frames), in bytes",
@@ -334,7 +350,7 @@ var options = []option{
 	},
 	{
 		name: "metrics_addr", section: sectionProxy, long: "metrics-addr", arg: "HOST:PORT",
-		help: "serve /metrics and /healthz on HOST:PORT; empty: off",
+		help: "serve /metrics, /healthz and /readyz on HOST:PORT; empty: off",
 		set:  func(c *config, v string) (err error) { c.MetricsAddr, err = parseListenAddr(v); return err },
 	},
 	{
@@ -725,6 +741,8 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		AckPubSub:      c.AckPubSub,
 		PubSub:         c.UsePubSub,
 		HWM:            c.HWM,
+		HWMBytes:       c.HWMBytes,
+		MaxConnections: c.MaxConnections,
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
 		MetricsAddr:    c.MetricsAddr,

@@ -167,6 +167,8 @@ func TestResolveConfig(t *testing.T) {
 		{name: "-d=false", args: []string{"-d=false"}, want: map[string]any{"Debug": false}, wantFrom: map[string]string{"debug": "-d"}},
 		{name: "--hwm", args: []string{"--hwm", "50"}, want: map[string]any{"HWM": 50}, wantFrom: map[string]string{"hwm": "--hwm"}},
 		{name: "--max-message-size", args: []string{"--max-message-size", "1024"}, want: map[string]any{"MaxMessageSize": int64(1024)}},
+		{name: "--hwm-bytes", args: []string{"--hwm-bytes", "4096"}, want: map[string]any{"HWMBytes": int64(4096)}, wantFrom: map[string]string{"hwm_bytes": "--hwm-bytes"}},
+		{name: "--max-connections", args: []string{"--max-connections", "7"}, want: map[string]any{"MaxConnections": 7}, wantFrom: map[string]string{"max_connections": "--max-connections"}},
 		{name: "--metrics-addr", args: []string{"--metrics-addr", "127.0.0.1:0"}, want: map[string]any{"MetricsAddr": "127.0.0.1:0"}},
 		{name: "--metrics-addr without host", args: []string{"--metrics-addr", ":9100"}, want: map[string]any{"MetricsAddr": ":9100"}},
 		{name: "single dash long name", args: []string{"-frontend-port", "5000"}, want: map[string]any{"FrontendPort": 5000}},
@@ -187,6 +189,8 @@ local_publisher = false
 ack_pub_sub = True
 url = zmq+etcd://etcd1:2379/
 hwm = 10
+hwm_bytes = 65536
+max_connections = 500
 max_message_size = 4096
 metrics_addr = 127.0.0.1:9100
 
@@ -199,7 +203,8 @@ zmq_target_update = 20
 				"Host": "192.0.2.1", "FrontendPort": 5000, "BackendPort": 5001, "PublisherPort": 5002,
 				"LocalPublisher": false, "AckPubSub": true, "URL": "zmq+etcd://etcd1:2379/",
 				"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"etcd1:2379"}},
-				"HWM":      10, "MaxMessageSize": int64(4096), "MetricsAddr": "127.0.0.1:9100",
+				"HWM":      10, "HWMBytes": int64(65536), "MaxConnections": 500,
+				"MaxMessageSize": int64(4096), "MetricsAddr": "127.0.0.1:9100",
 				"SubscribeOn":  []string{"tcp://192.0.2.2:5002"},
 				"TargetExpire": 60 * time.Second, "TargetUpdate": 20 * time.Second,
 				"Kind": actors.KindDoubleRouter,
@@ -285,6 +290,8 @@ func TestResolveConfigErrors(t *testing.T) {
 		{name: "bad bool flag", args: []string{"-d=maybe"}, wantErr: `-d: "maybe" is not a boolean (true/false, yes/no, on/off, 1/0)`},
 		{name: "bad hwm", args: []string{"--hwm", "0"}, wantErr: `--hwm: "0" is not at least 1`},
 		{name: "bad max message size", args: []string{"--max-message-size", "100"}, wantErr: `--max-message-size: "100" is not at least 256 bytes`},
+		{name: "bad hwm bytes", args: []string{"--hwm-bytes", "10"}, wantErr: `--hwm-bytes: "10" is not at least 256 bytes`},
+		{name: "bad max connections", args: []string{"--max-connections", "0"}, wantErr: `--max-connections: "0" is not at least 1`},
 		{name: "bad metrics addr", args: []string{"--metrics-addr", "localhost"}, wantErr: `--metrics-addr: "localhost" is not host:port`},
 		{name: "bad url scheme", args: []string{"-u", "http://h:1/"}, wantErr: `-u: "http://h:1/" is not a registry URL: scheme "http" is none of zmq+etcd, zmq+redis, zmq`},
 		{name: "url without scheme", args: []string{"--url", "h:2379"}, wantErr: `--url: "h:2379" is not a URL of the form zmq+etcd://host:port[,host:port...]/`},

@@ -22,6 +22,12 @@ var (
 		"Connections refused after the handshake (duplicate identity).", []string{"socket"}, nil)
 	descBadHandshake = prometheus.NewDesc("zmqproxy_handshakes_failed_total",
 		"Connections that failed the ZMTP greeting or handshake.", []string{"socket"}, nil)
+	descProtocol = prometheus.NewDesc("zmqproxy_protocol_errors_total",
+		"Connections closed for a ZMTP violation (for example a PING context over 16 bytes).", []string{"socket"}, nil)
+	descRefusedMax = prometheus.NewDesc("zmqproxy_connections_over_limit_total",
+		"Connections closed on accept because --max-connections were open.", []string{"socket"}, nil)
+	descRefusedTopics = prometheus.NewDesc("zmqproxy_subscriptions_refused_total",
+		"Subscriptions ignored because the subscriber held its limit of prefixes (count or bytes).", []string{"socket"}, nil)
 )
 
 // Socket names a socket's counters.
@@ -41,7 +47,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics} {
 		ch <- d
 	}
 }
@@ -61,8 +67,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, st.DroppedUnknownIdentity.Load(), s.Name, "unknown_identity")
 		counter(descDropped, st.DroppedHWM.Load(), s.Name, "hwm")
 		counter(descDropped, st.DroppedOversize.Load(), s.Name, "oversize")
+		counter(descDropped, st.DroppedRestarting.Load(), s.Name, "restarting")
+		counter(descDropped, st.DroppedPong.Load(), s.Name, "pong")
 		counter(descRefused, st.Refused.Load(), s.Name)
 		counter(descBadHandshake, st.BadHandshake.Load(), s.Name)
+		counter(descProtocol, st.ProtocolErrors.Load(), s.Name)
+		counter(descRefusedMax, st.RefusedMaxConns.Load(), s.Name)
+		counter(descRefusedTopics, st.RefusedTopics.Load(), s.Name)
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(st.Peers.Load()), s.Name)
 	}
 }

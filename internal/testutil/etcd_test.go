@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,10 +76,15 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("endpoints after restart: got %v, want %v", got, before)
 	}
 	// The old client reconnects to the same address and sees the old data.
-	Eventually(t, 10*time.Second, func() bool {
-		got, err := get(t, cli, "k")
-		return err == nil && got == "v"
-	}, "data lost across restart")
+	CheckFor(t, 10*time.Second, func() error {
+		if (func() bool {
+			got, err := get(t, cli, "k")
+			return err == nil && got == "v"
+		})() {
+			return nil
+		}
+		return errors.New("data lost across restart")
+	})
 }
 
 func TestCluster(t *testing.T) {
@@ -111,10 +118,15 @@ func TestCluster(t *testing.T) {
 	}
 	// It caught up with what was written while it was down: its local,
 	// serializable read has it.
-	Eventually(t, 10*time.Second, func() bool {
-		got, err := get(t, alone, "b", clientv3.WithSerializable())
-		return err == nil && got == "2"
-	}, "restarted member %d did not catch up", victim)
+	CheckFor(t, 10*time.Second, func() error {
+		if (func() bool {
+			got, err := get(t, alone, "b", clientv3.WithSerializable())
+			return err == nil && got == "2"
+		})() {
+			return nil
+		}
+		return fmt.Errorf("restarted member %d did not catch up", victim)
+	})
 }
 
 // leaderIndex returns the index of the member that leads.

@@ -1,0 +1,496 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+)
+
+// One connection's life, in the order it happens (as nats-server keeps a
+// client's readLoop, parse, deliver and writeLoop in one file): serve
+// does the handshake and attaches the peer, starts the writer (writeLoop)
+// and runs the reader (msgReader.run) on its own goroutine; what the
+// reader parses goes to the socket's role as batches; the peer's state
+// (its bounded outbound queue) is at the end.
+
+// serve runs one connection to its end: handshake, attach, then the
+// writer on a goroutine of its own and the reader on this one. It returns
+// the handshake error, if any, so that a dialer can tell it from a session.
+func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	// Close must not wait for the handshake timeout of a stalled peer.
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
+	stop()
+	if err != nil {
+		s.opts.Stats.BadHandshake.Add(1)
+		if errors.Is(err, ErrOversize) {
+			s.opts.Stats.DroppedOversize.Add(1)
+		}
+		s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return false
+	}
+	p := newPeer(s, nil, conn)
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		conn.Close()
+		return false
+	}
+	if err := s.role.attach(p, meta); err != nil {
+		s.mu.Unlock()
+		n := s.opts.Stats.Refused.Add(1)
+		if s.warn.refused.Allow(time.Now()) {
+			s.log.Warn("peer refused", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "refused_total", n)
+		}
+		conn.Close()
+		return false
+	}
+	s.peers[p] = struct{}{}
+	s.mu.Unlock()
+	s.opts.Stats.Peers.Add(1)
+	if s.opts.OnPeer != nil {
+		s.opts.OnPeer(p.id, true)
+	}
+	s.log.Debug("peer connected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		if err := p.writeLoop(); err != nil {
+			p.shutdown()
+		}
+	}()
+	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
+	err = mr.run(p.id, func(b *Batch) {
+		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
+		s.role.recv(p, b)
+	}, func(name string, data []byte) error {
+		if name == zmq4.CmdPing {
+			// RFC 37: PONG echoes the PING's context (after the 2-byte
+			// TTL), which is at most 16 bytes.
+			if len(data) >= 2 {
+				data = data[2:]
+			}
+			if len(data) > maxPingContext {
+				return fmt.Errorf("%w: PING context of %d bytes, at most %d allowed", ErrProtocol, len(data), maxPingContext)
+			}
+			if !p.sendPong(data) {
+				s.opts.Stats.DroppedPong.Add(1)
+			}
+		} else if h, ok := s.role.(commandHandler); ok {
+			h.command(p, name, data)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrOversize) {
+		n := s.opts.Stats.DroppedOversize.Add(1)
+		if s.warn.oversize.Allow(time.Now()) {
+			s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
+		}
+	} else if errors.Is(err, ErrProtocol) {
+		n := s.opts.Stats.ProtocolErrors.Add(1)
+		if s.warn.protocol.Allow(time.Now()) {
+			s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "protocol_errors_total", n)
+		}
+	}
+	s.mu.Lock()
+	s.role.detach(p)
+	delete(s.peers, p)
+	s.mu.Unlock()
+	p.shutdown()
+	<-writerDone
+	s.opts.Stats.Peers.Add(-1)
+	if s.opts.OnPeer != nil {
+		s.opts.OnPeer(p.id, false)
+	}
+	s.log.Debug("peer disconnected", "remote", conn.RemoteAddr().String(), "identity", printable(p.id))
+	return true
+}
+
+// maxBatchesInFlight bounds the batches of one connection that are handed
+// on and not yet released. A reader that reaches it stops reading until a
+// batch is released, so a peer that sends faster than the proxy forwards
+// is held back by TCP (as libzmq's receive high-water mark does) instead
+// of growing the mailboxes: a connection holds at most this many read
+// buffers.
+const maxBatchesInFlight = 16
+
+// msgReader reads ZMTP frames from one connection into large buffers and
+// hands them on in batches: one Read brings in as many messages as are on
+// the wire, and they leave as one Batch, without a copy.
+type msgReader struct {
+	conn   net.Conn
+	maxMsg int64
+	buf    *[]byte
+	r, w   int
+	ends   []int         // frame index where each message of the batch ends
+	slots  chan struct{} // one token per batch in flight
+	done   <-chan struct{}
+}
+
+// newMsgReader reads conn; it stops waiting for a free in-flight slot when
+// done is closed.
+func newMsgReader(conn net.Conn, maxMsg int64, done <-chan struct{}) *msgReader {
+	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte),
+		slots: make(chan struct{}, maxBatchesInFlight), done: done}
+}
+
+func putReadBuf(b *[]byte) {
+	if b != nil && cap(*b) == readBufSize {
+		readBufPool.Put(b)
+	}
+}
+
+// renew moves the unparsed rest of the buffer into a new buffer of at least
+// size bytes. The old buffer is released only if release is set (otherwise
+// a batch owns it).
+func (mr *msgReader) renew(size int, release bool) {
+	var nb *[]byte
+	if size <= readBufSize {
+		nb = readBufPool.Get().(*[]byte)
+	} else {
+		b := make([]byte, size)
+		nb = &b
+	}
+	mr.w = copy(*nb, (*mr.buf)[mr.r:mr.w])
+	mr.r = 0
+	if release {
+		putReadBuf(mr.buf)
+	}
+	mr.buf = nb
+}
+
+// grow is the size of the next buffer when have bytes of an incomplete
+// message (which needs need bytes in all) are in hand: a pooled buffer
+// while that is enough, else twice what has arrived, capped at need. A
+// peer that declares a large frame and sends little of it costs little;
+// one that sends it all costs at most twice what it sent.
+func (mr *msgReader) grow(need, have int) int {
+	if have < readBufSize {
+		return readBufSize
+	}
+	return min(need, 2*have)
+}
+
+// run reads until the connection fails and returns why. For each burst it
+// calls onBatch with the messages (the callee takes the batch's one hold)
+// and onCommand for each command frame, in wire order.
+func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name string, data []byte) error) error {
+	defer func() { putReadBuf(mr.buf); mr.buf = nil }()
+	batch := newBatch(peer)
+	defer func() { batch.Release() }()
+	for {
+		need := 0
+		for {
+			res, frames, n, nd, err := parseMsg((*mr.buf)[mr.r:mr.w], batch.frames, mr.maxMsg)
+			if err != nil {
+				return err
+			}
+			if res == parseIncomplete {
+				need = nd
+				break
+			}
+			mr.r += n
+			if res == parseCommand {
+				name, data, err := parseCommandBody(frames[len(frames)-1])
+				if err == nil {
+					err = onCommand(name, data)
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			batch.frames = frames
+			mr.ends = append(mr.ends, len(frames))
+		}
+		if len(mr.ends) > 0 {
+			i := 0
+			for _, j := range mr.ends {
+				batch.Msgs = append(batch.Msgs, batch.frames[i:j:j])
+				i = j
+			}
+			mr.ends = mr.ends[:0]
+			// The buffer goes with the batch: move the partial rest out
+			// first, since the batch may be released (and its buffer reused)
+			// as soon as it is handed on.
+			batch.buf = mr.buf
+			mr.renew(mr.grow(need, mr.w-mr.r), false)
+			select {
+			case mr.slots <- struct{}{}:
+			case <-mr.done:
+				return net.ErrClosed
+			}
+			batch.slot = mr.slots
+			onBatch(batch)
+			batch = newBatch(peer)
+		} else {
+			if mr.r > 0 {
+				mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
+				mr.r = 0
+			}
+			if mr.w == len(*mr.buf) {
+				// Full, and the message needs more: grow, at most doubling
+				// what has arrived, never to what the peer declared.
+				mr.renew(mr.grow(need, mr.w), true)
+			}
+		}
+		n, err := mr.conn.Read((*mr.buf)[mr.w:])
+		mr.w += n
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// keepWriteBuf is the largest write buffer a peer keeps between bursts;
+// a larger one (after a burst of big messages) goes back to the GC.
+const keepWriteBuf = 1 << 20
+
+// peer is one ZMTP connection after the handshake: one bounded outbound
+// queue drained by one writer goroutine, and one reader goroutine.
+//
+// Senders encode whole messages into the queue's buffer under mu; the
+// writer takes the buffer whole and writes it with one syscall, so a burst
+// costs one write however many messages it holds. The queue holds at most
+// hwm messages; a message beyond that is dropped (as libzmq does at its
+// high-water mark), so a slow peer never blocks anyone but itself. As in
+// libzmq, what has been handed to the kernel does not count: the batch the
+// writer is writing is like libzmq's encoder buffer and the socket buffer.
+// So a peer holds at most two queues' worth: hwm queued and one batch (of at
+// most hwm) being written.
+type peer struct {
+	id   []byte
+	conn net.Conn
+	sock *socket
+
+	mu       sync.Mutex
+	buf      []byte          // encoded messages not yet taken by the writer
+	spare    []byte          // the writer's previous buffer, reused
+	queued   int             // messages and commands in buf
+	hwm      int             // bound on queued
+	hwmBytes int             // bound on len(buf), but for one message into an empty buf
+	pong     bool            // a PONG is in buf
+	writing  bool            // the writer, or a sender (writeNow), is writing to conn
+	raw      syscall.RawConn // for writeNow's non-blocking write; nil = always the writer
+	dead     bool
+	wake     chan struct{} // cap 1: buf went from empty to non-empty
+	done     chan struct{} // closed when the peer is shut down
+	doneOnce sync.Once
+
+	filter filterRef // PUB only: what this subscriber asked for
+	seen   uint64    // PUB only: the last publish that reached it (Pub.pubMu)
+}
+
+func newPeer(s *socket, id []byte, conn net.Conn) *peer {
+	p := &peer{
+		id:       id,
+		conn:     conn,
+		sock:     s,
+		hwm:      s.opts.HWM,
+		hwmBytes: s.opts.HWMBytes,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if sc, ok := conn.(syscall.Conn); ok && !s.opts.noDirectWrite {
+		if raw, err := sc.SyscallConn(); err == nil {
+			p.raw = raw
+		}
+	}
+	return p
+}
+
+// send queues the message head+tail and wakes the writer. It returns
+// false, without queueing, when the peer is at its high-water mark (in
+// messages or in bytes) or gone.
+func (p *peer) send(head, tail [][]byte) bool { return p.sendMsg(head, tail, false) }
+
+// sendNow is send for the last message of a burst: if the queue was empty
+// and the writer idle, the caller writes it at once (writeNow) instead of
+// waking the writer. The messages before it in the burst went through
+// send, so under load they have woken the writer and this one joins its
+// queue: batching is kept, and a lone message takes one hand-off less.
+func (p *peer) sendNow(head, tail [][]byte) bool { return p.sendMsg(head, tail, true) }
+
+func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
+	p.mu.Lock()
+	if p.dead || p.queued >= p.hwm || len(p.buf) > 0 && len(p.buf)+encodedLen(head, tail) > p.hwmBytes {
+		p.mu.Unlock()
+		return false
+	}
+	wasEmpty := len(p.buf) == 0
+	p.buf = appendMsg(p.buf, head, tail)
+	p.queued++
+	if now && wasEmpty && !p.writing && p.raw != nil {
+		// The writer is idle and the queue was empty: write it now, from
+		// here, instead of waking the writer.
+		p.writeNow()
+		return true
+	}
+	p.mu.Unlock()
+	if wasEmpty {
+		p.signal()
+	}
+	return true
+}
+
+// writeNow writes the queue with one non-blocking write, on the caller's
+// goroutine; what the kernel does not take goes back to the front of the
+// queue for the writer. It is called with p.mu held, and releases it. The
+// writing flag keeps the writer off the connection meanwhile, so the
+// connection still has one writer at a time.
+func (p *peer) writeNow() {
+	out := p.buf
+	p.buf, p.spare = p.spare[:0], nil
+	p.queued, p.pong = 0, false
+	p.writing = true
+	p.mu.Unlock()
+
+	n, err := p.tryWrite(out)
+
+	p.mu.Lock()
+	p.writing = false
+	rest := out[n:]
+	switch {
+	case err != nil:
+		p.mu.Unlock()
+		p.shutdown() // as the writer does on a write error
+		return
+	case len(rest) > 0:
+		// Kernel buffer full: the rest goes first, then what others
+		// queued meanwhile (a PONG, a subscription), for the writer.
+		p.buf = append(append(make([]byte, 0, len(rest)+len(p.buf)), rest...), p.buf...)
+		p.queued++
+	default:
+		if cap(out) <= keepWriteBuf {
+			p.spare = out[:0]
+		}
+	}
+	pending := len(p.buf) > 0
+	p.mu.Unlock()
+	if pending {
+		p.signal()
+	}
+}
+
+// tryWrite makes one non-blocking write(2) of b: it returns what the
+// kernel took, 0 if it would block.
+func (p *peer) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	if err := p.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // one attempt: never wait for the socket
+	}); err != nil {
+		return 0, err
+	}
+	if werr == syscall.EAGAIN || werr == syscall.EINTR {
+		return 0, nil
+	}
+	return max(n, 0), werr
+}
+
+// sendPong queues a PONG with the given context (at most 16 bytes), unless
+// one is queued already: a peer that pings and never reads gets one PONG
+// waiting, not one per PING. The PONG counts toward the peer's bounds, so
+// data behind it is dropped first. It reports whether it queued.
+func (p *peer) sendPong(context []byte) bool {
+	p.mu.Lock()
+	if p.dead || p.pong {
+		p.mu.Unlock()
+		return false
+	}
+	wasEmpty := len(p.buf) == 0
+	p.buf = appendCommand(p.buf, "PONG", context)
+	p.queued++
+	p.pong = true
+	p.mu.Unlock()
+	if wasEmpty {
+		p.signal()
+	}
+	return true
+}
+
+func (p *peer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the peer's only writer. It returns when the connection
+// fails or the peer is shut down.
+func (p *peer) writeLoop() error {
+	for {
+		select {
+		case <-p.wake:
+		case <-p.done:
+			return nil
+		}
+		p.mu.Lock()
+		if p.writing || len(p.buf) == 0 {
+			// A sender is writing directly; it wakes us if it leaves
+			// anything behind.
+			p.mu.Unlock()
+			continue
+		}
+		out := p.buf
+		p.buf, p.spare = p.spare[:0], nil
+		p.queued, p.pong = 0, false
+		p.writing = true
+		p.mu.Unlock()
+		_, err := p.conn.Write(out)
+		if cap(out) > keepWriteBuf {
+			out = nil
+		}
+		p.mu.Lock()
+		p.writing = false
+		p.spare = out[:0]
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// shutdown stops the writer and closes the connection, which ends the
+// reader. Safe to call from any goroutine, any number of times.
+func (p *peer) shutdown() {
+	p.doneOnce.Do(func() {
+		p.mu.Lock()
+		p.dead = true
+		p.buf, p.spare = nil, nil
+		p.mu.Unlock()
+		close(p.done)
+		p.conn.Close()
+	})
+}
+
+// sendControl queues a message that must not be lost to the high-water
+// mark (this socket's own subscriptions, bounded by what its owner
+// subscribes): it bypasses the limit, but counts toward it, so data
+// queued behind it meets the mark sooner.
+func (p *peer) sendControl(msg [][]byte) {
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return
+	}
+	wasEmpty := len(p.buf) == 0
+	p.buf = appendMsg(p.buf, msg, nil)
+	p.queued++
+	p.mu.Unlock()
+	if wasEmpty {
+		p.signal()
+	}
+}
