@@ -143,3 +143,14 @@ func wantErr(t *testing.T, who string, err, want error) {
 		t.Fatalf("%s: got error %v, want %v", who, err, want)
 	}
 }
+
+func dialConn(t *testing.T, endpoint string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", endpoint[len("tcp://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(wait))
+	return conn
+}

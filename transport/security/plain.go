@@ -216,12 +216,21 @@ func (m *plainClient) handshake(c *cmdConn, socketType string, identity []byte, 
 	return &Session{Conn: c.conn, Peer: meta}, nil
 }
 
+// libzmqPlainError is how libzmq's PLAIN server spells ERROR: its source
+// has "\x05ERROR", where C reads "\x05E" as one byte, 0x5E, so the command
+// arrives as "^RROR" and a reason (seen with libzmq 4.3.4, still so in its
+// plain_common.hpp). We read it as the ERROR it means.
+const libzmqPlainError = "\x5eRROR"
+
 // expect reads one command: want is handed to f, an ERROR is ErrRefused
 // with the server's reason, anything else a protocol error.
 func expect(c *cmdConn, want string, f func(data []byte) error) error {
 	body, err := c.readCommand()
 	if err != nil {
 		return err
+	}
+	if bytes.HasPrefix(body, []byte(libzmqPlainError)) {
+		return fmt.Errorf("%w: the server says %q", ErrRefused, errorReason(body[len(libzmqPlainError):]))
 	}
 	name, data, err := command(body)
 	if err != nil {
