@@ -207,4 +207,3 @@ func (r *slowReader) Read(p []byte) (int, error) {
 type tinyReads struct{ r io.Reader }
 
 func (t *tinyReads) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p), 3)]) }
-

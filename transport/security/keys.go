@@ -106,16 +106,20 @@ func parseCert(data []byte) (cert, error) {
 	for sc.Scan() {
 		lineNo++
 		line := strings.TrimSpace(sc.Text())
+		if len(line) == 40 && !c.hasPublic {
+			// A bare key. Z85 has '#' and '=' in its alphabet, so this
+			// comes before comments and properties (whose lines have
+			// spaces, which Z85 has not).
+			if k, err := ParseKey(line); err == nil {
+				c.public, c.hasPublic = k, true
+				continue
+			}
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		name, value, ok := strings.Cut(line, "=")
 		if !ok {
-			if len(line) == 40 && !c.hasPublic {
-				if k, err := ParseKey(line); err == nil {
-					c.public, c.hasPublic = k, true
-				}
-			}
 			continue
 		}
 		name = strings.TrimSpace(name)
