@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Options configure a socket. The zero value of a field means its default.
@@ -38,6 +40,9 @@ type Options struct {
 	// handshake and again when it is detached (down). It runs on the
 	// connection's goroutine and must not block.
 	OnPeer func(id []byte, up bool)
+	// Security is the connection's security mechanism (transport/security:
+	// PLAIN or CURVE, server or client side); nil = NULL, none.
+	Security security.Mechanism
 	// Stats receives the counters; nil = private counters.
 	Stats *Stats
 	// Logger; nil = slog.Default().
@@ -109,6 +114,8 @@ type socket struct {
 	peers   map[*peer]struct{}
 	errOnce sync.Once
 	dialers map[string]*dialer // connect side: by host:port
+
+	authLog, decryptLog rateLog // secure.go
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
@@ -224,8 +231,9 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		_ = tc.SetNoDelay(true)
 	}
 	// Close must not wait for the handshake timeout of a stalled peer.
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
-	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
+	raw := conn // conn becomes the secure connection, if any
+	stop := context.AfterFunc(s.ctx, func() { raw.Close() })
+	meta, conn, err := s.connHandshake(conn, server)
 	stop()
 	if err != nil {
 		s.opts.Stats.BadHandshake.Add(1)
@@ -286,6 +294,8 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
 	} else if errors.Is(err, ErrProtocol) {
 		s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
+	} else if s.opts.Security != nil {
+		s.noteReadError(err, p)
 	}
 	s.mu.Lock()
 	s.role.detach(p)

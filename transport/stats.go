@@ -19,4 +19,8 @@ type Stats struct {
 	Peers        atomic.Int64  // connected peers now
 	Refused      atomic.Uint64 // connections refused (duplicate identity)
 	BadHandshake atomic.Uint64 // connections that failed the handshake
+
+	// With Options.Security:
+	AuthRefused   atomic.Uint64 // handshakes refused for their credentials (also in BadHandshake)
+	DecryptFailed atomic.Uint64 // connections closed for a message that failed to decrypt
 }

@@ -382,7 +382,7 @@ func TestInteropRefusals(t *testing.T) {
 				"--public", z85(tc.client.Public), "--secret", z85(tc.client.Secret))
 			testutil.CheckFor(t, wait, func() error {
 				if c := s.counts(); !tc.check(c) {
-					return fmt.Errorf("server counts %+v, want %s", c, tc.wantWhat)
+					return fmt.Errorf("server counts %+v, want %s\n%s", c, tc.wantWhat, py.output())
 				}
 				return nil
 			})

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 }
 
 // wait bounds every wait in these tests; a passing test never reaches it.
-const wait = 30 * time.Second
+const wait = 60 * time.Second
 
 // pair runs server and client handshakes over a real loopback TCP
 // connection and returns both results.
