@@ -166,6 +166,9 @@ func New(cfg Config) (*Proxy, error) {
 	if p.addrs.Metrics != "" {
 		attrs = append(attrs, "metrics", p.addrs.Metrics)
 	}
+	if cfg.Security != nil {
+		attrs = append(attrs, "security", cfg.Security.Name())
+	}
 	p.log.Info("proxy started", attrs...)
 	return p, nil
 }
@@ -190,6 +193,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				HWM:            cfg.HWM,
 				MaxMessageSize: cfg.MaxMessageSize,
 				Identity:       identity,
+				Security:       cfg.Security,
 				Stats:          st,
 				Logger:         p.log.With("socket", name),
 			},
@@ -206,7 +210,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		sub := &subscriberSpec{
 			opts: transport.Options{
 				HWM: cfg.HWM, MaxMessageSize: cfg.MaxMessageSize, Stats: st,
-				Logger: p.log.With("socket", SubscriberName),
+				Logger:   p.log.With("socket", SubscriberName),
+				Security: cfg.SubscriberSecurity,
 			},
 			log:    p.log,
 			pub:    pid(PublisherName),

@@ -22,6 +22,10 @@ var (
 		"Connections refused after the handshake (duplicate identity).", []string{"socket"}, nil)
 	descBadHandshake = prometheus.NewDesc("zmqproxy_handshakes_failed_total",
 		"Connections that failed the ZMTP greeting or handshake.", []string{"socket"}, nil)
+	descAuthRefused = prometheus.NewDesc("zmqproxy_auth_refused_total",
+		"PLAIN or CURVE handshakes refused for their credentials (also in handshakes_failed).", []string{"socket"}, nil)
+	descDecryptFailed = prometheus.NewDesc("zmqproxy_decrypt_failed_total",
+		"CURVE connections closed for a message that failed to decrypt.", []string{"socket"}, nil)
 )
 
 // Socket names a socket's counters.
@@ -41,7 +45,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descAuthRefused, descDecryptFailed} {
 		ch <- d
 	}
 }
@@ -63,6 +67,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, st.DroppedOversize.Load(), s.Name, "oversize")
 		counter(descRefused, st.Refused.Load(), s.Name)
 		counter(descBadHandshake, st.BadHandshake.Load(), s.Name)
+		counter(descAuthRefused, st.AuthRefused.Load(), s.Name)
+		counter(descDecryptFailed, st.DecryptFailed.Load(), s.Name)
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(st.Peers.Load()), s.Name)
 	}
 }
