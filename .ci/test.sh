@@ -35,8 +35,10 @@ go test -race -count=1 -timeout 15m ./...
 
 FUZZTIME=${FUZZTIME:-10s}
 echo "== fuzz ($FUZZTIME each)"
-for target in $(go test -list 'Fuzz.*' ./transport/ | grep '^Fuzz'); do
-  go test -run XXX -fuzz "^${target}\$" -fuzztime "$FUZZTIME" ./transport/
+for pkg in ./transport/ ./transport/security/; do
+  for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz'); do
+    go test -run XXX -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+  done
 done
 
 echo "== benchmarks (one pass, to keep them running)"

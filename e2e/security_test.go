@@ -234,8 +234,8 @@ func TestPlainRightAndWrongPassword(t *testing.T) {
 }
 
 // The local publisher proxy subscribes to a CURVE central proxy as a
-// CURVE client: a fanout from a libzmq CURVE client reaches a SUB on the
-// node, byte for byte.
+// CURVE client and requires CURVE on its own PUB: a fanout from a libzmq
+// CURVE client reaches a libzmq CURVE SUB on the node, byte for byte.
 func TestLocalProxyCurveClient(t *testing.T) {
 	k := newCurveKeys(t, true)
 	central := startProxy(t, proxyOpts{args: k.proxyArgs()})
@@ -250,14 +250,22 @@ func TestLocalProxyCurveClient(t *testing.T) {
 	writeFile(t, localKey, security.CertText(local, true))
 	ini := filepath.Join(dir, "local.ini")
 	writeFile(t, ini, "[oslo_messaging_zmq]\nsubscribe_on = "+strings.TrimPrefix(central.publisher, "tcp://")+"\n")
+	// The local proxy's own PUB requires CURVE too, with its key pair, and
+	// allows the client's key.
+	localAllow := filepath.Join(dir, "allow")
+	if err := os.Mkdir(localAllow, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(localAllow, "client.key"), security.CertText(k.client, false))
 	lp := startProxy(t, proxyOpts{local: true, args: []string{"-c", ini,
-		"--curve-server-key", k.server.Public.String(), "--curve-client-key", localKey}})
+		"--curve-server-key", k.server.Public.String(), "--curve-client-key", localKey,
+		"--curve-secret-key", localKey, "--curve-allow", localAllow}})
 	lp.waitExactly(t, 1, peers, "socket", "subscriber")
 	central.waitExactly(t, 1, peers, "socket", "publisher")
 	// The client sends on the central frontend with CURVE; its SUB reads
-	// the local PUB, which has no security of its own here.
+	// the local PUB with CURVE.
 	res := startPeerEnv(t, curveEnv(k.server.Public, k.client), "sec_fanout_local.py",
-		"--fe", central.frontend, "--pub", lp.publisher, "--timeout", "60").result(t)
+		"--fe", central.frontend, "--pub", lp.publisher, "--sub-server-key", local.Public.String(), "--timeout", "60").result(t)
 	if res["fanouts"] != float64(1) {
 		t.Errorf("fanout through the local proxy: %v, want 1", res)
 	}
