@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-
-	"golang.org/x/crypto/nacl/box"
 )
 
 // ErrTooLarge: a CURVE peer announced a MESSAGE larger than the largest
@@ -31,9 +29,8 @@ const keepWriteBuf = 1 << 20
 // One goroutine may write and another read at the same time.
 type boxConn struct {
 	net.Conn
-	shared                 [32]byte
-	sendPrefix, recvPrefix string
-	maxFrame               uint64 // largest ciphertext frame body accepted
+	sendKey, recvKey *msgKey
+	maxFrame         uint64 // largest ciphertext frame body accepted
 
 	wmu       sync.Mutex
 	sendNonce uint64 // the next nonce to send; strictly increasing
@@ -50,13 +47,11 @@ type boxConn struct {
 
 func newBoxConn(conn net.Conn, shared *[32]byte, sendPrefix, recvPrefix string, maxMessage int64) *boxConn {
 	return &boxConn{
-		Conn:       conn,
-		shared:     *shared,
-		sendPrefix: sendPrefix,
-		recvPrefix: recvPrefix,
-		maxFrame:   uint64(maxMessage) + msgOverheadAll,
-		sendNonce:  1,
-		peerNonce:  0,
+		Conn:      conn,
+		sendKey:   newMsgKey(shared, sendPrefix),
+		recvKey:   newMsgKey(shared, recvPrefix),
+		maxFrame:  uint64(maxMessage) + msgOverheadAll,
+		sendNonce: 1,
 	}
 }
 
@@ -100,7 +95,7 @@ func (b *boxConn) Write(p []byte) (int, error) {
 		n := b.nextNonce()
 		out = append(out, "\x07MESSAGE"...)
 		out = binary.BigEndian.AppendUint64(out, n)
-		out = box.SealAfterPrecomputation(out, b.scratch, shortNonce(b.sendPrefix, n), &b.shared)
+		out = b.sendKey.seal(out, b.scratch, n)
 	}
 	_, err := b.Conn.Write(out)
 	if cap(out) > keepWriteBuf {
@@ -252,7 +247,7 @@ func (b *boxConn) open(msg []byte) error {
 		copy(nb, b.out)
 		b.out = nb
 	}
-	res, ok := box.OpenAfterPrecomputation(b.out[:start+hdr-1], ct, shortNonce(b.recvPrefix, nonce), &b.shared)
+	res, ok := b.recvKey.open(b.out[:start+hdr-1], ct, nonce)
 	if !ok {
 		return fmt.Errorf("%w: CURVE: MESSAGE %d does not open (tampered, or not from our peer)", ErrDecrypt, nonce)
 	}
