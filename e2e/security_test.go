@@ -274,6 +274,33 @@ func TestLocalProxyCurveClient(t *testing.T) {
 	}
 }
 
+// The local publisher proxy subscribes to a PLAIN central proxy as a
+// PLAIN client, and its own PUB requires PLAIN too: a fanout from a libzmq
+// PLAIN client reaches a libzmq PLAIN SUB on the node.
+func TestLocalProxyPlainClient(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	writeFile(t, users, "nova:"+string(h)+"\nnode-1:"+string(h)+"\n")
+	central := startProxy(t, proxyOpts{args: []string{"--plain-users", users}})
+	ini := filepath.Join(dir, "local.ini")
+	writeFile(t, ini, "[oslo_messaging_zmq]\nsubscribe_on = "+strings.TrimPrefix(central.publisher, "tcp://")+"\n")
+	lp := startProxy(t, proxyOpts{local: true, args: []string{"-c", ini,
+		"--plain-user", "node-1", "--plain-password", "pw", "--plain-users", users}})
+	lp.waitExactly(t, 1, peers, "socket", "subscriber")
+	res := startPeerEnv(t, []string{"ZP_PLAIN_USER=nova", "ZP_PLAIN_PASSWORD=pw"}, "sec_fanout_local.py",
+		"--fe", central.frontend, "--pub", lp.publisher, "--timeout", "60").result(t)
+	if res["fanouts"] != float64(1) {
+		t.Errorf("fanout through the local proxy: %v, want 1", res)
+	}
+	if v := central.metric(t, authRefused) + lp.metric(t, authRefused); v != 0 {
+		t.Errorf("%s = %v, want 0", authRefused, v)
+	}
+}
+
 // startFlipper relays TCP to target and flips the last byte of the
 // client's third frame after the greeting (HELLO, INITIATE, then the
 // first MESSAGE). It returns the endpoint to dial.

@@ -2,8 +2,8 @@
 
 The client DEALER (security options from the environment, zpeer's
 security_opts) sends a fanout on --fe; the SUB reads --pub, the local
-publisher proxy's PUB, as a CURVE client of --sub-server-key with the same
-client keys.
+publisher proxy's PUB: with --sub-server-key as a CURVE client of that key
+(with the same client keys), else with the same options as the client.
 """
 
 import os
@@ -18,15 +18,18 @@ PAYLOAD = [b"\x00fan\xff", b"", bytes(range(256)) * 10]
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--sub-server-key", required=True, help="the local proxy's public key")
+    p.add_argument("--sub-server-key", default="", help="the local proxy's CURVE public key")
     args = p.parse_args()
     d = Deadline(args.timeout)
     client = connect(zmq.DEALER, args.fe, identity=b"client-host/0001")
-    # The SUB talks to the local proxy, which has its own server key.
-    central_key = os.environ["ZP_CURVE_SERVER_KEY"]
-    os.environ["ZP_CURVE_SERVER_KEY"] = args.sub_server_key
-    sub = connect(zmq.SUB, args.pub)
-    os.environ["ZP_CURVE_SERVER_KEY"] = central_key
+    if args.sub_server_key:
+        # The SUB talks to the local proxy, which has its own server key.
+        central_key = os.environ["ZP_CURVE_SERVER_KEY"]
+        os.environ["ZP_CURVE_SERVER_KEY"] = args.sub_server_key
+        sub = connect(zmq.SUB, args.pub)
+        os.environ["ZP_CURVE_SERVER_KEY"] = central_key
+    else:
+        sub = connect(zmq.SUB, args.pub)
     sub.setsockopt(zmq.SUBSCRIBE, b"compute")
     probes = warm_subs(client, [(sub, b"compute.node1")], d)
     client.send_multipart(direct(FANOUT, b"compute.node1", b"fan-1", *PAYLOAD))

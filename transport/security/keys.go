@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -300,19 +299,4 @@ func (a *AllowList) Len() int {
 		return len(*m)
 	}
 	return 0
-}
-
-// Dir is the directory the list is read from ("" for AllowKeys).
-func (a *AllowList) Dir() string { return a.dir }
-
-// Files lists the files the keys came from, sorted.
-func (a *AllowList) Files() []string {
-	var out []string
-	if m := a.keys.Load(); m != nil {
-		for _, f := range *m {
-			out = append(out, f)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
