@@ -137,6 +137,19 @@ func TestCurveCastMany(t *testing.T) {
 	p.waitAtLeast(t, recv0+count, received, "socket", "frontend")
 }
 
+// libzmq's heartbeats travel inside CURVE MESSAGE commands (PING with the
+// COMMAND flag in the encrypted flags byte): the proxy answers them there,
+// and idle CURVE peers stay connected.
+func TestCurveHeartbeat(t *testing.T) {
+	k := newCurveKeys(t, true)
+	p := startProxy(t, proxyOpts{args: k.proxyArgs()})
+	startPeerEnv(t, curveEnv(k.server.Public, k.client), "heartbeat.py", p.peerArgs()...).result(t)
+	p.alive(t)
+	if v := p.metric(t, decryptFailed); v != 0 {
+		t.Errorf("%s = %v, want 0", decryptFailed, v)
+	}
+}
+
 // The three ways a libzmq client is turned away by a CURVE proxy: a key
 // not in the allow-list, the wrong server key, one flipped byte in an
 // encrypted frame. Each is counted and nothing it sent is taken in.
