@@ -1,8 +1,12 @@
 package transport
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -122,5 +126,42 @@ func TestPlainRouterDealer(t *testing.T) {
 		if m.peer != "good" {
 			t.Fatalf("message from %q, want only from good", m.peer)
 		}
+	}
+}
+
+// countHandler counts the log records with a given message.
+type countHandler struct {
+	msg string
+	n   atomic.Int64
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+// A client that keeps retrying with a refused key is counted every time
+// but logged once per interval, so it cannot flood the log.
+func TestRefusalsLoggedRateLimited(t *testing.T) {
+	srv, stranger := keyPair(t), keyPair(t)
+	h := &countHandler{msg: "credentials refused"}
+	start := time.Now()
+	r := startRouter(t, Options{Security: security.CurveServer(srv, security.AllowKeys()), Logger: slog.New(h)})
+	startDealer(t, Options{Security: security.CurveClient(srv.Public, stranger)}, r.Addr())
+	testutil.CheckFor(t, wait, func() error {
+		if n := r.Stats().AuthRefused.Load(); n < 5 {
+			return fmt.Errorf("refused %d times, want >= 5", n)
+		}
+		return nil
+	})
+	// One line, and one more per interval if the machine was that slow.
+	want := 1 + int64(time.Since(start)/authLogEvery)
+	if n := h.n.Load(); n < 1 || n > want {
+		t.Fatalf("%d log lines for %d refusals, want 1..%d", n, r.Stats().AuthRefused.Load(), want)
 	}
 }

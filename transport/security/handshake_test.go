@@ -207,3 +207,47 @@ func (r *slowReader) Read(p []byte) (int, error) {
 type tinyReads struct{ r io.Reader }
 
 func (t *tinyReads) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p), 3)]) }
+
+// countingConn counts the writes that reach the connection.
+type countingConn struct {
+	writerConn
+	writes int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes++
+	return c.writerConn.Write(p)
+}
+
+// A burst of messages is sealed into one buffer and written with one
+// call, however many frames it holds (one MESSAGE per frame inside).
+func TestSealBurstIsOneWrite(t *testing.T) {
+	var key [32]byte
+	var wire bytes.Buffer
+	cc := &countingConn{writerConn: writerConn{&wire}}
+	bc := newBoxConn(cc, &key, nonceMessageC, nonceMessageS, 1<<20)
+	var burst bytes.Buffer
+	var msgs [][][]byte
+	for i := range 100 {
+		m := [][]byte{[]byte("a"), {}, bytes.Repeat([]byte{byte(i)}, i*7)}
+		msgs = append(msgs, m)
+		writeMsg(&burst, m...)
+	}
+	if _, err := bc.Write(burst.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if cc.writes != 1 {
+		t.Fatalf("a burst of 100 messages took %d writes, want 1", cc.writes)
+	}
+	got, err := readAll(&key, 1<<20, wire.Bytes())
+	if !errors.Is(err, io.EOF) || len(got) != len(msgs) {
+		t.Fatalf("read back %d messages (%v), want %d", len(got), err, len(msgs))
+	}
+	for i := range msgs {
+		for j := range msgs[i] {
+			if !bytes.Equal(got[i][j], msgs[i][j]) {
+				t.Fatalf("message %d frame %d differs", i, j)
+			}
+		}
+	}
+}
