@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
@@ -16,15 +15,30 @@ import (
 // hash. It can be reloaded while servers use it.
 type PlainUsers struct {
 	path  string
-	users atomic.Pointer[map[string][]byte]
+	users atomic.Pointer[userSet]
 }
 
-// dummyHash is compared against when the user is unknown, so that an
+// userSet is one version of the list. dummy is a hash of the list's
+// highest cost, compared against when the user is unknown, so that an
 // unknown user takes as long to refuse as a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("zmq-proxy: no such user"), bcrypt.DefaultCost)
-	return h
-})
+type userSet struct {
+	hashes map[string][]byte
+	dummy  []byte
+}
+
+func newUserSet(hashes map[string][]byte) (*userSet, error) {
+	cost := bcrypt.MinCost
+	for _, h := range hashes {
+		if c, err := bcrypt.Cost(h); err == nil && c > cost {
+			cost = c
+		}
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("zmq-proxy: no such user"), cost)
+	if err != nil {
+		return nil, err
+	}
+	return &userSet{hashes: hashes, dummy: dummy}, nil
+}
 
 // bcryptSlots bounds the password checks running at once: each costs tens
 // of milliseconds of CPU, and a flood of HELLOs must not take every core.
@@ -54,7 +68,11 @@ func (u *PlainUsers) Reload() error {
 	if err != nil {
 		return fmt.Errorf("plain users: %s: %w", u.path, err)
 	}
-	u.users.Store(&m)
+	set, err := newUserSet(m)
+	if err != nil {
+		return fmt.Errorf("plain users: %s: %w", u.path, err)
+	}
+	u.users.Store(set)
 	return nil
 }
 
@@ -87,28 +105,32 @@ func PlainUserList(hashes map[string]string) (*PlainUsers, error) {
 		}
 		m[user] = []byte(h)
 	}
+	set, err := newUserSet(m)
+	if err != nil {
+		return nil, err
+	}
 	u := &PlainUsers{}
-	u.users.Store(&m)
+	u.users.Store(set)
 	return u, nil
 }
 
 // Len is the number of users.
 func (u *PlainUsers) Len() int {
-	if m := u.users.Load(); m != nil {
-		return len(*m)
+	if set := u.users.Load(); set != nil {
+		return len(set.hashes)
 	}
 	return 0
 }
 
 // Check reports whether password is user's.
 func (u *PlainUsers) Check(user, password []byte) bool {
-	var hash []byte
-	if m := u.users.Load(); m != nil {
-		hash = (*m)[string(user)]
+	set := u.users.Load()
+	if set == nil {
+		return false
 	}
-	known := hash != nil
+	hash, known := set.hashes[string(user)]
 	if !known {
-		hash = dummyHash()
+		hash = set.dummy
 	}
 	bcryptSlots <- struct{}{}
 	err := bcrypt.CompareHashAndPassword(hash, password)

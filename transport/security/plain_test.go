@@ -130,3 +130,22 @@ func TestPlainGoToGo(t *testing.T) {
 		t.Errorf("peer types %q / %q", srv.s.Peer, c.s.Peer)
 	}
 }
+
+// An unknown user is checked against a hash of the list's highest cost,
+// so that it takes as long to refuse as a wrong password.
+func TestPlainUnknownUserCostsTheSame(t *testing.T) {
+	h5, err := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := PlainUserList(map[string]string{"low": hash(t, "y"), "high": string(h5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := bcrypt.Cost(u.users.Load().dummy); err != nil || c != bcrypt.MinCost+1 {
+		t.Fatalf("dummy hash cost %d (%v), want %d", c, err, bcrypt.MinCost+1)
+	}
+	if u.Check([]byte("nobody"), []byte("zmq-proxy: no such user")) {
+		t.Fatal("an unknown user with the dummy's password was accepted")
+	}
+}
