@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,49 @@ func TestKeygen(t *testing.T) {
 	}
 	if code := run([]string{"keygen", "extra"}, &out, &errOut); code != 2 {
 		t.Errorf("keygen with an argument: exit %d, want 2", code)
+	}
+}
+
+// SIGHUP's reload: a changed file is taken, a broken one is reported and
+// the previous list stays.
+func TestReloadSecurity(t *testing.T) {
+	hermeticEnv(t)
+	f := writeSecurityFiles(t)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := resolveConfig([]string{"-u", "zmq://", "--curve-secret-key", f.secret, "--curve-allow", f.empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.logSecurity(logger)
+	if !strings.Contains(logs.String(), "the CURVE allow-list is empty") {
+		t.Errorf("no warning about the empty allow-list at start:\n%s", logs.String())
+	}
+	kp, _ := security.GenerateKeyPair()
+	os.WriteFile(filepath.Join(f.empty, "a.key"), []byte(security.CertText(kp, false)), 0o600)
+	c.reloadSecurity(logger)
+	if c.Sec.curveAllow.Len() != 1 || !strings.Contains(logs.String(), "allowed_keys=1") {
+		t.Errorf("after adding a key: %d keys; log:\n%s", c.Sec.curveAllow.Len(), logs.String())
+	}
+	os.WriteFile(filepath.Join(f.empty, "broken"), []byte("public-key = \"x\"\n"), 0o600)
+	c.reloadSecurity(logger)
+	if c.Sec.curveAllow.Len() != 1 || !strings.Contains(logs.String(), "the previous list stays") {
+		t.Errorf("after a broken file: %d keys; log:\n%s", c.Sec.curveAllow.Len(), logs.String())
+	}
+
+	c, err = resolveConfig([]string{"-u", "zmq://", "--plain-users", f.users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("pw2"), bcrypt.MinCost)
+	os.WriteFile(f.users, []byte("alice:"+string(h)+"\nbob:"+string(h)+"\n"), 0o600)
+	c.reloadSecurity(logger)
+	if c.Sec.plainUsers.Len() != 2 || !c.Sec.plainUsers.Check([]byte("bob"), []byte("pw2")) {
+		t.Errorf("after adding bob: %d users", c.Sec.plainUsers.Len())
+	}
+	os.WriteFile(f.users, []byte("bob\n"), 0o600)
+	c.reloadSecurity(logger)
+	if c.Sec.plainUsers.Len() != 2 || !strings.Contains(logs.String(), "reload of the PLAIN users failed") {
+		t.Errorf("after a broken file: %d users; log:\n%s", c.Sec.plainUsers.Len(), logs.String())
 	}
 }
