@@ -17,8 +17,10 @@
 // largest message allowed.
 //
 // Before a peer is authenticated, nothing it sends can make the handshake
-// allocate more than a fixed bound (maxCommand), and a CURVE server keeps
-// no per-client state between WELCOME and INITIATE but a cookie key: the
-// client's short-term key and the server's short-term secret travel in the
-// cookie, sealed with that key, as RFC 26 describes.
+// allocate more than a fixed bound (a command is at most maxCommand bytes,
+// read into one fixed buffer; the fuzz tests check the total), and a CURVE
+// server keeps nothing of a client between WELCOME and INITIATE but a
+// cookie key and HELLO's nonce: the client's short-term key and the
+// server's short-term secret travel in the cookie, sealed with that key,
+// as RFC 26 describes.
 package security
