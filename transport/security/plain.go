@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -43,6 +44,14 @@ func newUserSet(hashes map[string][]byte) (*userSet, error) {
 // bcryptSlots bounds the password checks running at once: each costs tens
 // of milliseconds of CPU, and a flood of HELLOs must not take every core.
 var bcryptSlots = make(chan struct{}, 2)
+
+// bcryptWait bounds the wait for a slot: past it the HELLO is turned away
+// as a busy server (the client retries), so that a flood cannot hold
+// handshakes, and a socket's Close, for longer.
+var bcryptWait = 3 * time.Second
+
+// errBusy: no password check slot within bcryptWait.
+var errBusy = fmt.Errorf("%w: PLAIN: too many password checks at once, try again", ErrHandshake)
 
 // LoadPlainUsers reads path: one "user:bcrypt-hash" per line, blank lines
 // and lines starting with # ignored. A line that is not that is an error
@@ -124,18 +133,30 @@ func (u *PlainUsers) Len() int {
 
 // Check reports whether password is user's.
 func (u *PlainUsers) Check(user, password []byte) bool {
+	ok, _ := u.check(user, password)
+	return ok
+}
+
+// check is Check, or errBusy when no check slot came within bcryptWait.
+func (u *PlainUsers) check(user, password []byte) (bool, error) {
 	set := u.users.Load()
 	if set == nil {
-		return false
+		return false, nil
 	}
 	hash, known := set.hashes[string(user)]
 	if !known {
 		hash = set.dummy
 	}
-	bcryptSlots <- struct{}{}
+	t := time.NewTimer(bcryptWait)
+	defer t.Stop()
+	select {
+	case bcryptSlots <- struct{}{}:
+	case <-t.C:
+		return false, errBusy
+	}
 	err := bcrypt.CompareHashAndPassword(hash, password)
 	<-bcryptSlots
-	return known && err == nil
+	return known && err == nil, nil
 }
 
 type plainServer struct{ users *PlainUsers }
@@ -170,7 +191,13 @@ func (m *plainServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	}
 	password := rest[1:]
 	userName := string(user)
-	if m.users == nil || !m.users.Check(user, password) {
+	ok := false
+	if m.users != nil {
+		if ok, err = m.users.check(user, password); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
 		return nil, refuse(c, "400", fmt.Errorf("%w: PLAIN: user %q: unknown user or wrong password", ErrRefused, printable(userName)))
 	}
 	if err := c.writeCommand(commandBody("WELCOME")); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -147,5 +148,26 @@ func TestPlainUnknownUserCostsTheSame(t *testing.T) {
 	}
 	if u.Check([]byte("nobody"), []byte("zmq-proxy: no such user")) {
 		t.Fatal("an unknown user with the dummy's password was accepted")
+	}
+}
+
+// While every password check slot is taken, a HELLO waits at most
+// bcryptWait and is turned away as busy, not refused as a bad password.
+func TestPlainBusyServer(t *testing.T) {
+	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
+	bcryptWait = 50 * time.Millisecond
+	for range cap(bcryptSlots) {
+		bcryptSlots <- struct{}{}
+	}
+	defer func() {
+		for range cap(bcryptSlots) {
+			<-bcryptSlots
+		}
+	}()
+	server := PlainServer(testUsers(t))
+	hello := append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...)
+	err := serverGets(server, "ROUTER", hello)
+	if !errors.Is(err, errBusy) || errors.Is(err, ErrRefused) {
+		t.Fatalf("got %v, want the busy error (not a refusal)", err)
 	}
 }
