@@ -42,7 +42,9 @@ type boxConn struct {
 	r, w      int
 	out       []byte // decrypted frames, not yet returned: out[o:]
 	o         int
-	rerr      error // sticky read error
+	rerr      error     // sticky read error
+	small     [512]byte // what a quiet connection reads into
+	busy      bool      // the last read was not small: read large
 }
 
 func newBoxConn(conn net.Conn, shared *[32]byte, sendPrefix, recvPrefix string, maxMessage int64) *boxConn {
@@ -134,20 +136,23 @@ func splitFrame(p []byte, pos int) (flags byte, body []byte, next int, err error
 // Read returns decrypted plain ZMTP frames. A MESSAGE that does not
 // decrypt, or whose nonce does not increase, is ErrDecrypt; one larger
 // than the maximum message is ErrTooLarge; both end the connection.
+//
+// A quiet connection holds no large buffer: when nothing is buffered and
+// its last read was small, it waits on a small one, and takes its buffers
+// from pools when bytes come (so ten thousand idle subscribers cost
+// little); a busy one reads straight into its large buffer.
 func (b *boxConn) Read(p []byte) (int, error) {
 	for {
 		if b.o < len(b.out) {
 			n := copy(p, b.out[b.o:])
 			b.o += n
 			if b.o == len(b.out) {
-				b.out, b.o = b.out[:0], 0
-				if cap(b.out) > 2*readChunk {
-					b.out = nil
-				}
+				b.releaseOut()
 			}
 			return n, nil
 		}
 		if b.rerr != nil {
+			b.releaseIn()
 			return 0, b.rerr
 		}
 		need, err := b.decrypt()
@@ -158,33 +163,73 @@ func (b *boxConn) Read(p []byte) (int, error) {
 		if len(b.out) > 0 {
 			continue
 		}
+		if b.r == b.w && !b.busy {
+			b.releaseIn()
+			n, err := b.Conn.Read(b.small[:])
+			if n > 0 {
+				b.takeIn()
+				b.w = copy(b.rbuf, b.small[:n])
+			}
+			b.busy = n == len(b.small)
+			if err != nil {
+				b.rerr = err
+			}
+			continue
+		}
+		if b.rbuf == nil {
+			b.takeIn()
+		}
 		b.fill(need)
 		n, err := b.Conn.Read(b.rbuf[b.w:])
 		b.w += n
+		b.busy = n >= len(b.small)
 		if err != nil {
 			b.rerr = err
 		}
 	}
 }
 
-// fill makes room for at least need bytes of ciphertext in rbuf.
+var (
+	cipherPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+	plainPool  = sync.Pool{New: func() any { b := make([]byte, 0, 2*readChunk); return &b }}
+)
+
+// takeIn gets a ciphertext buffer from the pool.
+func (b *boxConn) takeIn() {
+	b.rbuf = *cipherPool.Get().(*[]byte)
+	b.r, b.w = 0, 0
+}
+
+// releaseIn returns the ciphertext buffer, which must hold nothing unread.
+func (b *boxConn) releaseIn() {
+	if cap(b.rbuf) == readChunk {
+		buf := b.rbuf[:readChunk]
+		cipherPool.Put(&buf)
+	}
+	b.rbuf, b.r, b.w = nil, 0, 0
+}
+
+// releaseOut returns the plaintext buffer, all of it read.
+func (b *boxConn) releaseOut() {
+	if cap(b.out) == 2*readChunk {
+		buf := b.out[:0]
+		plainPool.Put(&buf)
+	}
+	b.out, b.o = nil, 0
+}
+
+// fill makes room in rbuf for the need bytes of the next frame, of which
+// rbuf[r:w] holds the first ones.
 func (b *boxConn) fill(need int) {
 	have := b.w - b.r
 	switch {
-	case b.rbuf == nil || (need <= readChunk && cap(b.rbuf) > readChunk && have <= readChunk):
-		// First read, or back to normal after a large message.
-		nb := make([]byte, readChunk)
-		b.w = copy(nb, b.rbuf[b.r:b.w])
-		b.rbuf, b.r = nb, 0
 	case need > len(b.rbuf):
+		// A frame larger than the buffer (at most maxFrame): its own.
 		nb := make([]byte, need)
-		b.w = copy(nb, b.rbuf[b.r:b.w])
-		b.rbuf, b.r = nb, 0
-	case b.r > 0 && len(b.rbuf)-b.w < need-have:
-		b.w = copy(b.rbuf, b.rbuf[b.r:b.w])
-		b.r = 0
-	}
-	if b.w == len(b.rbuf) && b.r > 0 {
+		copy(nb, b.rbuf[b.r:b.w])
+		b.releaseIn()
+		b.rbuf, b.w = nb, have
+	case len(b.rbuf)-b.r < need:
 		b.w = copy(b.rbuf, b.rbuf[b.r:b.w])
 		b.r = 0
 	}
@@ -243,9 +288,14 @@ func (b *boxConn) open(msg []byte) error {
 	// write the header over it: no copy of the body.
 	start := len(b.out)
 	if cap(b.out)-start < hdr+bodyLen {
-		nb := make([]byte, start, max(2*cap(b.out), start+hdr+bodyLen, 4096))
-		copy(nb, b.out)
-		b.out = nb
+		if b.out == nil && hdr+bodyLen <= 2*readChunk {
+			b.out = *plainPool.Get().(*[]byte)
+		} else {
+			nb := make([]byte, start, max(2*cap(b.out), start+hdr+bodyLen))
+			copy(nb, b.out)
+			b.releaseOut()
+			b.out = nb
+		}
 	}
 	res, ok := b.recvKey.open(b.out[:start+hdr-1], ct, nonce)
 	if !ok {

@@ -251,3 +251,71 @@ func TestSealBurstIsOneWrite(t *testing.T) {
 		}
 	}
 }
+
+// scriptConn hands out one chunk per Read and records, for each Read,
+// how large a buffer it was given and whether the boxConn held its big
+// buffers at that moment.
+type scriptConn struct {
+	memConn
+	chunks [][]byte
+	bc     *boxConn
+	sizes  []int
+	held   []bool
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	c.sizes = append(c.sizes, len(p))
+	c.held = append(c.held, c.bc.rbuf != nil || c.bc.out != nil)
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if n == len(c.chunks[0]) {
+		c.chunks = c.chunks[1:]
+	} else {
+		c.chunks[0] = c.chunks[0][n:]
+	}
+	return n, nil
+}
+
+// A quiet connection waits for its next bytes without holding its large
+// buffers; a busy one reads into them.
+func TestMessageReaderQuietHoldsNoBuffers(t *testing.T) {
+	var key [32]byte
+	small := sealed(t, &key, [][]byte{[]byte("ping")})
+	var msgs [][][]byte
+	for range 200 {
+		msgs = append(msgs, [][]byte{bytes.Repeat([]byte("x"), 100)})
+	}
+	all := sealed(t, &key, append([][][]byte{{[]byte("ping")}}, msgs...)...)
+	sc := &scriptConn{chunks: [][]byte{all[:len(small)], all[len(small):]}}
+	bc := newBoxConn(sc, &key, nonceMessageS, nonceMessageC, 1<<20)
+	sc.bc = bc
+	_, err := readAll2(bc)
+	if !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	// Read 1: quiet, small. Read 2 (the burst): quiet again after the
+	// small message, so small, without big buffers. Then large reads.
+	if sc.sizes[0] != len(bc.small) || sc.held[0] {
+		t.Errorf("first read: buffer %d (held %v), want %d and nothing held", sc.sizes[0], sc.held[0], len(bc.small))
+	}
+	if sc.sizes[1] != len(bc.small) || sc.held[1] {
+		t.Errorf("read after a small message: buffer %d (held %v), want %d and nothing held", sc.sizes[1], sc.held[1], len(bc.small))
+	}
+	if sc.sizes[2] <= len(bc.small) {
+		t.Errorf("read in the middle of a burst: buffer %d, want a large one", sc.sizes[2])
+	}
+}
+
+func readAll2(bc *boxConn) ([][][]byte, error) {
+	fr := &frameReader{r: bc}
+	var out [][][]byte
+	for {
+		m, _, err := fr.readMsg()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, m)
+	}
+}
