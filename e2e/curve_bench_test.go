@@ -66,7 +66,7 @@ func startBenchProxy(b *testing.B, libzmq, curve bool, server, client security.K
 	if libzmq {
 		args := []string{"-B", "-u", filepath.Join("testdata", "curve_device.py"), "--fe", fe, "--be", be}
 		if curve {
-			args = append(args, "--secret", server.Secret.String())
+			args = append(args, "--secret="+server.Secret.String())
 		}
 		cmd = exec.Command(python, args...)
 	} else {

@@ -92,10 +92,12 @@ func (p *pyPeer) output() string {
 	return fmt.Sprintf("stdout:\n%s\nstderr:\n%s", strings.Join(p.lines, "\n"), p.stderr.String())
 }
 
-// line waits for a line starting with prefix and returns the rest.
+// line waits for a line starting with prefix and returns the rest. It
+// fails at once if the peer exits without printing it.
 func (p *pyPeer) line(t *testing.T, prefix string) string {
 	t.Helper()
 	var rest string
+	exited := false
 	testutil.CheckFor(t, wait, func() error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -107,11 +109,15 @@ func (p *pyPeer) line(t *testing.T, prefix string) string {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("peer exited (%v) without printing %q", p.err, prefix)
+			exited = true
+			return nil
 		default:
 		}
-		return fmt.Errorf("no %q line yet", prefix)
+		return fmt.Errorf("no %q line yet\n%s", prefix, strings.Join(p.lines, "\n"))
 	})
+	if exited {
+		t.Fatalf("peer exited (%v) without printing %q\n%s", p.err, prefix, p.output())
+	}
 	return rest
 }
 
@@ -260,6 +266,8 @@ func checkSent(t *testing.T, res string, got [][][]byte) {
 	}
 }
 
+// z85 is a key for a peer's command line. Pass it as --flag=KEY: a Z85 key
+// may start with '-', which argparse would take for an option.
 func z85(k Key) string { return k.String() }
 
 // A libzmq CURVE DEALER talks to our CURVE server: every message arrives
@@ -268,8 +276,8 @@ func z85(k Key) string { return k.String() }
 func TestInteropLibzmqClientGoCurveServer(t *testing.T) {
 	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
 	s := startEchoServer(t, CurveServer(srvKP, AllowKeys(cliKP.Public)))
-	py := startPy(t, "client", "--endpoint", s.endpoint(), "--server-key", z85(srvKP.Public),
-		"--public", z85(cliKP.Public), "--secret", z85(cliKP.Secret), "--count", "12")
+	py := startPy(t, "client", "--endpoint", s.endpoint(), "--server-key="+z85(srvKP.Public),
+		"--public="+z85(cliKP.Public), "--secret="+z85(cliKP.Secret), "--count", "12")
 	res := py.line(t, "RESULT ")
 	py.finish(t)
 	s.mu.Lock()
@@ -286,7 +294,7 @@ func TestInteropLibzmqClientGoCurveServer(t *testing.T) {
 // messages sealed into one write comes back byte for byte.
 func TestInteropGoCurveClientLibzmqServer(t *testing.T) {
 	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
-	py := startPy(t, "server", "--secret", z85(srvKP.Secret))
+	py := startPy(t, "server", "--secret="+z85(srvKP.Secret))
 	ep := py.line(t, "ENDPOINT ")
 	sess := dialHandshake(t, ep, CurveClient(srvKP.Public, cliKP), "DEALER", "go-client")
 	if got := sess.Peer[PropSocketType]; got != "ROUTER" {
@@ -378,14 +386,24 @@ func TestInteropRefusals(t *testing.T) {
 			if tc.flip {
 				ep = startFlipper(t, s.ln.Addr().String(), 2)
 			}
-			py := startPy(t, "client", "--attempt", "--endpoint", ep, "--server-key", z85(tc.srvKey),
-				"--public", z85(tc.client.Public), "--secret", z85(tc.client.Secret))
+			py := startPy(t, "client", "--attempt", "--endpoint", ep, "--server-key="+z85(tc.srvKey),
+				"--public="+z85(tc.client.Public), "--secret="+z85(tc.client.Secret))
+			exited := false
 			testutil.CheckFor(t, wait, func() error {
 				if c := s.counts(); !tc.check(c) {
+					select {
+					case <-py.done:
+						exited = true
+						return nil
+					default:
+					}
 					return fmt.Errorf("server counts %+v, want %s\n%s", c, tc.wantWhat, py.output())
 				}
 				return nil
 			})
+			if exited {
+				t.Fatalf("peer exited (%v) before the server counted it: %+v\n%s", py.err, s.counts(), py.output())
+			}
 			py.finish(t)
 			if c := s.counts(); c.received != 0 {
 				t.Errorf("server received %d messages from a refused client, want 0", c.received)
