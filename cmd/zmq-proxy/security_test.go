@@ -184,3 +184,22 @@ func TestReloadSecurity(t *testing.T) {
 		t.Errorf("after a broken file: %d users; log:\n%s", c.Sec.plainUsers.Len(), logs.String())
 	}
 }
+
+// A Z85 key may start with '-' ('-' is in Z85's alphabet): given as the
+// next argument, it is still the flag's value.
+func TestServerKeyStartingWithDash(t *testing.T) {
+	hermeticEnv(t)
+	f := writeSecurityFiles(t)
+	var kp security.KeyPair
+	for kp.Public.String()[0] != '-' {
+		kp, _ = security.GenerateKeyPair()
+	}
+	c, err := resolveConfig([]string{"-lp", "-u", "zmq+etcd://127.0.0.1:1/",
+		"--curve-server-key", kp.Public.String(), "--curve-client-key", f.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sec.curveServer != kp.Public {
+		t.Fatalf("server key %s, want %s", c.Sec.curveServer, kp.Public)
+	}
+}
