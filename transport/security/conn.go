@@ -139,8 +139,8 @@ func splitFrame(p []byte, pos int) (flags byte, body []byte, next int, err error
 //
 // A quiet connection holds no large buffer: when nothing is buffered and
 // its last read was small, it waits on a small one, and takes its buffers
-// from pools when bytes come (so ten thousand idle subscribers cost
-// little); a busy one reads straight into its large buffer.
+// from pools when bytes come; a busy one reads straight into its large
+// buffer.
 func (b *boxConn) Read(p []byte) (int, error) {
 	for {
 		if b.o < len(b.out) {
