@@ -42,7 +42,7 @@ go test -race -count=1 -timeout 15m ./...
 
 FUZZTIME=${FUZZTIME:-10s}
 echo "== fuzz ($FUZZTIME each)"
-for pkg in ./transport/ ./rpc/; do
+for pkg in ./transport/ ./transport/security/ ./rpc/; do
   for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz'); do
     go test -run XXX -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done

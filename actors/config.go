@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Kind is the kind of proxy a process runs.
@@ -94,6 +95,14 @@ type Config struct {
 	// Logger receives the proxy's logs; nil = slog.Default().
 	Logger *slog.Logger
 
+	// Security is the mechanism every bound socket (frontend, backend,
+	// publisher) requires: a server side from transport/security (PLAIN
+	// or CURVE); nil = none (NULL).
+	Security security.Mechanism
+	// SubscriberSecurity is the local publisher proxy's SUB's client side
+	// towards the central publishers; nil = none.
+	SubscriberSecurity security.Mechanism
+
 	// restart is the socket actors' restart policy; zero = the defaults
 	// (tests shorten it).
 	restart restartPolicy
@@ -146,6 +155,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Kind == KindLocalPublisher && len(c.SubscribeOn) == 0 && c.Registry.Disabled {
 		return fmt.Errorf("%w: a local publisher proxy needs subscribe_on or a registry to find the central publishers", ErrConfig)
+	}
+	if c.Security != nil && !c.Security.AsServer() {
+		return fmt.Errorf("%w: the bound sockets' %s mechanism is a client side; they need a server side", ErrConfig, c.Security.Name())
+	}
+	if c.SubscriberSecurity != nil && (c.SubscriberSecurity.AsServer() || c.Kind != KindLocalPublisher) {
+		return fmt.Errorf("%w: SubscriberSecurity is the client side of a local publisher proxy's SUB", ErrConfig)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

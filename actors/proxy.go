@@ -201,6 +201,9 @@ func New(cfg Config) (_ *Proxy, err error) {
 	if addrs.Metrics != "" {
 		attrs = append(attrs, "metrics", addrs.Metrics)
 	}
+	if cfg.Security != nil {
+		attrs = append(attrs, "security", cfg.Security.Name())
+	}
 	p.log.Info("proxy started", attrs...)
 	return p, nil
 }
@@ -245,6 +248,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				Conns:          conns,
 				MaxMessageSize: cfg.MaxMessageSize,
 				Identity:       identity,
+				Security:       cfg.Security,
 				Stats:          st,
 				Logger:         p.log.With("socket", name),
 			},
@@ -261,7 +265,8 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		sub := &subscriberSpec{
 			opts: transport.Options{
 				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, Stats: st,
-				Logger: p.log.With("socket", SubscriberName),
+				Logger:   p.log.With("socket", SubscriberName),
+				Security: cfg.SubscriberSecurity,
 			},
 			log:       p.log,
 			pub:       box(PublisherName),

@@ -236,9 +236,15 @@ func TestResendWhenProxyGoes(t *testing.T) {
 	}()
 	id := <-started
 	// Close the proxy the call went through.
-	c.mu.Lock()
-	via := c.pending[id].via
-	c.mu.Unlock()
+	var via *link
+	testutil.CheckFor(t, wait, func() error { // the reply can outrun the send's bookkeeping
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if via = c.pending[id].via; via == nil {
+			return errors.New("the call's proxy is not set yet")
+		}
+		return nil
+	})
 	for _, p := range sys.proxies {
 		if p.Addrs().Frontend == via.endpoint {
 			p.Close()
@@ -400,10 +406,19 @@ func TestRetiredProxy(t *testing.T) {
 				done <- err
 			}()
 			id := <-started
-			c.mu.Lock()
-			p := c.pending[id]
-			via := p.via
-			c.mu.Unlock()
+			var p *pending
+			var via *link
+			testutil.CheckFor(t, wait, func() error { // the reply can outrun the send's bookkeeping
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				if p, via = c.pending[id], nil; p != nil {
+					via = p.via
+				}
+				if via == nil {
+					return errors.New("the call's proxy is not set yet")
+				}
+				return nil
+			})
 			if acked {
 				testutil.CheckFor(t, wait, func() error {
 					if !isClosed(p.acked) {

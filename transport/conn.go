@@ -27,8 +27,9 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		_ = tc.SetNoDelay(true)
 	}
 	// Close must not wait for the handshake timeout of a stalled peer.
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
-	meta, err := handshake(conn, s.typ, s.opts.Identity, server, s.opts.HandshakeTimeout)
+	raw := conn // conn becomes the secure connection, if any (secure.go)
+	stop := context.AfterFunc(s.ctx, func() { raw.Close() })
+	meta, conn, err := s.connHandshake(conn, server)
 	stop()
 	if err != nil {
 		s.opts.Stats.BadHandshake.Add(1)
@@ -102,6 +103,8 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		if s.warn.protocol.Allow(time.Now()) {
 			s.log.Warn("peer closed: protocol error", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "protocol_errors_total", n)
 		}
+	} else if s.opts.Security != nil {
+		s.noteReadError(err, p)
 	}
 	s.mu.Lock()
 	s.role.detach(p)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Options configure a socket. The zero value of a field means its default.
@@ -48,6 +50,9 @@ type Options struct {
 	// socket that holds it); a connection past it is closed at once and
 	// counted in Stats.RefusedMaxConns.
 	Conns *ConnLimit
+	// Security is the connection's security mechanism (transport/security:
+	// PLAIN or CURVE, server or client side); nil = NULL, none.
+	Security security.Mechanism
 	// Stats receives the counters; nil = private counters.
 	Stats *Stats
 	// Logger; nil = slog.Default().
@@ -133,6 +138,8 @@ type socket struct {
 	dialers map[string]*dialer // connect side: by host:port
 
 	warn struct{ refused, oversize, protocol, conns, topics LogLimit }
+
+	authLog, decryptLog rateLog // secure.go
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {

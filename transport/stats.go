@@ -25,4 +25,7 @@ type Stats struct {
 	ProtocolErrors  atomic.Uint64 // connections closed for a ZMTP violation (for example a PING context over 16 bytes)
 	RefusedTopics   atomic.Uint64 // PUB: subscriptions ignored for the per-subscriber limits
 	RefusedMaxConns atomic.Uint64 // connections closed on accept: the connection limit was reached
+	// With Options.Security:
+	AuthRefused   atomic.Uint64 // handshakes refused for their credentials (also in BadHandshake)
+	DecryptFailed atomic.Uint64 // connections closed for a message that failed to decrypt
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // The configuration of a zmq-proxy process comes from four places; a later
@@ -120,6 +121,9 @@ type config struct {
 	AdminAddr    string        // --admin-addr; "" = off
 	DrainTimeout time.Duration // on SIGTERM, route on at most this long; 0 = no drain
 	CheckConfig  bool          // --check-config: validate, print and exit
+
+	// PLAIN and CURVE (security.go).
+	Sec securityConfig
 
 	// zmq-proxy list only.
 	Watch       bool
@@ -432,6 +436,54 @@ var options = []option{
 		},
 	},
 	{
+		name: "plain_users", section: sectionProxy, long: "plain-users", arg: "FILE",
+		help: "require PLAIN on every socket: FILE has user:bcrypt-hash per line; re-read on SIGHUP",
+		set:  parsePlainUsers,
+	},
+	{
+		name: "curve_secret_key", section: sectionProxy, long: "curve-secret-key", arg: "FILE",
+		help: "require CURVE on every socket, with the secret key in FILE (zmq-proxy keygen writes one); with --curve-allow",
+		set: func(c *config, v string) (err error) {
+			c.Sec.CurveSecretKey, c.Sec.curveKeys = v, security.KeyPair{}
+			if v != "" {
+				c.Sec.curveKeys, err = parseCurveSecret(v)
+			}
+			return err
+		},
+	},
+	{
+		name: "curve_allow", section: sectionProxy, long: "curve-allow", arg: "DIR",
+		help: "CURVE clients allowed: one public key file per client in DIR (as zcert writes them); re-read on SIGHUP; empty refuses everyone",
+		set:  parseCurveAllow,
+	},
+	{
+		name: "curve_server_key", section: sectionProxy, long: "curve-server-key", arg: "KEY|FILE",
+		help: "local proxy (-lp): subscribe with CURVE to central publishers whose public key is KEY (Z85) or in FILE; with --curve-client-key",
+		set:  parseServerKey,
+	},
+	{
+		name: "curve_client_key", section: sectionProxy, long: "curve-client-key", arg: "FILE",
+		help: "local proxy (-lp): its own CURVE secret key file, for --curve-server-key",
+		set: func(c *config, v string) (err error) {
+			c.Sec.CurveClientKey, c.Sec.curveClient = v, security.KeyPair{}
+			if v != "" {
+				c.Sec.curveClient, err = parseCurveSecret(v)
+			}
+			return err
+		},
+	},
+	{
+		name: "plain_user", section: sectionProxy, long: "plain-user", arg: "USER",
+		help: "local proxy (-lp): subscribe with PLAIN as USER; with --plain-password",
+		set:  func(c *config, v string) (err error) { c.Sec.PlainUser, err = parsePlainCredential(v); return err },
+	},
+	{
+		name: "plain_password", section: sectionProxy, long: "plain-password", arg: "PASSWORD",
+		env: envPlainPassword, secret: true,
+		help: "local proxy (-lp): PLAIN password; better in $" + envPlainPassword,
+		set:  func(c *config, v string) (err error) { c.Sec.PlainPassword, err = parsePlainCredential(v); return err },
+	},
+	{
 		name: "watch", cmds: cmdList, short: "w", long: "watch", boolean: true, def: "false",
 		help: "after the table, print each change until interrupted",
 		set:  func(c *config, v string) (err error) { c.Watch, err = parseBool(v); return err },
@@ -668,6 +720,9 @@ func (c *config) check() error {
 		return c.blameSetting("zmq_target_expire",
 			fmt.Errorf("not greater than zmq_target_update (%s)", c.describe("zmq_target_update")))
 	}
+	if err := c.checkSecurity(); err != nil {
+		return err
+	}
 	if c.Registry.Mode == registryEmbedded && c.StateDir == "" {
 		if c.settings["state_dir"].origin == fromDefault {
 			return errors.New("no state directory for the embedded etcd: " +
@@ -749,6 +804,9 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		Registry:       c.registryConfig(),
 		Debug:          c.Debug,
 		Logger:         logger,
+
+		Security:           c.serverSecurity(),
+		SubscriberSecurity: c.subscriberSecurity(),
 	}
 }
 

@@ -72,8 +72,9 @@ func printUsage(w io.Writer, cmd command) {
 			"the changes until SIGINT or SIGTERM. With no URL, list asks the etcd on --etcd-addr, "+
 			"the one a proxy started without a URL runs; it never starts one.", "", 78))
 	} else {
-		fmt.Fprintf(w, "Usage: %s [options]\n       %s list [options]\n       %s ctl pause|resume|stats --admin HOST:PORT\n\n", progName, progName, progName)
-		fmt.Fprintf(w, "ZeroMQ proxy service. The list command prints the registered proxies (%s list -h).\n", progName)
+		fmt.Fprintf(w, "Usage: %s [options]\n       %s list [options]\n       %s ctl pause|resume|stats --admin HOST:PORT\n       %s keygen [-o NAME]\n\n", progName, progName, progName, progName)
+		fmt.Fprintf(w, "ZeroMQ proxy service. The list command prints the registered proxies (%s list -h);\n", progName)
+		fmt.Fprintf(w, "keygen prints a new CURVE key pair in Z85.\n")
 	}
 	fmt.Fprintf(w, "\nOptions:\n")
 	printOptions(w, cmd)

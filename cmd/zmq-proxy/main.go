@@ -38,6 +38,9 @@ var subcommands = map[string]func(ctx context.Context, name string, args []strin
 	"ctl": func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) int {
 		return runCtl(args, stdout, stderr)
 	},
+	"keygen": func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) int {
+		return runKeygen(args, stdout, stderr)
+	},
 }
 
 // run is the whole process. It returns the exit code: 0 after SIGINT or
@@ -75,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer logs.Close() //nolint:errcheck // nothing is left to report it to
 	}
 	c.log(logger)
+	c.logSecurity(logger)
 
 	// Catch signals before New logs "proxy started": one sent on seeing that
 	// line must shut the proxy down, not kill it. SIGHUP (logrotate's

@@ -15,7 +15,7 @@ import (
 )
 
 // serve runs a started proxy until SIGINT or SIGTERM (sigs) or a fatal
-// error. Meanwhile it reopens the log file on each SIGHUP (hup) and keeps
+// error. Meanwhile it reopens the log file and re-reads the CURVE allow-list and PLAIN users on each SIGHUP (hup) and keeps
 // systemd informed (sdNotifier): READY=1 as soon as the proxy's record is
 // in the registry (at once when it has no registry: its sockets are bound
 // when it is started), WATCHDOG=1 on the watchdog's interval, STOPPING=1
@@ -74,8 +74,9 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 			logger.Error("proxy failed", "err", err)
 			sd.notify(fmt.Sprintf("%s\nSTATUS=failed: %v", daemon.SdNotifyStopping, err))
 			return 1
-		case <-hup:
+		case <-hup: // logrotate's postrotate, or new keys and users
 			reopenLog(logger, logs)
+			c.reloadSecurity(logger)
 		case <-watchdog:
 			sd.notify(daemon.SdNotifyWatchdog)
 		case <-poll:

@@ -21,6 +21,7 @@ and every receiver skips them.
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -92,12 +93,30 @@ def ctx():
     return zmq.Context.instance()
 
 
+def security_opts():
+    """CURVE or PLAIN client options from the environment, so that every
+    script can run through a proxy that requires them (e2e/security_test.go):
+    ZP_CURVE_SERVER_KEY, ZP_CURVE_PUBLIC_KEY, ZP_CURVE_SECRET_KEY (Z85), or
+    ZP_PLAIN_USER and ZP_PLAIN_PASSWORD. None set: NULL, no options."""
+    env = os.environ
+    if env.get("ZP_CURVE_SERVER_KEY"):
+        return {zmq.CURVE_SERVERKEY: env["ZP_CURVE_SERVER_KEY"].encode(),
+                zmq.CURVE_PUBLICKEY: env["ZP_CURVE_PUBLIC_KEY"].encode(),
+                zmq.CURVE_SECRETKEY: env["ZP_CURVE_SECRET_KEY"].encode()}
+    if env.get("ZP_PLAIN_USER"):
+        return {zmq.PLAIN_USERNAME: env["ZP_PLAIN_USER"].encode(),
+                zmq.PLAIN_PASSWORD: env.get("ZP_PLAIN_PASSWORD", "").encode()}
+    return {}
+
+
 def connect(kind, endpoint, identity=None, opts=None, monitor=False):
     """A connected socket, LINGER 0, options set before connect.
 
     With monitor=True it returns (socket, monitor socket)."""
     s = ctx().socket(kind)
     s.setsockopt(zmq.LINGER, 0)
+    for k, v in security_opts().items():
+        s.setsockopt(k, v)
     if identity is not None:
         s.setsockopt(zmq.IDENTITY, identity)
     for k, v in (opts or {}).items():

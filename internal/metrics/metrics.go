@@ -28,6 +28,10 @@ var (
 		"Connections closed on accept because --max-connections were open.", []string{"socket"}, nil)
 	descRefusedTopics = prometheus.NewDesc("zmqproxy_subscriptions_refused_total",
 		"Subscriptions ignored because the subscriber held its limit of prefixes (count or bytes).", []string{"socket"}, nil)
+	descAuthRefused = prometheus.NewDesc("zmqproxy_auth_refused_total",
+		"PLAIN or CURVE handshakes refused for their credentials (also in handshakes_failed).", []string{"socket"}, nil)
+	descDecryptFailed = prometheus.NewDesc("zmqproxy_decrypt_failed_total",
+		"CURVE connections closed for a message that failed to decrypt.", []string{"socket"}, nil)
 )
 
 // Socket names a socket's counters.
@@ -47,7 +51,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed} {
 		ch <- d
 	}
 }
@@ -74,6 +78,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descProtocol, st.ProtocolErrors.Load(), s.Name)
 		counter(descRefusedMax, st.RefusedMaxConns.Load(), s.Name)
 		counter(descRefusedTopics, st.RefusedTopics.Load(), s.Name)
+		counter(descAuthRefused, st.AuthRefused.Load(), s.Name)
+		counter(descDecryptFailed, st.DecryptFailed.Load(), s.Name)
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(st.Peers.Load()), s.Name)
 	}
 }

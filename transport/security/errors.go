@@ -1,0 +1,19 @@
+package security
+
+import "errors"
+
+var (
+	// ErrRefused: the peer's credentials were not accepted (PLAIN: unknown
+	// user or wrong password; CURVE: a client key not in the allow-list, or
+	// a HELLO that does not open with our key, i.e. the client has the
+	// wrong server key), or the server refused ours (an ERROR command).
+	ErrRefused = errors.New("credentials refused")
+	// ErrHandshake: the greeting or the handshake broke the protocol
+	// (wrong mechanism, malformed or oversized command, bad metadata).
+	ErrHandshake = errors.New("security handshake failed")
+	// ErrDecrypt: a CURVE message did not decrypt, or its nonce did not
+	// increase. The connection is unusable after it.
+	ErrDecrypt = errors.New("message failed to decrypt")
+	// ErrKey: a key or certificate could not be read.
+	ErrKey = errors.New("bad key")
+)
