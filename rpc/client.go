@@ -18,6 +18,7 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Defaults of ClientConfig. oslo.messaging waits 15 s for the first ACK
@@ -61,6 +62,9 @@ type ClientConfig struct {
 	PublisherID string
 	// HWM is each proxy link's outbound high-water mark, in messages.
 	HWM int
+	// Security is the client side of the proxies' PLAIN or CURVE
+	// (security.CurveClient, security.PlainClient); nil = none.
+	Security security.Mechanism
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -210,7 +214,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		pending: make(map[string]*pending),
 		suspect: make(map[string]time.Time),
 	}
-	c.links = newLinks(transport.Options{Identity: []byte(c.id), HWM: cfg.HWM, Logger: c.log}, c.log, c.recv, c.linkDown)
+	c.links = newLinks(transport.Options{Identity: []byte(c.id), HWM: cfg.HWM, Security: cfg.Security, Logger: c.log}, c.log, c.recv, c.linkDown)
 	c.disc = newDiscovery(c.log, c.setProxies, c.targetGone)
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel

@@ -18,6 +18,7 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Defaults of ServerConfig.
@@ -89,6 +90,10 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration
 	// HWM is each link's outbound high-water mark, in messages.
 	HWM int
+	// Security is the client side of the proxies' PLAIN or CURVE, for the
+	// backends and the publishers; SubSecurity, if set, replaces it for
+	// the publishers (a node's local publisher with keys of its own).
+	Security, SubSecurity security.Mechanism
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -194,10 +199,13 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		jobs:  make(chan job, 4*cfg.Workers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	opts := transport.Options{Identity: []byte(s.id), HWM: cfg.HWM, Logger: s.log}
+	opts := transport.Options{Identity: []byte(s.id), HWM: cfg.HWM, Security: cfg.Security, Logger: s.log}
 	s.links = newLinks(opts, s.log, s.recv, func(*link, bool) {})
 	subOpts := opts
 	subOpts.OnBatch = s.recvPublished
+	if cfg.SubSecurity != nil {
+		subOpts.Security = cfg.SubSecurity
+	}
 	s.sub = transport.NewSub(subOpts)
 	s.sub.Subscribe([]byte(cfg.Topic))
 	for range cfg.Workers {
