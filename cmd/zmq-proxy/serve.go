@@ -20,8 +20,8 @@ import (
 // in the registry (at once when it has no registry: its sockets are bound
 // when it is started), WATCHDOG=1 on the watchdog's interval, STOPPING=1
 // when it stops. SIGTERM drains the proxy first (drain); SIGINT does not.
-// It returns the exit code: 0 after a signal, 1 after a failure. The
-// caller closes p.
+// It returns the exit code: 0 after a signal (p is closed by then, the
+// watchdog pinged meanwhile), 1 after a failure. The caller closes p.
 func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logFile) int {
 	registers := c.Registry.Mode != registryNone
 	if c.AdminAddr != "" {
@@ -69,7 +69,19 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 					}
 				})
 			}
-			return 0
+			// Close too may take a while (deregistering, stopping the
+			// actors): the watchdog's pings go on until it returns. The
+			// caller's Close then returns at once with its result.
+			closed := make(chan struct{})
+			go func() { _ = p.Close(); close(closed) }()
+			for {
+				select {
+				case <-closed:
+					return 0
+				case <-watchdog:
+					sd.notify(daemon.SdNotifyWatchdog)
+				}
+			}
 		case err := <-p.Err():
 			logger.Error("proxy failed", "err", err)
 			sd.notify(fmt.Sprintf("%s\nSTATUS=failed: %v", daemon.SdNotifyStopping, err))
