@@ -3,7 +3,6 @@ package transport
 import (
 	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -17,28 +16,6 @@ import (
 // CURVE the connection the peer's reader and writer use encrypts each
 // burst the writer hands it (one write per burst) and decrypts what the
 // reader reads.
-
-// authLogEvery bounds the warnings about refused credentials and
-// undecryptable messages: at most one per socket and kind in this
-// interval, with the running count, so a peer retrying with a bad key
-// cannot flood the log.
-const authLogEvery = 10 * time.Second
-
-// rateLog logs a warning at most once per authLogEvery.
-type rateLog struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *rateLog) allow() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now := time.Now(); now.Sub(r.last) >= authLogEvery {
-		r.last = now
-		return true
-	}
-	return false
-}
 
 // connHandshake runs the handshake the socket is configured for and
 // returns the peer's metadata and the connection to use from here on
@@ -55,7 +32,7 @@ func (s *socket) connHandshake(conn net.Conn, server bool) (zmq4.Metadata, net.C
 	if err != nil {
 		if errors.Is(err, security.ErrRefused) {
 			n := s.opts.Stats.AuthRefused.Add(1)
-			if s.authLog.allow() {
+			if s.warn.auth.Allow(time.Now()) {
 				s.log.Warn("credentials refused", "mechanism", s.opts.Security.Name(),
 					"remote", conn.RemoteAddr().String(), "err", err, "refused_total", n)
 			}
@@ -77,7 +54,7 @@ func (s *socket) noteReadError(err error, p *peer) {
 	switch {
 	case errors.Is(err, security.ErrDecrypt):
 		n := s.opts.Stats.DecryptFailed.Add(1)
-		if s.decryptLog.allow() {
+		if s.warn.decrypt.Allow(time.Now()) {
 			s.log.Warn("peer closed: a message failed to decrypt", "remote", p.conn.RemoteAddr().String(),
 				"identity", printable(p.id), "err", err, "decrypt_failed_total", n)
 		}

@@ -160,7 +160,7 @@ func TestRefusalsLoggedRateLimited(t *testing.T) {
 		return nil
 	})
 	// One line, and one more per interval if the machine was that slow.
-	want := 1 + int64(time.Since(start)/authLogEvery)
+	want := 1 + int64(time.Since(start)/logWarnEvery)
 	if n := h.n.Load(); n < 1 || n > want {
 		t.Fatalf("%d log lines for %d refusals, want 1..%d", n, r.Stats().AuthRefused.Load(), want)
 	}

@@ -137,9 +137,9 @@ type socket struct {
 	errOnce sync.Once
 	dialers map[string]*dialer // connect side: by host:port
 
-	warn struct{ refused, oversize, protocol, conns, topics LogLimit }
-
-	authLog, decryptLog rateLog // secure.go
+	// warn rate-limits each kind of per-connection warning (auth and
+	// decrypt: secure.go).
+	warn struct{ refused, oversize, protocol, conns, topics, auth, decrypt LogLimit }
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
