@@ -46,7 +46,8 @@ type DrainReport struct {
 //     the peers have sent nothing for DrainQuiet, or timeout passes, or ctx
 //     is done, whichever comes first.
 //
-// The sockets still accept connections meanwhile. A local publisher proxy
+// Once out of the registry, the bound sockets accept no new connection
+// (the kernel refuses it); the connected peers go on. A local publisher proxy
 // only leaves the registry: it routes nothing back. Call Close after it.
 func (p *Proxy) Drain(ctx context.Context, timeout time.Duration) DrainReport {
 	start := time.Now()
@@ -60,6 +61,7 @@ func (p *Proxy) Drain(ctx context.Context, timeout time.Duration) DrainReport {
 			p.log.Warn("drain: the registrar did not stop; the record expires with its lease", "err", err)
 		}
 	}
+	p.stopAccepting()
 	before := p.sumStats()
 	r.Reason = DrainTimedOut
 	if p.cfg.Kind == KindLocalPublisher {
@@ -116,4 +118,21 @@ func (p *Proxy) sumStats() statsSum {
 		s.routed += st.Sent.Load() + st.Published.Load()
 	}
 	return s
+}
+
+// stopAccepting has every bound socket's actor close its listener, and
+// waits (a moment at most) until they have.
+func (p *Proxy) stopAccepting() {
+	for _, name := range []string{FrontendName, BackendName, PublisherName} {
+		if _, ok := p.stats[name]; !ok {
+			continue // the proxy has no such socket
+		}
+		msg := &stopAccepting{done: make(chan struct{})}
+		p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+name), msg)
+		select {
+		case <-msg.done:
+		case <-time.After(time.Second): // restarting: it binds again, and is drained with the rest
+			p.log.Warn("drain: a socket did not stop accepting", "socket", name)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,8 @@ func TestDrainEndsEarly(t *testing.T) {
 	if r := p.Drain(context.Background(), time.Minute); r.Reason != DrainNoPeers || r.Deregistered || r.Took > wait {
 		t.Errorf("drain without peers: %+v, want %q at once, nothing deregistered (no registry)", r, DrainNoPeers)
 	}
+	// A drained proxy takes no new peer: this part needs a fresh one.
+	p = startProxy(t, Config{Kind: KindDoubleRouter})
 	dealer(t, "client-1", p.Addrs().Frontend, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -101,5 +104,48 @@ func idPrefix(prefix string) func(transport.Msg) bool {
 			}
 		}
 		return false
+	}
+}
+
+// Once a drain has taken the proxy out of the registry, its sockets take
+// no new connection, while the connected peers go on.
+func TestDrainStopsAccepting(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter})
+	a := p.Addrs()
+	var atServer collector
+	client := dealer(t, "client-1", a.Frontend, nil)
+	dealer(t, "server-1", a.Backend, &atServer)
+	testutil.CheckFor(t, wait, func() error {
+		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+			return fmt.Errorf("%d peers on the backend, want 1", n)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	drained := make(chan DrainReport, 1)
+	go func() { drained <- p.Drain(ctx, time.Minute) }()
+	for _, ep := range []string{a.Frontend, a.Backend, a.Publisher} {
+		testutil.CheckFor(t, wait, func() error {
+			c, err := net.DialTimeout("tcp", strings.TrimPrefix(ep, "tcp://"), time.Second)
+			if err == nil {
+				c.Close()
+				return fmt.Errorf("%s still accepts connections", ep)
+			}
+			return nil
+		})
+	}
+	client.Send(envelope("2", "server-1", "after-close-of-listeners", "x"), nil)
+	testutil.CheckFor(t, wait, func() error {
+		if n := atServer.count(idPrefix("after-close-of-listeners")); n != 1 {
+			return fmt.Errorf("%d casts from the connected client at the server, want 1", n)
+		}
+		return nil
+	})
+	cancel()
+	if r := <-drained; r.Reason != DrainInterrupted {
+		t.Errorf("drain reason %q, want %q", r.Reason, DrainInterrupted)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -42,6 +42,10 @@ func (d *deliver) count() int {
 	return n
 }
 
+// stopAccepting tells a socket actor to close its listener (a drain); the
+// actor closes done when it has.
+type stopAccepting struct{ done chan struct{} }
+
 // socketFailed tells a socket actor that its socket broke for good; the
 // actor fails, and its supervisor restarts it.
 type socketFailed struct{ err error }

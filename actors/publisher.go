@@ -38,6 +38,11 @@ func (a *publisherActor) Receive(ctx actor.Context) {
 		if a.spec.in.take(msg) {
 			a.publish(msg)
 		}
+	case *stopAccepting:
+		if a.sock != nil {
+			a.sock.StopAccepting()
+		}
+		close(msg.done)
 	case *socketFailed:
 		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:

@@ -90,6 +90,11 @@ func (a *routerActor) Receive(ctx actor.Context) {
 		if a.spec.in.take(msg) {
 			a.handle(msg)
 		}
+	case *stopAccepting:
+		if a.sock != nil {
+			a.sock.StopAccepting()
+		}
+		close(msg.done)
 	case *socketFailed:
 		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:

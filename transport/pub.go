@@ -91,6 +91,10 @@ func (p *Pub) Bind(endpoint string) error { return p.s.bind(endpoint) }
 // Addr is the bound endpoint, tcp://host:port.
 func (p *Pub) Addr() string { return p.s.addr() }
 
+// StopAccepting closes the listener (a draining proxy takes no new
+// subscriber); the connected ones go on until Close.
+func (p *Pub) StopAccepting() { p.s.stopAccepting() }
+
 // Close closes every connection and waits for the socket's goroutines.
 func (p *Pub) Close() error { return p.s.close() }
 

@@ -33,6 +33,10 @@ func (r *Router) Bind(endpoint string) error { return r.s.bind(endpoint) }
 // Addr is the bound endpoint, tcp://host:port.
 func (r *Router) Addr() string { return r.s.addr() }
 
+// StopAccepting closes the listener (a draining proxy takes no new peer);
+// the connected peers go on until Close.
+func (r *Router) StopAccepting() { r.s.stopAccepting() }
+
 // Close closes every connection and waits for the socket's goroutines.
 func (r *Router) Close() error { return r.s.close() }
 

@@ -131,6 +131,8 @@ type socket struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	notAccepting atomic.Bool // stopAccepting closed the listener on purpose
+
 	mu      sync.Mutex
 	ln      net.Listener
 	peers   map[*peer]struct{}
@@ -196,6 +198,18 @@ func (s *socket) bind(endpoint string) error {
 	return nil
 }
 
+// stopAccepting closes the listener: new connections are refused by the
+// kernel, those accepted go on. The bound address stays reported.
+func (s *socket) stopAccepting() {
+	s.notAccepting.Store(true)
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+}
+
 // Addr is the bound address as tcp://host:port, "" if not bound.
 func (s *socket) addr() string {
 	s.mu.Lock()
@@ -212,7 +226,7 @@ func (s *socket) acceptLoop(ln net.Listener) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.ctx.Err() != nil || s.notAccepting.Load() {
 				return
 			}
 			var ne net.Error
