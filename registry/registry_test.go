@@ -164,9 +164,31 @@ func TestRecordOfDeadProxyExpiresAfterTTL(t *testing.T) {
 	}
 	r := register(t, dying, record("dead"), time.Second)
 	testutil.Eventually(t, wait, r.Registered, "not registered")
+	resp, err := cli.Get(context.Background(), Key(DefaultPrefix, "dead"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("record: %v %v", resp, err)
+	}
+	lease := clientv3.LeaseID(resp.Kvs[0].Lease)
 	dying.Close() // no revoke, no keep-alive: as if killed
 	start := time.Now()
-	testutil.Eventually(t, wait, func() bool { return !keyExists(t, cli, "dead") }, "record never expired")
+	// Not revoked: the lease is still there, counting down. (etcd grants
+	// at least its minimum TTL, 2 s for the embedded member's timing.)
+	ttl, err := cli.TimeToLive(context.Background(), lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.TTL < 0 || ttl.TTL > ttl.GrantedTTL || ttl.GrantedTTL > 2 {
+		t.Fatalf("lease after the death: %d s left of %d, want 0..granted, granted at most 2 (not revoked)", ttl.TTL, ttl.GrantedTTL)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if keyExists(t, cli, "dead") {
+			return errors.New("the record of the dead proxy is still there")
+		}
+		return nil
+	})
+	if ttl, err := cli.TimeToLive(context.Background(), lease); err != nil || ttl.TTL != -1 {
+		t.Fatalf("lease after the record went: %+v %v, want expired (TTL -1)", ttl, err)
+	}
 	t.Logf("record expired %s after its keep-alives stopped (TTL 1s)", time.Since(start).Round(10*time.Millisecond))
 }
 
