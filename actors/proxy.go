@@ -440,7 +440,9 @@ func (p *Proxy) fatal(err error) {
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
 //  4. shut the actor system down;
-//  5. close the etcd client, then the embedded etcd if this process
+//  5. with an embedded etcd, let its watchers catch up (they must see the
+//     record go before the etcd that held it goes; at most a second);
+//     close the etcd client, then the embedded etcd if this process
 //     started one;
 //  6. close Err's channel.
 func (p *Proxy) Close() error {
@@ -464,6 +466,9 @@ func (p *Proxy) Close() error {
 		}
 		if p.system != nil {
 			p.system.Shutdown()
+		}
+		if p.etcd != nil && p.etcdCli != nil {
+			p.letWatchersCatchUp()
 		}
 		if p.etcdCli != nil {
 			p.etcdCli.Close()
@@ -610,4 +615,32 @@ func newActorSystem(logger *slog.Logger) *actor.ActorSystem {
 		}),
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	)
+}
+
+// letWatchersCatchUp waits, a second at most, until the embedded etcd's
+// watch machinery has sent everything up to the current revision: a watch
+// of this process asks for a progress notification, which etcd sends once
+// the stream has caught up; the other synced watchers (a "zmq-proxy list
+// -w", a local proxy) are notified of the same events in the same pass.
+func (p *Proxy) letWatchersCatchUp() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	prefix := p.cfg.Registry.Prefix
+	if prefix == "" {
+		prefix = registry.DefaultPrefix
+	}
+	resp, err := p.etcdCli.Get(ctx, registry.Key(prefix, ""), clientv3.WithCountOnly())
+	if err != nil {
+		return
+	}
+	wctx := clientv3.WithRequireLeader(ctx) // the stream RequestProgress asks on
+	wch := p.etcdCli.Watch(wctx, registry.Key(prefix, ""), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	if err := p.etcdCli.RequestProgress(wctx); err != nil {
+		return
+	}
+	for wr := range wch {
+		if wr.IsProgressNotify() || wr.Err() != nil {
+			return
+		}
+	}
 }
