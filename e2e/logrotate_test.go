@@ -89,7 +89,18 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 		}
 		return nil
 	})
-	s.waitReceived(t, n+100) // and these in the new one
+	testutil.CheckFor(t, metricWait, func() error { // and these in the new one
+		n := 0
+		for _, l := range readLines(t, logPath) {
+			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+				n++
+			}
+		}
+		if n < 100 {
+			return fmt.Errorf("%d casts logged in the new file, want 100", n)
+		}
+		return nil
+	})
 	s.send(t, "stop")
 	res := s.result(t)
 	sent := int(res["sent"].(float64))

@@ -33,7 +33,11 @@
 // and its ACK leaving lets the client send the message to another server
 // of the topic once the dead one's registration expired, and it is then
 // handled twice (a clean Close deregisters first and finishes what it
-// acknowledged). Fanouts and notifications stay at most once.
+// acknowledged). And since the ACK says "received" (oslo.messaging's
+// rule), a CAST that a server acknowledged and had not handled when it was
+// killed is lost with it; a CALL is not: its client sends it again to
+// another server when the dead one's registration goes. Fanouts and
+// notifications stay at most once.
 //
 // Errors say what happened: ErrNoProxy, ErrNoServer, ErrTimeout (which
 // wraps context.DeadlineExceeded), ErrNoAck, and *RemoteError for a
