@@ -132,17 +132,20 @@ func marshalArgs(args any) ([]byte, error) {
 
 // decodeRequest reads [context, {"method", "args"}].
 func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
-	var parts []json.RawMessage
-	if err := json.Unmarshal(payload, &parts); err != nil || len(parts) != 2 {
+	// One pass: the array's two elements decode straight into their
+	// places (a third would land in extra, and is refused).
+	var extra json.RawMessage
+	parts := [3]any{&ctx, &req, &extra}
+	if err := json.Unmarshal(payload, &parts); err != nil || len(ctx) == 0 || extra != nil {
 		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
 	}
-	if err := json.Unmarshal(parts[1], &req); err != nil || req.Method == "" {
+	if req.Method == "" {
 		return nil, request{}, fmt.Errorf("%w: request without a method", ErrMalformed)
 	}
 	if len(req.Args) == 0 || string(req.Args) == "null" {
 		req.Args = json.RawMessage("{}")
 	}
-	return parts[0], req, nil
+	return ctx, req, nil
 }
 
 // encodeReply is [result, failure]; failure is null or a JSON string

@@ -111,7 +111,7 @@ func TestParseRefusesMalformed(t *testing.T) {
 			t.Errorf("parsePublished(%q): got %v, want ErrMalformed", m, err)
 		}
 	}
-	for _, p := range []string{``, `{}`, `[{}]`, `[{}, {"args": {}}]`, `[{}, 3]`} {
+	for _, p := range []string{``, `{}`, `[{}]`, `[{}, {"args": {}}]`, `[{}, 3]`, `[{}, {"method": "m"}, 1]`, `null`} {
 		if _, _, err := decodeRequest([]byte(p)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("decodeRequest(%s): got %v, want ErrMalformed", p, err)
 		}
