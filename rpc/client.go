@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -70,18 +69,8 @@ type ClientConfig struct {
 }
 
 func (c *ClientConfig) setDefaults() error {
-	if (c.Etcd == nil) == (c.Redis == nil) {
-		return errors.New("rpc: ClientConfig needs one registry: Etcd or Redis")
-	}
-	if c.RedisPoll <= 0 {
-		c.RedisPoll = DefaultRedisPoll
-	}
-	if c.Host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("rpc: host name: %w", err)
-		}
-		c.Host = h
+	if err := commonDefaults("ClientConfig", c.Etcd, c.Redis, &c.RedisPoll, &c.Host, &c.Logger); err != nil {
+		return err
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -101,8 +90,27 @@ func (c *ClientConfig) setDefaults() error {
 	if c.PublisherID == "" {
 		c.PublisherID = c.Host
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
+	return nil
+}
+
+// commonDefaults checks and fills what clients and servers share: one
+// registry, its poll interval, the host name and the logger.
+func commonDefaults(what string, etcd *clientv3.Client, redis *redismm.Matchmaker, poll *time.Duration, host *string, log **slog.Logger) error {
+	if (etcd == nil) == (redis == nil) {
+		return fmt.Errorf("rpc: %s needs one registry: Etcd or Redis", what)
+	}
+	if *poll <= 0 {
+		*poll = DefaultRedisPoll
+	}
+	if *host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("rpc: host name: %w", err)
+		}
+		*host = h
+	}
+	if *log == nil {
+		*log = slog.Default()
 	}
 	return nil
 }

@@ -3,10 +3,8 @@ package rpc
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,24 +97,14 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() error {
-	if (c.Etcd == nil) == (c.Redis == nil) {
-		return errors.New("rpc: ServerConfig needs one registry: Etcd or Redis")
-	}
-	if c.RedisPoll <= 0 {
-		c.RedisPoll = DefaultRedisPoll
+	if err := commonDefaults("ServerConfig", c.Etcd, c.Redis, &c.RedisPoll, &c.Host, &c.Logger); err != nil {
+		return err
 	}
 	if c.TargetTTL <= 0 {
 		c.TargetTTL = registry.DefaultTTL
 	}
 	if err := (Target{Topic: c.Topic, Server: c.Server}).validate(); err != nil {
 		return err
-	}
-	if c.Host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("rpc: host name: %w", err)
-		}
-		c.Host = h
 	}
 	if c.Workers <= 0 {
 		c.Workers = DefaultWorkers
@@ -129,9 +117,6 @@ func (c *ServerConfig) setDefaults() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	return nil
 }
