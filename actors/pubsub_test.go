@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 
@@ -12,12 +11,7 @@ import (
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.FreePorts(t, 1)[0]
 }
 
 func isType(typ string) func(transport.Msg) bool {

@@ -573,12 +573,7 @@ func parseLogLine(line string) map[string]string {
 // freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testutil.FreeAddr(t)
 }
 
 // peer is a running Python peer script.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -309,14 +310,9 @@ func (p *peer) waitOutput(t *testing.T, timeout time.Duration, lines ...string) 
 // for flags.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ports := make([]string, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		defer l.Close() // held until all are picked, so they differ
-		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
+	var ports []string
+	for _, p := range testutil.FreePorts(t, n) {
+		ports = append(ports, strconv.Itoa(p))
 	}
 	return ports
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -357,16 +356,7 @@ func etcdEnv() []string {
 // freePorts returns n distinct loopback ports that were free a moment ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
-		}
-		defer l.Close() // held until all are picked, so they differ
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
+	return FreePorts(t, n)
 }
 
 // newEtcdClient returns a quiet v3 client of endpoints, closed in

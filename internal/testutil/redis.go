@@ -55,12 +55,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *Redis {
 		t.Fatalf("%s is missing: run the project's test command, which installs it "+
 			"(or apt-get install redis-server): %v", RedisBinary, err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	r := &Redis{t: t, opts: opts, addr: l.Addr().String(), dir: t.TempDir()}
-	l.Close()
+	r := &Redis{t: t, opts: opts, addr: FreeAddr(t), dir: t.TempDir()}
 	t.Cleanup(func() {
 		if r.Running() {
 			r.Kill()

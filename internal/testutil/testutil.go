@@ -2,6 +2,10 @@
 package testutil
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -39,4 +43,45 @@ func CheckFor(t testing.TB, timeout time.Duration, check func() error) {
 		time.Sleep(wait)
 		wait = min(2*wait, 20*time.Millisecond)
 	}
+}
+
+// FreeAddr returns 127.0.0.1:PORT where PORT and PORT+1 were both free a
+// moment ago (an embedded etcd takes the next port for its peers). The
+// port is drawn below Linux's ephemeral range (32768 and up), so that the
+// outgoing connections of tests running beside this one cannot take it
+// between now and its use, as they can take a port the kernel chose.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	for range 200 {
+		port := 10000 + rand.IntN(32768-10000-1)
+		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	t.Fatal("no two free consecutive ports below 32768 in 200 tries")
+	return ""
+}
+
+// FreePorts returns n distinct ports picked as FreeAddr picks them.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	seen := make(map[int]bool, n)
+	out := make([]int, 0, n)
+	for len(out) < n {
+		_, p, _ := net.SplitHostPort(FreeAddr(t))
+		port, _ := strconv.Atoi(p)
+		if !seen[port] && !seen[port-1] && !seen[port+1] {
+			seen[port] = true
+			out = append(out, port)
+		}
+	}
+	return out
 }
