@@ -175,3 +175,35 @@ func TestLocalPublisherSkipsRouterOnlyCentral(t *testing.T) {
 		t.Errorf("local proxy warned %d times of a bad publisher address, want 0 (a router-only proxy has none)", n)
 	}
 }
+
+// A drain takes a proxy registered in Redis out of the matchmaker first:
+// PUBLISHERS and ROUTERS are empty while it still routes.
+func TestDrainLeavesRedisFirst(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	defer m.Close()
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr()}}})
+	testutil.CheckFor(t, wait, func() error {
+		if len(liveSet(t, m, redismm.RoutersKey)) != 1 {
+			return fmt.Errorf("ROUTERS: %q, want the proxy", liveSet(t, m, redismm.RoutersKey))
+		}
+		return nil
+	})
+	dealer(t, "client-1", p.Addrs().Frontend, nil) // a peer, so that the drain waits
+	ctx, cancel := context.WithCancel(context.Background())
+	drained := make(chan DrainReport, 1)
+	go func() { drained <- p.Drain(ctx, time.Minute) }()
+	testutil.CheckFor(t, wait, func() error {
+		if got := liveSet(t, m, redismm.PublishersKey); len(got) != 0 {
+			return fmt.Errorf("PUBLISHERS during the drain: %q, want none", got)
+		}
+		if got := liveSet(t, m, redismm.RoutersKey); len(got) != 0 {
+			return fmt.Errorf("ROUTERS during the drain: %q, want none", got)
+		}
+		return nil
+	})
+	cancel()
+	if r := <-drained; !r.Deregistered {
+		t.Fatalf("drain: %+v, want Deregistered", r)
+	}
+}

@@ -159,19 +159,12 @@ func (s *system) echoServer(topic, name string, cnt *counter, mod func(*ServerCo
 			return nil, &RemoteError{Class: "ValueError", Module: "builtins", Message: "asked to fail"}
 		},
 	}
-	cfg := ServerConfig{Etcd: s.cli, Host: "node0", Topic: topic, Server: name, Handlers: handlers, Logger: quiet(),
+	cfg := ServerConfig{Topic: topic, Server: name, Handlers: handlers,
 		Notify: func(_ context.Context, m *Message) { cnt.add(name, m) }}
 	if mod != nil {
 		mod(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	srv, err := NewServer(ctx, cfg)
-	if err != nil {
-		s.t.Fatalf("NewServer: %v", err)
-	}
-	s.t.Cleanup(func() { srv.Close() })
-	return srv
+	return s.server(cfg)
 }
 
 // waitTargets waits until a client sees n identities for target.

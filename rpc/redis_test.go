@@ -159,3 +159,28 @@ func TestRedisInterop(t *testing.T) {
 		t.Fatalf("libzmq client -> Go server through Redis:\n got %q\nwant %q", got, want)
 	}
 }
+
+// Redis restarted empty: a server writes its identity again within its
+// rewrite interval (TTL/3), and clients find it again.
+func TestRedisServerRegistersAgain(t *testing.T) {
+	rs := newRedisSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
+		Topic: "demo", Logger: quiet(), TargetTTL: 3 * time.Second, Handlers: map[string]Handler{
+			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	rs.redis.Kill()
+	rs.redis.Start() // empty: no persistence
+	testutil.CheckFor(t, wait, func() error {
+		live, err := rs.mm.LiveMembers(context.Background(), "DEALER/demo")
+		if err != nil || !reflect.DeepEqual(live, []string{srv.Identity()}) {
+			return fmt.Errorf("DEALER/demo after the restart: %v %v, want [%s]", live, err, srv.Identity())
+		}
+		return nil
+	})
+}
