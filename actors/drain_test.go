@@ -88,6 +88,12 @@ func TestDrainEndsEarly(t *testing.T) {
 	// A drained proxy takes no new peer: this part needs a fresh one.
 	p = startProxy(t, Config{Kind: KindDoubleRouter})
 	dealer(t, "client-1", p.Addrs().Frontend, nil)
+	testutil.CheckFor(t, wait, func() error { // the proxy attaches it after the handshake
+		if n := p.Stats(FrontendName).Peers.Load(); n != 1 {
+			return fmt.Errorf("%d peers on the frontend, want 1", n)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if r := p.Drain(ctx, time.Minute); r.Reason != DrainInterrupted || r.PeersBefore != 1 {

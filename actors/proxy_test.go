@@ -272,6 +272,12 @@ func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
 	var atServer collector
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Frontend, &atServer)
+	testutil.CheckFor(t, wait, func() error { // a cast to a peer not yet attached is dropped
+		if n := p.Stats(FrontendName).Peers.Load(); n != 2 {
+			return fmt.Errorf("%d peers on the router, want 2", n)
+		}
+		return nil
+	})
 	client.Send(envelope("2", "server-1", "m1", "x"), nil)
 	testutil.CheckFor(t, wait, func() error {
 		if atServer.count(hasID("m1")) == 1 {

@@ -15,7 +15,7 @@ type publisherActor struct {
 }
 
 func publisherProps(spec *socketSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &publisherActor{spec: spec} })
+	return actor.PropsFromProducer(func() actor.Actor { return &publisherActor{spec: spec} }, withSocketMailbox)
 }
 
 func (a *publisherActor) Receive(ctx actor.Context) {

@@ -74,7 +74,7 @@ type routerActor struct {
 
 // RouterProps is the props of a ROUTER socket actor.
 func routerProps(spec *socketSpec) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{spec: spec} })
+	return actor.PropsFromProducer(func() actor.Actor { return &routerActor{spec: spec} }, withSocketMailbox)
 }
 
 func (a *routerActor) Receive(ctx actor.Context) {

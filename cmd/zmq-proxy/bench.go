@@ -95,6 +95,8 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
 			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
 				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
+				// As oslo.messaging's servers: ACKs only with rpc_use_acks.
+				DisableAcks: !c.Acks,
 				Handlers: map[string]rpc.Handler{
 					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
 						counts.add(name, m.MessageID)

@@ -1,0 +1,176 @@
+package actors
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+)
+
+// mailboxActor records what reaches it. A delivery whose kind is
+// deliverAck blocks until release is closed; deliverRepublish panics.
+type mailboxActor struct {
+	started  *atomic.Int32
+	stopping chan struct{} // if set, Stopping waits for it to close
+	release  chan struct{}
+	entered  chan struct{} // gets a token when a deliverAck starts
+	mu       *sync.Mutex
+	got      *[]int // batch counts of the deliveries handled, in order
+}
+
+func (a *mailboxActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.started.Add(1)
+	case *actor.Stopping:
+		if a.stopping != nil {
+			<-a.stopping
+		}
+	case *deliver:
+		switch msg.kind {
+		case deliverAck:
+			a.entered <- struct{}{}
+			<-a.release
+		case deliverRepublish:
+			panic("injected failure")
+		}
+		a.mu.Lock()
+		*a.got = append(*a.got, len(msg.routed))
+		a.mu.Unlock()
+	}
+}
+
+type mailboxProbe struct {
+	system *actor.ActorSystem
+	pid    *actor.PID
+	a      mailboxActor
+	got    []int
+	mu     sync.Mutex
+}
+
+func newMailboxProbe(t *testing.T) *mailboxProbe {
+	t.Helper()
+	m := &mailboxProbe{system: newActorSystem(quietLogger())}
+	t.Cleanup(m.system.Shutdown)
+	m.a = mailboxActor{started: new(atomic.Int32), release: make(chan struct{}), entered: make(chan struct{}, 1), mu: &m.mu, got: &m.got}
+	props := actor.PropsFromProducer(func() actor.Actor { a := m.a; return &a }, withSocketMailbox)
+	m.pid = m.system.Root.Spawn(props)
+	testutil.CheckFor(t, wait, func() error {
+		if n := m.a.started.Load(); n != 1 {
+			return fmt.Errorf("started %d times, want 1", n)
+		}
+		return nil
+	})
+	return m
+}
+
+// post sends a delivery numbered n (carried in routed, which the actor
+// only counts).
+func (m *mailboxProbe) post(kind deliverKind, n int) {
+	var r routedSet
+	for i := range n {
+		r = r.mark(i, n)
+	}
+	m.system.Root.Send(m.pid, &deliver{kind: kind, routed: r})
+}
+
+func (m *mailboxProbe) handled() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]int(nil), m.got...)
+}
+
+// A delivery to an idle socket actor is handled on the goroutine that
+// posts it: when Send returns, it has run (protoactor's own mailbox starts
+// a goroutine for it, so this fails with it).
+func TestSocketMailboxHandlesIdleDeliveryInline(t *testing.T) {
+	m := newMailboxProbe(t)
+	for i := 1; i <= 3; i++ {
+		m.post(deliverDirect, i)
+		if got := m.handled(); len(got) != i {
+			t.Fatalf("after Send %d returned: %d deliveries handled, want %d (inline)", i, len(got), i)
+		}
+	}
+}
+
+// A delivery posted while the actor is busy waits its turn: the poster
+// does not block, and every delivery is handled once, in order.
+func TestSocketMailboxQueuesWhileBusy(t *testing.T) {
+	m := newMailboxProbe(t)
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		m.post(deliverAck, 1) // blocks inside Receive, on this goroutine
+	}()
+	select { // the first delivery is being handled
+	case <-m.a.entered:
+	case <-time.After(wait):
+		t.Fatal("the first delivery was not handled")
+	}
+	for i := 2; i <= 2+2*maxInline; i++ {
+		m.post(deliverDirect, i) // returns at once: the actor is busy
+	}
+	if got := m.handled(); len(got) != 0 {
+		t.Fatalf("handled %v while the first delivery blocks, want none", got)
+	}
+	close(m.a.release)
+	<-blocked
+	want := make([]int, 0, 2+2*maxInline)
+	for i := 1; i <= 2+2*maxInline; i++ {
+		want = append(want, i)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if got := m.handled(); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("handled %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+// System messages never run on the poster's goroutine: a Stopping that
+// waits for its poster would deadlock otherwise (a reader stopping the
+// socket it reads).
+func TestSocketMailboxStopsOnItsOwnGoroutine(t *testing.T) {
+	m := newMailboxProbe(t)
+	m.a.stopping = make(chan struct{})
+	// The actor of newMailboxProbe copied m.a before stopping was set:
+	// spawn one that has it.
+	props := actor.PropsFromProducer(func() actor.Actor { a := m.a; return &a }, withSocketMailbox)
+	pid := m.system.Root.Spawn(props)
+	testutil.CheckFor(t, wait, func() error {
+		if n := m.a.started.Load(); n != 2 {
+			return fmt.Errorf("started %d times, want 2", n)
+		}
+		return nil
+	})
+	fut := m.system.Root.StopFuture(pid) // returns while Stopping waits
+	close(m.a.stopping)
+	if err := fut.Wait(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
+
+// A delivery that panics inline goes to the supervisor like any failure:
+// the actor restarts and handles what comes next.
+func TestSocketMailboxInlineFailureRestarts(t *testing.T) {
+	m := newMailboxProbe(t)
+	m.post(deliverRepublish, 1) // panics on this goroutine; recovered by the mailbox
+	testutil.CheckFor(t, wait, func() error {
+		if n := m.a.started.Load(); n != 2 {
+			return fmt.Errorf("started %d times, want 2 (restarted once)", n)
+		}
+		return nil
+	})
+	m.post(deliverDirect, 7)
+	testutil.CheckFor(t, wait, func() error {
+		if got := m.handled(); fmt.Sprint(got) != "[7]" {
+			return fmt.Errorf("handled %v after the restart, want [7]", got)
+		}
+		return nil
+	})
+}
