@@ -130,14 +130,28 @@ func marshalArgs(args any) ([]byte, error) {
 	return a, nil
 }
 
-// decodeRequest reads [context, {"method", "args"}].
+// decodeRequest reads [context, {"method", "args"}]. Keys are matched
+// exactly, and a repeated key's last value counts, as in Python's json.
 func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
-	// One pass: the array's two elements decode straight into their
-	// places (a third would land in extra, and is refused).
-	var extra json.RawMessage
-	parts := [3]any{&ctx, &req, &extra}
-	if err := json.Unmarshal(payload, &parts); err != nil || len(ctx) == 0 || extra != nil {
+	var parts [2][]byte
+	if splitArray(payload, parts[:]) != 2 || parts[1][0] != '{' {
 		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
+	}
+	methodOK := true
+	objectFields(parts[1], func(key string, value []byte) {
+		switch key {
+		case "method":
+			methodOK = value[0] == '"' || string(value) == "null"
+			req.Method = ""
+			if value[0] == '"' {
+				req.Method = jsonString(value)
+			}
+		case "args":
+			req.Args = value
+		}
+	})
+	if !methodOK {
+		return nil, request{}, fmt.Errorf("%w: request method is not a string", ErrMalformed)
 	}
 	if req.Method == "" {
 		return nil, request{}, fmt.Errorf("%w: request without a method", ErrMalformed)
@@ -145,7 +159,7 @@ func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error)
 	if len(req.Args) == 0 || string(req.Args) == "null" {
 		req.Args = json.RawMessage("{}")
 	}
-	return ctx, req, nil
+	return parts[0], req, nil
 }
 
 // encodeReply is [result, failure]; failure is null or a JSON string
@@ -175,8 +189,8 @@ func encodeReply(result any, failure *RemoteError) ([]byte, error) {
 
 // decodeReply reads [result, failure].
 func decodeReply(payload []byte) (json.RawMessage, *RemoteError, error) {
-	var parts []json.RawMessage
-	if err := json.Unmarshal(payload, &parts); err != nil || len(parts) != 2 {
+	var parts [2][]byte
+	if splitArray(payload, parts[:]) != 2 {
 		return nil, nil, fmt.Errorf("%w: reply payload is not [result, failure]", ErrMalformed)
 	}
 	re, err := parseFailure(parts[1])
@@ -228,6 +242,15 @@ func timestamp(t time.Time) string { return t.UTC().Format(timestampLayout) }
 // sends for the same values (a map's keys come out sorted, where Python
 // keeps insertion order).
 func pyJSON(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return []byte("null"), nil
+	case string:
+		if plainASCII(v) {
+			out := make([]byte, 0, len(v)+2)
+			return append(append(append(out, '"'), v...), '"'), nil
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -273,4 +296,15 @@ func appendU(out []byte, r rune) []byte {
 		out = append(out, '0')
 	}
 	return append(out, s...)
+}
+
+// plainASCII reports whether s is printable ASCII without a quote or a
+// backslash: JSON-encoded as itself between quotes, by Python and by Go.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

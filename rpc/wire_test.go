@@ -176,3 +176,59 @@ func TestRawArgs(t *testing.T) {
 		}
 	}
 }
+
+// refDecodeRequest is decodeRequest written with encoding/json alone.
+func refDecodeRequest(b []byte) (ctx, method, args string, ok bool) {
+	var parts []json.RawMessage
+	if json.Unmarshal(b, &parts) != nil || len(parts) != 2 {
+		return "", "", "", false
+	}
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(parts[1], &msg) != nil || msg == nil {
+		return "", "", "", false
+	}
+	var m *string
+	if raw, ok := msg["method"]; ok && json.Unmarshal(raw, &m) != nil {
+		return "", "", "", false
+	}
+	if m == nil || *m == "" {
+		return "", "", "", false
+	}
+	a := string(msg["args"])
+	if a == "" || a == "null" {
+		a = "{}"
+	}
+	return string(parts[0]), *m, a, true
+}
+
+// The payload scanner takes requests and replies apart as encoding/json
+// does, whatever the bytes.
+func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`[{}, {"method": "m", "args": {}}]`, ` [ {"a": [1, "]"]} , {"args": {"x": "\"}"}, "method": "m\u00e9"} ] `,
+		`[{}, {"method": 5, "method": "m"}]`, `[{}, {"method": "m", "method": null}]`, `[1, null]`, `[1, 2, 3]`,
+		`[{}, {"method": "\ud800", "args": null}]`, `[{}, {"m\u0065thod": "x", "args": -1.5e3}]`, `[[], {"method": "a", "args": true}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ctx, req, err := decodeRequest(b)
+		rctx, rm, ra, ok := refDecodeRequest(b)
+		if (err == nil) != ok {
+			t.Fatalf("decodeRequest(%q): err %v, encoding/json accepts: %v", b, err, ok)
+		}
+		if ok && (string(ctx) != rctx || req.Method != rm || string(req.Args) != ra) {
+			t.Fatalf("decodeRequest(%q): got %s %q %s, encoding/json: %s %q %s", b, ctx, req.Method, req.Args, rctx, rm, ra)
+		}
+		var parts []json.RawMessage
+		refOK := json.Unmarshal(b, &parts) == nil && len(parts) == 2
+		var result json.RawMessage
+		result, _, err = decodeReply(b)
+		if refOK && err == nil && string(result) != string(parts[0]) {
+			t.Fatalf("decodeReply(%q): result %s, encoding/json: %s", b, result, parts[0])
+		}
+		if !refOK && err == nil {
+			t.Fatalf("decodeReply(%q) accepts what encoding/json does not take as two elements", b)
+		}
+	})
+}
