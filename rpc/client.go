@@ -440,8 +440,11 @@ func (c *Client) newDirect(typ transport.MsgType, target Target, method string, 
 	if err != nil {
 		return nil, err
 	}
-	return &pending{typ: typ, target: target.key(), id: uuid.NewString(), payload: payload,
-		acked: make(chan struct{}), reply: make(chan inbound, 1), redo: make(chan struct{}, 1)}, nil
+	p := &pending{typ: typ, target: target.key(), id: uuid.NewString(), payload: payload}
+	if typ == transport.TypeCall || c.cfg.Acks { // else nothing waits (exchange)
+		p.acked, p.reply, p.redo = make(chan struct{}), make(chan inbound, 1), make(chan struct{}, 1)
+	}
+	return p, nil
 }
 
 // exchange sends a CALL or CAST and waits for what it needs: the reply of

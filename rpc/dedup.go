@@ -39,6 +39,9 @@ func (s *seen) first(id string, now time.Time) (fresh bool, e seenEntry) {
 	if old, ok := s.byID[id]; ok {
 		return false, *old
 	}
+	if len(s.byID) >= s.max { // full: the oldest goes
+		s.forgetOldest()
+	}
 	ne := &seenEntry{id: id, expires: now.Add(s.ttl)}
 	s.byID[id] = ne
 	s.order = append(s.order, ne)
@@ -54,17 +57,18 @@ func (s *seen) done(id string, reply []byte) {
 	}
 }
 
-// expire forgets ids past their TTL, and the oldest beyond max; under mu.
+// expire forgets ids past their TTL; under mu.
 func (s *seen) expire(now time.Time) {
-	for s.head < len(s.order) {
-		e := s.order[s.head]
-		if now.Before(e.expires) && len(s.byID) < s.max {
-			break
-		}
-		delete(s.byID, e.id)
-		s.order[s.head] = nil
-		s.head++
+	for s.head < len(s.order) && !now.Before(s.order[s.head].expires) {
+		s.forgetOldest()
 	}
+}
+
+// forgetOldest forgets the oldest id; under mu.
+func (s *seen) forgetOldest() {
+	delete(s.byID, s.order[s.head].id)
+	s.order[s.head] = nil
+	s.head++
 	if s.head > 1024 && s.head*2 > len(s.order) {
 		s.order = append([]*seenEntry(nil), s.order[s.head:]...)
 		s.head = 0

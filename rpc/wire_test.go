@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,4 +232,42 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 			t.Fatalf("decodeReply(%q) accepts what encoding/json does not take as two elements", b)
 		}
 	})
+}
+
+// UUID ids and other ids are remembered alike, in one arrival order; an
+// id in upper case is another id, as its string is.
+func TestSeenUUIDAndOtherIDs(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Minute, 4)
+	u := "0b8f7c3e-5d2a-4c1b-9e7f-3a6d2c1b0e9f"
+	ids := []string{u, "", "not-a-uuid", strings.ToUpper(u)}
+	for _, id := range ids {
+		if fresh, _ := s.first(id, now); !fresh {
+			t.Fatalf("%q: not fresh the first time", id)
+		}
+	}
+	s.done(u, []byte("r1"))
+	s.done("", []byte("r2"))
+	for i, id := range ids {
+		fresh, e := s.first(id, now.Add(time.Second))
+		want := map[int]string{0: "r1", 1: "r2"}[i]
+		if fresh || string(e.reply) != want || e.done != (want != "") {
+			t.Fatalf("%q again: fresh=%v %+v, want remembered with reply %q", id, fresh, e, want)
+		}
+	}
+	// A fifth id: u, the oldest, goes; the others stay.
+	s.first("another", now.Add(2*time.Second))
+	if got := s.len(); got != 4 {
+		t.Fatalf("len: got %d, want 4", got)
+	}
+	if fresh, _ := s.first(u, now.Add(3*time.Second)); !fresh {
+		t.Fatal("u beyond the bound: still remembered")
+	}
+	// Now "" is the oldest and went for u; the rest expire together.
+	if fresh, _ := s.first("", now.Add(3*time.Second)); !fresh {
+		t.Fatal(`"" beyond the bound: still remembered`)
+	}
+	if fresh, _ := s.first("late", now.Add(2*time.Minute)); !fresh || s.len() != 1 {
+		t.Fatalf("after the TTL: %d ids remembered, want 1 (late)", s.len())
+	}
 }

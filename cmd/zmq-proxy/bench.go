@@ -27,8 +27,9 @@ type benchResult struct {
 	Servers     int     `json:"servers"`
 	Size        int     `json:"size"`
 	Acks        bool    `json:"acks"`
-	Sent        uint64  `json:"sent"`   // operations that succeeded at the client
-	Failed      uint64  `json:"failed"` // operations that returned an error
+	Window      int     `json:"window,omitempty"` // cast and fanout to the bench's servers
+	Sent        uint64  `json:"sent"`             // operations that succeeded at the client
+	Failed      uint64  `json:"failed"`           // operations that returned an error
 	Seconds     float64 `json:"seconds"`
 	Rate        float64 `json:"rate"` // sent per second
 	P50         float64 `json:"p50_us"`
@@ -38,29 +39,103 @@ type benchResult struct {
 	// handler runs beyond the first per message. Counted at the bench's
 	// own servers; with --target, lost is the failed operations and
 	// duplicated is not known (-1).
-	Lost       int64  `json:"lost"`
-	Duplicated int64  `json:"duplicated"`
+	Lost       int64 `json:"lost"`
+	Duplicated int64 `json:"duplicated"`
+	// Stalled: times the window was full and nothing was handled for
+	// --timeout, so the bench emptied it and went on.
+	Stalled    int    `json:"stalled,omitempty"`
 	FirstError string `json:"first_error,omitempty"`
 }
 
-// tally counts handler runs per (server, message id).
+// tally counts handler runs per (server, message id). A first run frees
+// one place in the window, if there is one. Ids are the client's UUIDs,
+// kept as 16 bytes in a map without pointers, which the GC does not scan
+// (a string per message made marking a fifth of the bench's CPU); any
+// other id goes to a map of strings.
 type tally struct {
-	mu   sync.Mutex
-	runs map[string]int
-	all  atomic.Int64
+	mu     sync.Mutex
+	runs   map[tallyKey]uint32
+	other  map[string]uint32
+	all    atomic.Int64
+	window chan struct{} // one token per delivery in flight; nil: no window
+
+	lastAll  int64 // unstall's: handler runs when last seen moving
+	lastMove time.Time
 }
 
-func (t *tally) add(server, id string) {
+type tallyKey struct {
+	id     uuid.UUID
+	server uint16
+}
+
+func newTally() *tally {
+	return &tally{runs: make(map[tallyKey]uint32), other: make(map[string]uint32), lastMove: time.Now()}
+}
+
+func (t *tally) add(server int, id string) {
+	var n uint32
 	t.mu.Lock()
-	t.runs[server+" "+id]++
+	if u, err := uuid.Parse(id); err == nil && len(id) == 36 {
+		k := tallyKey{u, uint16(server)}
+		n = t.runs[k] + 1
+		t.runs[k] = n
+	} else {
+		k := fmt.Sprint(server, " ", id)
+		n = t.other[k] + 1
+		t.other[k] = n
+	}
 	t.mu.Unlock()
 	t.all.Add(1)
+	if n == 1 && t.window != nil {
+		select {
+		case <-t.window:
+		default:
+		}
+	}
+}
+
+// unstall empties a full window in which nothing was handled for
+// timeout (what it waits for is lost), so that the run goes on; it
+// reports whether it did. Called every second.
+func (t *tally) unstall(timeout time.Duration) bool {
+	if t.window == nil {
+		return false
+	}
+	now, all := time.Now(), t.all.Load()
+	if all != t.lastAll || len(t.window) < cap(t.window) {
+		t.lastAll, t.lastMove = all, now
+		return false
+	}
+	if now.Sub(t.lastMove) < timeout {
+		return false
+	}
+	for len(t.window) > 0 {
+		<-t.window
+	}
+	t.lastMove = now
+	return true
+}
+
+// enter waits for room for n deliveries in the window; false when stop
+// closes first.
+func (t *tally) enter(n int, stop <-chan struct{}) bool {
+	if t.window == nil {
+		return true
+	}
+	for range n {
+		select {
+		case t.window <- struct{}{}:
+		case <-stop:
+			return false
+		}
+	}
+	return true
 }
 
 func (t *tally) distinct() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return int64(len(t.runs))
+	return int64(len(t.runs) + len(t.other))
 }
 
 // runBench is "zmq-proxy bench call|cast|fanout".
@@ -86,12 +161,12 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	mode := c.Args[0]
 	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
 	topic := c.BenchTarget
-	counts := &tally{runs: make(map[string]int)}
+	counts := newTally()
 	if topic == "" {
 		topic = "bench-" + uuid.NewString()[:8]
 		res.Servers = c.BenchServers
 		for i := range c.BenchServers {
-			name := fmt.Sprintf("b%d", i)
+			i, name := i, fmt.Sprintf("b%d", i)
 			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
 			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
 				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
@@ -99,14 +174,14 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				DisableAcks: !c.Acks,
 				Handlers: map[string]rpc.Handler{
 					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
-						counts.add(name, m.MessageID)
+						counts.add(i, m.MessageID)
 						return nil, nil
 					},
 					"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
 				},
 				Observe: func(m *rpc.Message) {
 					if m.Method == "probe" {
-						counts.add(name, "probe")
+						counts.add(i, "probe")
 					}
 				}})
 			cancel()
@@ -119,7 +194,9 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	clients := make([]*rpc.Client, c.BenchClients)
 	for i := range clients {
 		cctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
-		cli, err := rpc.NewClient(cctx, s.clientConfig())
+		cfg := s.clientConfig()
+		cfg.CallTimeout = c.ListTimeout
+		cli, err := rpc.NewClient(cctx, cfg)
 		cancel()
 		if err != nil {
 			return fail(err)
@@ -138,28 +215,53 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 			_ = clients[0].Fanout(ctx, topic, "probe", nil)
 			time.Sleep(20 * time.Millisecond)
 		}
-		counts = &tally{runs: make(map[string]int)}
+		counts = newTally()
+	}
+	// Cast and fanout without acks would outrun the servers and lose at
+	// the proxy's high-water mark what they cannot take: the bench's own
+	// servers tell it what they handled, and each client keeps at most
+	// --window deliveries in flight (loadgen's flow control).
+	weight := 1 // deliveries per message
+	if mode == "fanout" {
+		weight = res.Servers
+	}
+	if mode != "call" && res.Servers > 0 && c.BenchWindow > 0 {
+		counts.window = make(chan struct{}, c.BenchWindow*c.BenchClients*weight)
+		res.Window = c.BenchWindow
 	}
 
 	// Encoded once, as a service that sends one shape of arguments would.
 	payload := json.RawMessage(`{"data": "` + strings.Repeat("x", c.BenchSize) + `"}`)
 	target := rpc.Target{Topic: topic}
+	// A call is bounded by the clients' CallTimeout (--timeout). A cast or
+	// fanout waits only when no proxy is connected: it is given up
+	// --timeout after the run ends (a context per operation, with its
+	// timer, was a tenth of a cast's cost).
+	stop := make(chan struct{})
+	opCtx, cancelOps := context.WithCancel(ctx)
+	defer cancelOps()
+	go func() {
+		select {
+		case <-stop:
+			t := time.AfterFunc(c.ListTimeout, cancelOps)
+			<-opCtx.Done()
+			t.Stop()
+		case <-opCtx.Done():
+		}
+	}()
 	op := func(cli *rpc.Client) error {
-		octx, cancel := context.WithTimeout(ctx, c.ListTimeout)
-		defer cancel()
 		switch mode {
 		case "call":
-			_, err := cli.Call(octx, target, "echo", payload)
+			_, err := cli.Call(ctx, target, "echo", payload)
 			return err
 		case "cast":
-			return cli.Cast(octx, target, "echo", payload)
+			return cli.Cast(opCtx, target, "echo", payload)
 		}
-		return cli.Fanout(octx, topic, "echo", payload)
+		return cli.Fanout(opCtx, topic, "echo", payload)
 	}
 
 	var sent, failed, issued atomic.Uint64
 	var firstErr atomic.Value
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	lats := make([][]time.Duration, c.BenchClients*c.BenchOutstanding)
 	start := time.Now()
@@ -175,6 +277,9 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				default:
 				}
 				if c.BenchCount > 0 && issued.Add(1) > uint64(c.BenchCount) {
+					return
+				}
+				if !counts.enter(weight, stop) {
 					return
 				}
 				t0 := time.Now()
@@ -224,6 +329,9 @@ wait:
 			<-finished
 			break wait
 		case <-tick.C:
+			if counts.unstall(c.ListTimeout) {
+				res.Stalled++
+			}
 			if progress {
 				el := time.Since(start).Seconds()
 				fmt.Fprintf(stderr, "\r%s: %d sent, %d failed, %.0f/s   ", mode, sent.Load(), failed.Load(), float64(sent.Load())/el)
@@ -268,6 +376,9 @@ wait:
 		fmt.Fprintf(stdout, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
 		if res.Duplicated >= 0 {
 			fmt.Fprintf(stdout, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
+		}
+		if res.Stalled > 0 {
+			fmt.Fprintf(stdout, "window stalled %d times: deliveries were lost\n", res.Stalled)
 		}
 		if res.FirstError != "" {
 			fmt.Fprintf(stdout, "first error: %s\n", res.FirstError)

@@ -141,6 +141,7 @@ type config struct {
 	BenchSize        int
 	BenchDuration    time.Duration
 	BenchCount       int
+	BenchWindow      int
 	Args             []string // the positional arguments
 
 	Kind actors.Kind // by actors.ChooseKind, oslo.messaging's rule
@@ -543,6 +544,11 @@ var options = []option{
 		name: "bench_outstanding", cmds: cmdBench, long: "outstanding", arg: "N", def: "1",
 		help: "messages each client keeps in flight",
 		set:  func(c *config, v string) (err error) { c.BenchOutstanding, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "bench_window", cmds: cmdBench, long: "window", arg: "N", def: "256",
+		help: "cast and fanout to the bench's own servers: at most N messages per client sent and not yet handled, as loadgen's window (0 = no limit)",
+		set:  func(c *config, v string) (err error) { c.BenchWindow, err = parseInt(v, 0); return err },
 	},
 	{
 		name: "bench_servers", cmds: cmdBench, long: "servers", arg: "N", def: "2",
