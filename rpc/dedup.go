@@ -22,7 +22,7 @@ type seen struct {
 type seenEntry struct {
 	id      string
 	expires time.Time
-	done    bool   // handled; for a CALL, reply is set
+	done    bool   // a CALL answered: reply is set (other types are never marked)
 	reply   []byte // the REPLY payload of a CALL
 }
 
@@ -48,7 +48,7 @@ func (s *seen) first(id string, now time.Time) (fresh bool, e seenEntry) {
 	return true, seenEntry{}
 }
 
-// done marks id handled, with a CALL's reply.
+// done marks a CALL's id answered, with its reply.
 func (s *seen) done(id string, reply []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

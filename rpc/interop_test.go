@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,32 @@ func TestLibzmqClientGoServer(t *testing.T) {
 	}
 	if d := srv.Stats().Duplicates.Load(); d != 1 {
 		t.Fatalf("duplicates: got %d, want 1", d)
+	}
+}
+
+// A CALL the server cannot decode (here, no method) is answered with a
+// ValueError; the same message id again gets the same reply, byte for
+// byte (it used to come back without its payload), with tb, args and
+// kwargs as oslo.messaging reads them (they used to be null, which its
+// deserialize_remote_exception cannot join).
+func TestMalformedCallAnsweredAgain(t *testing.T) {
+	needPython(t)
+	sys := newSystem(t, 1)
+	cnt := newCounter()
+	srv := sys.echoServer("demo", "s1", cnt, nil)
+	waitLinks(t, srv.links, 1)
+	msgID := "5a3f6c1e-aaaa-4bbb-8ccc-eeeeeeeeeeee"
+	py := startPy(t, "client", "node1/malformed", sys.proxies[0].Addrs().Frontend, srv.Identity(), msgID, "", `{}`, "2")
+	v := py.next(t)
+	if v["timeout"] == true {
+		t.Fatalf("libzmq client timed out: %v", v)
+	}
+	got := received(t, v)
+	if len(got) != 4 || len(got[1]) != 6 || !reflect.DeepEqual(got[1], got[3]) || !strings.Contains(got[1][5], "ValueError") ||
+		!strings.Contains(got[1][5], `\"tb\": [], \"args\": [`) {
+		t.Fatalf("libzmq client received %q; want ACK, a ValueError reply, ACK, the same reply", got)
+	}
+	if ids, runs := cnt.total(); ids != 0 || runs != 0 {
+		t.Fatalf("handler: %d ids in %d runs, want none", ids, runs)
 	}
 }

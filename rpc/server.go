@@ -447,9 +447,8 @@ func (s *Server) handle(j job) {
 		s.stats.Malformed.Add(1)
 		s.log.Debug("payload dropped", "msg_id", in.msgID, "err", err)
 		if in.typ == transport.TypeCall {
-			s.reply(j, nil, &RemoteError{Class: "ValueError", Module: "builtins", Message: err.Error()})
+			s.reply(j, nil, remoteFailure(&RemoteError{Class: "ValueError", Module: "builtins", Message: err.Error()}))
 		}
-		s.seen.done(in.msgID, nil)
 		return
 	}
 	if s.cfg.Observe != nil {
@@ -458,7 +457,6 @@ func (s *Server) handle(j job) {
 	if in.typ == transport.TypeNotify {
 		s.stats.Handled.Add(1)
 		s.cfg.Notify(s.ctx, m)
-		s.seen.done(in.msgID, nil)
 		return
 	}
 	result, herr := s.run(m)
@@ -473,7 +471,8 @@ func (s *Server) handle(j job) {
 	if herr != nil {
 		s.log.Debug("handler failed", "method", m.Method, "msg_id", in.msgID, "err", herr)
 	}
-	s.seen.done(in.msgID, nil)
+	// Only a CALL's entry is marked done (reply): a duplicate of anything
+	// else is acked again and dropped, handled or not.
 }
 
 // run calls the method's handler once; a panic is its failure.
