@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -269,5 +271,26 @@ func TestSeenUUIDAndOtherIDs(t *testing.T) {
 	}
 	if fresh, _ := s.first("late", now.Add(2*time.Minute)); !fresh || s.len() != 1 {
 		t.Fatalf("after the TTL: %d ids remembered, want 1 (late)", s.len())
+	}
+}
+
+// parseID takes exactly the ids uuid.UUID.String writes, to the same 16
+// bytes.
+func TestParseID(t *testing.T) {
+	for range 1000 {
+		u := uuid.New()
+		if k, ok := parseID(u.String()); !ok || k != idKey(u) {
+			t.Fatalf("parseID(%s): got %x, %v", u, k, ok)
+		}
+	}
+	u := uuid.New().String()
+	for _, bad := range []string{"", u[:35], u + "0", strings.ToUpper(u), strings.Replace(u, "-", "0", 1),
+		"{" + u[1:], u[:8] + "x" + u[9:], u[:35] + "g", strings.Repeat("-", 36)} {
+		if bad == u {
+			continue
+		}
+		if k, ok := parseID(bad); ok {
+			t.Errorf("parseID(%q): got %x, want not a UUID", bad, k)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,49 +49,97 @@ type benchResult struct {
 	FirstError string `json:"first_error,omitempty"`
 }
 
-// tally counts handler runs per (server, message id). A first run frees
-// one place in the window, if there is one. Ids are the client's UUIDs,
-// kept as 16 bytes in a map without pointers, which the GC does not scan
-// (a string per message made marking a fifth of the bench's CPU); any
-// other id goes to a map of strings.
+// tally counts handler runs per (server, message). The bench numbers its
+// messages: each carries "seq" first in its arguments, and the runs of
+// each server are counted in an array indexed by it (a map keyed by
+// message id cost a cache miss per message, a sixth of the bench's CPU).
+// A message without a seq (a probe) is counted by its id. A first run
+// frees one place in the window, if there is one.
 type tally struct {
-	mu     sync.Mutex
-	runs   map[tallyKey]uint32
-	other  map[string]uint32
-	all    atomic.Int64
+	servers   []seqCounts
+	distinct_ atomic.Int64 // (server, message) pairs run at least once
+	all       atomic.Int64 // handler runs
+
+	mu    sync.Mutex
+	other map[string]uint32 // runs of messages without a seq, by server and id
+
 	window chan struct{} // one token per delivery in flight; nil: no window
 
 	lastAll  int64 // unstall's: handler runs when last seen moving
 	lastMove time.Time
 }
 
-type tallyKey struct {
-	id     uuid.UUID
-	server uint16
+// seqCounts are one server's runs per seq, in chunks allocated as the
+// seqs come.
+type seqCounts struct {
+	mu     sync.Mutex
+	chunks [][]uint8
 }
 
-func newTally() *tally {
-	return &tally{runs: make(map[tallyKey]uint32), other: make(map[string]uint32), lastMove: time.Now()}
+const seqChunk = 1 << 16
+
+func newTally(servers int) *tally {
+	return &tally{servers: make([]seqCounts, servers), other: make(map[string]uint32), lastMove: time.Now()}
 }
 
-func (t *tally) add(server int, id string) {
-	var n uint32
-	t.mu.Lock()
-	if u, err := uuid.Parse(id); err == nil && len(id) == 36 {
-		k := tallyKey{u, uint16(server)}
-		n = t.runs[k] + 1
-		t.runs[k] = n
-	} else {
-		k := fmt.Sprint(server, " ", id)
-		n = t.other[k] + 1
-		t.other[k] = n
+// benchArgs are the arguments of message seq: {"seq": N, "data": "x..."}.
+func benchArgs(seq uint64, data string) json.RawMessage {
+	b := make([]byte, 0, 32+len(data))
+	b = append(b, `{"seq": `...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `, "data": "`...)
+	b = append(b, data...)
+	return append(b, `"}`...)
+}
+
+// seqOf reads the seq that benchArgs wrote.
+func seqOf(args []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(args, []byte(`{"seq": `))
+	if !ok {
+		return 0, false
 	}
-	t.mu.Unlock()
+	i := bytes.IndexByte(rest, ',')
+	if i <= 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest[:i]), 10, 64)
+	return n, err == nil
+}
+
+// add counts a run of m by server.
+func (t *tally) add(server int, m *rpc.Message) {
+	first := false
+	if seq, ok := seqOf(m.Args); ok && server < len(t.servers) {
+		sc := &t.servers[server]
+		sc.mu.Lock()
+		for int(seq/seqChunk) >= len(sc.chunks) {
+			sc.chunks = append(sc.chunks, nil)
+		}
+		c := &sc.chunks[seq/seqChunk]
+		if *c == nil {
+			*c = make([]uint8, seqChunk)
+		}
+		n := &(*c)[seq%seqChunk]
+		first = *n == 0
+		if *n < 255 {
+			*n++
+		}
+		sc.mu.Unlock()
+	} else {
+		k := fmt.Sprint(server, " ", m.MessageID)
+		t.mu.Lock()
+		t.other[k]++
+		first = t.other[k] == 1
+		t.mu.Unlock()
+	}
 	t.all.Add(1)
-	if n == 1 && t.window != nil {
-		select {
-		case <-t.window:
-		default:
+	if first {
+		t.distinct_.Add(1)
+		if t.window != nil {
+			select {
+			case <-t.window:
+			default:
+			}
 		}
 	}
 }
@@ -132,11 +182,7 @@ func (t *tally) enter(n int, stop <-chan struct{}) bool {
 	return true
 }
 
-func (t *tally) distinct() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return int64(len(t.runs) + len(t.other))
-}
+func (t *tally) distinct() int64 { return t.distinct_.Load() }
 
 // runBench is "zmq-proxy bench call|cast|fanout".
 func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
@@ -161,7 +207,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	mode := c.Args[0]
 	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
 	topic := c.BenchTarget
-	counts := newTally()
+	counts := newTally(c.BenchServers)
 	if topic == "" {
 		topic = "bench-" + uuid.NewString()[:8]
 		res.Servers = c.BenchServers
@@ -174,14 +220,14 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				DisableAcks: !c.Acks,
 				Handlers: map[string]rpc.Handler{
 					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
-						counts.add(i, m.MessageID)
+						counts.add(i, m)
 						return nil, nil
 					},
 					"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
 				},
 				Observe: func(m *rpc.Message) {
 					if m.Method == "probe" {
-						counts.add(i, "probe")
+						counts.add(i, &rpc.Message{MessageID: "probe"})
 					}
 				}})
 			cancel()
@@ -215,7 +261,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 			_ = clients[0].Fanout(ctx, topic, "probe", nil)
 			time.Sleep(20 * time.Millisecond)
 		}
-		counts = newTally()
+		counts = newTally(c.BenchServers)
 	}
 	// Cast and fanout without acks would outrun the servers and lose at
 	// the proxy's high-water mark what they cannot take: the bench's own
@@ -230,8 +276,10 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		res.Window = c.BenchWindow
 	}
 
-	// Encoded once, as a service that sends one shape of arguments would.
-	payload := json.RawMessage(`{"data": "` + strings.Repeat("x", c.BenchSize) + `"}`)
+	// Each message's arguments carry its number (seq) before --size bytes
+	// of data, for the tally.
+	data := strings.Repeat("x", c.BenchSize)
+	var seq atomic.Uint64
 	target := rpc.Target{Topic: topic}
 	// A call is bounded by the clients' CallTimeout (--timeout). A cast or
 	// fanout waits only when no proxy is connected: it is given up
@@ -249,7 +297,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		case <-opCtx.Done():
 		}
 	}()
-	op := func(cli *rpc.Client) error {
+	op := func(cli *rpc.Client, payload json.RawMessage) error {
 		switch mode {
 		case "call":
 			_, err := cli.Call(ctx, target, "echo", payload)
@@ -282,13 +330,14 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				if !counts.enter(weight, stop) {
 					return
 				}
+				payload := benchArgs(seq.Add(1), data)
 				t0 := time.Now()
-				err := op(cli)
+				err := op(cli, payload)
 				for errors.Is(err, rpc.ErrBusy) {
 					// The proxies' links are full: the bench outruns them.
 					// Wait for room instead of counting a failure.
 					time.Sleep(50 * time.Microsecond)
-					err = op(cli)
+					err = op(cli, payload)
 				}
 				if err != nil {
 					failed.Add(1)

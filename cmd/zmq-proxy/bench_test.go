@@ -3,23 +3,25 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/rpc"
 )
 
 // The window frees a place per first handler run, not per duplicate; a
 // window that stays full with nothing handled is emptied after the
 // timeout, so that a lost delivery does not stop the run.
 func TestBenchWindow(t *testing.T) {
-	tl := newTally()
+	tl := newTally(2)
 	tl.window = make(chan struct{}, 2)
 	stop := make(chan struct{})
 	if !tl.enter(2, stop) || len(tl.window) != 2 {
 		t.Fatalf("enter 2: window holds %d, want 2", len(tl.window))
 	}
-	id := "0b8f7c3e-5d2a-4c1b-9e7f-3a6d2c1b0e9f"
-	tl.add(0, id)
-	tl.add(0, id) // a duplicate frees nothing
-	tl.add(1, id) // another server's first run does
-	tl.add(0, "not-a-uuid")
+	m := &rpc.Message{MessageID: "id-1", Args: benchArgs(70000, "xx")} // past the first chunk
+	tl.add(0, m)
+	tl.add(0, m) // a duplicate frees nothing
+	tl.add(1, m) // another server's first run does
+	tl.add(0, &rpc.Message{MessageID: "probe", Args: []byte(`{}`)}) // no seq: counted by id
 	if len(tl.window) != 0 || tl.distinct() != 3 || tl.all.Load() != 4 {
 		t.Fatalf("after 4 runs (3 first): window %d, distinct %d, all %d; want 0, 3, 4", len(tl.window), tl.distinct(), tl.all.Load())
 	}
@@ -34,5 +36,23 @@ func TestBenchWindow(t *testing.T) {
 	close(stop)
 	if tl.enter(1, stop) {
 		t.Fatal("enter on a full window after stop: got true, want false")
+	}
+}
+
+// The seq that benchArgs writes is read back; arguments without one are
+// told apart.
+func TestBenchSeq(t *testing.T) {
+	for _, n := range []uint64{0, 1, 65535, 1 << 40} {
+		if got, ok := seqOf(benchArgs(n, "xyz")); !ok || got != n {
+			t.Errorf("seqOf(benchArgs(%d)): got %d, %v", n, got, ok)
+		}
+	}
+	for _, a := range []string{``, `{}`, `{"seq": }`, `{"seq": x, "data": ""}`, `{"data": "", "seq": 1}`} {
+		if n, ok := seqOf([]byte(a)); ok {
+			t.Errorf("seqOf(%s): got %d, want none", a, n)
+		}
+	}
+	if got := string(benchArgs(12, "ab")); got != `{"seq": 12, "data": "ab"}` {
+		t.Errorf("benchArgs: got %s", got)
 	}
 }
