@@ -7,10 +7,10 @@ import (
 
 // The payloads' outer shapes ([context, message], [result, failure]) are
 // taken apart here without encoding/json's reflection: the payload is
-// checked once with json.Valid, and then, knowing it is valid JSON, a
-// scan that tracks only strings and nesting finds the elements. The
-// elements are subslices of the payload (which parseDirect copied out of
-// its batch).
+// checked once with validJSON (what json.Valid accepts, faster), and then,
+// knowing it is valid JSON, a scan that tracks only strings and nesting
+// finds the elements. The elements are subslices of the payload (which
+// parseDirect copied out of its batch).
 
 // isSpace is JSON's whitespace.
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -68,7 +68,7 @@ func stringEnd(b []byte, i int) int {
 // into out and the number of elements it has (up to len(out)+1: "more").
 // It returns -1 when b is not valid JSON or not an array.
 func splitArray(b []byte, out [][]byte) int {
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		return -1
 	}
 	i := skipSpace(b, 0)

@@ -115,7 +115,7 @@ func marshalArgs(args any) ([]byte, error) {
 	}
 	if raw, ok := args.(json.RawMessage); ok {
 		t := bytes.TrimSpace(raw)
-		if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+		if len(t) == 0 || t[0] != '{' || !validJSON(t) {
 			return nil, fmt.Errorf("%w: args must be a JSON object, got %.32q", ErrBadTarget, t)
 		}
 		return t, nil
