@@ -78,8 +78,8 @@ type seqCounts struct {
 
 const seqChunk = 1 << 16
 
-func newTally(servers int) *tally {
-	return &tally{servers: make([]seqCounts, servers), other: make(map[string]uint32), lastMove: time.Now()}
+func newTally(servers int, window chan struct{}) *tally {
+	return &tally{servers: make([]seqCounts, servers), other: make(map[string]uint32), window: window, lastMove: time.Now()}
 }
 
 // benchArgs are the arguments of message seq: {"seq": N, "data": "x..."}.
@@ -206,8 +206,24 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	}
 	mode := c.Args[0]
 	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
+	// Cast and fanout without acks would outrun the servers and lose at
+	// the proxy's high-water mark what they cannot take: the bench's own
+	// servers tell it what they handled, and each client keeps at most
+	// --window deliveries in flight (loadgen's flow control).
+	weight := 1 // deliveries per message
+	if mode == "fanout" {
+		weight = c.BenchServers
+	}
+	var window chan struct{}
+	if mode != "call" && c.BenchTarget == "" && c.BenchWindow > 0 {
+		window = make(chan struct{}, c.BenchWindow*c.BenchClients*weight)
+		res.Window = c.BenchWindow
+	}
 	topic := c.BenchTarget
-	counts := newTally(c.BenchServers)
+	// The servers' handlers count in the tally of the moment: the probes'
+	// one, then the run's.
+	var tallyNow atomic.Pointer[tally]
+	tallyNow.Store(newTally(c.BenchServers, window))
 	if topic == "" {
 		topic = "bench-" + uuid.NewString()[:8]
 		res.Servers = c.BenchServers
@@ -220,14 +236,14 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				DisableAcks: !c.Acks,
 				Handlers: map[string]rpc.Handler{
 					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
-						counts.add(i, m)
+						tallyNow.Load().add(i, m)
 						return nil, nil
 					},
 					"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
 				},
 				Observe: func(m *rpc.Message) {
 					if m.Method == "probe" {
-						counts.add(i, &rpc.Message{MessageID: "probe"})
+						tallyNow.Load().add(i, &rpc.Message{MessageID: "probe"})
 					}
 				}})
 			cancel()
@@ -254,27 +270,16 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		// A subscription reaches the publishers after the connection: probe
 		// until every server has one, then count from there.
 		deadline := time.Now().Add(c.ListTimeout)
-		for counts.distinct() < int64(res.Servers) {
+		for tallyNow.Load().distinct() < int64(res.Servers) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fail(fmt.Errorf("not every server got a fanout probe within %s", c.ListTimeout))
 			}
 			_ = clients[0].Fanout(ctx, topic, "probe", nil)
 			time.Sleep(20 * time.Millisecond)
 		}
-		counts = newTally(c.BenchServers)
+		tallyNow.Store(newTally(c.BenchServers, window))
 	}
-	// Cast and fanout without acks would outrun the servers and lose at
-	// the proxy's high-water mark what they cannot take: the bench's own
-	// servers tell it what they handled, and each client keeps at most
-	// --window deliveries in flight (loadgen's flow control).
-	weight := 1 // deliveries per message
-	if mode == "fanout" {
-		weight = res.Servers
-	}
-	if mode != "call" && res.Servers > 0 && c.BenchWindow > 0 {
-		counts.window = make(chan struct{}, c.BenchWindow*c.BenchClients*weight)
-		res.Window = c.BenchWindow
-	}
+	counts := tallyNow.Load()
 
 	// Each message's arguments carry its number (seq) before --size bytes
 	// of data, for the tally.

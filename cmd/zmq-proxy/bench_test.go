@@ -11,8 +11,7 @@ import (
 // window that stays full with nothing handled is emptied after the
 // timeout, so that a lost delivery does not stop the run.
 func TestBenchWindow(t *testing.T) {
-	tl := newTally(2)
-	tl.window = make(chan struct{}, 2)
+	tl := newTally(2, make(chan struct{}, 2))
 	stop := make(chan struct{})
 	if !tl.enter(2, stop) || len(tl.window) != 2 {
 		t.Fatalf("enter 2: window holds %d, want 2", len(tl.window))
