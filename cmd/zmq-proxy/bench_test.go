@@ -18,8 +18,8 @@ func TestBenchWindow(t *testing.T) {
 	}
 	m := &rpc.Message{MessageID: "id-1", Args: benchArgs(70000, "xx")} // past the first chunk
 	tl.add(0, m)
-	tl.add(0, m) // a duplicate frees nothing
-	tl.add(1, m) // another server's first run does
+	tl.add(0, m)                                                    // a duplicate frees nothing
+	tl.add(1, m)                                                    // another server's first run does
 	tl.add(0, &rpc.Message{MessageID: "probe", Args: []byte(`{}`)}) // no seq: counted by id
 	if len(tl.window) != 0 || tl.distinct() != 3 || tl.all.Load() != 4 {
 		t.Fatalf("after 4 runs (3 first): window %d, distinct %d, all %d; want 0, 3, 4", len(tl.window), tl.distinct(), tl.all.Load())
