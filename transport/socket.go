@@ -246,8 +246,10 @@ func (s *socket) acceptLoop(ln net.Listener) {
 		}
 		delay = 5 * time.Millisecond
 		if !s.opts.Conns.acquire() {
-			conn.Close()
+			// Counted before the close, so that a peer that sees the close
+			// finds it counted.
 			n := s.opts.Stats.RefusedMaxConns.Add(1)
+			conn.Close()
 			if s.warn.conns.Allow(time.Now()) {
 				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
 					"limit", s.opts.Conns.Max(), "refused_total", n)
