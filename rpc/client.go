@@ -244,8 +244,10 @@ func (c *Client) Identity() string { return c.id }
 // Stats are the client's counters.
 func (c *Client) Stats() *ClientStats { return &c.stats }
 
-// Close stops following the registry and closes every connection. What
-// waits for a reply or an ACK returns ErrClosed. Safe to call twice.
+// Close stops following the registry and closes every connection, after
+// writing what is queued on it (up to a second per connection): a Cast
+// that returned before Close has left. What waits for a reply or an ACK
+// returns ErrClosed. Safe to call twice.
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.closed.Store(true)

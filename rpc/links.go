@@ -55,7 +55,12 @@ type links struct {
 	rr      atomic.Uint32
 }
 
+// closeLinger is how long closing a link waits for what is queued on it
+// to be written: a cast queued just before Close still leaves.
+const closeLinger = time.Second
+
 func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *transport.Batch), onDown func(*link, bool)) *links {
+	opts.Linger = closeLinger
 	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log, quit: make(chan struct{}),
 		byProxy: make(map[string]*link), changed: make(chan struct{})}
 	ls.all.Store(&[]*link{})

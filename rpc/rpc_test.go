@@ -536,3 +536,28 @@ func TestConfigRefused(t *testing.T) {
 		t.Error("NewClient with Retries -1: got nil error")
 	}
 }
+
+// Casts queued just before Close still leave: Close writes what is queued
+// on each connection first (a command that casts and exits relies on it).
+func TestCloseWritesQueuedCasts(t *testing.T) {
+	sys := newSystem(t, 1)
+	cnt := newCounter()
+	s1 := sys.echoServer("demo", "s1", cnt, nil)
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 1)
+	waitLinks(t, s1.links, 1)
+	const n = 300
+	for i := range n {
+		if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", map[string]any{"i": i}); err != nil {
+			t.Fatalf("Cast %d: %v", i, err)
+		}
+	}
+	c.Close()
+	testutil.CheckFor(t, wait, func() error {
+		if ids, runs := cnt.total(); ids != n || runs != n {
+			return fmt.Errorf("handled %d ids in %d runs, want the %d cast before Close", ids, runs, n)
+		}
+		return nil
+	})
+}

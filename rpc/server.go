@@ -255,7 +255,8 @@ func (s *Server) Stats() *ServerStats { return &s.stats }
 //  3. it stops taking messages (what arrives is neither acked nor handled)
 //     and lets the handlers finish what was taken, sending their replies;
 //     after ShutdownTimeout their context is cancelled;
-//  4. it closes its proxy connections.
+//  4. it closes its proxy connections, after writing what is queued on
+//     them (up to a second each).
 //
 // Safe to call twice.
 func (s *Server) Close() error {

@@ -472,6 +472,13 @@ func (p *peer) writeLoop() error {
 	}
 }
 
+// unwritten reports whether the peer still has queued data to write.
+func (p *peer) unwritten() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.dead && (len(p.buf) > 0 || p.writing)
+}
+
 // shutdown stops the writer and closes the connection, which ends the
 // reader. Safe to call from any goroutine, any number of times.
 func (p *peer) shutdown() {

@@ -380,3 +380,60 @@ func TestOnPeerUpAndDown(t *testing.T) {
 	default:
 	}
 }
+
+// With Linger, Close writes what was queued before it closes: a sender
+// that queues and closes at once loses nothing.
+func TestDealerLingerFlushes(t *testing.T) {
+	var got collector
+	r := startRouter(t, Options{OnBatch: got.onBatch})
+	d := NewDealer(testOptions(Options{Identity: []byte("client"), Linger: time.Minute}))
+	if err := d.Connect(r.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() == 1 && r.Connected([]byte("client")) {
+			return nil
+		}
+		return errors.New("not connected")
+	})
+	const n = 500
+	body := make([]byte, 1024)
+	for i := range n {
+		if !d.Send(frames(strconv.Itoa(i)), [][]byte{body}) {
+			t.Fatalf("Send %d: got false", i)
+		}
+	}
+	d.Close()
+	testutil.CheckFor(t, wait, func() error {
+		if c := got.count(); c != n {
+			return fmt.Errorf("router got %d of the %d messages queued before Close", c, n)
+		}
+		return nil
+	})
+}
+
+// Linger is a bound: a peer that never reads does not hold Close longer.
+func TestDealerLingerBounded(t *testing.T) {
+	stuck, ready := listenRawRouter(t, 4096)
+	const linger = 200 * time.Millisecond
+	d := NewDealer(testOptions(Options{Identity: []byte("client"), Linger: linger}))
+	if err := d.Connect(stuck); err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() != 1 {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	body := make([]byte, 64<<10)
+	for i := range 100 { // far more than the kernel's buffers take
+		d.Send(frames(strconv.Itoa(i)), [][]byte{body})
+	}
+	start := time.Now()
+	d.Close()
+	if took := time.Since(start); took < linger {
+		t.Fatalf("Close took %v with data unwritten, want at least the linger %v", took, linger)
+	}
+}

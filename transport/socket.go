@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,12 @@ type Options struct {
 	Stats *Stats
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
+
+	// Linger is how long Close waits for what is queued to connected
+	// peers to be written, as libzmq's ZMQ_LINGER; 0 drops it at once.
+	// A sender that queues and closes (a command that casts and exits)
+	// sets it.
+	Linger time.Duration
 
 	// noDirectWrite makes every write go through the peer's writer
 	// goroutine (tests compare the two paths).
@@ -363,6 +370,9 @@ type dialer struct {
 // close stops the listener and the dialers, closes every peer, and waits
 // for every goroutine of the socket. Safe to call twice.
 func (s *socket) close() error {
+	if s.opts.Linger > 0 {
+		s.flush(time.Now().Add(s.opts.Linger))
+	}
 	s.mu.Lock()
 	s.cancel()
 	if s.ln != nil {
@@ -378,6 +388,22 @@ func (s *socket) close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// flush waits until every peer's queue is written, or deadline.
+func (s *socket) flush(deadline time.Time) {
+	for time.Now().Before(deadline) && s.ctx.Err() == nil {
+		s.mu.Lock()
+		peers := make([]*peer, 0, len(s.peers))
+		for p := range s.peers {
+			peers = append(peers, p)
+		}
+		s.mu.Unlock()
+		if !slices.ContainsFunc(peers, (*peer).unwritten) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Printable renders an identity or a key for logs: text as is, binary as
