@@ -128,7 +128,12 @@ func TestRegisterWatchAndCloseRemovesAtOnce(t *testing.T) {
 	cli := newClient(t, etcd.Endpoints())
 	events := watch(t, cli)
 	r := register(t, cli, record("a"), 5*time.Second)
-	testutil.Eventually(t, wait, func() bool { return events.has("a") && r.Registered() }, "watch did not see the record")
+	testutil.CheckFor(t, wait, func() error {
+		if !(events.has("a") && r.Registered()) {
+			return errors.New("watch did not see the record")
+		}
+		return nil
+	})
 	if got := events.set["a"]; got != record("a") {
 		t.Fatalf("watched record: got %+v, want %+v", got, record("a"))
 	}
@@ -137,14 +142,26 @@ func TestRegisterWatchAndCloseRemovesAtOnce(t *testing.T) {
 	if err := r.Update(upd); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, wait, func() bool { events.mu.Lock(); defer events.mu.Unlock(); return events.set["a"].Backend != "" }, "update not seen")
+	testutil.CheckFor(t, wait, func() error {
+		events.mu.Lock()
+		defer events.mu.Unlock()
+		if events.set["a"].Backend == "" {
+			return errors.New("update not seen")
+		}
+		return nil
+	})
 
 	r.Close()
 	// Revoked, not expired: gone as soon as Close returns.
 	if keyExists(t, cli, "a") {
 		t.Fatal("record still in etcd after Close")
 	}
-	testutil.Eventually(t, wait, func() bool { return !events.has("a") }, "watch did not see the delete")
+	testutil.CheckFor(t, wait, func() error {
+		if events.has("a") {
+			return errors.New("watch did not see the delete")
+		}
+		return nil
+	})
 	if n := events.count(EventDelete, "a"); n != 1 {
 		t.Fatalf("delete events: got %d, want 1", n)
 	}
@@ -163,7 +180,12 @@ func TestRecordOfDeadProxyExpiresAfterTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := register(t, dying, record("dead"), time.Second)
-	testutil.Eventually(t, wait, r.Registered, "not registered")
+	testutil.CheckFor(t, wait, func() error {
+		if !r.Registered() {
+			return errors.New("not registered")
+		}
+		return nil
+	})
 	resp, err := cli.Get(context.Background(), Key(DefaultPrefix, "dead"))
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("record: %v %v", resp, err)
@@ -198,7 +220,12 @@ func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := newClient(t, etcd.Endpoints())
 	r := register(t, cli, record("phoenix"), time.Second)
-	testutil.Eventually(t, wait, r.Registered, "not registered")
+	testutil.CheckFor(t, wait, func() error {
+		if !r.Registered() {
+			return errors.New("not registered")
+		}
+		return nil
+	})
 	lost := r.Lost()
 	etcd.Stop()
 	select {
@@ -210,7 +237,12 @@ func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
 		t.Fatal("Registered() true while etcd is down")
 	}
 	etcd.Start()
-	testutil.Eventually(t, wait, func() bool { return r.Registered() && keyExists(t, cli, "phoenix") }, "did not register again")
+	testutil.CheckFor(t, wait, func() error {
+		if !(r.Registered() && keyExists(t, cli, "phoenix")) {
+			return errors.New("did not register again")
+		}
+		return nil
+	})
 	// And it stays: the new lease is kept alive past a few TTLs.
 	time.Sleep(3 * time.Second)
 	if !keyExists(t, cli, "phoenix") {
@@ -303,19 +335,19 @@ func TestWatcherRunEndsWithRightSetUnderCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, wait, func() bool {
+	testutil.CheckFor(t, wait, func() error {
 		events.mu.Lock()
 		defer events.mu.Unlock()
-		if len(events.set) != 10 {
-			return false
-		}
 		for i := 1; i < 20; i += 2 {
 			if _, ok := events.set[fmt.Sprintf("p%d", i)]; !ok {
-				return false
+				return fmt.Errorf("p%d not in the watcher's records", i)
 			}
 		}
-		return true
-	}, "watcher did not end with the 10 odd records: %v", func() any { events.mu.Lock(); defer events.mu.Unlock(); return len(events.set) }())
+		if len(events.set) != 10 {
+			return fmt.Errorf("watcher has %d records, want the 10 odd ones", len(events.set))
+		}
+		return nil
+	})
 	for i := range 20 {
 		if n := events.count(EventPut, fmt.Sprintf("p%d", i)); n > 1 {
 			t.Errorf("p%d reported %d times", i, n)
@@ -341,17 +373,32 @@ func TestClusterMemberKilled(t *testing.T) {
 	cli := newClient(t, cluster.Endpoints())
 	events := watch(t, newClient(t, cluster.Endpoints()))
 	r := register(t, cli, record("c1"), 2*time.Second)
-	testutil.Eventually(t, wait, func() bool { return r.Registered() && events.has("c1") }, "not registered on the cluster")
+	testutil.CheckFor(t, wait, func() error {
+		if !(r.Registered() && events.has("c1")) {
+			return errors.New("not registered on the cluster")
+		}
+		return nil
+	})
 	cluster.Kill(0)
 	r2 := register(t, cli, record("c2"), 2*time.Second)
-	testutil.Eventually(t, wait, func() bool { return r2.Registered() && events.has("c2") }, "registration after a member died not seen")
+	testutil.CheckFor(t, wait, func() error {
+		if !(r2.Registered() && events.has("c2")) {
+			return errors.New("registration after a member died not seen")
+		}
+		return nil
+	})
 	// The first registration outlives several TTLs with one member down.
 	time.Sleep(5 * time.Second)
 	if !events.has("c1") || !keyExists(t, cli, "c1") {
 		t.Fatal("c1 lost with one member of three down")
 	}
 	r2.Close()
-	testutil.Eventually(t, wait, func() bool { return !events.has("c2") }, "delete not watched with a member down")
+	testutil.CheckFor(t, wait, func() error {
+		if events.has("c2") {
+			return errors.New("delete not watched with a member down")
+		}
+		return nil
+	})
 	cluster.Start(0)
 }
 
@@ -371,7 +418,12 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 		}
 	}
 	put(cli, record("before"))
-	testutil.Eventually(t, wait, func() bool { return events.has("before") }, "record not watched")
+	testutil.CheckFor(t, wait, func() error {
+		if !events.has("before") {
+			return errors.New("record not watched")
+		}
+		return nil
+	})
 	etcd.Stop()
 	etcd.Start()
 	fresh := newClient(t, etcd.Endpoints()) // the test's own writes need not wait for cli's reconnect backoff
@@ -379,7 +431,12 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(fresh, record("after"))
-	testutil.Eventually(t, wait, func() bool { return !events.has("before") && events.has("after") }, "changes after the etcd restart not watched")
+	testutil.CheckFor(t, wait, func() error {
+		if !(!events.has("before") && events.has("after")) {
+			return errors.New("changes after the etcd restart not watched")
+		}
+		return nil
+	})
 	if n := events.count(EventPut, "after"); n != 1 {
 		t.Fatalf("put events for the new record: got %d, want 1", n)
 	}
