@@ -130,14 +130,16 @@ type ServerStats struct {
 	Replies    atomic.Uint64 // replies sent, again for duplicates included
 	Unsent     atomic.Uint64 // replies and ACKs no proxy could take
 	Malformed  atomic.Uint64 // messages dropped as malformed
+	Panics     atomic.Uint64 // panics of handlers, Notify and Observe, recovered
 }
 
 // Server serves one target: it keeps a DEALER connection to every proxy's
 // backend (a single-router proxy's frontend), subscribes its topic on its
 // node's local publisher (else on every central publisher), and registers
 // its identity for topic and topic/server under a lease. Every message id
-// is remembered for MessageTTL: a message sent again is acknowledged again
-// and a CALL's reply sent again, but no handler runs twice.
+// is remembered for MessageTTL (at most MaxSeen ids): a message sent again
+// within that is acknowledged again and a CALL's reply sent again, but its
+// handler does not run twice.
 type Server struct {
 	cfg   ServerConfig
 	log   *slog.Logger
@@ -453,11 +455,11 @@ func (s *Server) handle(j job) {
 		return
 	}
 	if s.cfg.Observe != nil {
-		s.cfg.Observe(m)
+		s.callback("Observe", m, func() { s.cfg.Observe(m) })
 	}
 	if in.typ == transport.TypeNotify {
 		s.stats.Handled.Add(1)
-		s.cfg.Notify(s.ctx, m)
+		s.callback("Notify", m, func() { s.cfg.Notify(s.ctx, m) })
 		return
 	}
 	result, herr := s.run(m)
@@ -476,6 +478,18 @@ func (s *Server) handle(j job) {
 	// else is acked again and dropped, handled or not.
 }
 
+// callback runs Observe or Notify: a panic in it is counted and logged,
+// and the worker goes on, as after a handler's.
+func (s *Server) callback(what string, m *Message, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.stats.Panics.Add(1)
+			s.log.Warn("callback panicked", "callback", what, "msg_id", m.MessageID, "panic", fmt.Sprint(r))
+		}
+	}()
+	fn()
+}
+
 // run calls the method's handler once; a panic is its failure.
 func (s *Server) run(m *Message) (result any, err error) {
 	h := s.cfg.Handlers[m.Method]
@@ -486,6 +500,7 @@ func (s *Server) run(m *Message) (result any, err error) {
 	s.stats.Handled.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
+			s.stats.Panics.Add(1)
 			err = fmt.Errorf("handler %s panicked: %v", m.Method, r)
 		}
 	}()
