@@ -15,7 +15,8 @@ import (
 )
 
 // discovery follows the registry: the proxies (for everyone) and the
-// servers' targets (for clients). It watches; it never polls. Its
+// servers' targets (for clients). It watches etcd; Redis, which has no
+// watch, it reads every poll interval (redis.go). Its
 // goroutines end when ctx is done and wait() returns.
 type discovery struct {
 	log    *slog.Logger

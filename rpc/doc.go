@@ -6,7 +6,8 @@
 //
 // # Discovery
 //
-// Both watch the registry (never poll it). A client keeps one DEALER
+// Both watch etcd (never poll it); on Redis, which has no watch, they read
+// it every RedisPoll, as oslo.messaging's matchmaker does. A client keeps one DEALER
 // connection to every central proxy's frontend and picks one round-robin
 // per message. A server keeps one to every backend (a single-router
 // proxy's frontend), subscribes its topic on its node's local publisher
@@ -27,8 +28,12 @@
 // another proxy, after a timeout that grows with each attempt, at most
 // Retries times; a message waiting on a proxy whose record disappears or
 // whose connection drops is sent again at once. A server remembers message
-// ids for MessageTTL: a message sent again is acknowledged again, a CALL
-// gets its first reply again, and the handler never runs twice. The
+// ids for MessageTTL, and at most MaxSeen of them (the oldest go first): a
+// message sent again within that is acknowledged again, a CALL gets its
+// first reply again, and the handler does not run twice. With the default
+// backoff the last resend leaves about 14 s after the first send, so a
+// server that takes more than MaxSeen/14 s (about 7,000) messages a second
+// needs a larger MaxSeen to keep that promise. The
 // memory is the server's own: a server killed between handling a message
 // and its ACK leaving lets the client send the message to another server
 // of the topic once the dead one's registration expired, and it is then
