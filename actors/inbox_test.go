@@ -53,3 +53,21 @@ func TestInboxDownDropsAndCounts(t *testing.T) {
 		t.Fatalf("after a post while up: DroppedRestarting got %d, want still 3", got)
 	}
 }
+
+// A delivery counts the messages its receiver would send: a fanout routed
+// like a direct type counts for the ROUTER's actor, not for the
+// publisher's (it is dropped as restarting by the one that would send it).
+func TestDeliverCountsRouted(t *testing.T) {
+	b := fanoutBatch(3) // a cast, then three fanouts
+	var routed routedSet
+	routed = routed.mark(1, len(b.Msgs)) // the first fanout is routed
+	for _, c := range []struct {
+		kind deliverKind
+		want int
+	}{{deliverDirect, 2}, {deliverFanout, 2}, {deliverAck, 2}, {deliverRepublish, 4}} {
+		if got := (&deliver{kind: c.kind, batch: b, routed: routed}).count(); got != c.want {
+			t.Errorf("kind %d: count %d, want %d", c.kind, got, c.want)
+		}
+	}
+	b.Release()
+}

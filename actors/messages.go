@@ -27,15 +27,23 @@ type deliver struct {
 	routed routedSet
 }
 
+// mine reports whether message i of the batch, whose envelope is env, is
+// the receiver's to send: for deliverDirect the direct types and the
+// fanouts routed like them; for deliverFanout and deliverAck the fanouts
+// published (to publish, or to ACK).
+func (d *deliver) mine(i int, env transport.Envelope) bool {
+	published := env.Type.IsFanout() && !d.routed.has(i)
+	return published == (d.kind != deliverDirect)
+}
+
 // count is how many of the batch's messages the receiver would send.
 func (d *deliver) count() int {
 	if d.kind == deliverRepublish {
 		return len(d.batch.Msgs)
 	}
 	n := 0
-	for _, m := range d.batch.Msgs {
-		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err == nil && env.Type.IsFanout() == (d.kind != deliverDirect) {
+	for i, m := range d.batch.Msgs {
+		if env, err := transport.ParseEnvelope(d.batch.Peer, m); err == nil && d.mine(i, env) {
 			n++
 		}
 	}

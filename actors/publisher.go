@@ -75,7 +75,7 @@ func (a *publisherActor) publish(d *deliver) {
 	var head [5][]byte
 	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !env.Type.IsFanout() || d.routed.has(i) { // routed ones went to a ROUTER
+		if err != nil || !d.mine(i, env) { // routed ones went to a ROUTER
 			continue
 		}
 		publish(i)(env.FanoutHead(&head), env.Payload)

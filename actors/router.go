@@ -220,7 +220,7 @@ func (a *routerActor) handle(d *deliver) {
 	last := len(d.batch.Msgs) - 1
 	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || (env.Type.IsFanout() && !d.routed.has(i)) != (d.kind == deliverAck) {
+		if err != nil || !d.mine(i, env) {
 			continue
 		}
 		// The burst's last message may be written at once, by this actor,
