@@ -183,13 +183,6 @@ func (ls *links) send(avoid *link, head, tail [][]byte) *link {
 	return nil
 }
 
-// byID finds the link to a proxy, nil if none.
-func (ls *links) byID(proxy string) *link {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.byProxy[proxy]
-}
-
 // count is the number of links, and of those up.
 func (ls *links) count() (listed, up int) {
 	all := *ls.all.Load()

@@ -276,7 +276,6 @@ const keepWriteBuf = 1 << 20
 type peer struct {
 	id   []byte
 	conn net.Conn
-	sock *socket
 
 	mu       sync.Mutex
 	buf      []byte          // encoded messages not yet taken by the writer
@@ -300,14 +299,15 @@ func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 	p := &peer{
 		id:       id,
 		conn:     conn,
-		sock:     s,
 		hwm:      s.opts.HWM,
 		hwmBytes: s.opts.HWMBytes,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	if sc, ok := conn.(syscall.Conn); ok && !s.opts.noDirectWrite {
-		if raw, err := sc.SyscallConn(); err == nil {
+	// Only a plain TCP connection is written directly: a secure one
+	// (CURVE's box wrapper) must go through its Write, which encrypts.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
 			p.raw = raw
 		}
 	}

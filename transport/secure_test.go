@@ -50,6 +50,16 @@ func TestCurveRouterDealer(t *testing.T) {
 			t.Fatalf("message %d: from %q %q, want from d1 [\"\" %d]", i, m.peer, m.msg, i)
 		}
 	}
+	// An encrypted connection is never written around its encryption.
+	for _, s := range []*socket{r.s, d.s} {
+		s.mu.Lock()
+		for p := range s.peers {
+			if p.raw != nil {
+				t.Errorf("a CURVE peer may be written directly (raw set): its bytes would leave unencrypted")
+			}
+		}
+		s.mu.Unlock()
+	}
 	r.Send([]byte("d1"), frames("", "reply"), nil)
 	testutil.CheckFor(t, wait, func() error {
 		if !atDealer.has("", "reply") {

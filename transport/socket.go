@@ -64,10 +64,6 @@ type Options struct {
 	// A sender that queues and closes (a command that casts and exits)
 	// sets it.
 	Linger time.Duration
-
-	// noDirectWrite makes every write go through the peer's writer
-	// goroutine (tests compare the two paths).
-	noDirectWrite bool
 }
 
 // maxPingContext is the longest PING context RFC 37 allows; a longer one
