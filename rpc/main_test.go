@@ -73,40 +73,40 @@ func (s *system) addProxy(kind actors.Kind, name string) *actors.Proxy {
 func (s *system) client(cfg ClientConfig) *Client {
 	s.t.Helper()
 	cfg.Etcd = s.cli
-	if cfg.Host == "" {
-		cfg.Host = "node0"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = quiet()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, err := NewClient(ctx, cfg)
-	if err != nil {
-		s.t.Fatalf("NewClient: %v", err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	return c
+	s.defaults(&cfg.Host, &cfg.Logger)
+	return started(s, "NewClient", func(ctx context.Context) (*Client, error) { return NewClient(ctx, cfg) })
 }
 
 // server starts a server of cfg on the system's etcd.
 func (s *system) server(cfg ServerConfig) *Server {
 	s.t.Helper()
 	cfg.Etcd = s.cli
-	if cfg.Host == "" {
-		cfg.Host = "node0"
+	s.defaults(&cfg.Host, &cfg.Logger)
+	return started(s, "NewServer", func(ctx context.Context) (*Server, error) { return NewServer(ctx, cfg) })
+}
+
+// defaults fills what a client's or server's config leaves empty.
+func (s *system) defaults(host *string, log **slog.Logger) {
+	if *host == "" {
+		*host = "node0"
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = quiet()
+	if *log == nil {
+		*log = quiet()
 	}
+}
+
+// started runs start within the test timeout, fails the test on its
+// error, and closes what it started at the end of the test.
+func started[T interface{ Close() error }](s *system, what string, start func(context.Context) (T, error)) T {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	srv, err := NewServer(ctx, cfg)
+	v, err := start(ctx)
 	if err != nil {
-		s.t.Fatalf("NewServer: %v", err)
+		s.t.Fatalf("%s: %v", what, err)
 	}
-	s.t.Cleanup(func() { srv.Close() })
-	return srv
+	s.t.Cleanup(func() { v.Close() })
+	return v
 }
 
 // counter counts handler runs per message id.

@@ -56,9 +56,9 @@ type benchResult struct {
 // A message without a seq (a probe) is counted by its id. A first run
 // frees one place in the window, if there is one.
 type tally struct {
-	servers   []seqCounts
-	distinct_ atomic.Int64 // (server, message) pairs run at least once
-	all       atomic.Int64 // handler runs
+	servers []seqCounts
+	firsts  atomic.Int64 // (server, message) pairs run at least once
+	all     atomic.Int64 // handler runs
 
 	mu    sync.Mutex
 	other map[string]uint32 // runs of messages without a seq, by server and id
@@ -134,7 +134,7 @@ func (t *tally) add(server int, m *rpc.Message) {
 	}
 	t.all.Add(1)
 	if first {
-		t.distinct_.Add(1)
+		t.firsts.Add(1)
 		if t.window != nil {
 			select {
 			case <-t.window:
@@ -182,7 +182,7 @@ func (t *tally) enter(n int, stop <-chan struct{}) bool {
 	return true
 }
 
-func (t *tally) distinct() int64 { return t.distinct_.Load() }
+func (t *tally) distinct() int64 { return t.firsts.Load() }
 
 // runBench is "zmq-proxy bench call|cast|fanout".
 func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
