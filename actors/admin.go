@@ -129,13 +129,7 @@ func (p *Proxy) AllStats() map[string]SocketStats {
 			Routed:    st.Sent.Load(),
 			Published: st.Published.Load(),
 			Peers:     st.Peers.Load(),
-			Dropped: map[string]uint64{
-				"malformed":        st.DroppedMalformed.Load(),
-				"unknown_version":  st.DroppedUnknownVersion.Load(),
-				"unknown_identity": st.DroppedUnknownIdentity.Load(),
-				"hwm":              st.DroppedHWM.Load(),
-				"oversize":         st.DroppedOversize.Load(),
-			},
+			Dropped:   st.Dropped(),
 			Refused:   st.Refused.Load(),
 			Handshake: st.BadHandshake.Load(),
 		}

@@ -370,6 +370,8 @@ func (p *peer) writeNow() {
 		p.mu.Unlock()
 		p.shutdown() // as the writer does on a write error
 		return
+	case p.dead:
+		// Shut down meanwhile: its queue is gone, put nothing back.
 	case len(rest) > 0:
 		// Kernel buffer full: the rest goes first, then what others
 		// queued meanwhile (a PONG, a subscription), for the writer.

@@ -29,3 +29,17 @@ type Stats struct {
 	AuthRefused   atomic.Uint64 // handshakes refused for their credentials (also in BadHandshake)
 	DecryptFailed atomic.Uint64 // connections closed for a message that failed to decrypt
 }
+
+// Dropped is every drop counter by its reason, as /metrics labels it
+// (dropped{reason=...}) and /stats names it.
+func (s *Stats) Dropped() map[string]uint64 {
+	return map[string]uint64{
+		"malformed":        s.DroppedMalformed.Load(),
+		"unknown_version":  s.DroppedUnknownVersion.Load(),
+		"unknown_identity": s.DroppedUnknownIdentity.Load(),
+		"hwm":              s.DroppedHWM.Load(),
+		"oversize":         s.DroppedOversize.Load(),
+		"restarting":       s.DroppedRestarting.Load(),
+		"pong":             s.DroppedPong.Load(),
+	}
+}

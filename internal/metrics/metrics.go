@@ -66,13 +66,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descReceived, st.Received.Load(), s.Name)
 		counter(descRouted, st.Sent.Load(), s.Name)
 		counter(descPublished, st.Published.Load(), s.Name)
-		counter(descDropped, st.DroppedMalformed.Load(), s.Name, "malformed")
-		counter(descDropped, st.DroppedUnknownVersion.Load(), s.Name, "unknown_version")
-		counter(descDropped, st.DroppedUnknownIdentity.Load(), s.Name, "unknown_identity")
-		counter(descDropped, st.DroppedHWM.Load(), s.Name, "hwm")
-		counter(descDropped, st.DroppedOversize.Load(), s.Name, "oversize")
-		counter(descDropped, st.DroppedRestarting.Load(), s.Name, "restarting")
-		counter(descDropped, st.DroppedPong.Load(), s.Name, "pong")
+		for reason, n := range st.Dropped() {
+			counter(descDropped, n, s.Name, reason)
+		}
 		counter(descRefused, st.Refused.Load(), s.Name)
 		counter(descBadHandshake, st.BadHandshake.Load(), s.Name)
 		counter(descProtocol, st.ProtocolErrors.Load(), s.Name)
