@@ -2,6 +2,8 @@ package actors
 
 import (
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +22,8 @@ type mailboxActor struct {
 	release  chan struct{}
 	entered  chan struct{} // gets a token when a deliverAck starts
 	mu       *sync.Mutex
-	got      *[]int // batch counts of the deliveries handled, in order
+	got      *[]int    // batch counts of the deliveries handled, in order
+	gids     *[]string // the goroutine that handled each
 }
 
 func (a *mailboxActor) Receive(ctx actor.Context) {
@@ -41,6 +44,7 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		}
 		a.mu.Lock()
 		*a.got = append(*a.got, len(msg.routed))
+		*a.gids = append(*a.gids, goroutineID())
 		a.mu.Unlock()
 	}
 }
@@ -50,6 +54,7 @@ type mailboxProbe struct {
 	pid    *actor.PID
 	a      mailboxActor
 	got    []int
+	gids   []string
 	mu     sync.Mutex
 }
 
@@ -57,7 +62,7 @@ func newMailboxProbe(t *testing.T) *mailboxProbe {
 	t.Helper()
 	m := &mailboxProbe{system: newActorSystem(quietLogger())}
 	t.Cleanup(m.system.Shutdown)
-	m.a = mailboxActor{started: new(atomic.Int32), release: make(chan struct{}), entered: make(chan struct{}, 1), mu: &m.mu, got: &m.got}
+	m.a = mailboxActor{started: new(atomic.Int32), release: make(chan struct{}), entered: make(chan struct{}, 1), mu: &m.mu, got: &m.got, gids: &m.gids}
 	props := actor.PropsFromProducer(func() actor.Actor { a := m.a; return &a }, withSocketMailbox)
 	m.pid = m.system.Root.Spawn(props)
 	testutil.CheckFor(t, wait, func() error {
@@ -77,6 +82,13 @@ func (m *mailboxProbe) post(kind deliverKind, n int) {
 		r = r.mark(i, n)
 	}
 	m.system.Root.Send(m.pid, &deliver{kind: kind, routed: r})
+}
+
+// goroutineID is the running goroutine's number, from its stack header.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	return strings.Fields(string(buf))[1]
 }
 
 func (m *mailboxProbe) handled() []int {
@@ -130,6 +142,19 @@ func TestSocketMailboxQueuesWhileBusy(t *testing.T) {
 		}
 		return nil
 	})
+	// The poster handled its own delivery and at most maxInline in all;
+	// the rest went to the mailbox's goroutine.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byPoster := 0
+	for _, g := range m.gids {
+		if g == m.gids[0] {
+			byPoster++
+		}
+	}
+	if byPoster > maxInline {
+		t.Fatalf("the posting goroutine handled %d deliveries, want at most maxInline (%d)", byPoster, maxInline)
+	}
 }
 
 // System messages never run on the poster's goroutine: a Stopping that
@@ -148,10 +173,16 @@ func TestSocketMailboxStopsOnItsOwnGoroutine(t *testing.T) {
 		}
 		return nil
 	})
-	fut := m.system.Root.StopFuture(pid) // returns while Stopping waits
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.system.Root.StopFuture(pid).Wait() }()
 	close(m.a.stopping)
-	if err := fut.Wait(); err != nil {
-		t.Fatalf("stop: %v", err)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the actor did not stop: Stopping waits for its poster")
 	}
 }
 
