@@ -123,6 +123,7 @@ func (p *Proxy) sumStats() statsSum {
 // stopAccepting has every bound socket's actor close its listener, and
 // waits (a moment at most) until they have.
 func (p *Proxy) stopAccepting() {
+	p.notAccepting.Store(true) // and so do those that restart from now on
 	for _, name := range []string{FrontendName, BackendName, PublisherName} {
 		if _, ok := p.stats[name]; !ok {
 			continue // the proxy has no such socket
@@ -131,7 +132,7 @@ func (p *Proxy) stopAccepting() {
 		p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+name), msg)
 		select {
 		case <-msg.done:
-		case <-time.After(time.Second): // restarting: it binds again, and is drained with the rest
+		case <-time.After(time.Second): // restarting: it binds again without accepting
 			p.log.Warn("drain: a socket did not stop accepting", "socket", name)
 		}
 	}

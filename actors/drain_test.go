@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -153,5 +154,37 @@ func TestDrainStopsAccepting(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A socket actor that restarts after a drain binds its address again
+// (Addrs stays) but takes no new connection.
+func TestDrainedSocketRestartsWithoutAccepting(t *testing.T) {
+	p := startProxy(t, Config{Kind: KindDoubleRouter,
+		restart: restartPolicy{minDelay: 500 * time.Millisecond, maxDelay: 500 * time.Millisecond, maxRestarts: 10, window: time.Minute}})
+	fe := strings.TrimPrefix(p.Addrs().Frontend, "tcp://")
+	if r := p.Drain(context.Background(), time.Minute); r.Reason != DrainNoPeers {
+		t.Fatalf("drain: %+v, want %q", r, DrainNoPeers)
+	}
+	p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+FrontendName), &socketFailed{errors.New("injected failure")})
+	in := p.inboxes[FrontendName]
+	testutil.CheckFor(t, wait, func() error {
+		if !in.down.Load() {
+			return errors.New("the frontend actor has not failed yet")
+		}
+		return nil
+	})
+	testutil.CheckFor(t, wait, func() error {
+		if in.down.Load() {
+			return errors.New("the frontend actor has not restarted yet")
+		}
+		return nil
+	})
+	if got := strings.TrimPrefix(p.Addrs().Frontend, "tcp://"); got != fe {
+		t.Fatalf("frontend after the restart: %s, want %s", got, fe)
+	}
+	if c, err := net.DialTimeout("tcp", fe, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the restarted frontend of a drained proxy accepted a connection")
 	}
 }

@@ -62,8 +62,11 @@ type Proxy struct {
 	// inboxes are the socket actors' ways in, by name: the strategy marks
 	// one down when its actor fails.
 	inboxes map[string]*inbox
-	http    *http.Server
-	gate    gate // restart timers and the HTTP server start through it
+	// notAccepting is set by a drain: a socket actor that restarts after
+	// it binds without accepting (socketSpec.bind).
+	notAccepting atomic.Bool
+	http         *http.Server
+	gate         gate // restart timers and the HTTP server start through it
 
 	etcd    *etcdserver.Server // the embedded etcd, if this process started it
 	etcdCli *clientv3.Client
@@ -252,11 +255,12 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				Stats:          st,
 				Logger:         p.log.With("socket", name),
 			},
-			log:   p.log,
-			debug: cfg.Debug,
-			in:    box(name),
-			pub:   pubBox,
-			bound: report,
+			log:          p.log,
+			debug:        cfg.Debug,
+			in:           box(name),
+			pub:          pubBox,
+			bound:        report,
+			notAccepting: &p.notAccepting,
 		}
 	}
 	if cfg.Kind == KindLocalPublisher {

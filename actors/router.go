@@ -46,6 +46,8 @@ type socketSpec struct {
 	// bound is told the result of every bind (the proxy waits for the
 	// first of each socket; later ones are restarts).
 	bound func(bindResult)
+	// notAccepting, once set (a drain), makes a bind take no connection.
+	notAccepting *atomic.Bool
 
 	versionWarn transport.LogLimit // warnings about unknown versions
 }
@@ -116,6 +118,7 @@ func (a *routerActor) start(ctx actor.Context) {
 // binder is a socket that binds: transport.Router and transport.Pub.
 type binder interface {
 	Bind(endpoint string) error
+	StopAccepting()
 	Addr() string
 	Close() error
 }
@@ -125,6 +128,9 @@ type binder interface {
 // the first bind the endpoint is the address bound, so a restart keeps a
 // random port.
 func (s *socketSpec) bind(sock binder) {
+	if s.notAccepting != nil && s.notAccepting.Load() {
+		sock.StopAccepting() // drained: bind the address, accept nothing
+	}
 	if err := sock.Bind(s.endpoint); err != nil {
 		sock.Close()
 		err = fmt.Errorf("bind %s %s: %w", s.name, s.endpoint, err)

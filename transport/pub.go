@@ -92,7 +92,8 @@ func (p *Pub) Bind(endpoint string) error { return p.s.bind(endpoint) }
 func (p *Pub) Addr() string { return p.s.addr() }
 
 // StopAccepting closes the listener (a draining proxy takes no new
-// subscriber); the connected ones go on until Close.
+// subscriber); the connected ones go on until Close. Called before Bind,
+// Bind binds and reports the address but accepts nothing.
 func (p *Pub) StopAccepting() { p.s.stopAccepting() }
 
 // Close closes every connection and waits for the socket's goroutines.

@@ -34,7 +34,8 @@ func (r *Router) Bind(endpoint string) error { return r.s.bind(endpoint) }
 func (r *Router) Addr() string { return r.s.addr() }
 
 // StopAccepting closes the listener (a draining proxy takes no new peer);
-// the connected peers go on until Close.
+// the connected peers go on until Close. Called before Bind, Bind binds
+// and reports the address but accepts nothing.
 func (r *Router) StopAccepting() { r.s.stopAccepting() }
 
 // Close closes every connection and waits for the socket's goroutines.

@@ -196,6 +196,10 @@ func (s *socket) bind(endpoint string) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	if s.notAccepting.Load() {
+		ln.Close() // StopAccepting came first: bound, reported, accepting nothing
+		return nil
+	}
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil

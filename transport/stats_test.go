@@ -11,7 +11,7 @@ import (
 // missed by the other.
 func TestStatsDroppedHasEveryCounter(t *testing.T) {
 	var st Stats
-	typ := reflect.TypeOf(st)
+	typ := reflect.TypeFor[Stats]()
 	want := 0
 	for i := range typ.NumField() {
 		if strings.HasPrefix(typ.Field(i).Name, "Dropped") {
