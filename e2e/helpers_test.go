@@ -25,8 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
@@ -692,30 +690,16 @@ func runPeer(t *testing.T, script string, args ...string) map[string]any {
 }
 
 // sample is one line of the Prometheus text format.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
 func (p *proxy) hasMetrics() bool { return p.metrics != "" }
 
 // scrape reads the proxy's /metrics.
-func (p *proxy) scrape(t *testing.T) []sample {
+func (p *proxy) scrape(t *testing.T) testutil.Metrics {
 	t.Helper()
-	resp, err := httpClient.Get("http://" + p.metrics + "/metrics")
+	m, err := testutil.Scrape(p.metrics)
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatalf("scrape %s: %v", p.metrics, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
-	}
-	samples, err := parseMetrics(resp.Body)
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	return samples
+	return m
 }
 
 // metric is the sum of the samples named name whose labels include the
@@ -723,24 +707,7 @@ func (p *proxy) scrape(t *testing.T) []sample {
 // be absent: it counts as 0.
 func (p *proxy) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	return sumMetric(p.scrape(t), name, labels...)
-}
-
-func sumMetric(samples []sample, name string, labels ...string) float64 {
-	var sum float64
-next:
-	for _, s := range samples {
-		if s.name != name {
-			continue
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if s.labels[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		sum += s.value
-	}
-	return sum
+	return p.scrape(t).Sum(name, labels...)
 }
 
 // waitMetric waits until cond holds for the metric (counters are updated
@@ -749,49 +716,13 @@ next:
 func (p *proxy) waitMetric(t *testing.T, cond func(float64) bool, want, name string, labels ...string) float64 {
 	t.Helper()
 	var v float64
-	deadline := time.Now().Add(metricWait)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if v = p.metric(t, name, labels...); cond(v) {
-			return v
+	testutil.CheckFor(t, metricWait, func() error {
+		if v = p.metric(t, name, labels...); !cond(v) {
+			return fmt.Errorf("%s%v: got %v, want %s", name, labels, v, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v: got %v, want %s (after %v)", name, labels, v, want, metricWait)
-		}
-		<-tick.C
-	}
-}
-
-// parseMetrics reads the Prometheus text exposition format with
-// Prometheus's own parser, one sample per counter, gauge or untyped value.
-func parseMetrics(r io.Reader) ([]sample, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, err
-	}
-	var out []sample
-	for name, fam := range fams {
-		for _, m := range fam.GetMetric() {
-			s := sample{name: name, labels: map[string]string{}}
-			for _, l := range m.GetLabel() {
-				s.labels[l.GetName()] = l.GetValue()
-			}
-			switch {
-			case m.Counter != nil:
-				s.value = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				s.value = m.GetGauge().GetValue()
-			case m.Untyped != nil:
-				s.value = m.GetUntyped().GetValue()
-			default:
-				continue // summaries and histograms: not read here
-			}
-			out = append(out, s)
-		}
-	}
-	return out, nil
+		return nil
+	})
+	return v
 }
 
 // counters are the drop counters of one scrape, by socket and reason.
@@ -802,11 +733,9 @@ const dropped = "zmqproxy_messages_dropped_total"
 func (p *proxy) drops(t *testing.T) counters {
 	t.Helper()
 	c := counters{}
-	for _, s := range p.scrape(t) {
-		if s.name == dropped {
-			c[[2]string{s.labels["socket"], s.labels["reason"]}] += s.value
-		}
-	}
+	p.scrape(t).Each(dropped, func(labels map[string]string, v float64) {
+		c[[2]string{labels["socket"], labels["reason"]}] += v
+	})
 	return c
 }
 

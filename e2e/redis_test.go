@@ -285,16 +285,18 @@ func TestOsloRouterOnlyThroughRedis(t *testing.T) {
 		t.Errorf("oslo_redis.py: got %v, want 2 routed fanouts (one per server)", res)
 	}
 	samples := p.scrape(t)
-	for _, s := range samples {
-		if s.labels["socket"] == "publisher" {
-			t.Errorf("router-only proxy has a publisher socket in /metrics: %s%v = %v", s.name, s.labels, s.value)
-		}
+	for name := range samples {
+		samples.Each(name, func(labels map[string]string, v float64) {
+			if labels["socket"] == "publisher" {
+				t.Errorf("router-only proxy has a publisher socket in /metrics: %s%v = %v", name, labels, v)
+			}
+		})
 	}
-	if n := sumMetric(samples, published); n != 0 {
+	if n := samples.Sum(published); n != 0 {
 		t.Errorf("%s: got %v, want 0", published, n)
 	}
 	// CALL, CAST, two fanouts and a notification, besides the probes.
-	if n := sumMetric(samples, routed, "socket", "backend") - routed0; n < 5 {
+	if n := samples.Sum(routed, "socket", "backend") - routed0; n < 5 {
 		t.Errorf("%s{socket=backend}: rose by %v, want at least 5", routed, n)
 	}
 	p.alive(t)

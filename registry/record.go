@@ -35,15 +35,6 @@ type Record struct {
 // Key is the etcd key of a record with the given id.
 func Key(prefix, id string) string { return prefix + "proxies/" + id }
 
-// IDFromKey returns the id part of a record key, or "" if key is not one.
-func IDFromKey(prefix, key string) string {
-	id, ok := strings.CutPrefix(key, prefix+"proxies/")
-	if !ok {
-		return ""
-	}
-	return id
-}
-
 func (r Record) marshal() (string, error) {
 	b, err := json.Marshal(r)
 	return string(b), err

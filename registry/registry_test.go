@@ -432,7 +432,7 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 	}
 	put(fresh, record("after"))
 	testutil.CheckFor(t, wait, func() error {
-		if !(!events.has("before") && events.has("after")) {
+		if events.has("before") || !events.has("after") {
 			return errors.New("changes after the etcd restart not watched")
 		}
 		return nil

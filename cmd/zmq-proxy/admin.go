@@ -20,11 +20,8 @@ import (
 // /metrics, on loopback unless told otherwise, since it changes what the
 // proxy does.
 type adminServer struct {
-	srv  *http.Server
-	ln   net.Listener
-	wg   sync.WaitGroup
-	log  *slog.Logger
-	kind string
+	srv *http.Server
+	wg  sync.WaitGroup
 }
 
 // adminReply is the answer to POST /pause and /resume.
@@ -46,7 +43,7 @@ func startAdmin(addr string, p *actors.Proxy, kind actors.Kind, logger *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("admin address %s: %w", addr, err)
 	}
-	a := &adminServer{ln: ln, log: logger, kind: kind.String()}
+	a := &adminServer{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pause", func(w http.ResponseWriter, _ *http.Request) {
 		if kind == actors.KindLocalPublisher {
@@ -59,7 +56,7 @@ func startAdmin(addr string, p *actors.Proxy, kind actors.Kind, logger *slog.Log
 		writeJSON(w, adminReply{Paused: p.Paused(), Changed: p.Resume()})
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, adminStats{Kind: a.kind, Paused: p.Paused(), Sockets: p.AllStats()})
+		writeJSON(w, adminStats{Kind: kind.String(), Paused: p.Paused(), Sockets: p.AllStats()})
 	})
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	a.wg.Add(1)

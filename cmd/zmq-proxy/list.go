@@ -178,7 +178,6 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 	// The servers' targets follow the proxies: their table after the
 	// proxies' table, their changes as they come.
 	var targets sync.WaitGroup
-	defer targets.Wait()
 	followTargets := func() {
 		tw := registry.NewTargetWatcher(cli, c.EtcdPrefix, logger)
 		listed := false

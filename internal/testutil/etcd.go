@@ -144,7 +144,7 @@ func Cluster(t testing.TB, n int) *EtcdCluster {
 	if _, err := os.Stat(EtcdBinary); err != nil {
 		t.Fatalf("no %s (%v): run .ci/test.sh, it installs etcd-server", EtcdBinary, err)
 	}
-	ports := freePorts(t, 2*n)
+	ports := FreePorts(t, 2*n)
 	dir := t.TempDir()
 	c := &EtcdCluster{t: t, token: "zmq-proxy-test-" + strconv.Itoa(ports[0])}
 	var initial []string
@@ -351,12 +351,6 @@ func etcdEnv() []string {
 		env = append(env, "ETCD_UNSUPPORTED_ARCH="+a)
 	}
 	return env
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	return FreePorts(t, n)
 }
 
 // newEtcdClient returns a quiet v3 client of endpoints, closed in

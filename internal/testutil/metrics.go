@@ -37,37 +37,42 @@ func Scrape(addr string) (Metrics, error) {
 // Has reports whether the family name is present.
 func (m Metrics) Has(name string) bool { return m[name] != nil }
 
-// Sum is the sum of the samples of family name whose labels include the
-// given pairs (key, value, ...): counters, gauges and untyped values. An
-// absent family is 0.
-func (m Metrics) Sum(name string, labels ...string) float64 {
-	fam := m[name]
-	if fam == nil {
-		return 0
-	}
-	var sum float64
-next:
-	for _, s := range fam.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, l := range s.GetLabel() {
-				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
+// Each calls fn with the labels and the value of every sample of family
+// name: counters, gauges and untyped values (summaries and histograms are
+// not read). An absent family has none.
+func (m Metrics) Each(name string, fn func(labels map[string]string, value float64)) {
+	for _, s := range m[name].GetMetric() {
+		var v float64
 		switch {
 		case s.Counter != nil:
-			sum += s.GetCounter().GetValue()
+			v = s.GetCounter().GetValue()
 		case s.Gauge != nil:
-			sum += s.GetGauge().GetValue()
+			v = s.GetGauge().GetValue()
 		case s.Untyped != nil:
-			sum += s.GetUntyped().GetValue()
+			v = s.GetUntyped().GetValue()
+		default:
+			continue
 		}
+		labels := make(map[string]string, len(s.GetLabel()))
+		for _, l := range s.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		fn(labels, v)
 	}
+}
+
+// Sum is the sum of the samples of family name whose labels include the
+// given pairs (key, value, ...). An absent family is 0.
+func (m Metrics) Sum(name string, labels ...string) float64 {
+	var sum float64
+	m.Each(name, func(have map[string]string, v float64) {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				return
+			}
+		}
+		sum += v
+	})
 	return sum
 }
 
