@@ -277,9 +277,10 @@ func TestLocalProxyCurveClient(t *testing.T) {
 	lp.waitExactly(t, 1, peers, "socket", "subscriber")
 	central.waitExactly(t, 1, peers, "socket", "publisher")
 	// The client sends on the central frontend with CURVE; its SUB reads
-	// the local PUB with CURVE.
+	// the local PUB with CURVE. The key goes with "=": a Z85 key may start
+	// with "-", which argparse takes for an option.
 	res := startPeerEnv(t, curveEnv(k.server.Public, k.client), "sec_fanout_local.py",
-		"--fe", central.frontend, "--pub", lp.publisher, "--sub-server-key", local.Public.String(), "--timeout", "60").result(t)
+		"--fe", central.frontend, "--pub", lp.publisher, "--sub-server-key="+local.Public.String(), "--timeout", "60").result(t)
 	if res["fanouts"] != float64(1) {
 		t.Errorf("fanout through the local proxy: %v, want 1", res)
 	}
