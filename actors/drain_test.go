@@ -33,6 +33,9 @@ func TestDrainDeregistersAndRoutes(t *testing.T) {
 		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
 			return fmt.Errorf("%d peers on the backend, want 1", n)
 		}
+		if n := p.Stats(FrontendName).Peers.Load(); n != 1 { // the drain counts both
+			return fmt.Errorf("%d peers on the frontend, want 1", n)
+		}
 		return nil
 	})
 
