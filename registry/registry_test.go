@@ -65,10 +65,16 @@ type eventLog struct {
 
 func watch(t *testing.T, cli *clientv3.Client) *eventLog {
 	t.Helper()
+	return watchLogging(t, cli, quiet())
+}
+
+// watchLogging is watch with the watcher's log going to logger.
+func watchLogging(t *testing.T, cli *clientv3.Client, logger *slog.Logger) *eventLog {
+	t.Helper()
 	l := &eventLog{set: make(map[string]Record)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	w := NewWatcher(cli, "", quiet())
+	w := NewWatcher(cli, "", logger)
 	go func() {
 		defer close(done)
 		_ = w.Run(ctx, l.add, func() { l.mu.Lock(); l.synced++; l.mu.Unlock() })
@@ -439,5 +445,71 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 	})
 	if n := events.count(EventPut, "after"); n != 1 {
 		t.Fatalf("put events for the new record: got %d, want 1", n)
+	}
+}
+
+// A watcher whose listing etcd refuses logs one warning with the reason,
+// retries at debug level, and says once when listing works again, after
+// which it reports the records.
+func TestWatcherLogsRefusalOnce(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	root := newClient(t, etcd.Endpoints())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	prefix := DefaultPrefix + "proxies/"
+	for _, step := range []func() error{
+		func() error { _, err := root.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "watcher"); return err },
+		func() error { _, err := root.UserAdd(ctx, "w", "wpw"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "w", "watcher"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "root", Password: "rootpw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() }) // after the watcher's cleanup
+	cli, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "w", Password: "wpw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+
+	var logs testutil.SyncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	events := watchLogging(t, cli, logger)
+
+	testutil.CheckFor(t, wait, func() error { // a few retries
+		if n := logs.Count("registry listing failed again"); n < 2 {
+			return fmt.Errorf("%d retries logged, want 2", n)
+		}
+		return nil
+	})
+	if n := logs.Count("level=WARN msg=\"registry listing failed, retrying with backoff\""); n != 1 || logs.Count("permission denied") < 1 {
+		t.Errorf("%d warnings, want 1 with etcd's reason:\n%s", n, logs.String())
+	}
+	if _, err := admin.RoleGrantPermission(ctx, "watcher", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := record("seen").marshal()
+	if _, err := admin.Put(ctx, Key(DefaultPrefix, "seen"), v); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if !events.has("seen") {
+			return errors.New("record not reported after the permission was granted")
+		}
+		return nil
+	})
+	if n := logs.Count(`level=INFO msg="registry listing works again"`); n != 1 {
+		t.Errorf("%d recoveries logged, want 1:\n%s", n, logs.String())
+	}
+	if n := logs.Count("level=WARN"); n != 1 {
+		t.Errorf("%d warnings in all, want 1:\n%s", n, logs.String())
 	}
 }

@@ -107,19 +107,33 @@ func (w *watchSet[T]) values() []T {
 
 func (w *watchSet[T]) run(ctx context.Context, fn func(EventType, string, T), synced func()) error {
 	backoff := 100 * time.Millisecond
+	var failing time.Time // when listing began to fail; zero while it works
 	for {
 		rev, err := w.list(ctx, fn)
-		if err == nil {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && failing.IsZero():
+			// Once per outage; the retries after it are at debug level.
+			failing = time.Now()
+			w.log.Warn("registry listing failed, retrying with backoff", "prefix", w.keyPrefix, "err", err)
+		case err != nil:
+			w.log.Debug("registry listing failed again", "prefix", w.keyPrefix, "err", err)
+		default:
+			if !failing.IsZero() {
+				w.log.Info("registry listing works again", "prefix", w.keyPrefix, "after", time.Since(failing).Round(time.Millisecond))
+				failing = time.Time{}
+			}
 			if synced != nil {
 				synced()
 			}
 			backoff = 100 * time.Millisecond
 			err = w.watch(ctx, rev, fn)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.log.Debug("registry watch restarting", "prefix", w.keyPrefix, "err", err)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.log.Debug("registry watch restarting", "prefix", w.keyPrefix, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -24,8 +24,12 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
-// errListTimeout ends a listing that etcd did not answer in time.
-var errListTimeout = errors.New("list timed out")
+// errListTimeout ends a listing that etcd did not answer in time;
+// errTargetsTimeout one whose proxies were listed, but not the targets.
+var (
+	errListTimeout    = errors.New("list timed out")
+	errTargetsTimeout = errors.New("targets not listed in time")
+)
 
 // runList is "zmq-proxy list": it prints the proxies registered in etcd and
 // returns, or with --watch prints the changes too until ctx is done. It
@@ -151,15 +155,19 @@ func (c *config) endpoints() []string {
 func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Writer, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// synced is written on the watcher's goroutine, under mu because the
-	// timer reads it: either the listing is complete, or the timer ends it.
+	// synced (the proxies) and listed (the targets) are written on the
+	// watchers' goroutines, under mu because the timer reads them: either
+	// both listings are complete, or the timer ends them.
 	var mu sync.Mutex
-	synced := false
+	synced, listed := false, false
 	timer := time.AfterFunc(c.ListTimeout, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if !synced {
+		switch {
+		case !synced:
 			cancel(errListTimeout)
+		case !listed:
+			cancel(errTargetsTimeout)
 		}
 	})
 	defer timer.Stop()
@@ -180,7 +188,6 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 	var targets sync.WaitGroup
 	followTargets := func() {
 		tw := registry.NewTargetWatcher(cli, c.EtcdPrefix, logger)
-		listed := false
 		targets.Add(1)
 		go func() {
 			defer targets.Done()
@@ -189,10 +196,13 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 					written(p.targetEvent(ev))
 				}
 			}, func() {
-				if listed {
+				mu.Lock()
+				first := !listed && ctx.Err() == nil // a listing again after a compaction changes nothing
+				listed = listed || first
+				mu.Unlock()
+				if !first {
 					return
 				}
-				listed = true
 				written(p.targets(tw.Targets()))
 				if !c.Watch {
 					cancel(nil)
@@ -224,6 +234,9 @@ func (c *config) list(ctx context.Context, cli *clientv3.Client, stdout io.Write
 		return fmt.Errorf("writing the list: %w", werr)
 	case !synced && errors.Is(cause, errListTimeout):
 		return c.noEtcd()
+	case errors.Is(cause, errTargetsTimeout):
+		return fmt.Errorf("the proxies are listed, but etcd at %s gave no listing of the servers' targets (%s) within %s",
+			strings.Join(c.endpoints(), ","), registry.TargetPrefix(c.EtcdPrefix), c.ListTimeout)
 	case !synced:
 		return fmt.Errorf("interrupted: %w", cause)
 	}

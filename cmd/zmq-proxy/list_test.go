@@ -169,30 +169,12 @@ func TestList(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a goroutine writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startList runs runList in a goroutine until the test cancels ctx through
 // stop, which returns the exit code; the test's cleanup stops it too.
-func startList(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+func startList(t *testing.T, args ...string) (stdout, stderr *testutil.SyncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- runList(ctx, args, stdout, stderr) }()
 	var once sync.Once
@@ -214,7 +196,7 @@ func startList(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop f
 
 // waitLines waits until out holds want, line for line, and fails the test
 // after waitBound.
-func waitLines(t *testing.T, out *syncBuffer, want []string) {
+func waitLines(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n") + "\n"
 	deadline := time.Now().Add(waitBound)
@@ -236,7 +218,7 @@ func normalized(out string) []string {
 }
 
 // waitNormalized is waitLines on the table's lines with blanks collapsed.
-func waitNormalized(t *testing.T, out *syncBuffer, want []string) {
+func waitNormalized(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n")
 	deadline := time.Now().Add(waitBound)
@@ -461,6 +443,50 @@ func TestListAuth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListTargetsUnlisted: a user who may read the proxies but not the
+// targets gets the proxies' table and, within --timeout, a one-line error
+// that names the targets, instead of a list that never ends.
+func TestListTargetsUnlisted(t *testing.T) {
+	hermeticEnv(t)
+	e := testutil.Embedded(t)
+	cli := e.Client(t)
+	register(t, cli, registry.DefaultPrefix, recA)
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	proxies := registry.DefaultPrefix + "proxies/"
+	for _, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "proxies-only"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "proxies-only", proxies, clientv3.GetPrefixRangeEnd(proxies), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "ops", "opspw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "ops", "proxies-only"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(envEtcdPassword, "opspw")
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run([]string{"list", "-u", etcdURL(e), "--etcd-user", "ops", "--timeout", "2s"}, &stdout, &stderr)
+	took := time.Since(start)
+	// The watcher's warning (once) says why; the last line what it meant.
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	want := "zmq-proxy list: the proxies are listed, but etcd at " + etcdHostPort(e) + " gave no listing of the servers' targets (/zmq-proxy/targets/) within 2s"
+	if code != 1 || len(lines) != 2 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "permission denied") || lines[1] != want {
+		t.Errorf("exit code %d, stderr %q; want 1, a warning with etcd's refusal, and %q", code, stderr.String(), want)
+	}
+	if took < 2*time.Second {
+		t.Errorf("ended after %v, before the timeout of 2s", took)
+	}
+	wantTable(t, stdout.String(), recA)
 }
 
 // TestPrinterField: a record's text cannot break the columns.

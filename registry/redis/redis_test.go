@@ -1,13 +1,11 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,33 +21,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // waitFor bounds failures only.
 const waitFor = 20 * time.Second
 
-// syncBuffer is a log destination safe for the registrar's goroutine and
-// the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newLogger() (*slog.Logger, *syncBuffer) {
-	buf := new(syncBuffer)
+func newLogger() (*slog.Logger, *testutil.SyncBuffer) {
+	buf := new(testutil.SyncBuffer)
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -61,7 +34,7 @@ func inspect(t *testing.T, r *testutil.Redis, password string) *goredis.Client {
 	return c
 }
 
-func newMatchmaker(t *testing.T, r *testutil.Redis, password string) (*Matchmaker, *syncBuffer) {
+func newMatchmaker(t *testing.T, r *testutil.Redis, password string) (*Matchmaker, *testutil.SyncBuffer) {
 	t.Helper()
 	log, buf := newLogger()
 	m := New(Config{Addr: r.Addr(), Password: password, Logger: log})
@@ -248,7 +221,7 @@ func TestRegistrarRewritesAndUnregisters(t *testing.T) {
 			t.Errorf("EXISTS %q after Close: got %d (%v), want 0", key, n, err)
 		}
 	}
-	if n := logs.count(`msg="registered in redis"`); n != 1 {
+	if n := logs.Count(`msg="registered in redis"`); n != 1 {
 		t.Errorf(`"registered in redis" logged %d times, want once (rewrites are quiet)`, n)
 	}
 	if err := reg.Close(); err != nil {
@@ -280,7 +253,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 		}
 		return nil
 	})
-	if n := logs.count("redis unreachable"); n != 1 {
+	if n := logs.Count("redis unreachable"); n != 1 {
 		t.Errorf(`"redis unreachable" logged %d times after %d failed writes, want 1`, n, reg.Failures())
 	}
 	r.Start()
@@ -291,11 +264,11 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	if took := time.Since(back); took > update+2*time.Second {
 		t.Errorf("records back %v after Redis, want within zmq_target_update (%v)", took, update)
 	}
-	if n := logs.count("redis unreachable"); n != 1 {
+	if n := logs.Count("redis unreachable"); n != 1 {
 		t.Errorf(`"redis unreachable" logged %d times in one outage, want 1`, n)
 	}
 	testutil.CheckFor(t, waitFor, func() error {
-		if n := logs.count("registered in redis again"); n != 1 {
+		if n := logs.Count("registered in redis again"); n != 1 {
 			return fmt.Errorf(`"registered in redis again" logged %d times, want 1`, n)
 		}
 		return nil
@@ -345,14 +318,14 @@ func TestFollow(t *testing.T) {
 
 	r.Kill()
 	testutil.CheckFor(t, waitFor, func() error {
-		if n := logs.count("redis unreachable"); n != 1 {
+		if n := logs.Count("redis unreachable"); n != 1 {
 			return fmt.Errorf(`"redis unreachable" logged %d times, want 1`, n)
 		}
 		return nil
 	})
 	r.Start() // empty: the member is gone
 	testutil.CheckFor(t, waitFor, want(3, nil))
-	if n := logs.count("redis unreachable"); n != 1 {
+	if n := logs.Count("redis unreachable"); n != 1 {
 		t.Errorf(`"redis unreachable" logged %d times in one outage, want 1`, n)
 	}
 	cancel()
@@ -417,7 +390,7 @@ func TestRegistrarCloseWithRedisDown(t *testing.T) {
 	if err := reg.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if n := logs.count("unregister from redis failed"); n != 1 {
+	if n := logs.Count("unregister from redis failed"); n != 1 {
 		t.Errorf(`"unregister from redis failed" logged %d times, want 1`, n)
 	}
 }
