@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -106,11 +108,12 @@ type k8sSpec struct {
 }
 
 type podSpec struct {
-	HostNetwork     bool
-	DNSPolicy       string
-	SecurityContext struct{ RunAsNonRoot *bool }
-	Containers      []container
-	Volumes         []struct{ Name string }
+	HostNetwork                   bool
+	TerminationGracePeriodSeconds *int
+	DNSPolicy                     string
+	SecurityContext               struct{ RunAsNonRoot *bool }
+	Containers                    []container
+	Volumes                       []struct{ Name string }
 }
 
 type container struct {
@@ -412,6 +415,13 @@ func checkK8s(t *testing.T, objs []*k8sObject) {
 			if strings.HasPrefix(c.Image, proxyImage+":") {
 				line := checkProxyArgs(t, cwhat, expand(t, cwhat, c, c.Args))
 				checkProxyContainer(t, cwhat, line, c)
+				if d := line["drain_timeout"]; d != "" { // the kubelet's SIGKILL must not cut the drain short
+					drain, err := time.ParseDuration(d)
+					g := pod.TerminationGracePeriodSeconds
+					if err != nil || g == nil || time.Duration(*g)*time.Second < drain+stopMargin {
+						t.Errorf("%s: terminationGracePeriodSeconds %v with drain_timeout=%s (%v), want at least the drain and %v", what, g, d, err, stopMargin)
+					}
+				}
 				switch line["kind"] {
 				case "double-router", "single-router":
 					central = w
@@ -594,6 +604,9 @@ type composeFile struct {
 		Volumes   []string
 		DependsOn []string `json:"depends_on"`
 		Profiles  []string
+		// StopGracePeriod is how long compose waits after the
+		// stop signal before SIGKILL (default 10s).
+		StopGracePeriod string `json:"stop_grace_period"`
 	}
 	Volumes map[string]any
 }
@@ -661,6 +674,13 @@ func TestComposeFile(t *testing.T) {
 				continue
 			}
 			kinds[line["kind"]]++
+			if d := line["drain_timeout"]; d != "" {
+				drain, err := time.ParseDuration(d)
+				grace, err2 := time.ParseDuration(cmp.Or(s.StopGracePeriod, "10s"))
+				if err != nil || err2 != nil || grace < drain+stopMargin {
+					t.Errorf("service %s: stop_grace_period %q (%v) with drain_timeout=%s (%v), want at least the drain and %v", name, s.StopGracePeriod, err2, d, err, stopMargin)
+				}
+			}
 			registries = append(registries, flagValue(s.Command, "-u"))
 			if got := flagValue(s.Command, "--name"); got != name {
 				t.Errorf("service %s: --name %q, want the service's name, under which the others reach it", name, got)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Where the units and the configuration file put things on a host.
@@ -21,6 +22,10 @@ const (
 // peersPerSocket is the number of peers a deployment is sized for: 10k
 // services or nodes on each socket.
 const peersPerSocket = 10000
+
+// stopMargin is what a stop timeout leaves beyond the drain: the record's
+// deletion before it, closing the sockets and the embedded etcd after it.
+const stopMargin = 5 * time.Second
 
 // unitFile is a systemd unit: each key's values, in order, by
 // "Section.Key".
@@ -156,6 +161,16 @@ func TestSystemdUnits(t *testing.T) {
 		out := checkConfigArgs(t, name, start[1:])
 		kv := parseLogLine(strings.TrimPrefix(out, "zmq-proxy: configuration OK: "))
 		kinds[name], metrics[name] = kv["kind"], kv["metrics_addr"]
+		// systemd's SIGKILL must not cut the drain short: the stop
+		// timeout leaves the drain and a margin for closing (the
+		// embedded etcd included).
+		if d := kv["drain_timeout"]; d != "" {
+			drain, err := time.ParseDuration(d)
+			stop, err2 := time.ParseDuration(u.one(t, name, "Service.TimeoutStopSec"))
+			if err != nil || err2 != nil || stop < drain+stopMargin {
+				t.Errorf("%s: TimeoutStopSec=%v (%v) with drain_timeout=%s (%v), want at least the drain and %v", name, u["Service.TimeoutStopSec"], err2, d, err, stopMargin)
+			}
+		}
 	}
 	if kinds["zmq-proxy.service"] != "double-router" || kinds["zmq-proxy-local.service"] != "local" {
 		t.Errorf("kinds of the units' proxies: got %v, want zmq-proxy.service double-router, zmq-proxy-local.service local", kinds)

@@ -40,10 +40,10 @@ func (c *config) summary() string {
 			parts = append(parts, "subscribe_on="+strings.Join(c.SubscribeOn, ","))
 		}
 	case actors.KindSingleRouter:
-		parts = append(parts, fmt.Sprintf("frontend_port=%d publisher_port=%d", c.FrontendPort, c.PublisherPort))
+		parts = append(parts, fmt.Sprintf("frontend_port=%d publisher_port=%d drain_timeout=%v", c.FrontendPort, c.PublisherPort, c.DrainTimeout))
 	default:
-		parts = append(parts, fmt.Sprintf("frontend_port=%d backend_port=%d publisher_port=%d",
-			c.FrontendPort, c.BackendPort, c.PublisherPort))
+		parts = append(parts, fmt.Sprintf("frontend_port=%d backend_port=%d publisher_port=%d drain_timeout=%v",
+			c.FrontendPort, c.BackendPort, c.PublisherPort, c.DrainTimeout))
 	}
 	parts = append(parts, fmt.Sprintf("registry=%q", c.Registry.String()))
 	if c.Registry.Mode == registryEmbedded {

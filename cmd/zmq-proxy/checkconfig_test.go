@@ -37,17 +37,17 @@ func TestCheckConfig(t *testing.T) {
 		{
 			name:       "embedded etcd",
 			args:       []string{"--check-config", "-H", "127.0.0.1", "--state-dir", stateDir},
-			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=127.0.0.1 frontend_port=0 backend_port=0 publisher_port=0 registry=\"embedded etcd\" etcd_addr=127.0.0.1:2379 state_dir=" + stateDir + "\n",
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=127.0.0.1 frontend_port=0 backend_port=0 publisher_port=0 drain_timeout=5s registry=\"embedded etcd\" etcd_addr=127.0.0.1:2379 state_dir=" + stateDir + "\n",
 		},
 		{
 			name:       "file and flags",
 			args:       []string{"-c", ini, "--check-config", "-u", "zmq+etcd://e1:2379,e2:2379/", "--metrics-addr", ":9464"},
-			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=50001 backend_port=50002 publisher_port=0 registry=\"etcd e1:2379,e2:2379\" metrics_addr=:9464\n",
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=50001 backend_port=50002 publisher_port=0 drain_timeout=5s registry=\"etcd e1:2379,e2:2379\" metrics_addr=:9464\n",
 		},
 		{
 			name:       "single router",
 			args:       []string{"--check-config", "-f", "50001", "-p", "50003", "-u", "zmq://"},
-			wantStdout: "zmq-proxy: configuration OK: kind=single-router host=* frontend_port=50001 publisher_port=50003 registry=\"none\"\n",
+			wantStdout: "zmq-proxy: configuration OK: kind=single-router host=* frontend_port=50001 publisher_port=50003 drain_timeout=5s registry=\"none\"\n",
 		},
 		{
 			name:       "local publisher",
