@@ -418,8 +418,11 @@ func checkK8s(t *testing.T, objs []*k8sObject) {
 				if d := line["drain_timeout"]; d != "" { // the kubelet's SIGKILL must not cut the drain short
 					drain, err := time.ParseDuration(d)
 					g := pod.TerminationGracePeriodSeconds
-					if err != nil || g == nil || time.Duration(*g)*time.Second < drain+stopMargin {
-						t.Errorf("%s: terminationGracePeriodSeconds %v with drain_timeout=%s (%v), want at least the drain and %v", what, g, d, err, stopMargin)
+					switch {
+					case g == nil:
+						t.Errorf("%s: no terminationGracePeriodSeconds (30 by default), want it said beside the drain_timeout=%s", what, d)
+					case err != nil || time.Duration(*g)*time.Second < drain+stopMargin:
+						t.Errorf("%s: terminationGracePeriodSeconds %d with drain_timeout=%s (%v), want at least the drain and %v", what, *g, d, err, stopMargin)
 					}
 				}
 				switch line["kind"] {
