@@ -295,13 +295,15 @@ func (c *Client) linkDown(l *link, closed bool) {
 	}
 }
 
-// targetGone resends at once what waits on a server that deregistered.
+// targetGone resends at once what waits on a server that deregistered,
+// and forgets that it was suspect (its identity will not come back).
 func (c *Client) targetGone(identity string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.suspect, identity)
 	if !c.cfg.Acks {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, p := range c.pending {
 		if p.dest == identity && p.target != "" {
 			signal(p.redo)

@@ -597,3 +597,60 @@ func TestPanicsRecovered(t *testing.T) {
 		t.Fatalf("Panics: got %d, want 3 (handler, Observe, Notify)", p)
 	}
 }
+
+// A server registered but never answering (its identity on no proxy):
+// with acks, a CAST and a CALL each end in ErrNoAck after exactly
+// 1 + Retries attempts, each through the other proxy, and the identity is
+// suspect; once it deregisters, the client forgets it.
+func TestNoAckAfterLastRetry(t *testing.T) {
+	sys := newSystem(t, 2)
+	const ghost = "node0/demo/ghost/0"
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+		registry.Target{Target: "demo", Identity: ghost, Host: "node0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	const retries = 2
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: 20 * time.Millisecond, Retries: retries})
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 2)
+
+	for i, send := range []func() error{
+		func() error { return c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil) },
+		func() error { _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); return err },
+	} {
+		err := send()
+		if !errors.Is(err, ErrNoAck) || !strings.Contains(err.Error(), fmt.Sprintf("no ACK after %d attempts", retries+1)) {
+			t.Fatalf("send %d: got %v, want ErrNoAck after %d attempts", i, err, retries+1)
+		}
+		if got, want := c.Stats().Sent.Load(), uint64((i+1)*(retries+1)); got != want {
+			t.Errorf("after send %d: sent %d, want %d", i, got, want)
+		}
+		if got, want := c.Stats().Retries.Load(), uint64((i+1)*retries); got != want {
+			t.Errorf("after send %d: retries %d, want %d", i, got, want)
+		}
+	}
+	// Each attempt went through the other proxy: both proxies saw every
+	// other one, and found no route to the ghost.
+	var dropped [2]uint64
+	for i, p := range sys.proxies {
+		dropped[i] = p.Stats(actors.BackendName).DroppedUnknownIdentity.Load()
+	}
+	if dropped[0]+dropped[1] != 2*(retries+1) || dropped[0] == 0 || dropped[1] == 0 {
+		t.Errorf("messages dropped for no route at the two proxies: %v, want %d in all, some at each", dropped, 2*(retries+1))
+	}
+	if !c.isSuspect(ghost) {
+		t.Errorf("%s not suspect after missing its ACKs", ghost)
+	}
+	reg.Close()
+	waitTargets(t, c, "demo", 0)
+	testutil.CheckFor(t, wait, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.suspect) != 0 {
+			return fmt.Errorf("suspects %v after the identity deregistered, want none", c.suspect)
+		}
+		return nil
+	})
+}
