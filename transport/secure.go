@@ -59,7 +59,10 @@ func (s *socket) noteReadError(err error, p *peer) {
 				"identity", printable(p.id), "err", err, "decrypt_failed_total", n)
 		}
 	case errors.Is(err, security.ErrTooLarge):
-		s.opts.Stats.DroppedOversize.Add(1)
-		s.log.Warn("peer closed: message too large", "remote", p.conn.RemoteAddr().String(), "identity", printable(p.id), "err", err)
+		n := s.opts.Stats.DroppedOversize.Add(1)
+		if s.warn.oversize.Allow(time.Now()) {
+			s.log.Warn("peer closed: message too large", "remote", p.conn.RemoteAddr().String(),
+				"identity", printable(p.id), "err", err, "dropped_total", n)
+		}
 	}
 }

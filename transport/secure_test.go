@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,5 +175,34 @@ func TestRefusalsLoggedRateLimited(t *testing.T) {
 	want := 1 + int64(time.Since(start)/logWarnEvery)
 	if n := h.n.Load(); n < 1 || n > want {
 		t.Fatalf("%d log lines for %d refusals, want 1..%d", n, r.Stats().AuthRefused.Load(), want)
+	}
+}
+
+// Peers that send CURVE messages over the size limit are each closed and
+// counted, but logged once per interval.
+func TestCurveTooLargeLoggedRateLimited(t *testing.T) {
+	srv, cli := keyPair(t), keyPair(t)
+	h := &countHandler{msg: "peer closed: message too large"}
+	start := time.Now()
+	r := startRouter(t, Options{MaxMessageSize: 1024, Security: security.CurveServer(srv, security.AllowKeys(cli.Public)), Logger: slog.New(h)})
+	const peers = 5
+	for i := range peers {
+		d := startDealer(t, Options{Identity: fmt.Appendf(nil, "d%d", i), Security: security.CurveClient(srv.Public, cli)}, r.Addr())
+		testutil.CheckFor(t, wait, func() error {
+			if !d.Send(frames("", strings.Repeat("x", 4096)), nil) {
+				return errors.New("dealer not connected yet")
+			}
+			return nil
+		})
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if n := r.Stats().DroppedOversize.Load(); n < peers {
+			return fmt.Errorf("%d connections closed for size, want %d", n, peers)
+		}
+		return nil
+	})
+	want := 1 + int64(time.Since(start)/logWarnEvery)
+	if n := h.n.Load(); n < 1 || n > want {
+		t.Fatalf("%d log lines for %d oversize messages, want 1..%d", n, r.Stats().DroppedOversize.Load(), want)
 	}
 }
