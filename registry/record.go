@@ -10,6 +10,10 @@ import (
 // DefaultPrefix is where records live unless configured otherwise.
 const DefaultPrefix = "/zmq-proxy/"
 
+// KindLocal is the Kind of a local publisher proxy's record: it has a
+// publisher and no router, and serves the services of its Host.
+const KindLocal = "local"
+
 // Record is one proxy's registration, stored as JSON under
 // <prefix>proxies/<id>, bound to the proxy's lease.
 type Record struct {

@@ -265,16 +265,7 @@ func (c *Client) Close() error {
 
 // setProxies keeps a link to every central proxy's frontend.
 func (c *Client) setProxies(recs map[string]registry.Record) {
-	for id, r := range recs {
-		if r.Frontend != "" && r.Kind != "local" {
-			c.links.set(id, r.Frontend)
-		}
-	}
-	for _, l := range *c.links.all.Load() {
-		if r, ok := recs[l.proxy]; !ok || r.Frontend == "" {
-			c.links.remove(l.proxy)
-		}
-	}
+	c.links.follow(recs, clientAddr)
 }
 
 // linkDown resends at once what waits through l: when its connection

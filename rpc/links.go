@@ -1,12 +1,14 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -94,6 +96,41 @@ func (ls *links) set(proxy, endpoint string) {
 	if err := l.d.Connect(endpoint); err != nil {
 		ls.log.Warn("proxy address unusable", "proxy", proxy, "endpoint", endpoint, "err", err)
 	}
+}
+
+// follow makes the links those to the proxies recs list: a link to
+// addr(r) for every record r with an address, none to the others (a
+// proxy gone, or one whose record no longer says where to connect).
+func (ls *links) follow(recs map[string]registry.Record, addr func(registry.Record) string) {
+	for id, r := range recs {
+		if a := addr(r); a != "" {
+			ls.set(id, a)
+		}
+	}
+	for _, l := range *ls.all.Load() {
+		if r, ok := recs[l.proxy]; !ok || addr(r) == "" {
+			ls.remove(l.proxy)
+		}
+	}
+}
+
+// clientAddr is where a client connects to a proxy: a central proxy's
+// frontend; nothing on a local publisher proxy.
+func clientAddr(r registry.Record) string {
+	if r.Kind == registry.KindLocal {
+		return ""
+	}
+	return r.Frontend
+}
+
+// serverAddr is where a server connects to a proxy: a central proxy's
+// backend, or a single-router proxy's frontend; nothing on a local
+// publisher proxy.
+func serverAddr(r registry.Record) string {
+	if r.Kind == registry.KindLocal {
+		return ""
+	}
+	return cmp.Or(r.Backend, r.Frontend)
 }
 
 // remove retires the link to a proxy that left the registry.

@@ -290,27 +290,18 @@ func (s *Server) Close() error {
 // setProxies keeps a link to every backend and the SUB on the node's
 // local publisher, else on every central publisher.
 func (s *Server) setProxies(recs map[string]registry.Record) {
+	s.links.follow(recs, serverAddr)
+	// The topic's subscription: on this node's local publisher proxy,
+	// else on every central proxy's publisher.
 	var local string
 	want := make(map[string]bool)
-	for id, r := range recs {
+	for _, r := range recs {
 		switch {
-		case r.Kind == "local":
-			if r.Host == s.cfg.Host && r.Publisher != "" {
-				local = r.Publisher
-			}
-			continue
-		case r.Backend != "":
-			s.links.set(id, r.Backend)
-		case r.Frontend != "":
-			s.links.set(id, r.Frontend)
-		}
-		if r.Publisher != "" {
+		case r.Publisher == "":
+		case r.Kind != registry.KindLocal:
 			want[r.Publisher] = true
-		}
-	}
-	for _, l := range *s.links.all.Load() {
-		if r, ok := recs[l.proxy]; !ok || r.Kind == "local" {
-			s.links.remove(l.proxy)
+		case r.Host == s.cfg.Host:
+			local = r.Publisher
 		}
 	}
 	if local != "" {
