@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -653,4 +654,70 @@ func TestNoAckAfterLastRetry(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// What a broken or confused server sends a running client is dropped and
+// counted, and the client goes on: a CALL addressed to it and a REPLY to a
+// message it is not waiting for change nothing; a REPLY whose payload is
+// not JSON ends its call with ErrMalformed; the next call is answered.
+func TestMalformedRepliesToRunningClient(t *testing.T) {
+	sys := newSystem(t, 1)
+	const fake = "node0/demo/fake/0"
+	calls := make(chan transport.Msg, 4)
+	d := transport.NewDealer(transport.Options{Identity: []byte(fake), OnBatch: func(b *transport.Batch) {
+		defer b.Release()
+		for _, m := range b.Msgs {
+			cp := make(transport.Msg, len(m))
+			for i, f := range m {
+				cp[i] = bytes.Clone(f)
+			}
+			calls <- cp
+		}
+	}})
+	defer d.Close()
+	if err := d.Connect(sys.proxies[0].Addrs().Backend); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+		registry.Target{Target: "demo", Identity: fake, Host: "node0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 1)
+
+	// reply sends [type, to the caller, message id, payload] from the fake
+	// server, as a DEALER sends it through a proxy.
+	reply := func(call transport.Msg, typ transport.MsgType, id, payload string) {
+		if !d.Send([][]byte{nil, version10, typeFrame[typ], call[2], []byte(id), []byte(payload)}, nil) {
+			t.Fatal("the fake server's send was refused")
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil)
+		errc <- err
+	}()
+	call := <-calls
+	reply(call, transport.TypeCall, string(call[4]), `[{}, {"method": "echo", "args": {}}]`) // a CALL to a client
+	reply(call, transport.TypeReply, "not-waited-for", `[1, null]`)                          // a REPLY to no call
+	reply(call, transport.TypeReply, string(call[4]), `[{not json`)                          // its reply, garbled
+	if err := <-errc; !errors.Is(err, ErrMalformed) {
+		t.Fatalf("call answered with a garbled reply: got %v, want ErrMalformed", err)
+	}
+	if m, l, r := c.Stats().Malformed.Load(), c.Stats().Late.Load(), c.Stats().Replies.Load(); m != 2 || l != 1 || r != 1 {
+		t.Errorf("malformed %d, late %d, replies %d; want 2, 1, 1", m, l, r)
+	}
+
+	go func() {
+		_, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil)
+		errc <- err
+	}()
+	call = <-calls
+	reply(call, transport.TypeReply, string(call[4]), `["fine", null]`)
+	if err := <-errc; err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
 }
