@@ -2,9 +2,7 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -165,78 +163,6 @@ func (d *discovery) setTarget(target string, ids []string) {
 	for _, id := range old {
 		if !slices.Contains(ids, id) {
 			d.applyTarget(registry.TargetEvent{Type: registry.EventDelete, Target: registry.Target{Target: target, Identity: id}})
-		}
-	}
-}
-
-// redisRegistration keeps a server's identity in DEALER/<topic> (and
-// DEALER/<topic>/<server>) as oslo.messaging's servers do: written at once
-// and every TTL/3, removed on close.
-type redisRegistration struct {
-	mm     *redismm.Matchmaker
-	keys   []string
-	id     string
-	ttl    time.Duration
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func registerRedis(ctx context.Context, mm *redismm.Matchmaker, keys []string, id string, ttl time.Duration, log *slog.Logger) (*redisRegistration, error) {
-	ttl = max(ttl.Truncate(time.Second), time.Second)
-	r := &redisRegistration{mm: mm, keys: keys, id: id, ttl: ttl, log: log, done: make(chan struct{})}
-	if err := r.write(ctx); err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go r.run(rctx)
-	return r, nil
-}
-
-func (r *redisRegistration) write(ctx context.Context) error {
-	for _, k := range r.keys {
-		if err := r.mm.Register(ctx, k, r.id, r.ttl); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r *redisRegistration) run(ctx context.Context) {
-	defer close(r.done)
-	tick := time.NewTicker(max(r.ttl/3, 300*time.Millisecond))
-	defer tick.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		wctx, cancel := context.WithTimeout(ctx, r.ttl)
-		err := r.write(wctx)
-		cancel()
-		switch {
-		case err != nil && !failing && !errors.Is(err, context.Canceled):
-			failing = true
-			r.log.Warn("redis unreachable, registering again every interval", "identity", r.id, "err", err)
-		case err == nil && failing:
-			failing = false
-			r.log.Info("registered in redis again", "identity", r.id)
-		}
-	}
-}
-
-// close stops rewriting and removes the identity at once.
-func (r *redisRegistration) close() {
-	r.cancel()
-	<-r.done
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	for _, k := range r.keys {
-		if err := r.mm.Unregister(ctx, k, r.id); err != nil {
-			r.log.Warn("unregister from redis failed; the identity expires with its TTL", "key", k, "err", err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"testing"
 	"time"
@@ -160,14 +161,16 @@ func TestRedisInterop(t *testing.T) {
 	}
 }
 
-// Redis restarted empty: a server writes its identity again within its
-// rewrite interval (TTL/3), and clients find it again.
+// Redis restarted empty: a server writes its identity again as soon as
+// Redis answers (registry/redis.Registrar's backoff, at most 1 s), and
+// logs the outage once and its end once.
 func TestRedisServerRegistersAgain(t *testing.T) {
 	rs := newRedisSystem(t)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	var logs testutil.SyncBuffer
 	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
-		Topic: "demo", Logger: quiet(), TargetTTL: 3 * time.Second, Handlers: map[string]Handler{
+		Topic: "demo", Logger: slog.New(slog.NewTextHandler(&logs, nil)), TargetTTL: 3 * time.Second, Handlers: map[string]Handler{
 			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
 		}})
 	if err != nil {
@@ -175,11 +178,23 @@ func TestRedisServerRegistersAgain(t *testing.T) {
 	}
 	defer srv.Close()
 	rs.redis.Kill()
+	testutil.CheckFor(t, wait, func() error { // the server has seen Redis go
+		if srv.rreg.Registered() {
+			return errors.New("the server's registrar has not failed yet")
+		}
+		return nil
+	})
 	rs.redis.Start() // empty: no persistence
 	testutil.CheckFor(t, wait, func() error {
 		live, err := rs.mm.LiveMembers(context.Background(), "DEALER/demo")
 		if err != nil || !reflect.DeepEqual(live, []string{srv.Identity()}) {
 			return fmt.Errorf("DEALER/demo after the restart: %v %v, want [%s]", live, err, srv.Identity())
+		}
+		return nil
+	})
+	testutil.CheckFor(t, wait, func() error { // the log line follows the write
+		if down, again := logs.Count("redis unreachable"), logs.Count("registered in redis again"); down != 1 || again != 1 {
+			return fmt.Errorf("%d outage and %d recovery lines, want 1 and 1:\n%s", down, again, logs.String())
 		}
 		return nil
 	})

@@ -149,7 +149,7 @@ type Server struct {
 	sub   *transport.Sub
 	seen  *seen
 	reg   *registry.Registrar // etcd
-	rreg  *redisRegistration  // or Redis
+	rreg  *redismm.Registrar  // or Redis
 	stats ServerStats
 
 	subMu sync.Mutex // guards subEPs (the discovery goroutine and Close)
@@ -218,9 +218,20 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		if cfg.Server != "" {
 			keys = append(keys, redismm.ServerKey(cfg.Topic, cfg.Server))
 		}
-		if s.rreg, err = registerRedis(ctx, cfg.Redis, keys, s.id, cfg.TargetTTL, s.log); err != nil {
+		entries := make([]redismm.Entry, len(keys))
+		for i, k := range keys {
+			entries[i] = redismm.Entry{Key: k, Member: s.id}
+		}
+		if s.rreg, err = redismm.NewRegistrar(redismm.RegistrarConfig{Matchmaker: cfg.Redis, Entries: entries,
+			TTL: max(cfg.TargetTTL.Truncate(time.Second), time.Second), Logger: s.log}); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("rpc: server not registered: %w", err)
+			return nil, err
+		}
+		select {
+		case <-s.rreg.Ready():
+		case <-ctx.Done():
+			s.Close()
+			return nil, fmt.Errorf("rpc: server not registered in redis: %w", ctx.Err())
 		}
 		return s, nil
 	}
@@ -267,7 +278,7 @@ func (s *Server) Close() error {
 			s.reg.Close()
 		}
 		if s.rreg != nil {
-			s.rreg.close()
+			s.rreg.Close()
 		}
 		s.watchCancel()
 		s.disc.wg.Wait()

@@ -194,12 +194,14 @@ func TestRegistrarRewritesAndUnregisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	testutil.CheckFor(t, waitFor, func() error {
-		if !reg.Registered() {
-			return errors.New("not registered yet")
+	select {
+	case <-reg.Ready(): // written once: the set holds it now
+		if err := checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl); err != nil || !reg.Registered() {
+			t.Fatalf("Ready closed, registered %v: %v", reg.Registered(), err)
 		}
-		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
-	})
+	case <-time.After(waitFor):
+		t.Fatal("Ready not closed")
+	}
 	// Rewritten every Update: past several TTLs, the record is still live.
 	if err := c.Expire(ctx, "127.0.0.1:2", time.Second).Err(); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ type Registrar struct {
 	registered bool
 	failures   int64 // failed writes, in all
 
+	ready  chan struct{} // closed at the first complete write
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -68,10 +69,13 @@ func NewRegistrar(cfg RegistrarConfig) (*Registrar, error) {
 		log = cfg.Matchmaker.log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registrar{cfg: cfg, log: log, cancel: cancel, done: make(chan struct{})}
+	r := &Registrar{cfg: cfg, log: log, ready: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go r.run(ctx)
 	return r, nil
 }
+
+// Ready is closed once every entry has been written the first time.
+func (r *Registrar) Ready() <-chan struct{} { return r.ready }
 
 // Registered reports whether the last write of every entry succeeded.
 func (r *Registrar) Registered() bool {
@@ -132,6 +136,7 @@ func (r *Registrar) run(ctx context.Context) {
 			r.log.Info("registered in redis again", attrs...)
 		case !ever:
 			r.log.Info("registered in redis", attrs...)
+			close(r.ready)
 		}
 		down, ever = false, true
 		retry = r.cfg.RetryMin
