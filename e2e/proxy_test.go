@@ -332,3 +332,22 @@ func TestExitOnSignal(t *testing.T) {
 		})
 	}
 }
+
+// The proxy runs its Go code on one thread unless told otherwise
+// (--threads, $GOMAXPROCS), and its /metrics says how many it has.
+func TestThreads(t *testing.T) {
+	ours(t)
+	t.Setenv("GOMAXPROCS", "") // whatever the runner's environment says
+	for _, tt := range []struct {
+		args []string
+		want float64
+	}{
+		{nil, 1},
+		{[]string{"--threads", "3"}, 3},
+	} {
+		p := startProxy(t, proxyOpts{args: tt.args})
+		if got := p.metric(t, "go_sched_gomaxprocs_threads"); got != tt.want {
+			t.Errorf("proxy with %q: GOMAXPROCS %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}

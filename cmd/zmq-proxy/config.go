@@ -53,6 +53,13 @@ const sourceDefault = "default"
 // the usage text says it.
 const precedence = "default < config file < environment < flag"
 
+// defaultThreads is the proxy's GOMAXPROCS unless set: one, as libzmq
+// proxies run one I/O thread. A forwarding proxy spends its time in
+// syscalls; with more threads the scheduler hands messages between them
+// (a futex wake and a context switch each time), which cost more than
+// they gave in every case measured (docs/deploy.md).
+const defaultThreads = 1
+
 // envEtcdPassword may hold the etcd password instead of --etcd-password.
 const envEtcdPassword = "ZMQ_PROXY_ETCD_PASSWORD"
 
@@ -94,6 +101,7 @@ type config struct {
 	UsePubSub      actors.PubSub
 	HWM            int
 	HWMBytes       int64
+	Threads        int // GOMAXPROCS of the proxy; 0 = one per CPU
 	MaxConnections int
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
@@ -346,6 +354,13 @@ var options = []option{
 		defHelp: "the open-file limit less 64",
 		help:    "connections accepted at once, all sockets together; more are refused and counted",
 		set:     func(c *config, v string) (err error) { c.MaxConnections, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "threads", section: sectionProxy, long: "threads", arg: "N", env: "GOMAXPROCS",
+		def: strconv.Itoa(defaultThreads),
+		help: "threads that run the proxy's Go code at once (GOMAXPROCS); 0: one per CPU. One, like libzmq's one I/O thread, " +
+			"was the fastest in every case measured (docs/deploy.md); raise it when the proxy keeps one CPU busy",
+		set: func(c *config, v string) (err error) { c.Threads, err = parseInt(v, 0); return err },
 	},
 	{
 		name: "max_message_size", section: sectionProxy, long: "max-message-size", arg: "BYTES",

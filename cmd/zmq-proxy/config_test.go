@@ -77,7 +77,7 @@ func resolveCmdWithINI(t *testing.T, cmd command, args []string, ini string) (*c
 func hermeticEnv(t *testing.T) (home string) {
 	t.Helper()
 	home = t.TempDir()
-	for _, v := range []string{"STATE_DIRECTORY", "XDG_STATE_HOME", envEtcdPassword} {
+	for _, v := range []string{"STATE_DIRECTORY", "XDG_STATE_HOME", envEtcdPassword, "GOMAXPROCS"} {
 		t.Setenv(v, "")
 	}
 	t.Setenv("HOME", home)
@@ -169,6 +169,9 @@ func TestResolveConfig(t *testing.T) {
 		{name: "--max-message-size", args: []string{"--max-message-size", "1024"}, want: map[string]any{"MaxMessageSize": int64(1024)}},
 		{name: "--hwm-bytes", args: []string{"--hwm-bytes", "4096"}, want: map[string]any{"HWMBytes": int64(4096)}, wantFrom: map[string]string{"hwm_bytes": "--hwm-bytes"}},
 		{name: "--max-connections", args: []string{"--max-connections", "7"}, want: map[string]any{"MaxConnections": 7}, wantFrom: map[string]string{"max_connections": "--max-connections"}},
+		{name: "threads by default", want: map[string]any{"Threads": 1}, wantFrom: map[string]string{"threads": sourceDefault}},
+		{name: "--threads", args: []string{"--threads", "0"}, want: map[string]any{"Threads": 0}, wantFrom: map[string]string{"threads": "--threads"}},
+		{name: "INI threads", ini: "[zmq_proxy_opts]\nthreads = 4\n", want: map[string]any{"Threads": 4}, wantFrom: map[string]string{"threads": iniPath}},
 		{name: "--metrics-addr", args: []string{"--metrics-addr", "127.0.0.1:0"}, want: map[string]any{"MetricsAddr": "127.0.0.1:0"}},
 		{name: "--metrics-addr without host", args: []string{"--metrics-addr", ":9100"}, want: map[string]any{"MetricsAddr": ":9100"}},
 		{name: "single dash long name", args: []string{"-frontend-port", "5000"}, want: map[string]any{"FrontendPort": 5000}},
@@ -261,6 +264,36 @@ zmq_target_update = 20
 			}
 			checkConfig(t, c, r, tt.want, tt.wantFrom)
 		})
+	}
+}
+
+// $GOMAXPROCS sets the proxy's threads as it sets any Go program's,
+// over the file and under the flag.
+func TestThreadsFromEnvironment(t *testing.T) {
+	hermeticEnv(t)
+	t.Setenv("GOMAXPROCS", "3")
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		ini      string
+		want     int
+		wantFrom string
+	}{
+		{name: "environment", want: 3, wantFrom: "$GOMAXPROCS"},
+		{name: "environment over file", ini: "[zmq_proxy_opts]\nthreads = 4\n", want: 3, wantFrom: "$GOMAXPROCS"},
+		{name: "flag over environment", args: []string{"--threads", "2"}, want: 2, wantFrom: "--threads"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, r, err := resolveWithINI(t, tt.args, tt.ini)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkConfig(t, c, r, map[string]any{"Threads": tt.want}, map[string]string{"threads": tt.wantFrom})
+		})
+	}
+	t.Setenv("GOMAXPROCS", "many")
+	if _, _, err := resolveWithINI(t, nil, ""); err == nil || err.Error() != `$GOMAXPROCS: "many" is not an integer` {
+		t.Errorf("GOMAXPROCS=many: got %v, want the variable and its value named", err)
 	}
 }
 

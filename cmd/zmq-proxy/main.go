@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
@@ -79,6 +80,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c.log(logger)
 	c.logSecurity(logger)
+	if c.Threads > 0 {
+		runtime.GOMAXPROCS(c.Threads)
+	}
 
 	// Catch signals before New logs "proxy started": one sent on seeing that
 	// line must shut the proxy down, not kill it. SIGHUP (logrotate's
