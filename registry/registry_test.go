@@ -457,18 +457,8 @@ func TestWatcherLogsRefusalOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	prefix := DefaultPrefix + "proxies/"
-	for _, step := range []func() error{
-		func() error { _, err := root.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := root.RoleAdd(ctx, "watcher"); return err },
-		func() error { _, err := root.UserAdd(ctx, "w", "wpw"); return err },
-		func() error { _, err := root.UserGrantRole(ctx, "w", "watcher"); return err },
-		func() error { _, err := root.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.AddEtcdUser(t, root, "w", "wpw") // may read nothing yet
+	testutil.EnableEtcdAuth(t, root, "rootpw")
 	admin, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "root", Password: "rootpw"})
 	if err != nil {
 		t.Fatal(err)
@@ -493,7 +483,7 @@ func TestWatcherLogsRefusalOnce(t *testing.T) {
 	if n := logs.Count("level=WARN msg=\"registry listing failed, retrying with backoff\""); n != 1 || logs.Count("permission denied") < 1 {
 		t.Errorf("%d warnings, want 1 with etcd's reason:\n%s", n, logs.String())
 	}
-	if _, err := admin.RoleGrantPermission(ctx, "watcher", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)); err != nil {
+	if _, err := admin.RoleGrantPermission(ctx, "w", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)); err != nil {
 		t.Fatal(err)
 	}
 	v, _ := record("seen").marshal()

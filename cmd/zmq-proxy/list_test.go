@@ -397,17 +397,7 @@ func TestListAuth(t *testing.T) {
 	e := testutil.Embedded(t)
 	cli := e.Client(t)
 	register(t, cli, registry.DefaultPrefix, recA)
-	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
-	defer cancel()
-	if _, err := cli.UserAdd(ctx, "root", "rootpw"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.AuthEnable(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testutil.EnableEtcdAuth(t, cli, "rootpw")
 
 	tests := []struct {
 		name       string
@@ -453,25 +443,8 @@ func TestListTargetsUnlisted(t *testing.T) {
 	e := testutil.Embedded(t)
 	cli := e.Client(t)
 	register(t, cli, registry.DefaultPrefix, recA)
-	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
-	defer cancel()
-	proxies := registry.DefaultPrefix + "proxies/"
-	for _, step := range []func() error{
-		func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := cli.RoleAdd(ctx, "proxies-only"); return err },
-		func() error {
-			_, err := cli.RoleGrantPermission(ctx, "proxies-only", proxies, clientv3.GetPrefixRangeEnd(proxies), clientv3.PermissionType(clientv3.PermRead))
-			return err
-		},
-		func() error { _, err := cli.UserAdd(ctx, "ops", "opspw"); return err },
-		func() error { _, err := cli.UserGrantRole(ctx, "ops", "proxies-only"); return err },
-		func() error { _, err := cli.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.AddEtcdUser(t, cli, "ops", "opspw", registry.DefaultPrefix+"proxies/")
+	testutil.EnableEtcdAuth(t, cli, "rootpw")
 	t.Setenv(envEtcdPassword, "opspw")
 	var stdout, stderr bytes.Buffer
 	start := time.Now()

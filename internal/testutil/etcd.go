@@ -398,3 +398,45 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// AddEtcdUser adds user (with password) to etcd through cli, with a role
+// of the same name that may read the keys under each of readPrefixes (none:
+// nothing). Add users before EnableEtcdAuth, or through a root client.
+func AddEtcdUser(t testing.TB, cli *clientv3.Client, user, password string, readPrefixes ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := cli.UserAdd(ctx, user, password); return err },
+		func() error { _, err := cli.RoleAdd(ctx, user); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, user, user); return err },
+	}
+	for _, p := range readPrefixes {
+		steps = append(steps, func() error {
+			_, err := cli.RoleGrantPermission(ctx, user, p, clientv3.GetPrefixRangeEnd(p), clientv3.PermissionType(clientv3.PermRead))
+			return err
+		})
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("etcd user %s: %v", user, err)
+		}
+	}
+}
+
+// EnableEtcdAuth adds the user root (etcd's all-powerful role) with
+// password and turns authentication on: from then on, cli is refused.
+func EnableEtcdAuth(t testing.TB, cli *clientv3.Client, password string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", password); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("etcd auth: %v", err)
+		}
+	}
+}
