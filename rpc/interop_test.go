@@ -133,22 +133,29 @@ func TestGoClientLibzmqServer(t *testing.T) {
 	}
 }
 
-// A libzmq client that speaks oslo's frames calls a Go server, twice with
-// one message id: two ACKs and two byte-identical replies, one handler run.
-func TestLibzmqClientGoServer(t *testing.T) {
+// libzmqCallsTwice starts an echo server on topic demo and has a libzmq
+// client, as clientID, send it method(args) twice with message id msgID;
+// it returns the server, its handler counts and what the client received.
+func libzmqCallsTwice(t *testing.T, clientID, msgID, method, args string) (*Server, *counter, [][]string) {
+	t.Helper()
 	needPython(t)
 	sys := newSystem(t, 1)
 	cnt := newCounter()
 	srv := sys.echoServer("demo", "s1", cnt, nil)
 	waitLinks(t, srv.links, 1)
-	clientID := "node1/0b7e3a52-5555-4666-8777-988899990000"
-	msgID := "5a3f6c1e-aaaa-4bbb-8ccc-dddddddddddd"
-	py := startPy(t, "client", clientID, sys.proxies[0].Addrs().Frontend, srv.Identity(), msgID, "echo", `{"value": "hi"}`, "2")
+	py := startPy(t, "client", clientID, sys.proxies[0].Addrs().Frontend, srv.Identity(), msgID, method, args, "2")
 	v := py.next(t)
 	if v["timeout"] == true {
 		t.Fatalf("libzmq client timed out: %v", v)
 	}
-	got := received(t, v)
+	return srv, cnt, received(t, v)
+}
+
+// A libzmq client that speaks oslo's frames calls a Go server, twice with
+// one message id: two ACKs and two byte-identical replies, one handler run.
+func TestLibzmqClientGoServer(t *testing.T) {
+	msgID := "5a3f6c1e-aaaa-4bbb-8ccc-dddddddddddd"
+	srv, cnt, got := libzmqCallsTwice(t, "node1/0b7e3a52-5555-4666-8777-988899990000", msgID, "echo", `{"value": "hi"}`)
 	ack := []string{"", "1.0", srv.Identity(), "6", msgID}
 	reply := []string{"", "1.0", srv.Identity(), "5", msgID, `[{"server": "s1", "value": "hi"}, null]`}
 	want := [][]string{ack, reply, ack, reply}
@@ -169,18 +176,7 @@ func TestLibzmqClientGoServer(t *testing.T) {
 // kwargs as oslo.messaging reads them (they used to be null, which its
 // deserialize_remote_exception cannot join).
 func TestMalformedCallAnsweredAgain(t *testing.T) {
-	needPython(t)
-	sys := newSystem(t, 1)
-	cnt := newCounter()
-	srv := sys.echoServer("demo", "s1", cnt, nil)
-	waitLinks(t, srv.links, 1)
-	msgID := "5a3f6c1e-aaaa-4bbb-8ccc-eeeeeeeeeeee"
-	py := startPy(t, "client", "node1/malformed", sys.proxies[0].Addrs().Frontend, srv.Identity(), msgID, "", `{}`, "2")
-	v := py.next(t)
-	if v["timeout"] == true {
-		t.Fatalf("libzmq client timed out: %v", v)
-	}
-	got := received(t, v)
+	_, cnt, got := libzmqCallsTwice(t, "node1/malformed", "5a3f6c1e-aaaa-4bbb-8ccc-eeeeeeeeeeee", "", `{}`)
 	if len(got) != 4 || len(got[1]) != 6 || !reflect.DeepEqual(got[1], got[3]) || !strings.Contains(got[1][5], "ValueError") ||
 		!strings.Contains(got[1][5], `\"tb\": [], \"args\": [`) {
 		t.Fatalf("libzmq client received %q; want ACK, a ValueError reply, ACK, the same reply", got)
