@@ -55,9 +55,10 @@ const precedence = "default < config file < environment < flag"
 
 // defaultThreads is the proxy's GOMAXPROCS unless set: one, as libzmq
 // proxies run one I/O thread. A forwarding proxy spends its time in
-// syscalls; with more threads the scheduler hands messages between them
-// (a futex wake and a context switch each time), which cost more than
-// they gave in every case measured (docs/deploy.md).
+// syscalls; with more threads the scheduler often wakes another thread to
+// hand a message on (a futex wake and a context switch). On 2 cores one
+// thread was faster in every case but fanout to many subscribers
+// (docs/deploy.md, "Threads").
 const defaultThreads = 1
 
 // envEtcdPassword may hold the etcd password instead of --etcd-password.
@@ -359,7 +360,7 @@ var options = []option{
 		name: "threads", section: sectionProxy, long: "threads", arg: "N", env: "GOMAXPROCS",
 		def: strconv.Itoa(defaultThreads),
 		help: "threads that run the proxy's Go code at once (GOMAXPROCS); 0: one per CPU. One, like libzmq's one I/O thread, " +
-			"was the fastest in every case measured (docs/deploy.md); raise it when the proxy keeps one CPU busy",
+			"was faster in every case measured but fanout to many subscribers (docs/deploy.md); raise it when the proxy keeps one CPU busy",
 		set: func(c *config, v string) (err error) { c.Threads, err = parseInt(v, 0); return err },
 	},
 	{
