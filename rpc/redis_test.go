@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
@@ -198,4 +200,32 @@ func TestRedisServerRegistersAgain(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Redis that answers reads but refuses the registration's writes (an ACL
+// without SADD): NewServer waits for the registration only as long as its
+// ctx, says why it gave up, and leaves nothing running (goleak).
+func TestRedisServerNotRegistered(t *testing.T) {
+	rs := newRedisSystem(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: rs.redis.Addr(), Protocol: 2, DisableIdentity: true})
+	defer admin.Close()
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "default", "-sadd").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
+		Topic: "demo", Logger: quiet(), Handlers: map[string]Handler{
+			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
+		}})
+	if err == nil {
+		srv.Close()
+		t.Fatal("NewServer registered with SADD refused")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not registered in redis") {
+		t.Fatalf("NewServer: got %v, want 'not registered in redis' and the deadline", err)
+	}
+	if live, err := rs.mm.LiveMembers(context.Background(), "DEALER/demo"); err != nil || len(live) != 0 {
+		t.Errorf("DEALER/demo: %v %v, want nothing", live, err)
+	}
 }
