@@ -11,6 +11,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
