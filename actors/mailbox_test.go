@@ -18,7 +18,7 @@ import (
 // deliverAck blocks until release is closed; deliverRepublish panics.
 type mailboxActor struct {
 	started  *atomic.Int32
-	stopping chan struct{} // if set, Stopping waits for it to close
+	stopper  chan string // if set, Stopping sends it the goroutine it runs on
 	release  chan struct{}
 	entered  chan struct{} // gets a token when a deliverAck starts
 	mu       *sync.Mutex
@@ -31,8 +31,8 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.started.Add(1)
 	case *actor.Stopping:
-		if a.stopping != nil {
-			<-a.stopping
+		if a.stopper != nil {
+			a.stopper <- goroutineID()
 		}
 	case *deliver:
 		switch msg.kind {
@@ -162,8 +162,8 @@ func TestSocketMailboxQueuesWhileBusy(t *testing.T) {
 // socket it reads).
 func TestSocketMailboxStopsOnItsOwnGoroutine(t *testing.T) {
 	m := newMailboxProbe(t)
-	m.a.stopping = make(chan struct{})
-	// The actor of newMailboxProbe copied m.a before stopping was set:
+	m.a.stopper = make(chan string, 1)
+	// The actor of newMailboxProbe copied m.a before stopper was set:
 	// spawn one that has it.
 	props := actor.PropsFromProducer(func() actor.Actor { a := m.a; return &a }, withSocketMailbox)
 	pid := m.system.Root.Spawn(props)
@@ -173,16 +173,19 @@ func TestSocketMailboxStopsOnItsOwnGoroutine(t *testing.T) {
 		}
 		return nil
 	})
-	stopped := make(chan error, 1)
-	go func() { stopped <- m.system.Root.StopFuture(pid).Wait() }()
-	close(m.a.stopping)
+	poster := make(chan string, 1)
+	go func() {
+		poster <- goroutineID()
+		m.system.Root.Stop(pid) // posts the stop on this goroutine
+	}()
+	p := <-poster
 	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("stop: %v", err)
+	case g := <-m.a.stopper:
+		if g == p {
+			t.Fatalf("Stopping ran on its poster's goroutine %s", p)
 		}
 	case <-time.After(wait):
-		t.Fatal("the actor did not stop: Stopping waits for its poster")
+		t.Fatal("the actor did not stop")
 	}
 }
 
