@@ -31,9 +31,10 @@
 // ids for MessageTTL, and at most MaxSeen of them (the oldest go first): a
 // message sent again within that is acknowledged again, a CALL gets its
 // first reply again, and the handler does not run twice. With the default
-// backoff the last resend leaves about 14 s after the first send, so a
-// server that takes more than MaxSeen/14 s (about 7,000) messages a second
-// needs a larger MaxSeen to keep that promise. The
+// backoff and no proxy lost meanwhile, the last resend leaves about 14 s
+// after the first send (each resend at once after a lost proxy starts the
+// wait again), so a server that takes more than MaxSeen/14 s (about 7,000)
+// messages a second needs a larger MaxSeen to keep that promise. The
 // memory is the server's own: a server killed between handling a message
 // and its ACK leaving lets the client send the message to another server
 // of the topic once the dead one's registration expired, and it is then

@@ -445,8 +445,9 @@ func (p *peer) writeLoop() error {
 		}
 		// Yield once before taking the queue: senders running at this
 		// moment (a burst's other messages, other callers of an rpc
-		// client) join this write instead of waking the writer again,
-		// so a burst costs fewer syscalls, here and at the reader.
+		// client) can join this write instead of waking the writer
+		// again. Measured once, not tested: the proxy's CPU per call
+		// under the Go bench client fell from 27.5 to 20 µs with it.
 		runtime.Gosched()
 		p.mu.Lock()
 		if p.writing || len(p.buf) == 0 {

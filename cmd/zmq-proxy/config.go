@@ -563,7 +563,7 @@ var options = []option{
 	},
 	{
 		name: "bench_window", cmds: cmdBench, long: "window", arg: "N", def: "256",
-		help: "cast and fanout to the bench's own servers: at most N messages per client sent and not yet handled, as loadgen's window (0 = no limit)",
+		help: "cast and fanout to the bench's own servers: at most N messages per client sent and not yet handled, in one window the clients share (0 = no limit)",
 		set:  func(c *config, v string) (err error) { c.BenchWindow, err = parseInt(v, 0); return err },
 	},
 	{
