@@ -24,7 +24,7 @@ func TestBenchWindow(t *testing.T) {
 	if len(tl.window) != 1 || tl.distinct() != 3 || tl.all.Load() != 4 {
 		t.Fatalf("after 4 runs (3 first): window %d, distinct %d, all %d; want 1, 3, 4", len(tl.window), tl.distinct(), tl.all.Load())
 	}
-	tl.enter(3, stop) // full again
+	tl.enter(3, stop)     // full again
 	tl.unstall(time.Hour) // sees the runs above move: the wait starts now
 	if tl.unstall(time.Hour) {
 		t.Fatal("unstall emptied a full window before the timeout")
