@@ -2,38 +2,69 @@ package transport
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
-// A listener that breaks for good is reported once through OnError, so
-// that the owning actor fails and its supervisor binds a new socket; the
-// socket still closes cleanly.
-func TestBrokenListenerIsReportedOnce(t *testing.T) {
-	errs := make(chan error, 4)
-	r := startRouter(t, Options{OnError: func(err error) { errs <- err }})
-	r.s.mu.Lock()
-	ln := r.s.ln
-	r.s.mu.Unlock()
-	ln.Close() // as if the listening socket failed under us
-	select {
-	case err := <-errs:
-		if err == nil || errors.Is(err, ErrClosed) {
-			t.Fatalf("OnError: got %v, want the accept error", err)
+// dialRefused reports nil once a TCP dial to the socket's address is
+// refused by the kernel (nothing listens there any more).
+func dialRefused(addr string) error {
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(addr, "tcp://"), time.Second)
+	if err == nil {
+		c.Close()
+		return errors.New("a dial connected")
+	}
+	return nil
+}
+
+// StopAccepting on a bound ROUTER: the connected peer goes on, new
+// connections are refused.
+func TestStopAcceptingKeepsPeers(t *testing.T) {
+	var got collector
+	r := startRouter(t, Options{OnBatch: got.onBatch})
+	d := startDealer(t, Options{Identity: []byte("d1")}, r.Addr())
+	testutil.CheckFor(t, wait, func() error {
+		if n := r.Stats().Peers.Load(); n != 1 {
+			return fmt.Errorf("%d peers, want 1", n)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a broken listener was not reported")
+		return nil
+	})
+	r.StopAccepting()
+	if err := dialRefused(r.Addr()); err != nil {
+		t.Fatalf("after StopAccepting: %v, want the dial refused", err)
 	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
+	if !d.Send(frames("", "after"), nil) {
+		t.Fatal("the connected dealer's send was refused")
 	}
-	if n := len(errs); n != 0 {
-		t.Fatalf("OnError called %d more times, want once", n)
+	testutil.CheckFor(t, wait, func() error {
+		if !got.has("", "after") {
+			return errors.New("the connected peer's message did not arrive")
+		}
+		return nil
+	})
+	if n := r.Stats().Peers.Load(); n != 1 {
+		t.Errorf("%d peers after StopAccepting, want the 1 connected before", n)
 	}
-	// Closing the socket itself is not a failure.
-	r2 := startRouter(t, Options{OnError: func(err error) { errs <- err }})
-	r2.Close()
-	if n := len(errs); n != 0 {
-		t.Fatalf("Close reported as a failure: %v", <-errs)
+}
+
+// StopAccepting before Bind (a drained proxy's socket restarting): Bind
+// succeeds and reports its address, and accepts nothing.
+func TestStopAcceptingBeforeBind(t *testing.T) {
+	r := NewRouter(testOptions(Options{}))
+	t.Cleanup(func() { r.Close() })
+	r.StopAccepting()
+	if err := r.Bind(anyPort); err != nil {
+		t.Fatalf("Bind after StopAccepting: %v", err)
+	}
+	if r.Addr() == "" {
+		t.Fatal("Bind after StopAccepting reports no address")
+	}
+	if err := dialRefused(r.Addr()); err != nil {
+		t.Fatalf("%v, want the dial refused", err)
 	}
 }
