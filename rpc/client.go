@@ -450,8 +450,9 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 	if c.closed.Load() {
 		return inbound{}, ErrClosed
 	}
-	if !c.cfg.Acks && p.typ == transport.TypeCast {
-		// At most once: nothing will answer, nothing waits.
+	if p.acked == nil {
+		// A CAST without acks (newDirect made nothing to wait on): at
+		// most once, nothing will answer.
 		if err := c.choose(ctx, p); err != nil {
 			return inbound{}, err
 		}

@@ -228,7 +228,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		topic = "bench-" + uuid.NewString()[:8]
 		res.Servers = c.BenchServers
 		for i := range c.BenchServers {
-			i, name := i, fmt.Sprintf("b%d", i)
+			name := fmt.Sprintf("b%d", i)
 			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
 			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
 				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
