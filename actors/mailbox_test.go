@@ -17,13 +17,13 @@ import (
 // mailboxActor records what reaches it. A delivery whose kind is
 // deliverAck blocks until release is closed; deliverRepublish panics.
 type mailboxActor struct {
-	started  *atomic.Int32
-	stopper  chan string // if set, Stopping sends it the goroutine it runs on
-	release  chan struct{}
-	entered  chan struct{} // gets a token when a deliverAck starts
-	mu       *sync.Mutex
-	got      *[]int    // batch counts of the deliveries handled, in order
-	gids     *[]string // the goroutine that handled each
+	started *atomic.Int32
+	stopper chan string // if set, Stopping sends it the goroutine it runs on
+	release chan struct{}
+	entered chan struct{} // gets a token when a deliverAck starts
+	mu      *sync.Mutex
+	got     *[]int    // batch counts of the deliveries handled, in order
+	gids    *[]string // the goroutine that handled each
 }
 
 func (a *mailboxActor) Receive(ctx actor.Context) {
