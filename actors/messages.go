@@ -14,6 +14,7 @@ const (
 	deliverFanout                       // publish fanout types on this PUB
 	deliverAck                          // ACK fanout types to their senders on this ROUTER
 	deliverRepublish                    // publish every message unchanged (local proxy)
+	deliverNack                         // NACK the marked messages to their senders on this ROUTER
 )
 
 // deliver hands one read burst to a socket actor: one mailbox message per
@@ -23,7 +24,8 @@ type deliver struct {
 	kind  deliverKind
 	batch *transport.Batch
 	// routed marks the fanout messages routed like direct types, decided
-	// once where the burst was read (routesFanout); nil: none.
+	// once where the burst was read (routesFanout); nil: none. For
+	// deliverNack it marks the messages to NACK.
 	routed routedSet
 }
 
@@ -32,6 +34,9 @@ type deliver struct {
 // fanouts routed like them; for deliverFanout and deliverAck the fanouts
 // published (to publish, or to ACK).
 func (d *deliver) mine(i int, env transport.Envelope) bool {
+	if d.kind == deliverNack {
+		return d.routed.has(i)
+	}
 	published := env.Type.IsFanout() && !d.routed.has(i)
 	return published == (d.kind != deliverDirect)
 }

@@ -70,6 +70,7 @@ type bindResult struct {
 // each burst and hand it to the actors that must act on it.
 type routerActor struct {
 	spec    *socketSpec
+	root    *actor.RootContext
 	sock    *transport.Router
 	closing chan struct{} // closed before sock closes: releases the pause gate
 }
@@ -107,6 +108,7 @@ func (a *routerActor) Receive(ctx actor.Context) {
 func (a *routerActor) start(ctx actor.Context) {
 	opts := a.spec.opts
 	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.root = root
 	a.closing = make(chan struct{})
 	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, b) })
 	opts.OnError = failureTo(root, self)
@@ -223,6 +225,7 @@ func (a *routerActor) handle(d *deliver) {
 		return
 	}
 	var head [5][]byte
+	var nack routedSet
 	last := len(d.batch.Msgs) - 1
 	for i, m := range d.batch.Msgs {
 		env, err := transport.ParseEnvelope(d.batch.Peer, m)
@@ -235,14 +238,37 @@ func (a *routerActor) handle(d *deliver) {
 		if i == last {
 			send = a.sock.SendNow
 		}
-		if d.kind == deliverAck {
+		switch d.kind {
+		case deliverAck:
 			send(env.ReplyID, env.AckHead(&head, a.sock.Identity()), nil)
 			continue
+		case deliverNack:
+			if send(env.ReplyID, env.NackHead(&head), nil) {
+				a.spec.opts.Stats.Nacked.Add(1)
+			}
+			continue
 		}
-		if !send(env.RoutingKey, env.DirectHead(&head), env.Payload) && a.spec.debug {
+		if send(env.RoutingKey, env.DirectHead(&head), env.Payload) {
+			continue
+		}
+		if a.spec.debug {
 			a.spec.log.Debug("message dropped", "socket", a.spec.name, "to", printable(env.RoutingKey),
 				"message_id", printable(env.MessageID))
 		}
+		// Its sender asked to be told that the routing key is not
+		// connected here (not for a full queue: that peer is alive).
+		// Only requests: a reply or an ACK to a client that went has no
+		// one to tell.
+		if (env.Type == transport.TypeCall || env.Type == transport.TypeCast) && env.WantsNack() && !a.sock.Connected(env.RoutingKey) {
+			nack = nack.mark(i, len(d.batch.Msgs))
+		}
+	}
+	if nack != nil {
+		// The senders are on the other socket (on this one, for a single
+		// router): its actor, the one where direct types read here go,
+		// sends the NACKs.
+		d.batch.Retain()
+		a.spec.direct.post(a.root, &deliver{kind: deliverNack, batch: d.batch, routed: nack})
 	}
 }
 

@@ -75,9 +75,10 @@ type Registrar struct {
 	rec        Record   // a proxy's record, or
 	targets    []Target // a server's targets, all on one lease
 	registered bool
-	lost       chan struct{} // closed when the current lease is lost; renewed at each registration
-	first      chan struct{} // closed at the first registration
-	update     chan struct{} // cap 1: the record changed
+	lease      clientv3.LeaseID // the current lease, while registered
+	lost       chan struct{}    // closed when the current lease is lost; renewed at each registration
+	first      chan struct{}    // closed at the first registration
+	update     chan struct{}    // cap 1: the record changed
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -153,6 +154,39 @@ func (r *Registrar) Update(rec Record) error {
 	default:
 	}
 	return nil
+}
+
+// UpdateTargets replaces a server's targets (same keys: the target and
+// identity of each must not change; a server marks them Draining before it
+// stops) and puts them on the current lease before it returns, so that
+// once it returns watchers are being told. Without a live lease it only
+// keeps them for the next registration, and says so with an error.
+func (r *Registrar) UpdateTargets(ctx context.Context, targets ...Target) error {
+	if r.targets == nil {
+		return fmt.Errorf("%w: UpdateTargets of a proxy registration", ErrBadRecord)
+	}
+	r.mu.Lock()
+	if len(targets) != len(r.targets) {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: %d targets, registered %d", ErrBadRecord, len(targets), len(r.targets))
+	}
+	for i, t := range targets {
+		if err := t.Validate(); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		if t.Target != r.targets[i].Target || t.Identity != r.targets[i].Identity {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: target %s/%s is not the one registered", ErrBadRecord, t.Target, t.Identity)
+		}
+	}
+	r.targets = append([]Target(nil), targets...)
+	lease, registered := r.lease, r.registered
+	r.mu.Unlock()
+	if !registered {
+		return errors.New("registry: not registered now; the targets are kept for the next registration")
+	}
+	return r.put(ctx, lease)
 }
 
 // Registered reports whether the record is in etcd under a live lease now.
@@ -248,13 +282,14 @@ func (r *Registrar) register(ctx context.Context) (clientv3.LeaseID, error) {
 		r.first = nil
 	}
 	r.registered = true
+	r.lease = g.ID
 	r.mu.Unlock()
 	return g.ID, nil
 }
 
 func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) error {
 	r.mu.Lock()
-	rec := r.rec
+	rec, targets := r.rec, r.targets
 	r.mu.Unlock()
 	var ops []clientv3.Op
 	if r.targets == nil {
@@ -264,7 +299,7 @@ func (r *Registrar) put(ctx context.Context, lease clientv3.LeaseID) error {
 		}
 		ops = append(ops, clientv3.OpPut(r.key, v, clientv3.WithLease(lease)))
 	}
-	for _, t := range r.targets {
+	for _, t := range targets {
 		v, err := json.Marshal(t)
 		if err != nil {
 			return err

@@ -27,6 +27,25 @@ type Target struct {
 	Host string `json:"host"`
 	// Started is when the server started.
 	Started time.Time `json:"started"`
+	// Generation grows with every start of a server (the start time in
+	// nanoseconds): of two registrations of one server (same host, topic
+	// and server name), clients use the newer one and ignore the other,
+	// a stale registration of a previous run that has not yet expired.
+	Generation int64 `json:"generation,omitempty"`
+	// Draining: the server is stopping. Clients send it nothing new, and
+	// wait for what it acknowledged (it answers before it deregisters).
+	Draining bool `json:"draining,omitempty"`
+}
+
+// Name is what two runs of one named server share: its host, topic and
+// server name, the identity without its random part. "" for a server
+// without a name, of which a host may run several.
+func (t Target) Name() string {
+	i := strings.LastIndexByte(t.Identity, '/')
+	if i < 0 || strings.Count(t.Identity[:i], "/") < 2 {
+		return ""
+	}
+	return t.Identity[:i]
 }
 
 // TargetKey is the etcd key of a target registration.

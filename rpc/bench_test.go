@@ -19,7 +19,7 @@ func benchSystem(b *testing.B, acks bool) (*Client, *atomic.Int64) {
 	sys := newSystem(b, 1)
 	var handled atomic.Int64
 	for _, name := range []string{"s1", "s2"} {
-		sys.server(ServerConfig{Topic: "b", Server: name, DisableAcks: !acks, Handlers: map[string]Handler{
+		sys.server(ServerConfig{Topic: "b", Server: name, Acks: acks, Handlers: map[string]Handler{
 			"count": func(context.Context, *Message) (any, error) { handled.Add(1); return nil, nil },
 		}})
 	}

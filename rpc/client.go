@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,6 +30,12 @@ const (
 	DefaultAckMultiplier = 2
 	DefaultRetries       = 3
 	DefaultCallTimeout   = 60 * time.Second
+	// A proxy link is pinged every DefaultHeartbeat and given up when the
+	// proxy has been silent for DefaultHeartbeatTimeout: a hung proxy
+	// (SIGSTOP, a frozen host) keeps its connections open, and what waits
+	// on it is sent through another within about a second.
+	DefaultHeartbeat        = 200 * time.Millisecond
+	DefaultHeartbeatTimeout = 800 * time.Millisecond
 )
 
 // ClientConfig configures a Client.
@@ -54,9 +61,13 @@ type ClientConfig struct {
 	AckTimeout    time.Duration
 	AckMultiplier float64
 	Retries       int
-	// CallTimeout bounds a Call whose context has no deadline; default
-	// DefaultCallTimeout.
+	// CallTimeout bounds a Call, Cast, Fanout or Notify whose context has
+	// no deadline; default DefaultCallTimeout.
 	CallTimeout time.Duration
+	// Heartbeat and HeartbeatTimeout: how often each proxy link is pinged,
+	// and how long a silent proxy is waited for before its link is given
+	// up; defaults DefaultHeartbeat and DefaultHeartbeatTimeout.
+	Heartbeat, HeartbeatTimeout time.Duration
 	// PublisherID of notifications; default Host.
 	PublisherID string
 	// HWM is each proxy link's outbound high-water mark, in messages.
@@ -86,6 +97,12 @@ func (c *ClientConfig) setDefaults() error {
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = max(DefaultHeartbeatTimeout, 2*c.Heartbeat)
 	}
 	if c.PublisherID == "" {
 		c.PublisherID = c.Host
@@ -161,6 +178,7 @@ type ClientStats struct {
 	Replies   atomic.Uint64 // replies received for pending calls
 	Late      atomic.Uint64 // ACKs and replies for no pending message
 	Malformed atomic.Uint64 // received messages dropped as malformed
+	Nacks     atomic.Uint64 // NACKs: a proxy could not deliver a message (its server was not connected there)
 }
 
 // Client sends calls, casts, fanouts and notifications through the
@@ -192,13 +210,18 @@ type pending struct {
 	payload []byte
 
 	// Under Client.mu:
-	dest string // routing key
-	via  *link  // where it was last sent
+	dest  string // routing key
+	via   *link  // where it was last sent
+	moved bool   // the last choose picked another dest
 
 	acked chan struct{} // closed by the first ACK (or reply)
 	ackOK sync.Once
 	reply chan inbound  // the REPLY, cap 1
 	redo  chan struct{} // cap 1: its link or server went away
+	nack  chan struct{} // cap 1: a proxy could not deliver it to dest
+	// Under Client.mu: its server deregistered after acknowledging it
+	// (a CALL waits a while for the reply before sending it elsewhere).
+	gone bool
 }
 
 func (p *pending) ack() { p.ackOK.Do(func() { close(p.acked) }) }
@@ -222,7 +245,8 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		pending: make(map[string]*pending),
 		suspect: make(map[string]time.Time),
 	}
-	c.links = newLinks(transport.Options{Identity: []byte(c.id), HWM: cfg.HWM, Security: cfg.Security, Logger: c.log}, c.log, c.recv, c.linkDown)
+	c.links = newLinks(transport.Options{Identity: []byte(c.id), HWM: cfg.HWM, Security: cfg.Security, Logger: c.log,
+		Heartbeat: cfg.Heartbeat, HeartbeatTimeout: cfg.HeartbeatTimeout}, c.log, c.recv, c.linkDown)
 	c.disc = newDiscovery(c.log, c.setProxies, c.targetGone)
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -286,8 +310,14 @@ func (c *Client) linkDown(l *link, closed bool) {
 	}
 }
 
-// targetGone resends at once what waits on a server that deregistered,
-// and forgets that it was suspect (its identity will not come back).
+// targetGone resends what waits on a server that deregistered (or whose
+// registration was superseded by a newer one of the same server), and
+// forgets that it was suspect (its identity will not come back). What it
+// did not acknowledge goes elsewhere at once. A CALL it acknowledged is
+// given one more ACK timeout for its reply first: a server that stops
+// cleanly answers what it acknowledged before it deregisters, and the
+// reply may still be on its way; one that died never answers, and the
+// CALL goes to another server after that wait.
 func (c *Client) targetGone(identity string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -297,6 +327,7 @@ func (c *Client) targetGone(identity string) {
 	}
 	for _, p := range c.pending {
 		if p.dest == identity && p.target != "" {
+			p.gone = isClosed(p.acked)
 			signal(p.redo)
 		}
 	}
@@ -314,13 +345,27 @@ func (c *Client) recv(_ *link, b *transport.Batch) {
 	defer b.Release()
 	for _, m := range b.Msgs {
 		in, err := parseDirect(m)
-		if err != nil || (in.typ != transport.TypeAck && in.typ != transport.TypeReply) {
+		if err != nil || (in.typ != transport.TypeAck && in.typ != transport.TypeReply && in.typ != transport.TypeNack) {
 			c.stats.Malformed.Add(1)
 			c.log.Debug("message dropped", "err", err, "type", in.typ)
 			continue
 		}
 		c.mu.Lock()
 		p := c.pending[in.msgID]
+		if in.typ == transport.TypeNack {
+			// in.peer is the identity the proxy could not reach.
+			if p != nil && p.dest == in.peer {
+				c.suspect[in.peer] = time.Now().Add(suspectFor)
+			}
+			c.mu.Unlock()
+			if p == nil {
+				c.stats.Late.Add(1)
+				continue
+			}
+			c.stats.Nacks.Add(1)
+			signal(p.nack)
+			continue
+		}
 		delete(c.suspect, in.peer)
 		c.mu.Unlock()
 		if p == nil {
@@ -341,16 +386,23 @@ func (c *Client) recv(_ *link, b *transport.Batch) {
 	}
 }
 
+// bound gives ctx the client's CallTimeout when it has no deadline, so
+// that no send waits forever.
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.cfg.CallTimeout)
+}
+
 // Call sends method(args) to one server of target and returns the result
 // as JSON. A failure raised by the server is a *RemoteError. Call returns
-// when ctx ends (ErrTimeout), or after ClientConfig.CallTimeout when ctx
-// has no deadline: it never hangs.
+// when ctx ends (ErrTimeout at its deadline, context.Canceled when it is
+// cancelled), or after ClientConfig.CallTimeout when ctx has no deadline:
+// it never hangs.
 func (c *Client) Call(ctx context.Context, target Target, method string, args any) (json.RawMessage, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	p, err := c.newDirect(transport.TypeCall, target, method, args)
 	if err != nil {
 		return nil, err
@@ -373,8 +425,11 @@ func (c *Client) Call(ctx context.Context, target Target, method string, args an
 // Cast sends method(args) to one server of target. Without acks it
 // returns once the message is queued to a proxy (at most once); with acks
 // it returns when a server has acknowledged it (ErrNoAck after the last
-// retry, ErrTimeout when ctx ends first).
+// retry). It ends with ctx, or after ClientConfig.CallTimeout when ctx has
+// no deadline.
 func (c *Client) Cast(ctx context.Context, target Target, method string, args any) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	p, err := c.newDirect(transport.TypeCast, target, method, args)
 	if err != nil {
 		return err
@@ -385,7 +440,8 @@ func (c *Client) Cast(ctx context.Context, target Target, method string, args an
 
 // Fanout sends method(args) to every server of topic, through the
 // proxies' publishers. It returns once the message is queued to a proxy:
-// at most once, whatever the acks setting.
+// at most once, whatever the acks setting. It ends with ctx, or after
+// ClientConfig.CallTimeout when ctx has no deadline.
 func (c *Client) Fanout(ctx context.Context, topic string, method string, args any) error {
 	if err := (Target{Topic: topic}).validate(); err != nil {
 		return err
@@ -399,7 +455,8 @@ func (c *Client) Fanout(ctx context.Context, topic string, method string, args a
 
 // Notify sends a notification of eventType with payload to the listeners
 // of topic at priority ("info", "error", ...), with routing key
-// topic.priority, as oslo.messaging's notifier does. At most once.
+// topic.priority, as oslo.messaging's notifier does. At most once. It ends
+// with ctx, or after ClientConfig.CallTimeout when ctx has no deadline.
 func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, payload any) error {
 	if err := (Target{Topic: topic}).validate(); err != nil {
 		return err
@@ -423,8 +480,13 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 
 // publish sends a fanout message once through one proxy.
 func (c *Client) publish(ctx context.Context, typ transport.MsgType, key string, payload []byte) error {
-	p := &pending{typ: typ, id: uuid.NewString(), payload: payload, dest: key}
-	return c.transmit(ctx, p)
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	p := &pending{typ: typ, id: newID(0), payload: payload, dest: key}
+	return c.transmit(ctx, p, true)
 }
 
 func (c *Client) newDirect(typ transport.MsgType, target Target, method string, args any) (*pending, error) {
@@ -435,9 +497,20 @@ func (c *Client) newDirect(typ transport.MsgType, target Target, method string, 
 	if err != nil {
 		return nil, err
 	}
-	p := &pending{typ: typ, target: target.key(), id: uuid.NewString(), payload: payload}
-	if typ == transport.TypeCall || c.cfg.Acks { // else nothing waits (exchange)
-		p.acked, p.reply, p.redo = make(chan struct{}), make(chan inbound, 1), make(chan struct{}, 1)
+	// The id asks what this client will wait for: an ACK with acks, and a
+	// NACK from a proxy that cannot deliver it whenever something waits
+	// (a CAST without acks waits for nothing).
+	var flags byte
+	if c.cfg.Acks {
+		flags |= idAck
+	}
+	if typ == transport.TypeCall || c.cfg.Acks {
+		flags |= idNack
+	}
+	p := &pending{typ: typ, target: target.key(), id: newID(flags), payload: payload}
+	if flags != 0 { // else nothing waits (exchange)
+		p.acked, p.reply = make(chan struct{}), make(chan inbound, 1)
+		p.redo, p.nack = make(chan struct{}, 1), make(chan struct{}, 1)
 	}
 	return p, nil
 }
@@ -445,7 +518,12 @@ func (c *Client) newDirect(typ transport.MsgType, target Target, method string, 
 // exchange sends a CALL or CAST and waits for what it needs: the reply of
 // a CALL, the ACK of a CAST with acks. With acks, it sends again through
 // another proxy when the ACK is late (to the same server, while it is
-// registered) or at once when the proxy or the server goes away.
+// registered) or at once when the proxy or the server goes away. A NACK
+// (its server was not connected to the proxy) sends it at once to another
+// server of the target, if there is one. Every send after the first is
+// an attempt: a resend that finds no proxy or no server is tried again
+// later, never turned into an error that would make the caller send the
+// message again as a new one; after Retries attempts, ErrNoAck.
 func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 	if c.closed.Load() {
 		return inbound{}, ErrClosed
@@ -453,10 +531,10 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 	if p.acked == nil {
 		// A CAST without acks (newDirect made nothing to wait on): at
 		// most once, nothing will answer.
-		if err := c.choose(ctx, p); err != nil {
+		if err := c.choose(ctx, p, false); err != nil {
 			return inbound{}, err
 		}
-		return inbound{}, c.transmit(ctx, p)
+		return inbound{}, c.transmit(ctx, p, true)
 	}
 	c.mu.Lock()
 	c.pending[p.id] = p
@@ -467,22 +545,27 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 		c.mu.Unlock()
 	}()
 
-	if err := c.choose(ctx, p); err != nil {
+	if err := c.choose(ctx, p, false); err != nil {
 		return inbound{}, err
 	}
-	if err := c.transmit(ctx, p); err != nil {
+	if err := c.transmit(ctx, p, true); err != nil {
 		return inbound{}, err
 	}
 	acked := p.acked
 	attempt := 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var late <-chan time.Time
+	arm := func(d time.Duration) {
+		timer.Reset(d)
+		late = timer.C
+	}
+	if c.cfg.Acks {
+		arm(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, 0))
+	}
+	var lastErr error // why the last resend did not go out
 	for {
-		var late <-chan time.Time
-		if c.cfg.Acks && acked != nil {
-			timer.Reset(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, attempt))
-			late = timer.C
-		}
+		other := false // resend to another server than dest
 		select {
 		case in := <-p.reply:
 			return in, nil
@@ -490,48 +573,101 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 			if p.typ == transport.TypeCast {
 				return inbound{}, nil
 			}
-			acked = nil // a CALL waits on for its reply
+			acked, late = nil, nil // a CALL waits on for its reply
 			continue
 		case <-late:
-			c.markSuspect(p)
-			if attempt++; attempt > c.cfg.Retries {
-				return inbound{}, fmt.Errorf("%w: %s %s to %s: no ACK after %d attempts", ErrNoAck, p.typ, p.id, p.target, attempt)
+			late = nil
+			c.mu.Lock()
+			gone := p.gone
+			p.gone = false
+			c.mu.Unlock()
+			if !gone { // the ACK is late; else the reply did not come after its server left
+				c.markSuspect(p)
+				if attempt++; attempt > c.cfg.Retries {
+					return inbound{}, c.noAck(p, attempt, lastErr)
+				}
+				c.stats.Retries.Add(1)
+			} else {
+				c.stats.Resent.Add(1)
 			}
-			c.stats.Retries.Add(1)
 		case <-p.redo:
 			if c.closed.Load() {
 				return inbound{}, ErrClosed
 			}
+			c.mu.Lock()
+			gone := p.gone
+			c.mu.Unlock()
+			if gone {
+				// Acknowledged by a server that has left: its reply may be
+				// on its way. Wait one ACK timeout for it, then resend.
+				arm(c.cfg.AckTimeout)
+				continue
+			}
 			c.stats.Resent.Add(1)
+		case <-p.nack:
+			// Not delivered. Another server of the target, if there is
+			// one, gets it at once (an attempt); else the ACK timer (or,
+			// without acks, one ACK timeout) says when to try again.
+			if err := c.choose(ctx, p, true); err != nil || !c.fresh(p) {
+				lastErr = fmt.Errorf("%w: %s: not connected to the proxy", ErrNoServer, p.target)
+				if late == nil {
+					arm(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, attempt))
+				}
+				continue
+			}
+			if attempt++; attempt > c.cfg.Retries {
+				return inbound{}, c.noAck(p, attempt, lastErr)
+			}
+			other = true
 		case <-ctx.Done():
-			return inbound{}, c.timeout(ctx, p)
+			return inbound{}, c.ctxErr(ctx, p)
 		}
-		if err := c.choose(ctx, p); err != nil {
-			return inbound{}, err
+		var err error
+		if !other { // a NACK chose already
+			err = c.choose(ctx, p, false)
 		}
-		if err := c.transmit(ctx, p); err != nil {
-			return inbound{}, err
+		if err == nil {
+			err = c.transmit(ctx, p, false)
+		}
+		lastErr = err
+		if c.cfg.Acks && acked != nil || lastErr != nil {
+			arm(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, attempt))
 		}
 	}
 }
 
-func (c *Client) timeout(ctx context.Context, p *pending) error {
+// noAck is the error of a message whose every attempt went unanswered.
+func (c *Client) noAck(p *pending, attempt int, last error) error {
+	if last != nil {
+		return fmt.Errorf("%w: %s %s to %s: no ACK after %d attempts; last: %w", ErrNoAck, p.typ, p.id, p.target, attempt, last)
+	}
+	return fmt.Errorf("%w: %s %s to %s: no ACK after %d attempts", ErrNoAck, p.typ, p.id, p.target, attempt)
+}
+
+// ctxErr is the error of a message whose ctx ended first: ErrTimeout at
+// its deadline, the context's own error when the caller cancelled it.
+func (c *Client) ctxErr(ctx context.Context, p *pending) error {
 	what := "reply"
 	if p.typ == transport.TypeCast {
 		what = "ACK"
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("%s %s to %s: cancelled before its %s: %w", p.typ, p.id, p.target, what, context.Canceled)
 	}
 	return fmt.Errorf("%w: %s %s to %s: no %s: %w", ErrTimeout, p.typ, p.id, p.target, what, context.Cause(ctx))
 }
 
 // choose picks the destination identity: the same as before while it is
 // registered (so that the server's memory of message ids makes a resend
-// harmless), else the next one registered for the target, avoiding those
-// that missed an ACK lately.
-func (c *Client) choose(ctx context.Context, p *pending) error {
+// harmless), unless other is set (a NACK: the message did not reach it),
+// else the next one registered for the target, avoiding those that missed
+// an ACK lately.
+func (c *Client) choose(ctx context.Context, p *pending, other bool) error {
 	c.mu.Lock()
 	dest := p.dest
+	p.moved = false
 	c.mu.Unlock()
-	if dest != "" && c.disc.registered(dest) {
+	if dest != "" && !other && c.disc.registered(dest) {
 		return nil
 	}
 	if err := c.disc.lookup(ctx, p.target); err != nil {
@@ -542,9 +678,17 @@ func (c *Client) choose(ctx context.Context, p *pending) error {
 		return fmt.Errorf("%w: %s", ErrNoServer, strings.Replace(p.target, "/", ".", 1))
 	}
 	c.mu.Lock()
+	p.moved = id != dest
 	p.dest = id
 	c.mu.Unlock()
 	return nil
+}
+
+// fresh reports whether the last choose moved p to another server.
+func (c *Client) fresh(p *pending) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p.moved
 }
 
 // suspectFor is how long an identity that missed an ACK is avoided.
@@ -567,9 +711,17 @@ func (c *Client) isSuspect(id string) bool {
 	return ok
 }
 
+// roomPoll bounds the wait between two looks for room when every
+// connected proxy's link is at its high-water mark.
+const roomPoll = 20 * time.Millisecond
+
 // transmit queues p on a proxy link other than the one it last went
-// through, waiting (within ctx) for one to connect if none is up yet.
-func (c *Client) transmit(ctx context.Context, p *pending) error {
+// through. With wait (a first send), it waits within ctx for a proxy to
+// connect when none is up, and for room when every link is full;
+// without (a resend, which must not keep the caller from its reply), it
+// tries once.
+func (c *Client) transmit(ctx context.Context, p *pending, wait bool) error {
+	pause := time.Millisecond
 	for {
 		if c.closed.Load() {
 			return ErrClosed
@@ -585,13 +737,38 @@ func (c *Client) transmit(ctx context.Context, p *pending) error {
 			return nil
 		}
 		if _, up := c.links.count(); up > 0 {
-			return fmt.Errorf("%w: every connected proxy is at its high-water mark", ErrBusy)
+			if !wait {
+				return fmt.Errorf("%w: every connected proxy is at its high-water mark", ErrBusy)
+			}
+			// Full: wait for room, within ctx.
+			select {
+			case <-ctx.Done():
+				return c.sendErr(ctx, fmt.Errorf("%w: every connected proxy is at its high-water mark", ErrBusy))
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, roomPoll)
+			continue
+		}
+		if !wait {
+			return fmt.Errorf("%w connected", ErrNoProxy)
 		}
 		if !c.links.waitUp(ctx, c.disc.synced) {
+			if c.closed.Load() {
+				return ErrClosed
+			}
 			if ctx.Err() != nil {
-				return fmt.Errorf("%w: no proxy connected: %w", ErrTimeout, context.Cause(ctx))
+				return c.sendErr(ctx, fmt.Errorf("%w connected", ErrNoProxy))
 			}
 			return fmt.Errorf("%w registered", ErrNoProxy)
 		}
 	}
+}
+
+// sendErr is the error of a send whose ctx ended while it waited for a
+// proxy or for room: ErrTimeout (or context.Canceled) wrapping why.
+func (c *Client) sendErr(ctx context.Context, why error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("cancelled: %w: %w", why, context.Canceled)
+	}
+	return fmt.Errorf("%w: %w: %w", ErrTimeout, why, context.Cause(ctx))
 }

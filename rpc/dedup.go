@@ -1,54 +1,73 @@
 package rpc
 
 import (
+	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // seen remembers message ids for a while (oslo's rpc_message_ttl), so
 // that a message sent again is acknowledged again but handled once; a
-// CALL's reply is kept with it, to be sent again. Memory is bounded: at
-// most max ids, the oldest forgotten first.
+// CALL's reply is kept with it, to be sent again.
+//
+// An id is remembered with its sender: two clients that use the same id
+// are two messages, and one client cannot get another's cached reply by
+// reusing its id. An id's time runs from its last use: a CALL's entry is
+// renewed when its reply goes out, since its client may send it again
+// until the reply reaches it, however long the handler took.
+//
+// Memory is bounded twice: at most max ids (the oldest forgotten first,
+// counted as evicted when that comes before their TTL), and at most
+// maxReplyBytes of cached replies (the oldest replies dropped first; their
+// ids stay remembered, so the handler still does not run twice).
 //
 // A busy server remembers max ids all the time, so they are kept where
 // the garbage collector has nothing to follow: message ids are UUIDs
-// (oslo.messaging's and this package's), kept as 16 bytes in a map and a
-// ring of slots without pointers. Only CALLs' replies (a slice beside the
-// ring, made at the first CALL) and ids that are not UUIDs (a map) hold
-// pointers.
+// (oslo.messaging's and this package's), kept as 16 bytes beside a 64-bit
+// hash of the sender in a map and a ring of slots without pointers. Only
+// CALLs' replies (a slice beside the ring, made at the first CALL) and ids
+// that are not UUIDs (a map) hold pointers.
 type seen struct {
-	ttl time.Duration
-	max int
+	ttl           time.Duration
+	max           int
+	maxReplyBytes int
+	seed          maphash.Seed
 
-	mu      sync.Mutex
-	byUUID  map[idKey]uint64  // id -> sequence number of its slot
-	byStr   map[string]uint64 // ids that are not UUIDs
-	strs    map[uint64]string // and back, by sequence number
-	ring    []seenSlot        // slot of sequence number q: ring[q%max]
-	replies [][]byte          // a CALL's reply, beside its slot; made at the first CALL
-	oldest  uint64            // sequence number of the oldest id remembered
-	next    uint64            // sequence number of the next id
+	mu         sync.Mutex
+	byUUID     map[idKey]uint64  // sender hash + id -> sequence number of its slot
+	byStr      map[string]uint64 // ids that are not UUIDs: sender + "\x00" + id
+	strs       map[uint64]string // and back, by sequence number
+	ring       []seenSlot        // slot of sequence number q: ring[q%max]
+	replies    [][]byte          // a CALL's reply, beside its slot; made at the first CALL
+	replyBytes int               // the bytes in replies
+	replyFrom  uint64            // no reply is cached before this sequence number
+	oldest     uint64            // sequence number of the oldest slot
+	next       uint64            // sequence number of the next slot
+	evicted    atomic.Uint64     // ids forgotten before their TTL, for want of room
+	dropped    atomic.Uint64     // replies dropped for want of room
 }
 
-// idKey is a UUID's 16 bytes.
-type idKey [16]byte
+// idKey is a UUID's 16 bytes and the sender's 8-byte hash.
+type idKey [24]byte
 
 type seenSlot struct {
 	key     idKey // unless isStr
 	isStr   bool
-	done    bool  // a CALL answered: its reply is in replies
+	dead    bool  // renewed: its id lives in a later slot
+	done    bool  // a CALL answered: its reply is in replies, unless dropped
 	expires int64 // unix nanoseconds
 }
 
 // seenEntry is what first reports of an id seen before.
 type seenEntry struct {
-	done  bool   // a CALL answered: reply is set (other types are never marked)
-	reply []byte // the REPLY payload of a CALL
+	done  bool   // a CALL answered (other types are never marked)
+	reply []byte // the REPLY payload of a CALL; nil when dropped for want of room
 }
 
-func newSeen(ttl time.Duration, max int) *seen {
-	return &seen{ttl: ttl, max: max, byUUID: make(map[idKey]uint64), byStr: make(map[string]uint64),
-		strs: make(map[uint64]string)}
+func newSeen(ttl time.Duration, max, maxReplyBytes int) *seen {
+	return &seen{ttl: ttl, max: max, maxReplyBytes: maxReplyBytes, seed: maphash.MakeSeed(),
+		byUUID: make(map[idKey]uint64), byStr: make(map[string]uint64), strs: make(map[uint64]string)}
 }
 
 // hexVal maps an ASCII byte to its value as a lower-case hex digit, or
@@ -66,10 +85,10 @@ var hexVal = func() (t [256]byte) {
 	return t
 }()
 
-// parseID returns the 16 bytes of id if id is a UUID written as
+// parseUUID returns the 16 bytes of id if id is a UUID written as
 // uuid.UUID.String writes it (lower case, dashed), so that two ids are the
 // same exactly when their strings are.
-func parseID(id string) (k idKey, ok bool) {
+func parseUUID(id string) (k [16]byte, ok bool) {
 	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return k, false
 	}
@@ -88,40 +107,64 @@ func parseID(id string) (k idKey, ok bool) {
 	return k, true
 }
 
-// lookup is the sequence number of id; under mu.
-func (s *seen) lookup(id string, k idKey, isUUID bool) (uint64, bool) {
+// key is how (sender, id) is stored: a UUID's bytes and the sender's
+// hash, or a string.
+func (s *seen) key(sender, id string) (k idKey, str string, isUUID bool) {
+	u, isUUID := parseUUID(id)
+	if !isUUID {
+		return k, sender + "\x00" + id, false
+	}
+	copy(k[:16], u[:])
+	h := maphash.String(s.seed, sender)
+	for i := range 8 {
+		k[16+i] = byte(h >> (8 * i))
+	}
+	return k, "", true
+}
+
+// lookup is the sequence number of a key; under mu.
+func (s *seen) lookup(k idKey, str string, isUUID bool) (uint64, bool) {
 	if isUUID {
 		q, ok := s.byUUID[k]
 		return q, ok
 	}
-	q, ok := s.byStr[id]
+	q, ok := s.byStr[str]
 	return q, ok
 }
 
-// first records id and reports whether it is new. When it is not, the
-// entry says whether it was handled and holds the reply of a CALL.
-func (s *seen) first(id string, now time.Time) (fresh bool, e seenEntry) {
-	k, isUUID := parseID(id)
+// first records id from sender and reports whether it is new. When it is
+// not, the entry says whether it was handled and holds the reply of a CALL.
+func (s *seen) first(sender, id string, now time.Time) (fresh bool, e seenEntry) {
+	k, str, isUUID := s.key(sender, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now.UnixNano())
-	if q, ok := s.lookup(id, k, isUUID); ok {
+	if q, ok := s.lookup(k, str, isUUID); ok {
 		slot := &s.ring[q%uint64(s.max)]
 		e := seenEntry{done: slot.done}
-		if slot.done {
+		if slot.done && s.replies != nil {
 			e.reply = s.replies[q%uint64(s.max)]
 		}
 		return false, e
 	}
+	s.add(seenSlot{key: k, isStr: !isUUID, expires: now.Add(s.ttl).UnixNano()}, str, now)
+	return true, seenEntry{}
+}
+
+// add puts a slot at the tail, forgetting the oldest if the ring is full;
+// under mu. It returns the slot's sequence number.
+func (s *seen) add(slot seenSlot, str string, now time.Time) uint64 {
 	if s.next-s.oldest == uint64(s.max) { // full: the oldest goes
+		if old := s.ring[s.oldest%uint64(s.max)]; !old.dead && old.expires > now.UnixNano() {
+			s.evicted.Add(1)
+		}
 		s.forgetOldest()
 	}
-	slot := seenSlot{key: k, isStr: !isUUID, expires: now.Add(s.ttl).UnixNano()}
-	if isUUID {
-		s.byUUID[k] = s.next
+	if slot.isStr {
+		s.byStr[str] = s.next
+		s.strs[s.next] = str
 	} else {
-		s.byStr[id] = s.next
-		s.strs[s.next] = id
+		s.byUUID[slot.key] = s.next
 	}
 	if i := int(s.next % uint64(s.max)); i < len(s.ring) {
 		s.ring[i] = slot
@@ -129,21 +172,51 @@ func (s *seen) first(id string, now time.Time) (fresh bool, e seenEntry) {
 		s.ring = append(s.ring, slot) // the ring grows to max as ids come
 	}
 	s.next++
-	return true, seenEntry{}
+	return s.next - 1
 }
 
-// done marks a CALL's id answered, with its reply.
-func (s *seen) done(id string, reply []byte) {
-	k, isUUID := parseID(id)
+// done marks a CALL's id answered, with its reply, and renews its time:
+// the entry moves to the tail, to be remembered for the TTL from now.
+func (s *seen) done(sender, id string, reply []byte, now time.Time) {
+	k, str, isUUID := s.key(sender, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q, ok := s.lookup(id, k, isUUID); ok {
-		i := q % uint64(s.max)
-		if s.replies == nil {
-			s.replies = make([][]byte, s.max)
+	q, ok := s.lookup(k, str, isUUID)
+	if !ok {
+		return // forgotten meanwhile (evicted): nothing to renew
+	}
+	old := &s.ring[q%uint64(s.max)]
+	slot := seenSlot{key: old.key, isStr: old.isStr, done: true, expires: now.Add(s.ttl).UnixNano()}
+	s.dropReply(q)
+	old.dead = true // its map entry now names the new slot
+	if s.replies == nil {
+		s.replies = make([][]byte, s.max)
+	}
+	q = s.add(slot, str, now)
+	if len(reply) > s.maxReplyBytes {
+		s.dropped.Add(1)
+		return
+	}
+	for s.replyBytes+len(reply) > s.maxReplyBytes && s.replyFrom < q {
+		s.dropReply(s.replyFrom)
+		s.replyFrom++
+	}
+	s.replies[q%uint64(s.max)] = reply
+	s.replyBytes += len(reply)
+}
+
+// dropReply forgets the reply cached in slot q, if any; under mu.
+func (s *seen) dropReply(q uint64) {
+	if s.replies == nil || q < s.oldest || q >= s.next {
+		return
+	}
+	i := q % uint64(s.max)
+	if r := s.replies[i]; r != nil {
+		s.replyBytes -= len(r)
+		s.replies[i] = nil
+		if !s.ring[i].dead {
+			s.dropped.Add(1)
 		}
-		s.ring[i].done = true
-		s.replies[i] = reply
 	}
 }
 
@@ -154,25 +227,40 @@ func (s *seen) expire(now int64) {
 	}
 }
 
-// forgetOldest forgets the oldest id; under mu.
+// forgetOldest forgets the oldest slot; under mu.
 func (s *seen) forgetOldest() {
 	q := s.oldest
 	slot := &s.ring[q%uint64(s.max)]
-	if slot.isStr {
-		delete(s.byStr, s.strs[q])
-		delete(s.strs, q)
-	} else {
-		delete(s.byUUID, slot.key)
+	if !slot.dead {
+		if slot.isStr {
+			delete(s.byStr, s.strs[q])
+		} else {
+			delete(s.byUUID, slot.key)
+		}
 	}
-	if slot.done {
-		s.replies[q%uint64(s.max)] = nil
+	if slot.isStr {
+		delete(s.strs, q)
+	}
+	if s.replies != nil {
+		if r := s.replies[q%uint64(s.max)]; r != nil {
+			s.replyBytes -= len(r)
+			s.replies[q%uint64(s.max)] = nil
+		}
 	}
 	*slot = seenSlot{}
 	s.oldest++
+	s.replyFrom = max(s.replyFrom, s.oldest)
 }
 
+// len is the number of ids remembered.
 func (s *seen) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return int(s.next - s.oldest)
+	return len(s.byUUID) + len(s.byStr)
+}
+
+// counts are the ids evicted before their TTL and the replies dropped, so
+// far.
+func (s *seen) counts() (evicted, dropped uint64) {
+	return s.evicted.Load(), s.dropped.Load()
 }

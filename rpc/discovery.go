@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,8 @@ type discovery struct {
 
 	mu       sync.Mutex
 	targets  map[string]*targetSet // by target: "topic" or "topic/server"
+	info     map[string]*idInfo    // by identity
+	newest   map[string]int64      // by server name: the newest generation registered
 	followed map[string]bool       // Redis: the targets read each poll
 
 	redis *redismm.Matchmaker // instead of etcd, when set
@@ -40,8 +43,9 @@ type discovery struct {
 
 // targetSet is the identities registered for one target.
 type targetSet struct {
-	ids []string // sorted
-	rr  atomic.Uint32
+	ids  []string // sorted
+	live []string // of those, the ones to choose from (discovery.usable)
+	rr   atomic.Uint32
 }
 
 func newDiscovery(log *slog.Logger, onProxies func(map[string]registry.Record), onTargetGone func(string)) *discovery {
@@ -99,9 +103,19 @@ func (d *discovery) start(ctx context.Context, cli *clientv3.Client, prefix stri
 	}()
 }
 
+// applyTarget takes one change of a target registration. Beside the
+// identities of each target it keeps what clients need to choose among
+// them: which are draining (registered, sent nothing new) and which are
+// fenced (an older registration of a server whose newer one is there:
+// ignored as if gone).
 func (d *discovery) applyTarget(ev registry.TargetEvent) {
 	t := ev.Target
 	d.mu.Lock()
+	if d.info == nil {
+		d.info, d.newest = make(map[string]*idInfo), make(map[string]int64)
+	}
+	// Who may change state: this identity, and the others of its name.
+	before := d.liveStates(t.Identity, t.Name())
 	ts := d.targets[t.Target]
 	var ids []string
 	if ts != nil {
@@ -109,11 +123,29 @@ func (d *discovery) applyTarget(ev registry.TargetEvent) {
 	}
 	i := sort.SearchStrings(ids, t.Identity)
 	has := i < len(ids) && ids[i] == t.Identity
+	info := d.info[t.Identity]
 	switch {
-	case ev.Type == registry.EventPut && !has:
-		ids = append(ids[:i:i], append([]string{t.Identity}, ids[i:]...)...)
-	case ev.Type == registry.EventDelete && has:
+	case ev.Type == registry.EventPut:
+		if !has {
+			ids = append(ids[:i:i], append([]string{t.Identity}, ids[i:]...)...)
+		}
+		if info == nil {
+			info = &idInfo{targets: make(map[string]bool)}
+			d.info[t.Identity] = info
+		}
+		info.targets[t.Target] = true
+		info.name, info.gen, info.draining = t.Name(), t.Generation, t.Draining
+		if info.name != "" && info.gen > d.newest[info.name] {
+			d.newest[info.name] = info.gen
+		}
+	case has:
 		ids = append(ids[:i:i], ids[i+1:]...)
+		if info != nil {
+			delete(info.targets, t.Target)
+			if len(info.targets) == 0 {
+				delete(d.info, t.Identity)
+			}
+		}
 	default:
 		d.mu.Unlock()
 		return
@@ -124,46 +156,104 @@ func (d *discovery) applyTarget(ev registry.TargetEvent) {
 		next := &targetSet{ids: ids}
 		if ts != nil {
 			next.rr.Store(ts.rr.Load())
+		} else {
+			// A new client's first choice is random, so that clients
+			// started together do not all begin with one server.
+			next.rr.Store(rand.Uint32())
 		}
 		d.targets[t.Target] = next
 	}
+	for _, ts := range d.targets {
+		ts.live = ts.live[:0:0]
+		for _, id := range ts.ids {
+			if d.usable(id) {
+				ts.live = append(ts.live, id)
+			}
+		}
+	}
+	var gone []string
+	for id, was := range before {
+		if was && !d.registeredLocked(id) {
+			gone = append(gone, id)
+		}
+	}
 	d.mu.Unlock()
-	if ev.Type == registry.EventDelete && d.onTargetGone != nil && !d.registered(t.Identity) {
-		d.onTargetGone(t.Identity)
+	if d.onTargetGone != nil {
+		for _, id := range gone {
+			d.onTargetGone(id)
+		}
 	}
 }
 
-// registered reports whether identity is registered for any target.
+// idInfo is what discovery knows of one registered identity.
+type idInfo struct {
+	targets  map[string]bool // the targets it is registered for
+	name     string          // registry.Target.Name: host/topic/server, or ""
+	gen      int64
+	draining bool
+}
+
+// liveStates reports, for identity and every identity of name, whether it
+// is registered (and not fenced) now; under mu.
+func (d *discovery) liveStates(identity, name string) map[string]bool {
+	st := map[string]bool{identity: d.registeredLocked(identity)}
+	if name != "" {
+		for id, in := range d.info {
+			if in.name == name {
+				st[id] = d.registeredLocked(id)
+			}
+		}
+	}
+	return st
+}
+
+// fenced: a registration older than the newest of its server's; under mu.
+func (d *discovery) fenced(in *idInfo) bool {
+	return in.name != "" && in.gen > 0 && in.gen < d.newest[in.name]
+}
+
+// usable: registered, not fenced, not draining; under mu.
+func (d *discovery) usable(identity string) bool {
+	in := d.info[identity]
+	return in != nil && !in.draining && !d.fenced(in)
+}
+
+// registeredLocked: registered for some target and not fenced; under mu.
+func (d *discovery) registeredLocked(identity string) bool {
+	in := d.info[identity]
+	return in != nil && !d.fenced(in)
+}
+
+// registered reports whether identity is registered for any target (and
+// is not a fenced older registration). A draining server is registered.
 func (d *discovery) registered(identity string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, ts := range d.targets {
-		i := sort.SearchStrings(ts.ids, identity)
-		if i < len(ts.ids) && ts.ids[i] == identity {
-			return true
-		}
-	}
-	return false
+	return d.registeredLocked(identity)
 }
 
-// pick returns the next identity for target, round-robin, skipping those
-// for which avoid is true when another is there. "" when none is
-// registered.
+// pick returns the next identity for target, round-robin, among those
+// that are neither draining nor fenced, skipping those for which avoid is
+// true when another is there. "" when none is there.
 func (d *discovery) pick(target string, avoid func(string) bool) string {
 	d.mu.Lock()
 	ts := d.targets[target]
+	var live []string
+	if ts != nil {
+		live = ts.live
+	}
 	d.mu.Unlock()
-	if ts == nil {
+	if len(live) == 0 {
 		return ""
 	}
-	n := len(ts.ids)
+	n := len(live)
 	start := int(ts.rr.Add(1))
 	for i := range n {
-		if id := ts.ids[(start+i)%n]; avoid == nil || !avoid(id) {
+		if id := live[(start+i)%n]; avoid == nil || !avoid(id) {
 			return id
 		}
 	}
-	return ts.ids[start%n]
+	return live[start%n]
 }
 
 // identities lists what is registered for target.

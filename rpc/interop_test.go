@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -133,15 +134,16 @@ func TestGoClientLibzmqServer(t *testing.T) {
 	}
 }
 
-// libzmqCallsTwice starts an echo server on topic demo and has a libzmq
-// client, as clientID, send it method(args) twice with message id msgID;
-// it returns the server, its handler counts and what the client received.
-func libzmqCallsTwice(t *testing.T, clientID, msgID, method, args string) (*Server, *counter, [][]string) {
+// libzmqCallsTwice starts an echo server on topic demo (ServerConfig.Acks
+// as given) and has a libzmq client, as clientID, send it method(args)
+// twice with message id msgID; it returns the server, its handler counts
+// and what the client received.
+func libzmqCallsTwice(t *testing.T, acks bool, clientID, msgID, method, args string) (*Server, *counter, [][]string) {
 	t.Helper()
 	needPython(t)
 	sys := newSystem(t, 1)
 	cnt := newCounter()
-	srv := sys.echoServer("demo", "s1", cnt, nil)
+	srv := sys.echoServer("demo", "s1", cnt, func(cfg *ServerConfig) { cfg.Acks = acks })
 	waitLinks(t, srv.links, 1)
 	py := startPy(t, "client", clientID, sys.proxies[0].Addrs().Frontend, srv.Identity(), msgID, method, args, "2")
 	v := py.next(t)
@@ -152,21 +154,31 @@ func libzmqCallsTwice(t *testing.T, clientID, msgID, method, args string) (*Serv
 }
 
 // A libzmq client that speaks oslo's frames calls a Go server, twice with
-// one message id: two ACKs and two byte-identical replies, one handler run.
+// one message id: two byte-identical replies, one handler run. A default
+// server (as oslo.messaging's, without rpc_use_acks) sends no ACK, which
+// an oslo.messaging client without acks would fail on; one with Acks (an
+// oslo deployment with rpc_use_acks) ACKs both.
 func TestLibzmqClientGoServer(t *testing.T) {
-	msgID := "5a3f6c1e-aaaa-4bbb-8ccc-dddddddddddd"
-	srv, cnt, got := libzmqCallsTwice(t, "node1/0b7e3a52-5555-4666-8777-988899990000", msgID, "echo", `{"value": "hi"}`)
-	ack := []string{"", "1.0", srv.Identity(), "6", msgID}
-	reply := []string{"", "1.0", srv.Identity(), "5", msgID, `[{"server": "s1", "value": "hi"}, null]`}
-	want := [][]string{ack, reply, ack, reply}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("libzmq client received:\n got %q\nwant %q", got, want)
-	}
-	if ids, runs := cnt.total(); ids != 1 || runs != 1 {
-		t.Fatalf("handler: %d ids in %d runs, want 1 in 1", ids, runs)
-	}
-	if d := srv.Stats().Duplicates.Load(); d != 1 {
-		t.Fatalf("duplicates: got %d, want 1", d)
+	for _, acks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("acks=%v", acks), func(t *testing.T) {
+			msgID := "5a3f6c1e-aaaa-4bbb-8ccc-dddddddddddd"
+			srv, cnt, got := libzmqCallsTwice(t, acks, "node1/0b7e3a52-5555-4666-8777-988899990000", msgID, "echo", `{"value": "hi"}`)
+			ack := []string{"", "1.0", srv.Identity(), "6", msgID}
+			reply := []string{"", "1.0", srv.Identity(), "5", msgID, `[{"server": "s1", "value": "hi"}, null]`}
+			want := [][]string{reply, reply}
+			if acks {
+				want = [][]string{ack, reply, ack, reply}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("libzmq client received:\n got %q\nwant %q", got, want)
+			}
+			if ids, runs := cnt.total(); ids != 1 || runs != 1 {
+				t.Fatalf("handler: %d ids in %d runs, want 1 in 1", ids, runs)
+			}
+			if d := srv.Stats().Duplicates.Load(); d != 1 {
+				t.Fatalf("duplicates: got %d, want 1", d)
+			}
+		})
 	}
 }
 
@@ -176,7 +188,7 @@ func TestLibzmqClientGoServer(t *testing.T) {
 // kwargs as oslo.messaging reads them (they used to be null, which its
 // deserialize_remote_exception cannot join).
 func TestMalformedCallAnsweredAgain(t *testing.T) {
-	_, cnt, got := libzmqCallsTwice(t, "node1/malformed", "5a3f6c1e-aaaa-4bbb-8ccc-eeeeeeeeeeee", "", `{}`)
+	_, cnt, got := libzmqCallsTwice(t, true, "node1/malformed", "5a3f6c1e-aaaa-4bbb-8ccc-eeeeeeeeeeee", "", `{}`)
 	if len(got) != 4 || len(got[1]) != 6 || !reflect.DeepEqual(got[1], got[3]) || !strings.Contains(got[1][5], "ValueError") ||
 		!strings.Contains(got[1][5], `\"tb\": [], \"args\": [`) {
 		t.Fatalf("libzmq client received %q; want ACK, a ValueError reply, ACK, the same reply", got)

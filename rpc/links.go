@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,9 @@ func newLinks(opts transport.Options, log *slog.Logger, onRecv func(*link, *tran
 	ls := &links{opts: opts, onRecv: onRecv, onDown: onDown, log: log, quit: make(chan struct{}),
 		byProxy: make(map[string]*link), changed: make(chan struct{})}
 	ls.all.Store(&[]*link{})
+	// A new client's first proxy is random, so that clients started
+	// together do not all begin with one proxy.
+	ls.rr.Store(rand.Uint32())
 	return ls
 }
 

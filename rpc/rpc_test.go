@@ -388,7 +388,7 @@ func TestRetiredProxy(t *testing.T) {
 			started := make(chan string, 4)
 			release := make(chan struct{})
 			srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
-				cfg.DisableAcks = !acked // no ACK: the call waits for one
+				cfg.testNoAcks = !acked // no ACK: the call waits for one
 				cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
 					started <- m.MessageID
 					select {

@@ -23,7 +23,8 @@ import (
 const (
 	DefaultWorkers         = 16
 	DefaultMessageTTL      = 300 * time.Second // oslo's rpc_message_ttl
-	DefaultMaxSeen         = 100_000
+	DefaultMaxSeen         = 1_000_000         // about 80 MB when full; see MaxSeen
+	DefaultMaxReplyBytes   = 64 << 20
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -75,12 +76,32 @@ type ServerConfig struct {
 	Observe func(m *Message)
 	// Workers is how many handlers run at once; default DefaultWorkers.
 	Workers int
-	// MessageTTL is how long message ids are remembered, MaxSeen how many
-	// at most; defaults DefaultMessageTTL and DefaultMaxSeen.
-	MessageTTL time.Duration
-	MaxSeen    int
-	// DisableAcks stops the ACKs sent for every CALL and CAST on receipt.
-	DisableAcks bool
+	// MessageTTL is how long message ids are remembered after their last
+	// use (receipt, or the reply of a CALL), MaxSeen how many at most, and
+	// MaxReplyBytes how many bytes of CALL replies are kept to be sent
+	// again; defaults DefaultMessageTTL, DefaultMaxSeen and
+	// DefaultMaxReplyBytes. The promise "handled once" holds for a resend
+	// that comes while its id is remembered: MaxSeen must cover the
+	// server's peak rate times the longest a client may send a message
+	// again, its CallTimeout (or the Cast's context) plus the longest a
+	// proxy may hang before it delivers what it held. The default, 1M ids,
+	// covers 16,000 messages a second over a 60 s CallTimeout. Ids
+	// forgotten sooner than MessageTTL for want of room are counted
+	// (ServerStats.Evicted) and logged.
+	MessageTTL    time.Duration
+	MaxSeen       int
+	MaxReplyBytes int
+	// Acks makes the server ACK every CALL and CAST on receipt, as
+	// oslo.messaging's servers do with rpc_use_acks: set it as the
+	// deployment's oslo.messaging services set it. Without it (the
+	// default, as in oslo.messaging), a server ACKs only the messages whose
+	// sender asked for an ACK in the message id (clients of this package
+	// with ClientConfig.Acks), so that an oslo.messaging client, which
+	// fails on an ACK it did not ask for, is never sent one.
+	Acks bool
+	// testNoAcks: the server ACKs nothing, even when asked (tests of a
+	// server that does not answer).
+	testNoAcks bool
 	// TargetTTL is the lease of the server's registration; default
 	// registry.DefaultTTL.
 	TargetTTL time.Duration
@@ -115,6 +136,9 @@ func (c *ServerConfig) setDefaults() error {
 	if c.MaxSeen <= 0 {
 		c.MaxSeen = DefaultMaxSeen
 	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = DefaultMaxReplyBytes
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -129,8 +153,14 @@ type ServerStats struct {
 	Acks       atomic.Uint64 // ACKs sent
 	Replies    atomic.Uint64 // replies sent, again for duplicates included
 	Unsent     atomic.Uint64 // replies and ACKs no proxy could take
-	Malformed  atomic.Uint64 // messages dropped as malformed
+	Malformed  atomic.Uint64 // messages dropped as malformed (an empty message id among them)
 	Panics     atomic.Uint64 // panics of handlers, Notify and Observe, recovered
+	// Evicted: message ids forgotten before MessageTTL because MaxSeen
+	// were remembered; RepliesDropped: CALL replies no longer kept for
+	// want of MaxReplyBytes (a resent CALL then gets a ReplyDropped
+	// failure; its handler does not run again). Read them through Stats.
+	Evicted        atomic.Uint64
+	RepliesDropped atomic.Uint64
 }
 
 // Server serves one target: it keeps a DEALER connection to every proxy's
@@ -141,16 +171,17 @@ type ServerStats struct {
 // within that is acknowledged again and a CALL's reply sent again, but its
 // handler does not run twice.
 type Server struct {
-	cfg   ServerConfig
-	log   *slog.Logger
-	id    string
-	disc  *discovery
-	links *links
-	sub   *transport.Sub
-	seen  *seen
-	reg   *registry.Registrar // etcd
-	rreg  *redismm.Registrar  // or Redis
-	stats ServerStats
+	cfg     ServerConfig
+	log     *slog.Logger
+	id      string
+	disc    *discovery
+	links   *links
+	sub     *transport.Sub
+	seen    *seen
+	reg     *registry.Registrar // etcd
+	targets []registry.Target   // what reg registers
+	rreg    *redismm.Registrar  // or Redis
+	stats   ServerStats
 
 	subMu sync.Mutex // guards subEPs (the discovery goroutine and Close)
 	subEP map[string]bool
@@ -158,6 +189,10 @@ type Server struct {
 	watchCancel context.CancelFunc
 	ctx         context.Context // handlers' context
 	cancel      context.CancelFunc
+
+	lastTaken     atomic.Int64 // unix nanoseconds of the last message taken (a drain waits for quiet)
+	evictedLogged atomic.Uint64
+	evictWarn     transport.LogLimit
 
 	gate     sync.RWMutex // readers hold it to ack and enqueue; Close takes it to stop them
 	stopping bool
@@ -181,14 +216,17 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		id:    cfg.Host + "/" + Target{Topic: cfg.Topic, Server: cfg.Server}.key() + "/" + uuid.NewString(),
-		seen:  newSeen(cfg.MessageTTL, cfg.MaxSeen),
+		seen:  newSeen(cfg.MessageTTL, cfg.MaxSeen, cfg.MaxReplyBytes),
 		subEP: make(map[string]bool),
 		jobs:  make(chan job, 4*cfg.Workers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	opts := transport.Options{Identity: []byte(s.id), HWM: cfg.HWM, Security: cfg.Security, Logger: s.log}
-	s.links = newLinks(opts, s.log, s.recv, func(*link, bool) {})
 	subOpts := opts
+	// Its answers go through proxies that answer: a hung one is given up
+	// as a client gives it up.
+	opts.Heartbeat, opts.HeartbeatTimeout = DefaultHeartbeat, DefaultHeartbeatTimeout
+	s.links = newLinks(opts, s.log, s.recv, func(*link, bool) {})
 	subOpts.OnBatch = s.recvPublished
 	if cfg.SubSecurity != nil {
 		subOpts.Security = cfg.SubSecurity
@@ -235,10 +273,14 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		}
 		return s, nil
 	}
-	targets := []registry.Target{{Target: cfg.Topic, Identity: s.id, Host: cfg.Host, Started: time.Now().UTC()}}
+	started := time.Now()
+	targets := []registry.Target{{Target: cfg.Topic, Identity: s.id, Host: cfg.Host, Started: started.UTC(), Generation: started.UnixNano()}}
 	if cfg.Server != "" {
-		targets = append(targets, registry.Target{Target: cfg.Topic + "/" + cfg.Server, Identity: s.id, Host: cfg.Host, Started: targets[0].Started})
+		t := targets[0]
+		t.Target = cfg.Topic + "/" + cfg.Server
+		targets = append(targets, t)
 	}
+	s.targets = targets
 	reg, err := registry.NewTargetRegistrar(registry.Config{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TargetTTL, Logger: s.log}, targets...)
 	if err != nil {
 		s.Close()
@@ -259,43 +301,121 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 func (s *Server) Identity() string { return s.id }
 
 // Stats are the server's counters.
-func (s *Server) Stats() *ServerStats { return &s.stats }
+func (s *Server) Stats() *ServerStats {
+	ev, dr := s.seen.counts()
+	s.stats.Evicted.Store(ev)
+	s.stats.RepliesDropped.Store(dr)
+	return &s.stats
+}
 
-// Close shuts the server down, in this order:
-//  1. its registration is revoked, so clients stop choosing it (with acks,
-//     they send what it has not acknowledged to another server);
-//  2. it stops following the registry and closes its SUB;
-//  3. it stops taking messages (what arrives is neither acked nor handled)
-//     and lets the handlers finish what was taken, sending their replies;
-//     after ShutdownTimeout their context is cancelled;
-//  4. it closes its proxy connections, after writing what is queued on
-//     them (up to a second each).
-//
-// Safe to call twice.
+// Close is Shutdown bounded by ShutdownTimeout: it returns within about
+// ShutdownTimeout and two seconds, whatever the handlers do.
 func (s *Server) Close() error {
-	s.once.Do(func() {
-		if s.reg != nil {
-			s.reg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Drain timing: after marking itself draining, a server takes messages
+// until none came for drainQuiet (those sent before the clients saw the
+// mark), at most drainMax.
+const (
+	drainQuiet = 100 * time.Millisecond
+	drainMax   = time.Second
+)
+
+// Shutdown stops the server without breaking a promise it made: what it
+// acknowledged is handled once, by it, and a CALL's reply sent.
+//
+//  1. With etcd, its registration is marked draining: clients send it
+//     nothing new, and wait for what it acknowledged. It takes what
+//     still arrives until its senders are quiet (drainQuiet, at most
+//     drainMax). With Redis, which has no such mark, it stays registered.
+//  2. It stops taking messages (what arrives is neither acked nor
+//     handled; with acks its client sends it again, to another server
+//     once this one has deregistered), and waits for the handlers to
+//     finish what was taken and for their replies to be queued. When ctx
+//     ends first, the handlers' context is cancelled, and Shutdown waits
+//     a second more for them before it goes on.
+//  3. It deregisters: clients send what it did not acknowledge
+//     elsewhere, at once.
+//  4. It stops following the registry, closes its SUB, and closes its
+//     proxy connections after writing what is queued (up to a second each).
+//
+// It returns ctx's error if ctx ended before the handlers finished, else
+// nil. Safe to call twice (the second call returns at once).
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() { err = s.shutdown(ctx) })
+	return err
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	if s.reg != nil {
+		draining := make([]registry.Target, len(s.targets))
+		for i, t := range s.targets {
+			t.Draining = true
+			draining[i] = t
 		}
-		if s.rreg != nil {
-			s.rreg.Close()
+		if err := s.reg.UpdateTargets(ctx, draining...); err != nil {
+			s.log.Debug("draining mark not written", "err", err)
+		} else {
+			s.waitQuiet(ctx)
 		}
-		s.watchCancel()
-		s.disc.wg.Wait()
-		s.sub.Close()
-		// Handlers that outlast the timeout see their context cancelled;
-		// a reader blocked on a full queue waits for them.
-		t := time.AfterFunc(s.cfg.ShutdownTimeout, s.cancel)
-		s.gate.Lock()
-		s.stopping = true
-		close(s.jobs)
-		s.gate.Unlock()
-		s.workers.Wait()
-		t.Stop()
-		s.cancel()
-		s.links.close()
-	})
-	return nil
+	}
+	// When ctx ends, the handlers' context is cancelled: a reader blocked
+	// on a full queue (holding the gate) waits for them.
+	stopCancel := context.AfterFunc(ctx, s.cancel)
+	defer stopCancel()
+	s.gate.Lock()
+	s.stopping = true
+	close(s.jobs)
+	s.gate.Unlock()
+	workersDone := make(chan struct{})
+	go func() { s.workers.Wait(); close(workersDone) }()
+	var err error
+	select {
+	case <-workersDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.log.Warn("shutdown: handlers still running, their context cancelled", "err", err)
+		select {
+		case <-workersDone:
+		case <-time.After(time.Second):
+			s.log.Warn("shutdown: handlers ignore their context; going on without them")
+		}
+	}
+	if s.reg != nil {
+		s.reg.Close()
+	}
+	if s.rreg != nil {
+		s.rreg.Close()
+	}
+	s.watchCancel()
+	s.disc.wg.Wait()
+	s.sub.Close()
+	s.cancel()
+	s.links.close()
+	return err
+}
+
+// waitQuiet waits until no message was taken for drainQuiet, at most
+// drainMax or until ctx ends.
+func (s *Server) waitQuiet(ctx context.Context) {
+	t := time.NewTicker(drainQuiet / 5)
+	defer t.Stop()
+	deadline := time.Now().Add(drainMax)
+	for {
+		now := time.Now()
+		if now.Sub(time.Unix(0, s.lastTaken.Load())) >= drainQuiet || now.After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // setProxies keeps a link to every backend and the SUB on the node's
@@ -343,7 +463,7 @@ func (s *Server) recv(l *link, b *transport.Batch) {
 	defer b.Release()
 	for _, m := range b.Msgs {
 		in, err := parseDirect(m)
-		if err != nil || in.typ == transport.TypeReply || in.typ == transport.TypeAck {
+		if err != nil || in.typ == transport.TypeReply || in.typ == transport.TypeAck || in.typ == transport.TypeNack {
 			s.stats.Malformed.Add(1)
 			s.log.Debug("message dropped", "err", err, "type", in.typ)
 			continue
@@ -379,27 +499,53 @@ func (s *Server) ours(in inbound) bool {
 }
 
 // take acks a CALL or CAST, and queues what is new for a worker. A
-// duplicate is acked again and, for a handled CALL, answered again.
+// duplicate is acked again and, for a handled CALL, answered again. An
+// id is remembered with its sender; a message without an id is dropped.
 func (s *Server) take(in inbound, via *link) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.stopping {
 		return
 	}
+	if in.msgID == "" {
+		s.stats.Malformed.Add(1)
+		s.log.Debug("message dropped: no message id", "type", in.typ, "from", in.peer)
+		return
+	}
 	s.stats.Received.Add(1)
+	s.lastTaken.Store(time.Now().UnixNano())
 	direct := in.typ == transport.TypeCall || in.typ == transport.TypeCast
-	if direct && !s.cfg.DisableAcks {
+	if direct && (s.cfg.Acks || idFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
 	}
-	fresh, prev := s.seen.first(in.msgID, time.Now())
+	fresh, prev := s.seen.first(in.peer, in.msgID, time.Now())
 	if !fresh {
 		s.stats.Duplicates.Add(1)
 		if in.typ == transport.TypeCall && prev.done {
-			s.answer(via, transport.TypeReply, in, prev.reply)
+			reply := prev.reply
+			if reply == nil { // dropped for want of MaxReplyBytes: say so, never run it again
+				reply, _ = encodeReply(nil, remoteFailure(&RemoteError{Class: "ReplyDropped", Module: "zmq_proxy",
+					Message: "the call was handled; its reply is no longer kept (ServerConfig.MaxReplyBytes)"}))
+			}
+			s.answer(via, transport.TypeReply, in, reply)
 		}
 		return
 	}
+	s.noteEvicted()
 	s.jobs <- job{in: in, via: via}
+}
+
+// noteEvicted logs, at most once a minute, that ids were forgotten before
+// their TTL: the promise "handled once" no longer covers resends that
+// late, and MaxSeen should grow.
+func (s *Server) noteEvicted() {
+	ev, _ := s.seen.counts()
+	if ev == 0 || ev == s.evictedLogged.Load() || !s.evictWarn.Allow(time.Now()) {
+		return
+	}
+	s.evictedLogged.Store(ev)
+	s.log.Warn("message ids forgotten before their TTL: raise MaxSeen", "evicted_total", ev, "max_seen", s.cfg.MaxSeen,
+		"message_ttl", s.cfg.MessageTTL)
 }
 
 // answer sends an ACK or REPLY back to the sender, through the proxy the
@@ -515,6 +661,6 @@ func (s *Server) reply(j job, result any, failure *RemoteError) {
 	if err != nil {
 		payload, _ = encodeReply(nil, remoteFailure(fmt.Errorf("result is not JSON: %w", err)))
 	}
-	s.seen.done(j.in.msgID, payload)
+	s.seen.done(j.in.peer, j.in.msgID, payload, time.Now())
 	s.answer(j.via, transport.TypeReply, j.in, payload)
 }

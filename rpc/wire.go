@@ -74,8 +74,10 @@ func parsePublished(m transport.Msg) (inbound, error) {
 	return in, nil
 }
 
+// parseType reads a type frame: 1 to 6, and 7, the NACK a proxy sends a
+// client that asked for it.
 func parseType(b []byte) (transport.MsgType, bool) {
-	if len(b) != 1 || b[0] < '1' || b[0] > '6' {
+	if len(b) != 1 || b[0] < '1' || b[0] > '7' {
 		return 0, false
 	}
 	return transport.MsgType(b[0] - '0'), true

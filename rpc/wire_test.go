@@ -103,7 +103,7 @@ func TestParseRefusesMalformed(t *testing.T) {
 	}
 	for _, m := range []transport.Msg{
 		fr(), fr("", "1.0", "id", "5"), fr("x", "1.0", "id", "5", "m"), fr("", "2.0", "id", "5", "m"),
-		fr("", "1.0", "id", "7", "m"), fr("", "1.0", "id", "55", "m"),
+		fr("", "1.0", "id", "8", "m"), fr("", "1.0", "id", "55", "m"),
 	} {
 		if _, err := parseDirect(m); !errors.Is(err, ErrMalformed) {
 			t.Errorf("parseDirect(%q): got %v, want ErrMalformed", m, err)
@@ -139,31 +139,106 @@ func FuzzDecodePayloads(f *testing.F) {
 	})
 }
 
-// seen forgets ids after their TTL, and the oldest beyond its bound.
+// seen forgets ids after their TTL, and the oldest beyond its bound,
+// counting those it forgot before their TTL.
 func TestSeen(t *testing.T) {
 	now := time.Unix(1000, 0)
-	s := newSeen(time.Minute, 3)
-	if fresh, _ := s.first("a", now); !fresh {
+	s := newSeen(time.Minute, 3, 1<<20)
+	if fresh, _ := s.first("c", "a", now); !fresh {
 		t.Fatal("a: not fresh the first time")
 	}
-	s.done("a", []byte("reply"))
-	if fresh, e := s.first("a", now.Add(time.Second)); fresh || !e.done || string(e.reply) != "reply" {
+	s.done("c", "a", []byte("reply"), now)
+	if fresh, e := s.first("c", "a", now.Add(time.Second)); fresh || !e.done || string(e.reply) != "reply" {
 		t.Fatalf("a again: got fresh=%v %+v, want the cached reply", fresh, e)
 	}
-	s.first("b", now)
-	s.first("c", now)
-	s.first("d", now) // the fourth: a, the oldest, goes
+	s.first("c", "b", now)
+	s.first("c", "c", now)
+	s.first("c", "d", now) // a, the oldest, goes
 	if got := s.len(); got != 3 {
 		t.Fatalf("len: got %d, want 3", got)
 	}
-	if fresh, _ := s.first("a", now.Add(2*time.Second)); !fresh {
+	if fresh, _ := s.first("c", "a", now.Add(2*time.Second)); !fresh {
 		t.Fatal("a beyond the bound: still remembered")
 	}
-	if fresh, _ := s.first("zz", now.Add(2*time.Minute)); !fresh {
+	if ev, _ := s.counts(); ev != 2 { // a, then b for a's return
+		t.Fatalf("evicted: got %d, want 2", ev)
+	}
+	if fresh, _ := s.first("c", "zz", now.Add(2*time.Minute)); !fresh {
 		t.Fatal("zz: not fresh")
 	}
 	if got := s.len(); got != 1 {
 		t.Fatalf("after the TTL: %d ids remembered, want 1", got)
+	}
+	if ev, _ := s.counts(); ev != 2 { // expiry is not eviction
+		t.Fatalf("evicted after expiry: got %d, want 2", ev)
+	}
+}
+
+// An id is another message from another sender: a client cannot get
+// another's reply by reusing its id.
+func TestSeenBySender(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, id := range []string{uuid.NewString(), "not-a-uuid"} {
+		s := newSeen(time.Minute, 10, 1<<20)
+		s.first("host/alice", id, now)
+		s.done("host/alice", id, []byte("alice's"), now)
+		if fresh, _ := s.first("host/mallory", id, now); !fresh {
+			t.Fatalf("%s: another sender's id taken as a duplicate", id)
+		}
+		if fresh, e := s.first("host/alice", id, now); fresh || string(e.reply) != "alice's" {
+			t.Fatalf("%s: the sender's own resend: fresh=%v %+v", id, fresh, e)
+		}
+	}
+}
+
+// A CALL's id is remembered for the TTL from its reply, not from its
+// receipt: a handler that ran long does not shorten the time its client
+// may send the call again.
+func TestSeenRenewedOnReply(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Minute, 10, 1<<20)
+	s.first("c", "slow", now)
+	s.first("c", "other", now)
+	s.done("c", "slow", []byte("r"), now.Add(50*time.Second)) // the handler took 50 s
+	at := now.Add(90 * time.Second)                           // 90 s after receipt, 40 s after the reply
+	if fresh, e := s.first("c", "slow", at); fresh || string(e.reply) != "r" {
+		t.Fatalf("resent 40 s after its reply: fresh=%v %+v, want remembered with its reply", fresh, e)
+	}
+	if fresh, _ := s.first("c", "other", at); !fresh {
+		t.Fatal("an id not renewed outlived its TTL")
+	}
+	if got := s.len(); got != 2 {
+		t.Fatalf("len: got %d, want 2 (slow, other again)", got)
+	}
+}
+
+// Cached replies are bounded in bytes: the oldest go first, their ids
+// stay remembered (the handler must not run again), and a reply larger
+// than the whole bound is not kept.
+func TestSeenReplyBytes(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Minute, 100, 10)
+	for _, id := range []string{"a", "b", "c"} {
+		s.first("c", id, now)
+		s.done("c", id, []byte("1234"), now)
+	}
+	if s.replyBytes > 10 {
+		t.Fatalf("reply bytes %d over the bound 10", s.replyBytes)
+	}
+	fresh, e := s.first("c", "a", now)
+	if fresh || !e.done || e.reply != nil {
+		t.Fatalf("a, whose reply was dropped: fresh=%v %+v, want done without a reply", fresh, e)
+	}
+	if _, e := s.first("c", "c", now); string(e.reply) != "1234" {
+		t.Fatalf("c, the newest: %+v, want its reply", e)
+	}
+	s.first("c", "big", now)
+	s.done("c", "big", make([]byte, 11), now)
+	if _, e := s.first("c", "big", now); !e.done || e.reply != nil {
+		t.Fatalf("a reply over the bound: %+v, want done, not kept", e)
+	}
+	if _, dropped := s.counts(); dropped != 2 {
+		t.Fatalf("dropped: got %d, want 2 (a, big)", dropped)
 	}
 }
 
@@ -240,47 +315,39 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 // id in upper case is another id, as its string is.
 func TestSeenUUIDAndOtherIDs(t *testing.T) {
 	now := time.Unix(1000, 0)
-	s := newSeen(time.Minute, 4)
+	s := newSeen(time.Minute, 4, 1<<20)
 	u := "0b8f7c3e-5d2a-4c1b-9e7f-3a6d2c1b0e9f"
-	ids := []string{u, "", "not-a-uuid", strings.ToUpper(u)}
+	ids := []string{u, "x", "not-a-uuid", strings.ToUpper(u)}
 	for _, id := range ids {
-		if fresh, _ := s.first(id, now); !fresh {
+		if fresh, _ := s.first("c", id, now); !fresh {
 			t.Fatalf("%q: not fresh the first time", id)
 		}
 	}
-	s.done(u, []byte("r1"))
-	s.done("", []byte("r2"))
-	for i, id := range ids {
-		fresh, e := s.first(id, now.Add(time.Second))
-		want := map[int]string{0: "r1", 1: "r2"}[i]
-		if fresh || string(e.reply) != want || e.done != (want != "") {
-			t.Fatalf("%q again: fresh=%v %+v, want remembered with reply %q", id, fresh, e, want)
+	for _, id := range ids {
+		if fresh, _ := s.first("c", id, now.Add(time.Second)); fresh {
+			t.Fatalf("%q again: fresh, want remembered", id)
 		}
 	}
 	// A fifth id: u, the oldest, goes; the others stay.
-	s.first("another", now.Add(2*time.Second))
+	s.first("c", "another", now.Add(2*time.Second))
 	if got := s.len(); got != 4 {
 		t.Fatalf("len: got %d, want 4", got)
 	}
-	if fresh, _ := s.first(u, now.Add(3*time.Second)); !fresh {
+	if fresh, _ := s.first("c", u, now.Add(3*time.Second)); !fresh {
 		t.Fatal("u beyond the bound: still remembered")
 	}
-	// Now "" is the oldest and went for u; the rest expire together.
-	if fresh, _ := s.first("", now.Add(3*time.Second)); !fresh {
-		t.Fatal(`"" beyond the bound: still remembered`)
-	}
-	if fresh, _ := s.first("late", now.Add(2*time.Minute)); !fresh || s.len() != 1 {
+	if fresh, _ := s.first("c", "late", now.Add(2*time.Minute)); !fresh || s.len() != 1 {
 		t.Fatalf("after the TTL: %d ids remembered, want 1 (late)", s.len())
 	}
 }
 
-// parseID takes exactly the ids uuid.UUID.String writes, to the same 16
+// parseUUID takes exactly the ids uuid.UUID.String writes, to the same 16
 // bytes.
 func TestParseID(t *testing.T) {
 	for range 1000 {
 		u := uuid.New()
-		if k, ok := parseID(u.String()); !ok || k != idKey(u) {
-			t.Fatalf("parseID(%s): got %x, %v", u, k, ok)
+		if k, ok := parseUUID(u.String()); !ok || k != [16]byte(u) {
+			t.Fatalf("parseUUID(%s): got %x, %v", u, k, ok)
 		}
 	}
 	u := uuid.New().String()
@@ -289,8 +356,8 @@ func TestParseID(t *testing.T) {
 		if bad == u {
 			continue
 		}
-		if k, ok := parseID(bad); ok {
-			t.Errorf("parseID(%q): got %x, want not a UUID", bad, k)
+		if k, ok := parseUUID(bad); ok {
+			t.Errorf("parseUUID(%q): got %x, want not a UUID", bad, k)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +74,16 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		}
 	}()
 	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
+	if s.opts.Heartbeat > 0 {
+		hbDone := make(chan struct{})
+		defer func() { <-hbDone }()
+		mr.alive = new(atomic.Int64)
+		mr.alive.Store(time.Now().UnixNano())
+		go func() {
+			defer close(hbDone)
+			s.heartbeat(p, conn, mr.alive)
+		}()
+	}
 	err = mr.run(p.id, func(b *Batch) {
 		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
 		s.role.recv(p, b)
@@ -121,6 +132,31 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	return true
 }
 
+// heartbeat pings the peer every Options.Heartbeat and closes the
+// connection when nothing has been read from it for HeartbeatTimeout
+// (alive is the time of the last read, in unix nanoseconds). It returns
+// when the peer is shut down.
+func (s *socket) heartbeat(p *peer, conn net.Conn, alive *atomic.Int64) {
+	t := time.NewTicker(s.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-t.C:
+			if silent := now.Sub(time.Unix(0, alive.Load())); silent > s.opts.HeartbeatTimeout {
+				n := s.opts.Stats.HeartbeatTimeouts.Add(1)
+				s.log.Debug("peer silent past the heartbeat timeout: connection closed", "remote", conn.RemoteAddr().String(),
+					"identity", printable(p.id), "silent", silent, "heartbeat_timeouts_total", n)
+				p.shutdown()
+				conn.Close()
+				return
+			}
+			p.sendPing()
+		}
+	}
+}
+
 // maxBatchesInFlight bounds the batches of one connection that are handed
 // on and not yet released. A reader that reaches it stops reading until a
 // batch is released, so a peer that sends faster than the proxy forwards
@@ -140,6 +176,7 @@ type msgReader struct {
 	ends   []int         // frame index where each message of the batch ends
 	slots  chan struct{} // one token per batch in flight
 	done   <-chan struct{}
+	alive  *atomic.Int64 // with heartbeats: when the last read brought bytes
 }
 
 // newMsgReader reads conn; it stops waiting for a free in-flight slot when
@@ -251,6 +288,9 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 		}
 		n, err := mr.conn.Read((*mr.buf)[mr.w:])
 		mr.w += n
+		if n > 0 && mr.alive != nil {
+			mr.alive.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			return err
 		}
@@ -284,6 +324,7 @@ type peer struct {
 	hwm      int             // bound on queued
 	hwmBytes int             // bound on len(buf), but for one message into an empty buf
 	pong     bool            // a PONG is in buf
+	ping     bool            // a PING is in buf (heartbeats)
 	writing  bool            // the writer, or a sender (writeNow), is writing to conn
 	raw      syscall.RawConn // for writeNow's non-blocking write; nil = always the writer
 	dead     bool
@@ -356,7 +397,7 @@ func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
 func (p *peer) writeNow() {
 	out := p.buf
 	p.buf, p.spare = p.spare[:0], nil
-	p.queued, p.pong = 0, false
+	p.queued, p.pong, p.ping = 0, false, false
 	p.writing = true
 	p.mu.Unlock()
 
@@ -404,6 +445,27 @@ func (p *peer) tryWrite(b []byte) (int, error) {
 		return 0, nil
 	}
 	return max(n, 0), werr
+}
+
+// pingBody is a PING's data: a TTL of 0 (the peer need not time us out)
+// and no context.
+var pingBody = []byte{0, 0}
+
+// sendPing queues a PING (heartbeats), unless one is queued already. It
+// does not count toward the bounds: at most one waits.
+func (p *peer) sendPing() {
+	p.mu.Lock()
+	if p.dead || p.ping {
+		p.mu.Unlock()
+		return
+	}
+	wasEmpty := len(p.buf) == 0
+	p.buf = appendCommand(p.buf, "PING", pingBody)
+	p.ping = true
+	p.mu.Unlock()
+	if wasEmpty {
+		p.signal()
+	}
 }
 
 // sendPong queues a PONG with the given context (at most 16 bytes), unless
@@ -458,7 +520,7 @@ func (p *peer) writeLoop() error {
 		}
 		out := p.buf
 		p.buf, p.spare = p.spare[:0], nil
-		p.queued, p.pong = 0, false
+		p.queued, p.pong, p.ping = 0, false, false
 		p.writing = true
 		p.mu.Unlock()
 		_, err := p.conn.Write(out)

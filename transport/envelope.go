@@ -13,6 +13,11 @@ const (
 	TypeNotify     MsgType = 4
 	TypeReply      MsgType = 5
 	TypeAck        MsgType = 6
+	// TypeNack is this proxy's own: sent back to a sender that asked for
+	// it, for a direct message whose routing key is not connected here
+	// (docs/protocol.md). Proxies never route it; a peer that sends one
+	// sends a malformed message.
+	TypeNack MsgType = 7
 )
 
 // IsFanout: fanout types go out on the PUB, the others to a ROUTER peer.
@@ -32,6 +37,8 @@ func (t MsgType) String() string {
 		return "REPLY"
 	case TypeAck:
 		return "ACK"
+	case TypeNack:
+		return "NACK"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -39,8 +46,12 @@ func (t MsgType) String() string {
 // Version10 is the message version this proxy speaks.
 const Version10 = "1.0"
 
-// ackType is the type frame of the ACKs the proxy sends.
-var ackType = []byte("6")
+// ackType and nackType are the type frames of the ACKs and NACKs the
+// proxy sends.
+var (
+	ackType  = []byte("6")
+	nackType = []byte("7")
+)
 
 // Envelope is a v1.0 message as a proxy ROUTER receives it: the sender's
 // identity, then ["", version, type, routing_key, message_id, payload...].
@@ -124,5 +135,34 @@ func (e *Envelope) FanoutHead(head *[5][]byte) [][]byte {
 // fanout message: ["", version, proxy_identity, "6", message_id].
 func (e *Envelope) AckHead(head *[5][]byte, proxyID []byte) [][]byte {
 	*head = [5][]byte{nil, e.Version, proxyID, ackType, e.MessageID}
+	return head[:]
+}
+
+// WantsNack reports whether the sender asked to be told when this message
+// cannot be delivered: its message id is a version 8 UUID whose flags
+// (the hex digit after the version) have bit 1 set (docs/protocol.md,
+// "Asking for ACKs and NACKs"). oslo.messaging's ids are version 4 UUIDs.
+func (e *Envelope) WantsNack() bool {
+	id := e.MessageID
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[14] != '8' || id[18] != '-' || id[23] != '-' {
+		return false
+	}
+	var v byte
+	switch c := id[15]; {
+	case c >= '0' && c <= '9':
+		v = c - '0'
+	case c >= 'a' && c <= 'f':
+		v = c - 'a' + 10
+	default:
+		return false
+	}
+	return v&2 != 0
+}
+
+// NackHead fills head with the NACK the proxy sends back to ReplyID for a
+// direct message it could not deliver: ["", version, routing_key, "7",
+// message_id], the routing key where an ACK has the acknowledging peer.
+func (e *Envelope) NackHead(head *[5][]byte) [][]byte {
+	*head = [5][]byte{nil, e.Version, e.RoutingKey, nackType, e.MessageID}
 	return head[:]
 }

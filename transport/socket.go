@@ -59,6 +59,15 @@ type Options struct {
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 
+	// Heartbeat, if set, makes each connection send a ZMTP PING (RFC 37)
+	// every Heartbeat, and close the connection when nothing at all (a
+	// PONG, a message) has come from the peer for HeartbeatTimeout
+	// (default 4 × Heartbeat), as libzmq's ZMQ_HEARTBEAT_IVL and
+	// ZMQ_HEARTBEAT_TIMEOUT do: a peer that hangs (SIGSTOP, a frozen host)
+	// keeps its TCP connection open, and only silence tells. The connecting
+	// side then redials as after any lost connection.
+	Heartbeat, HeartbeatTimeout time.Duration
+
 	// Linger is how long Close waits for what is queued to connected
 	// peers to be written, as libzmq's ZMQ_LINGER; 0 drops it at once.
 	// A sender that queues and closes (a command that casts and exits)
@@ -97,6 +106,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = max(defaultReconnectMax, o.ReconnectMin)
+	}
+	if o.Heartbeat > 0 && o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = 4 * o.Heartbeat
 	}
 	if o.Stats == nil {
 		o.Stats = new(Stats)

@@ -25,6 +25,12 @@ type Stats struct {
 	ProtocolErrors  atomic.Uint64 // connections closed for a ZMTP violation (for example a PING context over 16 bytes)
 	RefusedTopics   atomic.Uint64 // PUB: subscriptions ignored for the per-subscriber limits
 	RefusedMaxConns atomic.Uint64 // connections closed on accept: the connection limit was reached
+	// HeartbeatTimeouts: connections closed because the peer was silent
+	// past Options.HeartbeatTimeout (it hung).
+	HeartbeatTimeouts atomic.Uint64
+	// Nacked: direct messages to an identity not connected here whose
+	// sender asked to be told, and was (a NACK; docs/protocol.md).
+	Nacked atomic.Uint64
 	// With Options.Security:
 	AuthRefused   atomic.Uint64 // handshakes refused for their credentials (also in BadHandshake)
 	DecryptFailed atomic.Uint64 // connections closed for a message that failed to decrypt

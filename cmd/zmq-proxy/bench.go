@@ -233,7 +233,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
 				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
 				// As oslo.messaging's servers: ACKs only with rpc_use_acks.
-				DisableAcks: !c.Acks,
+				Acks: c.Acks,
 				Handlers: map[string]rpc.Handler{
 					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
 						tallyNow.Load().add(i, m)

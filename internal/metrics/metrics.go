@@ -32,6 +32,8 @@ var (
 		"PLAIN or CURVE handshakes refused for their credentials (also in handshakes_failed).", []string{"socket"}, nil)
 	descDecryptFailed = prometheus.NewDesc("zmqproxy_decrypt_failed_total",
 		"CURVE connections closed for a message that failed to decrypt.", []string{"socket"}, nil)
+	descNacked = prometheus.NewDesc("zmqproxy_nacked_total",
+		"NACKs sent: direct messages to an identity not connected, whose sender asked to be told.", []string{"socket"}, nil)
 )
 
 // Socket names a socket's counters.
@@ -51,7 +53,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed, descNacked} {
 		ch <- d
 	}
 }
@@ -76,6 +78,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRefusedTopics, st.RefusedTopics.Load(), s.Name)
 		counter(descAuthRefused, st.AuthRefused.Load(), s.Name)
 		counter(descDecryptFailed, st.DecryptFailed.Load(), s.Name)
+		counter(descNacked, st.Nacked.Load(), s.Name)
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(st.Peers.Load()), s.Name)
 	}
 }
