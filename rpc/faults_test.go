@@ -748,3 +748,60 @@ func TestFailedResendIsAnAttempt(t *testing.T) {
 		t.Fatalf("s2: %d ids in %d runs, want 1 in 1", ids, runs)
 	}
 }
+
+// A server that deregisters after acknowledging a CALL (a clean stop, its
+// reply on the way) gets an ACK timeout for the reply before the call is
+// sent elsewhere: a reply that comes after the deregistration ends the
+// call, and the other server never sees it.
+func TestAckedCallWaitsForReplyAfterDeregistration(t *testing.T) {
+	sys := newSystem(t, 1)
+	const fake = "node0/demo/fake/0b7e3a52-5555-4666-8777-988899990000"
+	var d *transport.Dealer
+	calls := make(chan inbound, 1)
+	d = transport.NewDealer(transport.Options{Identity: []byte(fake), Logger: quiet(),
+		OnBatch: func(b *transport.Batch) {
+			defer b.Release()
+			for _, m := range b.Msgs {
+				in, err := parseDirect(m)
+				if err == nil && in.typ == transport.TypeCall {
+					d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
+					calls <- in
+				}
+			}
+		}})
+	defer d.Close()
+	if err := d.Connect(sys.proxies[0].Addrs().Backend); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() != 1 {
+			return errors.New("fake server not connected")
+		}
+		return nil
+	})
+	reg := sys.ghost(t, fake, 0, "demo")
+	cnt := newCounter()
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: 2 * time.Second})
+	waitTargets(t, c, "demo", 1)
+	done := make(chan error, 1)
+	go func() {
+		got, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil)
+		if err == nil && string(got) != `"late"` {
+			err = fmt.Errorf("reply %s, want the first server's", got)
+		}
+		done <- err
+	}()
+	in := <-calls
+	sys.echoServer("demo", "s2", cnt, nil) // another server to resend to, if the client did
+	waitTargets(t, c, "demo", 2)
+	reg.Close()
+	waitTargets(t, c, "demo", 1) // the client has seen it go
+	reply, _ := encodeReply("late", nil)
+	d.Send([][]byte{nil, version10, typeFrame[transport.TypeReply], []byte(in.peer), []byte(in.msgID)}, [][]byte{reply})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := cnt.total(); ids != 0 || c.Stats().Resent.Load() != 0 {
+		t.Fatalf("the call was resent (%d) and reached the other server (%d ids)", c.Stats().Resent.Load(), ids)
+	}
+}
