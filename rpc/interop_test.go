@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
@@ -131,6 +132,45 @@ func TestGoClientLibzmqServer(t *testing.T) {
 	last := msgs[len(msgs)-1]
 	if want := []string{"", "1.0", c.Identity(), "2", last[4], `[{}, {"method": "echo", "args": {"n": 1}}]`}; !reflect.DeepEqual(last, want) {
 		t.Fatalf("cast at the libzmq server:\n got %q\nwant %q", last, want)
+	}
+}
+
+// A default Go client (no acks) calls and casts to a libzmq server with
+// oslo.messaging's defaults (no rpc_use_acks: it never ACKs): the call
+// gets its reply, the cast goes out once, nothing waits for an ACK.
+func TestGoClientLibzmqServerNoAcks(t *testing.T) {
+	needPython(t)
+	sys := newSystem(t, 1)
+	identity := "node1/demo/py/2f0e4c1a-1111-4222-8333-944455556667"
+	py := startPy(t, "server", identity, sys.proxies[0].Addrs().Backend, "2", "0")
+	py.next(t) // ready
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+		registry.Target{Target: "demo", Identity: identity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "demo", 1)
+	waitLinks(t, c.links, 1)
+	var got json.RawMessage
+	testutil.CheckFor(t, wait, func() error { // the libzmq DEALER may connect after the first try
+		var err error
+		got, err = c.Call(ctxFor(t, 2*time.Second), Target{Topic: "demo"}, "echo", map[string]any{"value": "hi"})
+		return err
+	})
+	if want := `{"server":"libzmq","value":"hi"}`; compact(t, got) != want {
+		t.Fatalf("reply: got %s, want %s", got, want)
+	}
+	if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "echo", map[string]any{"n": 1}); err != nil {
+		t.Fatalf("Cast: %v", err)
+	}
+	msgs := received(t, py.next(t))
+	if len(msgs) != 2 || msgs[1][3] != "2" {
+		t.Fatalf("libzmq server got %q, want the call and the cast", msgs)
+	}
+	if c.Stats().Retries.Load() != 0 || c.Stats().Late.Load() != 0 {
+		t.Fatalf("retries %d, late %d: want none", c.Stats().Retries.Load(), c.Stats().Late.Load())
 	}
 }
 

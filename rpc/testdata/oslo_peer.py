@@ -1,6 +1,8 @@
 """A libzmq peer speaking oslo.messaging's ZeroMQ frames, for interop tests.
 
-  oslo_peer.py server IDENTITY BACKEND N   answer N messages, then print what came
+  oslo_peer.py server IDENTITY BACKEND N [ACKS]   answer N messages, then print
+      what came; ACKS 0 is oslo.messaging's default (rpc_use_acks off: no ACK),
+      1 (the default here) ACKs every CALL and CAST
   oslo_peer.py client IDENTITY FRONTEND DEST MSG_ID METHOD ARGS_JSON REPEAT
       send one CALL REPEAT times with the same message id; print every frame
       received until REPEAT replies came. DEST redis://HOST:PORT/KEY reads
@@ -20,7 +22,7 @@ def frames(msg):
     return [f.decode("latin-1") for f in msg]
 
 
-def server(identity, backend, n):
+def server(identity, backend, n, acks=True):
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.IDENTITY, identity.encode())
@@ -36,7 +38,8 @@ def server(identity, backend, n):
         _, version, reply_id, typ, msg_id = msg[:5]
         if typ not in (b"1", b"2"):
             continue
-        s.send_multipart([b"", b"1.0", b"6", reply_id, msg_id])
+        if acks:
+            s.send_multipart([b"", b"1.0", b"6", reply_id, msg_id])
         if typ == b"1":
             ctxt, body = json.loads(msg[5])
             if body["method"] == "fail":
@@ -93,6 +96,6 @@ def client(identity, frontend, dest, msg_id, method, args, repeat):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        server(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        server(sys.argv[2], sys.argv[3], int(sys.argv[4]), len(sys.argv) < 6 or sys.argv[5] != "0")
     else:
         client(*sys.argv[2:8], int(sys.argv[8]))
