@@ -75,8 +75,13 @@ type ClientConfig struct {
 	// Security is the client side of the proxies' PLAIN or CURVE
 	// (security.CurveClient, security.PlainClient); nil = none.
 	Security security.Mechanism
-	// Logger; nil = slog.Default().
+	// Logger gets the library's log lines (registrations, outages, lost
+	// proxies); nil = none.
 	Logger *slog.Logger
+	// StartTimeout bounds NewClient (NewServer) when its context has no
+	// deadline: the registry must be listed (and the server registered)
+	// within it; default DefaultStartTimeout.
+	StartTimeout time.Duration
 }
 
 func (c *ClientConfig) setDefaults() error {
@@ -127,9 +132,39 @@ func commonDefaults(what string, etcd *clientv3.Client, redis *redismm.Matchmake
 		*host = h
 	}
 	if *log == nil {
-		*log = slog.Default()
+		*log = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// DefaultStartTimeout bounds NewClient and NewServer when their context
+// has no deadline.
+const DefaultStartTimeout = 10 * time.Second
+
+// startContext bounds a start whose ctx has no deadline.
+func startContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	if d <= 0 {
+		d = DefaultStartTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// registryName names the registry in errors: etcd's endpoints, or Redis's
+// address.
+func registryName(etcd *clientv3.Client, redis *redismm.Matchmaker) string {
+	if redis != nil {
+		return "redis at " + redis.Addr()
+	}
+	return "etcd at " + strings.Join(etcd.Endpoints(), ",")
+}
+
+// notListed is NewClient's and NewServer's error when the registry did not
+// answer in time.
+func notListed(etcd *clientv3.Client, redis *redismm.Matchmaker, err error) error {
+	return fmt.Errorf("rpc: %s did not answer (registry not listed): %w; is it running and reachable?", registryName(etcd, redis), err)
 }
 
 // Target names who handles a message: every server of Topic (one of them
@@ -232,8 +267,10 @@ func init() {
 	uuid.EnableRandPool()
 }
 
-// NewClient starts a client. It returns once the registry has been listed
-// (or ctx ends): proxies and servers registered before are known then.
+// NewClient starts a client. It returns once the registry has been listed:
+// proxies and servers registered before are known then. It fails, naming
+// the registry, when ctx ends first, or after StartTimeout when ctx has no
+// deadline.
 func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -255,9 +292,11 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	} else {
 		c.disc.start(wctx, cfg.Etcd, cfg.Prefix, true)
 	}
-	if err := c.disc.waitSynced(ctx); err != nil {
+	sctx, cancel := startContext(ctx, cfg.StartTimeout)
+	defer cancel()
+	if err := c.disc.waitSynced(sctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("rpc: registry not listed: %w", err)
+		return nil, notListed(cfg.Etcd, cfg.Redis, err)
 	}
 	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -803,5 +804,72 @@ func TestAckedCallWaitsForReplyAfterDeregistration(t *testing.T) {
 	}
 	if ids, _ := cnt.total(); ids != 0 || c.Stats().Resent.Load() != 0 {
 		t.Fatalf("the call was resent (%d) and reached the other server (%d ids)", c.Stats().Resent.Load(), ids)
+	}
+}
+
+// With the registry down and a context without deadline, NewClient and
+// NewServer fail within StartTimeout, naming the registry.
+func TestStartBoundedNamesRegistry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a port with nothing behind: closed below
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	cli, err := registry.NewClient(registry.ClientConfig{Endpoints: []string{dead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	start := time.Now()
+	_, err = NewClient(context.Background(), ClientConfig{Etcd: cli, Host: "node0", StartTimeout: 300 * time.Millisecond})
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), dead) || took > 10*time.Second {
+		t.Fatalf("NewClient with etcd down: %v after %v; want an error naming %s within the bound", err, took, dead)
+	}
+	_, err = NewServer(context.Background(), ServerConfig{Etcd: cli, Host: "node0", Topic: "t", StartTimeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("NewServer with etcd down: %v; want an error naming %s", err, dead)
+	}
+}
+
+// A server whose Host is its pod's name finds its node's local publisher
+// by Node (the node name), subscribes there, and says so in its log.
+func TestServerNodeFindsLocalPublisher(t *testing.T) {
+	sys := newSystem(t, 1)
+	local := sys.addProxy(actors.KindLocalPublisher, "node7")
+	var logs testutil.SyncBuffer
+	srv := sys.server(ServerConfig{Host: "pod-abc", Node: "node7", Topic: "demo",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Handlers: map[string]Handler{}})
+	testutil.CheckFor(t, wait, func() error {
+		if eps := srv.sub.Endpoints(); len(eps) != 1 || eps[0] != local.Addrs().Publisher {
+			return fmt.Errorf("SUB endpoints %v, want the node's local publisher %s", eps, local.Addrs().Publisher)
+		}
+		if !strings.Contains(logs.String(), "subscribed on the node's local publisher") ||
+			!strings.Contains(logs.String(), local.Addrs().Publisher) {
+			return fmt.Errorf("log %q does not say which publisher", logs.String())
+		}
+		return nil
+	})
+}
+
+// With no Logger the library writes nothing, not even to slog's default.
+func TestNilLoggerQuiet(t *testing.T) {
+	sys := newSystem(t, 1)
+	var logs testutil.SyncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(old)
+	srv, err := NewServer(ctxFor(t, wait), ServerConfig{Etcd: sys.cli, Host: "node0", Topic: "demo", Handlers: map[string]Handler{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(ctxFor(t, wait), ClientConfig{Etcd: sys.cli, Host: "node0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	srv.Close()
+	if logs.String() != "" {
+		t.Fatalf("with no Logger, the library logged to slog's default:\n%s", logs.String())
 	}
 }

@@ -1,10 +1,12 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +32,7 @@ const (
 
 // Message is what a handler gets.
 type Message struct {
-	Type transport.MsgType // CALL, CAST, CAST_FANOUT or NOTIFY
+	Type MsgType // TypeCall, TypeCast, TypeCastFanout or TypeNotify
 	// Method of a CALL, CAST or CAST_FANOUT.
 	Method string
 	// MessageID as the sender made it.
@@ -113,13 +115,24 @@ type ServerConfig struct {
 	// backends and the publishers; SubSecurity, if set, replaces it for
 	// the publishers (a node's local publisher with keys of its own).
 	Security, SubSecurity security.Mechanism
-	// Logger; nil = slog.Default().
+	// Logger gets the library's log lines; nil = none.
 	Logger *slog.Logger
+	// StartTimeout bounds NewServer when its context has no deadline;
+	// default DefaultStartTimeout.
+	StartTimeout time.Duration
+	// Node is the name of the node whose local publisher proxy the server
+	// subscribes on (the proxy's --name; in Kubernetes the node name, from
+	// the downward API, while Host is the pod's name); default $NODE_NAME,
+	// else Host.
+	Node string
 }
 
 func (c *ServerConfig) setDefaults() error {
 	if err := commonDefaults("ServerConfig", c.Etcd, c.Redis, &c.RedisPoll, &c.Host, &c.Logger); err != nil {
 		return err
+	}
+	if c.Node == "" {
+		c.Node = cmp.Or(os.Getenv("NODE_NAME"), c.Host)
 	}
 	if c.TargetTTL <= 0 {
 		c.TargetTTL = registry.DefaultTTL
@@ -246,9 +259,11 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		s.disc.start(wctx, cfg.Etcd, cfg.Prefix, false)
 	}
 
+	ctx, cancel := startContext(ctx, cfg.StartTimeout)
+	defer cancel()
 	if err := s.disc.waitSynced(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("rpc: registry not listed: %w", err)
+		return nil, notListed(cfg.Etcd, cfg.Redis, err)
 	}
 	s.links.waitUp(ctx, s.disc.synced) // connected to a proxy, if any is registered
 	if cfg.Redis != nil {
@@ -431,7 +446,7 @@ func (s *Server) setProxies(recs map[string]registry.Record) {
 		case r.Publisher == "":
 		case r.Kind != registry.KindLocal:
 			want[r.Publisher] = true
-		case r.Host == s.cfg.Host:
+		case r.Host == s.cfg.Node:
 			local = r.Publisher
 		}
 	}
@@ -447,6 +462,12 @@ func (s *Server) setProxies(recs map[string]registry.Record) {
 				continue
 			}
 			s.subEP[ep] = true
+			if local != "" {
+				s.log.Info("subscribed on the node's local publisher", "topic", s.cfg.Topic, "node", s.cfg.Node, "publisher", ep)
+			} else {
+				s.log.Info("subscribed on a central publisher (no local publisher registered for this node)",
+					"topic", s.cfg.Topic, "node", s.cfg.Node, "publisher", ep)
+			}
 		}
 	}
 	for ep := range s.subEP {

@@ -204,7 +204,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		name = s.c.Name
 	}
 	out := &lineWriter{w: stdout}
-	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
+	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire, Acks: s.c.Acks,
 		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
 		Notify: func(context.Context, *rpc.Message) {}}
 	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
