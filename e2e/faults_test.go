@@ -621,7 +621,11 @@ func runFaultCell(t *testing.T, c faultCell) []faultRow {
 			if from.Before(at) {
 				from = at
 			}
-			if w := op.end.Sub(from); w > slowWait {
+			w := op.end.Sub(from)
+			if op.method == "sleep" && op.kind == "call" {
+				w -= sleepFor
+			}
+			if w > slowWait {
 				slowest, slowWait = op, w
 			}
 		}
