@@ -42,7 +42,8 @@ func TestEchoRecord(t *testing.T) {
 	} {
 		_, _ = h[m.Method](ctx, m)
 	}
-	rec.close()
+	// Read before the close: the lines are in the file as the handlers
+	// start, not when the process ends (a kill -9 has no close).
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +56,7 @@ func TestEchoRecord(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("record file:\n%s\nwant:\n%s", b, want)
 	}
+	rec.close()
 	if _, err := openRecorder(filepath.Join(t.TempDir(), "no", "such", "dir"), "s1", quietLog()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("openRecorder in a missing directory: got %v, want ErrNotExist", err)
 	}
