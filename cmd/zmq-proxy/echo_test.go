@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
@@ -154,4 +155,39 @@ func TestEchoRecordFlag(t *testing.T) {
 	if err != nil || c.Record != "/tmp/r.log" || !c.Acks {
 		t.Fatalf("resolve echo-server --record --acks: got %+v, %v", c, err)
 	}
+}
+
+// A run is recorded when it starts, not when it ends: a server killed in
+// the middle of a handler has the line of the run it did not finish.
+func TestEchoRecordBeforeRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "runs.log")
+	rec, err := openRecorder(path, "s1", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.close()
+	sleep := echoHandlers("s1", rec)["sleep"]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = sleep(ctx, &rpc.Message{Type: transport.TypeCall, Method: "sleep", MessageID: "m1", Args: []byte(`{"ms": 3600000, "seq": 9}`)})
+	}()
+	testutil.CheckFor(t, 10*time.Second, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if string(b) != "s1 CALL sleep m1 9\n" {
+			return fmt.Errorf("record %q while the handler runs, want its line", b)
+		}
+		return nil
+	})
+	select {
+	case <-done:
+		t.Fatal("the sleep of an hour ended before its context")
+	default:
+	}
+	cancel()
+	<-done
 }

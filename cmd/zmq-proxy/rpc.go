@@ -234,7 +234,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 	s.log.Info("echo server started", "topic", topic, "server", server, "identity", srv.Identity(), "acks", s.c.Acks, "record", s.c.Record)
 	<-ctx.Done()
 	srv.Close()
-	s.log.Info("echo server stopped", "handled", srv.Stats().Handled.Load(), "duplicates", srv.Stats().Duplicates.Load())
+	s.log.Info("echo server stopped", "handled", srv.Stats().Handled.Load(), "duplicates", srv.Stats().Duplicates.Load(), "acks", srv.Stats().Acks.Load())
 	return 0
 }
 
