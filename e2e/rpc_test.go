@@ -76,7 +76,7 @@ func startEcho(t *testing.T, e *testutil.EmbeddedEtcd, node, name string, more .
 // startEchoAt is startEcho on the registry of URL u.
 func startEchoAt(t *testing.T, u, node, name string, more ...string) *echoServer {
 	t.Helper()
-	args := append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s"}, more...)
+	args := append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s", "--acks"}, more...)
 	s := &echoServer{name: name, out: &msgLines{}, log: newLineBuffer()}
 	s.process = startProcess(t, exec.Command(binPath, args...), s.out, s.log)
 	t.Cleanup(func() {

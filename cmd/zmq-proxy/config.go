@@ -70,10 +70,11 @@ type command int
 const (
 	cmdProxy command = 1 << iota // zmq-proxy [options]: run a proxy
 	cmdList                      // zmq-proxy list [options]: print the registry
-	cmdRPC                       // call, cast, fanout, notify, echo-server: the rpc package for people
+	cmdRPC                       // call, cast, fanout, notify: the rpc package for people
 	cmdBench                     // bench: load through the running deployment
+	cmdEcho                      // echo-server: a server of the rpc package for people
 
-	cmdClients = cmdRPC | cmdBench
+	cmdClients = cmdRPC | cmdBench | cmdEcho
 	// cmdBoth is every command that reaches the registry (it was two).
 	cmdBoth = cmdProxy | cmdList | cmdClients
 )
@@ -143,6 +144,7 @@ type config struct {
 	Acks             bool
 	AckTimeout       time.Duration
 	Retries          int
+	Record           string // echo-server --record: the file every handler run is appended to; "" = none
 	BenchClients     int
 	BenchOutstanding int
 	BenchServers     int
@@ -538,7 +540,7 @@ var options = []option{
 	},
 	{
 		name: "rpc_use_acks", cmds: cmdClients, section: sectionZMQ, long: "acks", boolean: true, def: "false",
-		help: "acknowledged delivery: a CALL or CAST not ACKed in time is sent again through another proxy",
+		help: "acknowledged delivery: a CALL or CAST not ACKed in time is sent again through another proxy; echo-server ACKs each CALL and CAST on receipt only with it",
 		set:  func(c *config, v string) (err error) { c.Acks, err = parseBool(v); return err },
 	},
 	{
@@ -585,6 +587,11 @@ var options = []option{
 		name: "bench_duration", cmds: cmdBench, long: "duration", arg: "DURATION", def: "10s",
 		help: "how long to send (unless --count)",
 		set:  func(c *config, v string) (err error) { c.BenchDuration, err = parseTimeout(v); return err },
+	},
+	{
+		name: "echo_record", cmds: cmdEcho, long: "record", arg: "FILE",
+		help: "append one line per handler run to FILE: server name, type, method, msg_id and the \"seq\" argument (- if none); one write each, so a kill -9 loses no line written",
+		set:  func(c *config, v string) error { c.Record = v; return nil },
 	},
 	{
 		name: "bench_count", cmds: cmdBench, long: "count", arg: "N", def: "0",

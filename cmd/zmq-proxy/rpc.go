@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -187,10 +192,13 @@ func runSend(ctx context.Context, name string, args []string, stdout, stderr io.
 }
 
 // runEchoServer is "zmq-proxy echo-server TOPIC [SERVER]": it serves echo
-// (its args plus the server's name) and fail (a remote ValueError), and
-// prints every message it gets as one JSON line, until ctx ends.
+// (its args plus the server's name), sleep (echo, after args.ms) and fail
+// (a remote ValueError), prints every message it gets as one JSON line,
+// and with --record appends a line per handler run to a file, until ctx
+// ends. It ACKs CALLs and CASTs only with --acks, as oslo.messaging's
+// servers do only with rpc_use_acks.
 func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdRPC, "echo-server", args, stdout, stderr, [2]int{1, 2}, nil)
+	s, code := setupClient(ctx, cmdEcho, "echo-server", args, stdout, stderr, [2]int{1, 2}, nil)
 	if s == nil {
 		return code
 	}
@@ -203,9 +211,18 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if name == "" {
 		name = s.c.Name
 	}
+	var rec *recorder
+	if s.c.Record != "" {
+		var err error
+		if rec, err = openRecorder(s.c.Record, name, s.log); err != nil {
+			fmt.Fprintf(stderr, "%s echo-server: --record: %v\n", progName, err)
+			return 2
+		}
+		defer rec.close()
+	}
 	out := &lineWriter{w: stdout}
-	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire, Acks: s.c.Acks,
-		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
+	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
+		Logger: s.log, Handlers: echoHandlers(name, rec), Observe: out.message, Acks: s.c.Acks,
 		Notify: func(context.Context, *rpc.Message) {}}
 	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
 	srv, err := rpc.NewServer(sctx, cfg)
@@ -214,27 +231,117 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "%s echo-server: %v\n", progName, err)
 		return 2
 	}
-	s.log.Info("echo server started", "topic", topic, "server", server, "identity", srv.Identity())
+	s.log.Info("echo server started", "topic", topic, "server", server, "identity", srv.Identity(), "acks", s.c.Acks, "record", s.c.Record)
 	<-ctx.Done()
 	srv.Close()
-	s.log.Info("echo server stopped", "handled", srv.Stats().Handled.Load(), "duplicates", srv.Stats().Duplicates.Load())
+	s.log.Info("echo server stopped", "handled", srv.Stats().Handled.Load(), "duplicates", srv.Stats().Duplicates.Load(), "acks", srv.Stats().Acks.Load())
 	return 0
 }
 
-func echoHandlers(name string) map[string]rpc.Handler {
-	return map[string]rpc.Handler{
-		"echo": func(_ context.Context, m *rpc.Message) (any, error) {
-			var args map[string]any
-			if err := json.Unmarshal(m.Args, &args); err != nil {
-				return nil, &rpc.RemoteError{Class: "TypeError", Module: "builtins", Message: "echo takes an object"}
+// maxSleep bounds echo-server's sleep method.
+const maxSleep = time.Hour
+
+func echoHandlers(name string, rec *recorder) map[string]rpc.Handler {
+	echo := func(m *rpc.Message) (map[string]any, error) {
+		var args map[string]any
+		if err := json.Unmarshal(m.Args, &args); err != nil || args == nil {
+			return nil, &rpc.RemoteError{Class: "TypeError", Module: "builtins", Message: m.Method + " takes an object"}
+		}
+		args["server"] = name
+		return args, nil
+	}
+	h := map[string]rpc.Handler{
+		"echo": func(_ context.Context, m *rpc.Message) (any, error) { return echo(m) },
+		// sleep replies as echo does, after args.ms milliseconds; a server
+		// that stops cuts it short (its context ends) with a failure.
+		"sleep": func(ctx context.Context, m *rpc.Message) (any, error) {
+			reply, err := echo(m)
+			if err != nil {
+				return nil, err
 			}
-			args["server"] = name
-			return args, nil
+			ms, ok := reply["ms"].(float64)
+			d := time.Duration(ms * float64(time.Millisecond))
+			if !ok || ms != math.Trunc(ms) || d < 0 || d > maxSleep {
+				return nil, &rpc.RemoteError{Class: "TypeError", Module: "builtins",
+					Message: fmt.Sprintf("sleep takes {\"ms\": N}, N a whole number of milliseconds from 0 to %d", maxSleep.Milliseconds())}
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return reply, nil
+			case <-ctx.Done():
+				return nil, fmt.Errorf("sleep of %v cut short: %w", d, ctx.Err())
+			}
 		},
 		"fail": func(context.Context, *rpc.Message) (any, error) {
 			return nil, &rpc.RemoteError{Class: "ValueError", Module: "builtins", Message: "echo-server was asked to fail"}
 		},
 	}
+	if rec != nil {
+		for method, fn := range h {
+			h[method] = func(ctx context.Context, m *rpc.Message) (any, error) {
+				rec.record(m)
+				return fn(ctx, m)
+			}
+		}
+	}
+	return h
+}
+
+// recorder is echo-server's --record: one line per handler run,
+//
+//	<server> <type> <method> <msg_id> <seq>
+//
+// (seq is the "seq" argument as JSON, "-" when there is none; a field
+// that is empty or holds a space or a control character is written Go-
+// quoted), appended before the handler runs. The file is opened with
+// O_APPEND and each line is one write(2), with no buffer in the process:
+// a line is in the file once the handler has started, so a kill -9 loses
+// none, and lines of concurrent handlers never interleave.
+type recorder struct {
+	f      *os.File
+	server string
+	log    *slog.Logger
+	failed atomic.Bool // a write failed; said once
+}
+
+func openRecorder(path, server string, log *slog.Logger) (*recorder, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &recorder{f: f, server: server, log: log}, nil
+}
+
+func (r *recorder) record(m *rpc.Message) {
+	seq := "-"
+	var a struct {
+		Seq json.RawMessage `json:"seq"`
+	}
+	if json.Unmarshal(m.Args, &a) == nil && len(a.Seq) > 0 {
+		seq = string(a.Seq)
+	}
+	line := strings.Join([]string{recordField(r.server), recordField(transport.MsgType(m.Type).String()),
+		recordField(m.Method), recordField(m.MessageID), recordField(seq)}, " ") + "\n"
+	if _, err := r.f.WriteString(line); err != nil && !r.failed.Swap(true) {
+		r.log.Error("record file write failed; runs from now on may be missing from it", "file", r.f.Name(), "err", err)
+	}
+}
+
+func (r *recorder) close() {
+	if err := r.f.Close(); err != nil {
+		r.log.Error("record file close failed", "file", r.f.Name(), "err", err)
+	}
+}
+
+// recordField keeps a record line's fields apart: a field that is empty or
+// holds a space or a control character is quoted.
+func recordField(s string) string {
+	if s == "" || strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '"' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // lineWriter prints one JSON line per message, whole lines only.
@@ -283,7 +390,9 @@ var clientUsage = map[string]struct{ args, text string }{
 	"notify": {"TOPIC.PRIORITY EVENT_TYPE [JSON_PAYLOAD]",
 		"Send a notification, as oslo.messaging's notifier does, to the listeners of TOPIC.PRIORITY."},
 	"echo-server": {"TOPIC [SERVER]",
-		"Serve TOPIC (as SERVER): echo returns its arguments and the server's name, fail raises a ValueError. " +
+		"Serve TOPIC (as SERVER): echo returns its arguments and the server's name, sleep does the same " +
+			"after {\"ms\": N} milliseconds, fail raises a ValueError. With --acks it ACKs each CALL and CAST on receipt " +
+			"(oslo.messaging's rpc_use_acks); with --record FILE it appends one line per handler run to FILE. " +
 			"Every message received (call, cast, fanout, notify) is printed on stdout as one JSON line " +
 			"with its type, method, msg_id, routing_key and arguments (or event_type, priority and payload). " +
 			"Runs until SIGINT or SIGTERM."},
@@ -298,8 +407,11 @@ func printClientUsage(w io.Writer, name string) {
 	fmt.Fprintf(w, "Usage: %s %s %s [options]\n\n", progName, name, u.args)
 	fmt.Fprint(w, wrap(u.text, "", 78))
 	cmd := cmdRPC
-	if name == "bench" {
+	switch name {
+	case "bench":
 		cmd = cmdBench
+	case "echo-server":
+		cmd = cmdEcho
 	}
 	fmt.Fprintf(w, "\nOptions:\n")
 	printOptions(w, cmd)
