@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -214,6 +215,7 @@ type ClientStats struct {
 	Late      atomic.Uint64 // ACKs and replies for no pending message
 	Malformed atomic.Uint64 // received messages dropped as malformed
 	Nacks     atomic.Uint64 // NACKs: a proxy could not deliver a message (its server was not connected there)
+	Probes    atomic.Uint64 // acknowledged CALLs sent again to their server, to learn whether it still lives
 }
 
 // Client sends calls, casts, fanouts and notifications through the
@@ -245,9 +247,10 @@ type pending struct {
 	payload []byte
 
 	// Under Client.mu:
-	dest  string // routing key
-	via   *link  // where it was last sent
-	moved bool   // the last choose picked another dest
+	dest   string         // routing key
+	via    *link          // where it was last sent
+	moved  bool           // the last choose picked another dest
+	nacked map[*link]bool // the proxies that NACKed it for dest
 
 	acked chan struct{} // closed by the first ACK (or reply)
 	ackOK sync.Once
@@ -380,7 +383,7 @@ func signal(ch chan struct{}) {
 }
 
 // recv takes the ACKs and replies a link received.
-func (c *Client) recv(_ *link, b *transport.Batch) {
+func (c *Client) recv(l *link, b *transport.Batch) {
 	defer b.Release()
 	for _, m := range b.Msgs {
 		in, err := parseDirect(m)
@@ -394,7 +397,10 @@ func (c *Client) recv(_ *link, b *transport.Batch) {
 		if in.typ == transport.TypeNack {
 			// in.peer is the identity the proxy could not reach.
 			if p != nil && p.dest == in.peer {
-				c.suspect[in.peer] = time.Now().Add(suspectFor)
+				if p.nacked == nil {
+					p.nacked = make(map[*link]bool)
+				}
+				p.nacked[l] = true
 			}
 			c.mu.Unlock()
 			if p == nil {
@@ -599,6 +605,15 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 		timer.Reset(d)
 		late = timer.C
 	}
+	// An acknowledged CALL is sent again to its server every probeEvery
+	// while it waits for the reply: a live server ACKs the duplicate and
+	// does not run it again; a dead one (killed -9, its registration not
+	// yet expired) is NACKed by the proxies, and the call goes to another
+	// server within probeEvery instead of when the registration expires.
+	probeEvery := max(c.cfg.AckTimeout/2, 50*time.Millisecond)
+	probeTimer := time.NewTimer(time.Hour)
+	defer probeTimer.Stop()
+	var probe <-chan time.Time
 	if c.cfg.Acks {
 		arm(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, 0))
 	}
@@ -613,6 +628,20 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 				return inbound{}, nil
 			}
 			acked, late = nil, nil // a CALL waits on for its reply
+			if c.cfg.Acks {
+				probeTimer.Reset(probeEvery)
+				probe = probeTimer.C
+			}
+			continue
+		case <-probe:
+			probeTimer.Reset(probeEvery)
+			c.mu.Lock()
+			clear(p.nacked)
+			dest := p.dest
+			c.mu.Unlock()
+			if c.disc.registered(dest) && c.transmit(ctx, p, false) == nil {
+				c.stats.Probes.Add(1)
+			}
 			continue
 		case <-late:
 			late = nil
@@ -644,9 +673,18 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 			}
 			c.stats.Resent.Add(1)
 		case <-p.nack:
-			// Not delivered. Another server of the target, if there is
-			// one, gets it at once (an attempt); else the ACK timer (or,
-			// without acks, one ACK timeout) says when to try again.
+			// Not delivered: its server is not connected to that proxy.
+			// Through a proxy that has not said so it may be (it may be
+			// connecting to the other): the same server is tried there
+			// first, which is not an attempt. Once every proxy has NACKed
+			// it, the server is gone: another server of the target, if
+			// there is one, gets it at once (an attempt); else the ACK
+			// timer (or, without acks, one ACK timeout) says when to try
+			// again.
+			if c.sendElsewhere(p) {
+				continue
+			}
+			c.markSuspect(p)
 			if err := c.choose(ctx, p, true); err != nil || !c.fresh(p) {
 				lastErr = fmt.Errorf("%w: %s: not connected to the proxy", ErrNoServer, p.target)
 				if late == nil {
@@ -719,8 +757,29 @@ func (c *Client) choose(ctx context.Context, p *pending, other bool) error {
 	c.mu.Lock()
 	p.moved = id != dest
 	p.dest = id
+	if p.moved {
+		clear(p.nacked)
+	}
 	c.mu.Unlock()
 	return nil
+}
+
+// sendElsewhere sends p to its destination again through an up proxy
+// that has not NACKed it; false when there is none.
+func (c *Client) sendElsewhere(p *pending) bool {
+	c.mu.Lock()
+	dest := p.dest
+	nacked := maps.Clone(p.nacked)
+	c.mu.Unlock()
+	l := c.links.sendExcept(func(l *link) bool { return nacked[l] }, head(p.typ, dest, p.id), [][]byte{p.payload})
+	if l == nil {
+		return false
+	}
+	c.stats.Sent.Add(1)
+	c.mu.Lock()
+	p.via = l
+	c.mu.Unlock()
+	return true
 }
 
 // fresh reports whether the last choose moved p to another server.

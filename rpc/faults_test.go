@@ -693,6 +693,7 @@ func TestFailedResendIsAnAttempt(t *testing.T) {
 	const fake = "node0/demo/fake/0b7e3a52-5555-4666-8777-988899990000"
 	var d *transport.Dealer
 	acked := make(chan struct{})
+	var ackOnce sync.Once
 	d = transport.NewDealer(transport.Options{Identity: []byte(fake), Logger: quiet(),
 		OnBatch: func(b *transport.Batch) {
 			defer b.Release()
@@ -700,7 +701,7 @@ func TestFailedResendIsAnAttempt(t *testing.T) {
 				in, err := parseDirect(m)
 				if err == nil && in.typ == transport.TypeCall {
 					d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
-					close(acked)
+					ackOnce.Do(func() { close(acked) })
 				}
 			}
 		}})
@@ -766,7 +767,10 @@ func TestAckedCallWaitsForReplyAfterDeregistration(t *testing.T) {
 				in, err := parseDirect(m)
 				if err == nil && in.typ == transport.TypeCall {
 					d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
-					calls <- in
+					select { // the first; the others are the client's probes
+					case calls <- in:
+					default:
+					}
 				}
 			}
 		}})
@@ -871,5 +875,117 @@ func TestNilLoggerQuiet(t *testing.T) {
 	srv.Close()
 	if logs.String() != "" {
 		t.Fatalf("with no Logger, the library logged to slog's default:\n%s", logs.String())
+	}
+}
+
+// fakeServer is a DEALER registered as a server of demo that ACKs every
+// CALL and, if reply is set, answers it with reply; it connects to the
+// given backends only.
+func (s *system) fakeServer(t *testing.T, identity string, reply string, backends ...string) (*transport.Dealer, *registry.Registrar, *atomic.Int64) {
+	t.Helper()
+	var d *transport.Dealer
+	var calls atomic.Int64
+	d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: quiet(),
+		OnBatch: func(b *transport.Batch) {
+			defer b.Release()
+			for _, m := range b.Msgs {
+				in, err := parseDirect(m)
+				if err != nil || in.typ != transport.TypeCall {
+					continue
+				}
+				calls.Add(1)
+				d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
+				if reply != "" {
+					r, _ := encodeReply(reply, nil)
+					d.Send([][]byte{nil, version10, typeFrame[transport.TypeReply], []byte(in.peer), []byte(in.msgID)}, [][]byte{r})
+				}
+			}
+		}})
+	t.Cleanup(func() { d.Close() })
+	for _, be := range backends {
+		if err := d.Connect(be); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if d.Connected() != len(backends) {
+			return fmt.Errorf("fake server: %d of %d connections", d.Connected(), len(backends))
+		}
+		return nil
+	})
+	return d, s.ghost(t, identity, 0, "demo"), &calls
+}
+
+// A server killed -9 while it runs an acknowledged CALL stays registered
+// until its lease expires; the client's probes (the call sent again every
+// AckTimeout/2) are NACKed by every proxy, and the call goes to the other
+// server then, not when the registration expires.
+func TestProbeFindsDeadServer(t *testing.T) {
+	sys := newSystem(t, 2)
+	const dead = "node0/demo/dead/0b7e3a52-5555-4666-8777-988899990000"
+	d, _, calls := sys.fakeServer(t, dead, "", sys.proxies[0].Addrs().Backend, sys.proxies[1].Addrs().Backend)
+	cnt := newCounter()
+	sys.echoServer("demo", "s2", cnt, nil)
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: 400 * time.Millisecond})
+	waitTargets(t, c, "demo", 2)
+	waitLinks(t, c.links, 2)
+	c.pickNext(t, "demo", dead)
+	done := make(chan error, 1)
+	go func() {
+		got, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil)
+		if err == nil && !strings.Contains(string(got), `"s2"`) {
+			err = fmt.Errorf("reply %s, want s2's", got)
+		}
+		done <- err
+	}()
+	testutil.CheckFor(t, wait, func() error { // acknowledged by the server about to die
+		if calls.Load() == 0 || c.Stats().Acks.Load() == 0 {
+			return errors.New("not acknowledged yet")
+		}
+		return nil
+	})
+	d.Close() // killed -9: its registration stays
+	killed := time.Now()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(killed)
+	t.Logf("failed over %v after the kill; %d probes, %d NACKs", took, c.Stats().Probes.Load(), c.Stats().Nacks.Load())
+	if took > 5*time.Second { // the lease runs on (the ghost's never expires here)
+		t.Fatalf("failover took %v", took)
+	}
+	if n := c.Stats().Nacks.Load(); n < 2 {
+		t.Fatalf("%d NACKs, want both proxies' before giving the server up", n)
+	}
+	if ids, runs := cnt.total(); ids != 1 || runs != 1 {
+		t.Fatalf("s2: %d ids in %d runs", ids, runs)
+	}
+}
+
+// A message NACKed by one proxy goes to the same server through the
+// other proxy first: a server connected to one proxy only (still
+// connecting to the other) gets every call, and no call moves to the
+// other server of the topic.
+func TestNackTriesOtherProxyFirst(t *testing.T) {
+	sys := newSystem(t, 2)
+	const half = "node0/demo/half/0b7e3a52-5555-4666-8777-988899990000"
+	sys.fakeServer(t, half, "half", sys.proxies[1].Addrs().Backend) // not on proxy 0
+	cnt := newCounter()
+	sys.echoServer("demo", "s2", cnt, nil)
+	c := sys.client(ClientConfig{Acks: true, AckTimeout: time.Minute})
+	waitTargets(t, c, "demo", 2)
+	waitLinks(t, c.links, 2)
+	for i := range 10 {
+		c.pickNext(t, "demo", half)
+		got, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", map[string]any{"i": i})
+		if err != nil || string(got) != `"half"` {
+			t.Fatalf("call %d: %s, %v; want the half-connected server's reply", i, got, err)
+		}
+	}
+	if ids, _ := cnt.total(); ids != 0 {
+		t.Fatalf("%d calls moved to the other server", ids)
+	}
+	if n := c.Stats().Nacks.Load(); n == 0 {
+		t.Fatal("no NACK: no call went through the proxy the server is not on; the test proved nothing")
 	}
 }

@@ -224,6 +224,19 @@ func (ls *links) send(avoid *link, head, tail [][]byte) *link {
 	return nil
 }
 
+// sendExcept queues the message on an up link for which skip is false,
+// round-robin from where first sends are; nil when none takes it.
+func (ls *links) sendExcept(skip func(*link) bool, head, tail [][]byte) *link {
+	all := *ls.all.Load()
+	start := int(ls.rr.Load())
+	for i := range all {
+		if l := all[(start+i)%len(all)]; !skip(l) && l.send(head, tail) {
+			return l
+		}
+	}
+	return nil
+}
+
 // count is the number of links, and of those up.
 func (ls *links) count() (listed, up int) {
 	all := *ls.all.Load()

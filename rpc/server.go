@@ -534,7 +534,6 @@ func (s *Server) take(in inbound, via *link) {
 		return
 	}
 	s.stats.Received.Add(1)
-	s.lastTaken.Store(time.Now().UnixNano())
 	direct := in.typ == transport.TypeCall || in.typ == transport.TypeCast
 	if direct && (s.cfg.Acks || idFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
@@ -553,6 +552,7 @@ func (s *Server) take(in inbound, via *link) {
 		return
 	}
 	s.noteEvicted()
+	s.lastTaken.Store(time.Now().UnixNano()) // only new messages: a drain waits for them, not for resends
 	s.jobs <- job{in: in, via: via}
 }
 
