@@ -605,15 +605,20 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 		timer.Reset(d)
 		late = timer.C
 	}
-	// An acknowledged CALL is sent again to its server every probeEvery
-	// while it waits for the reply: a live server ACKs the duplicate and
-	// does not run it again; a dead one (killed -9, its registration not
-	// yet expired) is NACKed by the proxies, and the call goes to another
-	// server within probeEvery instead of when the registration expires.
+	// With acks, a message is sent again to its server every probeEvery
+	// while it waits for its ACK or, for a CALL, its reply: a live server
+	// ACKs the duplicate and does not run it again; a dead one (killed -9,
+	// its registration not yet expired) is NACKed by the proxies, and the
+	// message goes to another server within probeEvery, instead of after
+	// the ACK timeout or, for an acknowledged CALL, when the registration
+	// expires. A probe is not an attempt.
 	probeEvery := max(c.cfg.AckTimeout/2, 50*time.Millisecond)
-	probeTimer := time.NewTimer(time.Hour)
+	probeTimer := time.NewTimer(probeEvery)
 	defer probeTimer.Stop()
 	var probe <-chan time.Time
+	if c.cfg.Acks {
+		probe = probeTimer.C
+	}
 	if c.cfg.Acks {
 		arm(backoffFor(c.cfg.AckTimeout, c.cfg.AckMultiplier, 0))
 	}
@@ -627,11 +632,7 @@ func (c *Client) exchange(ctx context.Context, p *pending) (inbound, error) {
 			if p.typ == transport.TypeCast {
 				return inbound{}, nil
 			}
-			acked, late = nil, nil // a CALL waits on for its reply
-			if c.cfg.Acks {
-				probeTimer.Reset(probeEvery)
-				probe = probeTimer.C
-			}
+			acked, late = nil, nil // a CALL waits on for its reply, still probing
 			continue
 		case <-probe:
 			probeTimer.Reset(probeEvery)

@@ -322,12 +322,14 @@ func TestRetryAfterAckTimeout(t *testing.T) {
 	if ids, runs := cnt.total(); ids != n || runs != n {
 		t.Fatalf("handler: %d ids in %d runs, want %d in %d", ids, runs, n, n)
 	}
-	// Round-robin sent about half of the first attempts into the hole.
-	if got := c.Stats().Retries.Load(); got < n/2-2 || got > n/2+2 {
-		t.Errorf("retries: got %d, want about %d", got, n/2)
+	// Round-robin sent some first attempts into the hole; each was sent
+	// again, by a probe (AckTimeout/2) or a retry (AckTimeout).
+	swallowed := hole.Stats().Received.Load()
+	if swallowed == 0 {
+		t.Fatal("the hole swallowed nothing: the test proved nothing")
 	}
-	if got := hole.Stats().Received.Load(); got != c.Stats().Retries.Load() {
-		t.Errorf("the hole swallowed %d messages, the client retried %d", got, c.Stats().Retries.Load())
+	if again := c.Stats().Retries.Load() + c.Stats().Probes.Load(); again < swallowed {
+		t.Errorf("the hole swallowed %d messages, the client sent %d again", swallowed, again)
 	}
 }
 
@@ -601,7 +603,7 @@ func TestPanicsRecovered(t *testing.T) {
 
 // A server registered but never answering (its identity on no proxy):
 // with acks, a CAST and a CALL each end in ErrNoAck after exactly
-// 1 + Retries attempts, each through the other proxy, and the identity is
+// 1 + Retries attempts (each tried through both proxies), and the identity is
 // suspect; once it deregisters, the client forgets it.
 func TestNoAckAfterLastRetry(t *testing.T) {
 	sys := newSystem(t, 2)
@@ -625,8 +627,10 @@ func TestNoAckAfterLastRetry(t *testing.T) {
 		if !errors.Is(err, ErrNoAck) || !strings.Contains(err.Error(), fmt.Sprintf("no ACK after %d attempts", retries+1)) {
 			t.Fatalf("send %d: got %v, want ErrNoAck after %d attempts", i, err, retries+1)
 		}
-		if got, want := c.Stats().Sent.Load(), uint64((i+1)*(retries+1)); got != want {
-			t.Errorf("after send %d: sent %d, want %d", i, got, want)
+		// Each attempt tries both proxies (a NACK from one sends the
+		// message through the other first), and probes go between.
+		if got, least := c.Stats().Sent.Load(), uint64((i+1)*(retries+1)); got < least {
+			t.Errorf("after send %d: sent %d, want at least %d", i, got, least)
 		}
 		if got, want := c.Stats().Retries.Load(), uint64((i+1)*retries); got != want {
 			t.Errorf("after send %d: retries %d, want %d", i, got, want)
@@ -638,8 +642,8 @@ func TestNoAckAfterLastRetry(t *testing.T) {
 	for i, p := range sys.proxies {
 		dropped[i] = p.Stats(actors.BackendName).DroppedUnknownIdentity.Load()
 	}
-	if dropped[0]+dropped[1] != 2*(retries+1) || dropped[0] == 0 || dropped[1] == 0 {
-		t.Errorf("messages dropped for no route at the two proxies: %v, want %d in all, some at each", dropped, 2*(retries+1))
+	if sent := c.Stats().Sent.Load(); dropped[0]+dropped[1] != sent || dropped[0] == 0 || dropped[1] == 0 {
+		t.Errorf("messages dropped for no route at the two proxies: %v, want all %d sent, some at each", dropped, sent)
 	}
 	if !c.isSuspect(ghost) {
 		t.Errorf("%s not suspect after missing its ACKs", ghost)

@@ -205,6 +205,22 @@ func (m *Matchmaker) Register(ctx context.Context, key, member string, ttl time.
 	return nil
 }
 
+// present reports whether member is in the set key and its liveness set
+// exists (SISMEMBER key member, EXISTS member, in one round trip).
+func (m *Matchmaker) present(ctx context.Context, key, member string) (bool, error) {
+	var in *goredis.BoolCmd
+	var alive *goredis.IntCmd
+	_, err := m.cli.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		in = p.SIsMember(ctx, key, member)
+		alive = p.Exists(ctx, member)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("check %s in %s: %w", member, key, err)
+	}
+	return in.Val() && alive.Val() == 1, nil
+}
+
 // Unregister removes member from the set key and empties its liveness set
 // (Redis deletes an empty set): SREM key member, SREM member " ".
 func (m *Matchmaker) Unregister(ctx context.Context, key, member string) error {

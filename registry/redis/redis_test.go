@@ -411,3 +411,33 @@ func TestTargetKeys(t *testing.T) {
 		}
 	}
 }
+
+// A Redis that loses its data without an outage the registrar sees (a
+// restart between two writes, a FLUSHALL) gets the entries again within
+// Check, not at the next Update; the rewrite is logged once.
+func TestRegistrarRewritesWhatRedisLost(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m, logs := newMatchmaker(t, r, "")
+	c := inspect(t, r, "")
+	ctx := context.Background()
+	entries := []Entry{{PublishersKey, "127.0.0.1:3,127.0.0.1:1"}, {RoutersKey, "127.0.0.1:2"}}
+	reg, err := NewRegistrar(RegistrarConfig{Matchmaker: m, Entries: entries, TTL: time.Hour, Update: time.Hour,
+		Check: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	<-reg.Ready()
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, waitFor, func() error {
+		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, time.Hour)
+	})
+	testutil.CheckFor(t, waitFor, func() error {
+		if n := logs.Count("registrations missing from redis"); n != 1 {
+			return fmt.Errorf("logged %d times, want once", n)
+		}
+		return nil
+	})
+}

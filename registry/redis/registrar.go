@@ -22,6 +22,12 @@ type RegistrarConfig struct {
 	// zmq_target_update); default TTL/3. It should be below TTL, or the
 	// records lapse between two writes.
 	Update time.Duration
+	// Check is how often, between two writes, the entries are looked for
+	// in Redis (default 1 s, at most Update): a Redis restarted without
+	// its data, or flushed, loses them without an error, and they are
+	// written again at the next check rather than at the next Update
+	// (oslo.messaging's 180 s).
+	Check time.Duration
 	// RetryMin and RetryMax bound the backoff while Redis does not answer;
 	// default 100 ms to 1 s, never more than Update: the entries are back
 	// within about a second of Redis coming back.
@@ -62,6 +68,10 @@ func NewRegistrar(cfg RegistrarConfig) (*Registrar, error) {
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = time.Second
 	}
+	if cfg.Check <= 0 {
+		cfg.Check = time.Second
+	}
+	cfg.Check = min(cfg.Check, cfg.Update)
 	cfg.RetryMax = min(cfg.RetryMax, cfg.Update)
 	cfg.RetryMin = min(cfg.RetryMin, cfg.RetryMax)
 	log := cfg.Logger
@@ -113,11 +123,26 @@ func (r *Registrar) run(ctx context.Context) {
 	retry := r.cfg.RetryMin
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var written time.Time // the last complete write
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		}
+		if ever && !down && time.Since(written) < r.cfg.Update {
+			// Between two writes: are the entries still there?
+			missing, err := r.missing(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil && !missing {
+				timer.Reset(min(r.cfg.Check, r.cfg.Update-time.Since(written)))
+				continue
+			}
+			if err == nil {
+				r.log.Info("registrations missing from redis (restarted without its data?): writing them again", attrs...)
+			}
 		}
 		err := r.writeAll(ctx)
 		switch {
@@ -141,8 +166,22 @@ func (r *Registrar) run(ctx context.Context) {
 		down, ever = false, true
 		retry = r.cfg.RetryMin
 		r.setRegistered(true)
-		timer.Reset(r.cfg.Update)
+		written = time.Now()
+		timer.Reset(r.cfg.Check)
 	}
+}
+
+// missing reports whether an entry is no longer in Redis.
+func (r *Registrar) missing(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Matchmaker.timeout)
+	defer cancel()
+	for _, e := range r.cfg.Entries {
+		ok, err := r.cfg.Matchmaker.present(ctx, e.Key, e.Member)
+		if err != nil || !ok {
+			return !ok, err
+		}
+	}
+	return false, nil
 }
 
 // writeAll registers every entry, within one Update at most.
