@@ -989,3 +989,25 @@ func TestNackTriesOtherProxyFirst(t *testing.T) {
 		t.Fatal("no NACK: no call went through the proxy the server is not on; the test proved nothing")
 	}
 }
+
+// A server whose MaxSeen is too small for its rate forgets ids before
+// their TTL: it counts them (ServerStats.Evicted) and says so in its log,
+// once a minute at most.
+func TestEvictionCountedAndLogged(t *testing.T) {
+	sys := newSystem(t, 1)
+	var logs testutil.SyncBuffer
+	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.MaxSeen = 3
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for i := range 6 {
+		srv.take(inbound{typ: transport.TypeCast, peer: "node1/c", msgID: newID(0),
+			payload: []byte(fmt.Sprintf(`[{}, {"method": "echo", "args": {"i": %d}}]`, i))}, nil)
+	}
+	if ev := srv.Stats().Evicted.Load(); ev != 3 {
+		t.Fatalf("evicted: got %d, want 3", ev)
+	}
+	if n := logs.Count("message ids forgotten before their TTL"); n != 1 {
+		t.Fatalf("the eviction was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
