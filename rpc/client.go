@@ -31,12 +31,14 @@ const (
 	DefaultAckMultiplier = 2
 	DefaultRetries       = 3
 	DefaultCallTimeout   = 60 * time.Second
-	// A proxy link is pinged every DefaultHeartbeat and given up when the
-	// proxy has been silent for DefaultHeartbeatTimeout: a hung proxy
+	// A proxy link that has sent something since it last heard from its
+	// proxy pings it every DefaultHeartbeat, and is given up when the
+	// proxy stays silent for DefaultHeartbeatTimeout: a hung proxy
 	// (SIGSTOP, a frozen host) keeps its connections open, and what waits
-	// on it is sent through another within about a second.
-	DefaultHeartbeat        = 200 * time.Millisecond
-	DefaultHeartbeatTimeout = 800 * time.Millisecond
+	// on it is sent through another within a second. An idle link sends
+	// nothing.
+	DefaultHeartbeat        = 100 * time.Millisecond
+	DefaultHeartbeatTimeout = 750 * time.Millisecond
 )
 
 // ClientConfig configures a Client.

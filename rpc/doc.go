@@ -31,7 +31,7 @@
 // message again:
 //   - at once, through another proxy, when the proxy it went through dies,
 //     leaves the registry before the ACK, or hangs (its heartbeats go
-//     unanswered for ClientConfig.HeartbeatTimeout, 800 ms);
+//     unanswered for ClientConfig.HeartbeatTimeout, 750 ms);
 //   - at once, to another server, when a proxy NACKs it (its server is
 //     not connected there);
 //   - when its server deregisters: at once if it was not acknowledged,

@@ -1011,3 +1011,38 @@ func TestEvictionCountedAndLogged(t *testing.T) {
 		t.Fatalf("the eviction was logged %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// An idle link is not watched: a hung proxy that nobody sends to costs
+// nothing and is not given up (no PING goes out, so thousands of idle
+// services cost a proxy nothing); the first message sent through it
+// starts the watch, and the link is given up within a second.
+func TestIdleLinkNotPinged(t *testing.T) {
+	sys := newSystem(t, 0)
+	fe, _ := sys.relayedProxy(t)
+	c := sys.client(ClientConfig{})
+	waitLinks(t, c.links, 1)
+	l := (*c.links.all.Load())[0]
+	fe.freeze()
+	quiet := time.Now()
+	for time.Since(quiet) < 3*DefaultHeartbeatTimeout { // idle: nothing may happen
+		if !l.up.Load() {
+			t.Fatal("an idle link to a hung proxy was given up: it was pinged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sys.ghost(t, "node0/demo/s1/x", 0, "demo")
+	waitTargets(t, c, "demo", 1)
+	sent := time.Now()
+	if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "m", nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if l.up.Load() {
+			return errors.New("the link is still up")
+		}
+		return nil
+	})
+	if took := time.Since(sent); took > 3*time.Second {
+		t.Fatalf("given up %v after the first message, want about %v", took, DefaultHeartbeatTimeout)
+	}
+}

@@ -43,6 +43,9 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		return false
 	}
 	p := newPeer(s, nil, conn)
+	if s.opts.Heartbeat > 0 {
+		p.wrote = new(atomic.Int64)
+	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -132,19 +135,34 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 	return true
 }
 
-// heartbeat pings the peer every Options.Heartbeat and closes the
-// connection when nothing has been read from it for HeartbeatTimeout
-// (alive is the time of the last read, in unix nanoseconds). It returns
-// when the peer is shut down.
+// heartbeat watches a connection that has sent something since it last
+// heard from its peer (alive and p.wrote are the times of the last read
+// and write, in unix nanoseconds): it pings the peer every
+// Options.Heartbeat, and closes the connection when nothing at all has
+// come back for HeartbeatTimeout. An idle connection is left alone: no
+// PING, no timeout, so that thousands of idle services cost a proxy
+// nothing. It returns when the peer is shut down.
 func (s *socket) heartbeat(p *peer, conn net.Conn, alive *atomic.Int64) {
 	t := time.NewTicker(s.opts.Heartbeat)
 	defer t.Stop()
+	var waiting int64 // since when we wait to hear from the peer; 0: not waiting
 	for {
 		select {
 		case <-p.done:
 			return
 		case now := <-t.C:
-			if silent := now.Sub(time.Unix(0, alive.Load())); silent > s.opts.HeartbeatTimeout {
+			read, wrote, ns := alive.Load(), p.wrote.Load(), now.UnixNano()
+			if waiting != 0 && read >= waiting {
+				waiting = 0 // heard from it since
+			}
+			if waiting == 0 {
+				if wrote > read {
+					waiting = ns
+					p.sendPing()
+				}
+				continue
+			}
+			if silent := time.Duration(ns - waiting); silent > s.opts.HeartbeatTimeout {
 				n := s.opts.Stats.HeartbeatTimeouts.Add(1)
 				s.log.Debug("peer silent past the heartbeat timeout: connection closed", "remote", conn.RemoteAddr().String(),
 					"identity", printable(p.id), "silent", silent, "heartbeat_timeouts_total", n)
@@ -325,6 +343,7 @@ type peer struct {
 	hwmBytes int             // bound on len(buf), but for one message into an empty buf
 	pong     bool            // a PONG is in buf
 	ping     bool            // a PING is in buf (heartbeats)
+	wrote    *atomic.Int64   // with heartbeats: when the last write went out (unix nanoseconds)
 	writing  bool            // the writer, or a sender (writeNow), is writing to conn
 	raw      syscall.RawConn // for writeNow's non-blocking write; nil = always the writer
 	dead     bool
@@ -402,6 +421,9 @@ func (p *peer) writeNow() {
 	p.mu.Unlock()
 
 	n, err := p.tryWrite(out)
+	if n > 0 && p.wrote != nil {
+		p.wrote.Store(time.Now().UnixNano())
+	}
 
 	p.mu.Lock()
 	p.writing = false
@@ -524,6 +546,9 @@ func (p *peer) writeLoop() error {
 		p.writing = true
 		p.mu.Unlock()
 		_, err := p.conn.Write(out)
+		if p.wrote != nil {
+			p.wrote.Store(time.Now().UnixNano())
+		}
 		if cap(out) > keepWriteBuf {
 			out = nil
 		}

@@ -59,13 +59,15 @@ type Options struct {
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 
-	// Heartbeat, if set, makes each connection send a ZMTP PING (RFC 37)
-	// every Heartbeat, and close the connection when nothing at all (a
-	// PONG, a message) has come from the peer for HeartbeatTimeout
-	// (default 4 × Heartbeat), as libzmq's ZMQ_HEARTBEAT_IVL and
-	// ZMQ_HEARTBEAT_TIMEOUT do: a peer that hangs (SIGSTOP, a frozen host)
-	// keeps its TCP connection open, and only silence tells. The connecting
-	// side then redials as after any lost connection.
+	// Heartbeat, if set, makes a connection that has sent something since
+	// it last heard from its peer send a ZMTP PING (RFC 37) every
+	// Heartbeat, and close the connection when nothing at all (a PONG, a
+	// message) has come back for HeartbeatTimeout (default 4 × Heartbeat),
+	// as libzmq's ZMQ_HEARTBEAT_IVL and ZMQ_HEARTBEAT_TIMEOUT do, but only
+	// while it waits: an idle connection sends no PING. A peer that hangs
+	// (SIGSTOP, a frozen host) keeps its TCP connection open, and only
+	// silence tells. The connecting side then redials as after any lost
+	// connection.
 	Heartbeat, HeartbeatTimeout time.Duration
 
 	// Linger is how long Close waits for what is queued to connected
