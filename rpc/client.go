@@ -527,9 +527,6 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 
 // publish sends a fanout message once through one proxy.
 func (c *Client) publish(ctx context.Context, typ transport.MsgType, key string, payload []byte) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	p := &pending{typ: typ, id: newID(0), payload: payload, dest: key}

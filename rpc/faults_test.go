@@ -1046,3 +1046,35 @@ func TestIdleLinkNotPinged(t *testing.T) {
 		t.Fatalf("given up %v after the first message, want about %v", took, DefaultHeartbeatTimeout)
 	}
 }
+
+// A call cancelled by its caller while it waits for the reply ends with
+// context.Canceled, not ErrTimeout; one whose deadline passes ends with
+// ErrTimeout wrapping context.DeadlineExceeded.
+func TestCallCancelledNotTimedOut(t *testing.T) {
+	sys := newSystem(t, 1)
+	release := make(chan struct{})
+	defer close(release)
+	sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		}
+	})
+	for _, acks := range []bool{false, true} {
+		c := sys.client(ClientConfig{Acks: acks})
+		waitTargets(t, c, "demo", 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := c.Call(ctx, Target{Topic: "demo"}, "block", nil)
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+			t.Errorf("acks=%v, cancelled: %v; want context.Canceled, not ErrTimeout", acks, err)
+		}
+		_, err = c.Call(ctxFor(t, 100*time.Millisecond), Target{Topic: "demo"}, "block", nil)
+		if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("acks=%v, deadline: %v; want ErrTimeout wrapping context.DeadlineExceeded", acks, err)
+		}
+	}
+}
