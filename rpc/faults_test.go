@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
@@ -1076,5 +1078,158 @@ func TestCallCancelledNotTimedOut(t *testing.T) {
 		if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("acks=%v, deadline: %v; want ErrTimeout wrapping context.DeadlineExceeded", acks, err)
 		}
+	}
+}
+
+// rawClient is a DEALER on a proxy's frontend that sends oslo.messaging's
+// frames by hand and records what comes back, by message id.
+type rawClient struct {
+	d   *transport.Dealer
+	mu  sync.Mutex
+	got map[string][]string // message id -> types received
+}
+
+func newRawClient(t *testing.T, identity, frontend string) *rawClient {
+	t.Helper()
+	rc := &rawClient{got: map[string][]string{}}
+	rc.d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: quiet(),
+		OnBatch: func(b *transport.Batch) {
+			defer b.Release()
+			for _, m := range b.Msgs {
+				if len(m) >= 5 {
+					rc.mu.Lock()
+					rc.got[string(m[4])] = append(rc.got[string(m[4])], string(m[3]))
+					rc.mu.Unlock()
+				}
+			}
+		}})
+	t.Cleanup(func() { rc.d.Close() })
+	if err := rc.d.Connect(frontend); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if rc.d.Connected() != 1 {
+			return errors.New("raw client not connected")
+		}
+		return nil
+	})
+	return rc
+}
+
+func (rc *rawClient) call(dest, id, method string) {
+	for !rc.d.Send(head(transport.TypeCall, dest, id), [][]byte{[]byte(`[{}, {"method": "` + method + `", "args": {}}]`)}) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (rc *rawClient) received(id string) []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.got[id]
+}
+
+// A stopping server takes what its senders still send until they are
+// quiet: an oslo.messaging client, which knows nothing of the draining
+// mark and keeps calling, is answered for a while after Shutdown began
+// (at most drainMax), not dropped at once.
+func TestDrainTakesWhatStillComes(t *testing.T) {
+	sys := newSystem(t, 1)
+	var logs testutil.SyncBuffer
+	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	defer func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+	waitLinks(t, srv.links, 1)
+	rc := newRawClient(t, "node1/oslo", sys.proxies[0].Addrs().Frontend)
+	type sent struct {
+		id string
+		at time.Time
+	}
+	var mu sync.Mutex
+	var ids []sent
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // a steady stream of calls, before and during the drain
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				id := uuid.NewString()
+				rc.call(srv.Identity(), id, "echo")
+				mu.Lock()
+				ids = append(ids, sent{id, time.Now()})
+				mu.Unlock()
+			}
+		}
+	}()
+	testutil.CheckFor(t, wait, func() error { // the stream flows
+		mu.Lock()
+		defer mu.Unlock()
+		if len(ids) < 5 || len(rc.received(ids[0].id)) == 0 {
+			return errors.New("not answered yet")
+		}
+		return nil
+	})
+	t0 := time.Now()
+	srv.Shutdown(ctxFor(t, wait))
+	close(stop)
+	<-stopped
+	answeredLate := 0
+	testutil.CheckFor(t, wait, func() error {
+		answeredLate = 0
+		for _, s := range ids {
+			if s.at.Sub(t0) >= 200*time.Millisecond && len(rc.received(s.id)) > 0 {
+				answeredLate++
+			}
+		}
+		if answeredLate == 0 {
+			return fmt.Errorf("of %d calls sent during the drain, none sent 200 ms or more after Shutdown began was answered", len(ids))
+		}
+		return nil
+	})
+}
+
+// A reply (or ACK) to a client that has gone is dropped by the proxy
+// without a NACK, even when the client's id asked for NACKs: NACKs are for
+// requests, and a server has no one to tell.
+func TestNoNackForReplies(t *testing.T) {
+	sys := newSystem(t, 1)
+	release := make(chan struct{})
+	running := make(chan struct{}, 1)
+	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.Handlers["block"] = func(ctx context.Context, m *Message) (any, error) {
+			running <- struct{}{}
+			<-release
+			return "late", nil
+		}
+	})
+	waitLinks(t, srv.links, 1)
+	rc := newRawClient(t, "node1/gone", sys.proxies[0].Addrs().Frontend)
+	rc.call(srv.Identity(), newID(idAck|idNack), "block")
+	<-running
+	rc.d.Close() // the client goes before the reply
+	testutil.CheckFor(t, wait, func() error {
+		if sys.proxies[0].Stats(actors.FrontendName).Peers.Load() != 0 {
+			return errors.New("the client is still connected")
+		}
+		return nil
+	})
+	close(release)
+	testutil.CheckFor(t, wait, func() error { // the reply reached the proxy and was dropped
+		if n := sys.proxies[0].Stats(actors.FrontendName).DroppedUnknownIdentity.Load(); n < 1 {
+			return fmt.Errorf("%d dropped for no route", n)
+		}
+		return nil
+	})
+	if n := sys.proxies[0].Stats(actors.BackendName).Nacked.Load() + sys.proxies[0].Stats(actors.FrontendName).Nacked.Load(); n != 0 {
+		t.Fatalf("%d NACKs for a reply", n)
+	}
+	if m := srv.Stats().Malformed.Load(); m != 0 {
+		t.Fatalf("the server got %d malformed messages (a NACK of its reply)", m)
 	}
 }

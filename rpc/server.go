@@ -419,10 +419,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 func (s *Server) waitQuiet(ctx context.Context) {
 	t := time.NewTicker(drainQuiet / 5)
 	defer t.Stop()
-	deadline := time.Now().Add(drainMax)
+	start := time.Now()
+	deadline := start.Add(drainMax)
 	for {
 		now := time.Now()
-		if now.Sub(time.Unix(0, s.lastTaken.Load())) >= drainQuiet || now.After(deadline) {
+		last := time.Unix(0, max(s.lastTaken.Load(), start.UnixNano())) // quiet since the drain began, at least
+		if now.Sub(last) >= drainQuiet || now.After(deadline) {
 			return
 		}
 		select {
