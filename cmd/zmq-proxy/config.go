@@ -668,6 +668,9 @@ func resolve(cmd command, args []string) (*config, error) {
 	if err := c.useTransportURL(); err != nil {
 		return nil, err
 	}
+	if err := c.checkUnsupported(path, file); err != nil {
+		return nil, err
+	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
@@ -745,6 +748,9 @@ func (c *config) check() error {
 	if err := c.checkSecurity(); err != nil {
 		return err
 	}
+	if err := c.checkPorts(); err != nil {
+		return err
+	}
 	if c.Registry.Mode == registryEmbedded && c.StateDir == "" {
 		if c.settings["state_dir"].origin == fromDefault {
 			return errors.New("no state directory for the embedded etcd: " +
@@ -781,6 +787,9 @@ func readINI(path string) (vals map[string]string, ignored []string, err error) 
 			if name, ok := known[[2]string{s.Name(), k.Name()}]; ok {
 				vals[name] = k.Value()
 				continue
+			}
+			if err := unknownKey(s.Name(), k.Name(), k.Value(), vals); err != nil {
+				return nil, nil, err
 			}
 			ignored = append(ignored, fmt.Sprintf("[%s] %s", s.Name(), k.Name()))
 		}
