@@ -412,7 +412,9 @@ func checkK8s(t *testing.T, objs []*k8sObject) {
 					}
 				}
 			}
-			if strings.HasPrefix(c.Image, proxyImage+":") {
+			if strings.HasPrefix(c.Image, proxyImage+":") && len(c.Args) > 0 && slices.Contains(proxyCommands, c.Args[0]) {
+				checkServiceContainer(t, cwhat, c)
+			} else if strings.HasPrefix(c.Image, proxyImage+":") {
 				line := checkProxyArgs(t, cwhat, expand(t, cwhat, c, c.Args))
 				checkProxyContainer(t, cwhat, line, c)
 				if d := line["drain_timeout"]; d != "" { // the kubelet's SIGKILL must not cut the drain short
@@ -542,6 +544,31 @@ func checkProxyContainer(t *testing.T, what string, line proxyLine, c container)
 			t.Errorf("%s: %s port %s, want the metrics port %d", what, pr.name, pr.probe.HTTPGet.Port, bound["metrics"])
 		}
 	}
+}
+
+// checkServiceContainer checks a service's container (zmq-proxy
+// echo-server): it subscribes to its node's local publisher proxy, named
+// by the node's name from the downward API.
+func checkServiceContainer(t *testing.T, what string, c container) {
+	t.Helper()
+	if got := flagValue(c.Args, "--node"); got != "$(NODE_NAME)" {
+		t.Errorf("%s: --node %q, want $(NODE_NAME)", what, got)
+	}
+	if !envFromField(c, "NODE_NAME", "spec.nodeName") {
+		t.Errorf("%s: no env NODE_NAME from the field spec.nodeName", what)
+	}
+	expand(t, what, c, c.Args)
+}
+
+// envFromField reports whether the container's env has name from the
+// pod's field path.
+func envFromField(c container, name, path string) bool {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == path {
+			return true
+		}
+	}
+	return false
 }
 
 // etcdFlags are an etcd command line's --flag=value pairs.

@@ -152,6 +152,7 @@ type config struct {
 	BenchCount       int
 	BenchWindow      int
 	Args             []string // the positional arguments
+	Node             string   // echo-server: the node of the local publisher proxy; "" = --name
 
 	Kind actors.Kind // by actors.ChooseKind, oslo.messaging's rule
 
@@ -550,6 +551,11 @@ var options = []option{
 		name: "rpc_retry_attempts", cmds: cmdClients, section: sectionZMQ, long: "retries", arg: "N", def: "3",
 		help: "with --acks, send a message again at most N times",
 		set:  func(c *config, v string) (err error) { c.Retries, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "node", cmds: cmdRPC, long: "node", arg: "NODE", env: "NODE_NAME",
+		help: "echo-server: the node whose local publisher proxy it subscribes to, the --name that proxy registers (on Kubernetes, the pod's spec.nodeName from the downward API); default $NODE_NAME, else --name",
+		set:  func(c *config, v string) error { c.Node = v; return nil },
 	},
 	{
 		name: "bench_clients", cmds: cmdBench, long: "clients", arg: "N", def: "1",

@@ -77,7 +77,7 @@ func resolveCmdWithINI(t *testing.T, cmd command, args []string, ini string) (*c
 func hermeticEnv(t *testing.T) (home string) {
 	t.Helper()
 	home = t.TempDir()
-	for _, v := range []string{"STATE_DIRECTORY", "XDG_STATE_HOME", envEtcdPassword, "GOMAXPROCS"} {
+	for _, v := range []string{"STATE_DIRECTORY", "XDG_STATE_HOME", envEtcdPassword, "GOMAXPROCS", "NODE_NAME"} {
 		t.Setenv(v, "")
 	}
 	t.Setenv("HOME", home)

@@ -141,3 +141,29 @@ func TestCallTimeoutAndExitStatus(t *testing.T) {
 		})
 	}
 }
+
+// echo-server's --node: the flag, else $NODE_NAME (the downward API's
+// spec.nodeName in a pod), else empty (the server's --name).
+func TestNodeOption(t *testing.T) {
+	hermeticEnv(t)
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+		want      string
+	}{
+		{"none", "", nil, ""},
+		{"environment", "node-a", nil, "node-a"},
+		{"flag over environment", "node-a", []string{"--node", "node-b"}, "node-b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NODE_NAME", tc.env)
+			c, err := resolve(cmdRPC, append([]string{"demo"}, tc.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Node != tc.want {
+				t.Errorf("Node: got %q, want %q", c.Node, tc.want)
+			}
+		})
+	}
+}

@@ -220,6 +220,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
 		Logger: s.log, Handlers: echoHandlers(name), Observe: out.message,
 		Notify: func(context.Context, *rpc.Message) {}}
+	// TODO(lead): cfg.Node = s.c.Node, once rpc.ServerConfig has Node (the local publisher proxy by node name).
 	sctx, cancel := context.WithTimeout(ctx, s.c.registryWait())
 	srv, err := rpc.NewServer(sctx, cfg)
 	cancel()
