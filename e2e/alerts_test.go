@@ -92,6 +92,9 @@ func TestGrafanaDashboard(t *testing.T) {
 			Title   string
 			Targets []struct{ Expr string }
 		}
+		Templating struct {
+			List []struct{ Query any }
+		}
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("%s: %v", path, err)
@@ -106,6 +109,11 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 		for _, q := range p.Targets {
 			exprs = append(exprs, q.Expr)
+		}
+	}
+	for _, v := range d.Templating.List {
+		if q, ok := v.Query.(string); ok {
+			exprs = append(exprs, q)
 		}
 	}
 	checkMetricNames(t, "dashboard", exprs)
