@@ -36,7 +36,7 @@ func run(out io.Writer, endpoint string) error {
 	}
 	defer etcd.Close()
 
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: etcd, Topic: "demo", Server: "s1",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: etcd, Topic: "calc", Server: "s1",
 		Handlers: map[string]rpc.Handler{
 			"add": func(_ context.Context, m *rpc.Message) (any, error) {
 				var a struct{ X, Y int }
@@ -56,7 +56,7 @@ func run(out io.Writer, endpoint string) error {
 		return err
 	}
 	defer cli.Close()
-	sum, err := cli.Call(ctx, rpc.Target{Topic: "demo"}, "add", map[string]int{"x": 2, "y": 3})
+	sum, err := cli.Call(ctx, rpc.Target{Topic: "calc"}, "add", map[string]int{"x": 2, "y": 3})
 	if err != nil {
 		return err
 	}
