@@ -3,8 +3,9 @@
 # Debian's python3-zmq (libzmq peers for the interop tests), etcd-server
 # (real etcd processes for the cluster tests), redis-server and
 # python3-redis (oslo.messaging's Redis matchmaker, and peers that read it),
-# systemd (systemd-analyze verify on the units in deploy/) and logrotate
-# (deploy/zmq-proxy.logrotate).
+# systemd (systemd-analyze verify on the units in deploy/), logrotate
+# (deploy/zmq-proxy.logrotate) and prometheus (promtool check rules and
+# promtool test rules on deploy/prometheus/).
 #
 #   .ci/test.sh            vet, unit + integration + end-to-end tests with -race,
 #                          a short fuzz run of the codecs, one pass of each benchmark
@@ -19,6 +20,7 @@ command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
+[ -x /usr/bin/promtool ] || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -541,6 +541,7 @@ func (p *Proxy) openRegistry() error {
 		Endpoints: endpoints,
 		Username:  rc.Username, Password: rc.Password,
 		CACert: rc.CACert, Cert: rc.Cert, Key: rc.Key,
+		Background: true, // it binds and serves while etcd is down, and registers when it answers
 	})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)

@@ -103,7 +103,7 @@ func TestPauseResume(t *testing.T) {
 	routed0 := p.metric(t, routed, "socket", "backend")
 	rss0 := p.rssBytes(t)
 
-	ctlOK(t, "paused\n", "pause", "--admin", admin)
+	ctlOK(t, "paused\n", "pause", "--admin-addr", admin)
 	ctlOK(t, "already paused\n", "pause", "--admin", admin)
 	peer.proceed(t)
 	peer.awaitStep(t, "sent", nil)
@@ -144,13 +144,13 @@ func TestPauseResume(t *testing.T) {
 		Paused  bool
 		Sockets map[string]struct{ Received, Routed uint64 }
 	}
-	code, out, errOut := ctl(t, "stats", "--admin", admin)
+	code, out, errOut := ctl(t, "stats", "--admin-addr", admin)
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Paused {
 		t.Errorf("ctl stats while paused: exit %d, %v, %q (stderr %q); want 0 and paused", code, err, out, errOut)
 	}
 
 	p.noDropsBut(t, drops0)
-	ctlOK(t, "resumed\n", "resume", "--admin", admin)
+	ctlOK(t, "resumed\n", "resume", "--admin-addr", admin)
 	ctlOK(t, "not paused\n", "resume", "--admin", admin)
 	peer.proceed(t)
 	res := peer.result(t)
@@ -158,7 +158,7 @@ func TestPauseResume(t *testing.T) {
 		t.Errorf("server: %v received of %d sent, %v while paused; want all, and 0 while paused", res["received"], sent, res["received_while_paused"])
 	}
 	p.noDropsBut(t, drops0)
-	code, out, _ = ctl(t, "stats", "--admin", admin)
+	code, out, _ = ctl(t, "stats", "--admin-addr", admin)
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Paused ||
 		st.Sockets["frontend"].Received < uint64(received0)+uint64(sent) {
 		t.Errorf("ctl stats after the resume: exit %d, %v, %+v; want not paused, frontend received at least %v", code, err, st, received0+float64(sent))
@@ -171,7 +171,7 @@ func TestPauseResume(t *testing.T) {
 func TestCtlFailures(t *testing.T) {
 	ours(t)
 	closed := freeAddr(t)
-	if code, _, errOut := ctl(t, "stats", "--admin", closed); code != 1 || !strings.HasPrefix(errOut, "zmq-proxy ctl: no answer from "+closed+": ") {
+	if code, _, errOut := ctl(t, "stats", "--admin-addr", closed); code != 1 || !strings.HasPrefix(errOut, "zmq-proxy ctl: no answer from "+closed+": ") {
 		t.Errorf("ctl stats to a closed port: exit %d, stderr %q; want 1 and \"no answer from %s\"", code, errOut, closed)
 	}
 
@@ -181,7 +181,7 @@ func TestCtlFailures(t *testing.T) {
 	}
 	lp := startProxy(t, proxyOpts{local: true, registry: []string{"-u", "zmq://"}, args: []string{"-c", ini, "--admin-addr", "127.0.0.1:0"}})
 	admin := lp.waitLog(t, startTimeout, "admin endpoint")["addr"]
-	code, _, errOut := ctl(t, "pause", "--admin", admin)
+	code, _, errOut := ctl(t, "pause", "--admin-addr", admin)
 	if want := "zmq-proxy ctl: " + admin + ": 409 Conflict: a local publisher proxy has no frontend to pause\n"; code != 1 || errOut != want {
 		t.Errorf("ctl pause on a local publisher: exit %d, stderr %q; want 1 and %q", code, errOut, want)
 	}

@@ -412,7 +412,9 @@ func checkK8s(t *testing.T, objs []*k8sObject) {
 					}
 				}
 			}
-			if strings.HasPrefix(c.Image, proxyImage+":") {
+			if strings.HasPrefix(c.Image, proxyImage+":") && len(c.Args) > 0 && slices.Contains(proxyCommands, c.Args[0]) {
+				checkServiceContainer(t, cwhat, c)
+			} else if strings.HasPrefix(c.Image, proxyImage+":") {
 				line := checkProxyArgs(t, cwhat, expand(t, cwhat, c, c.Args))
 				checkProxyContainer(t, cwhat, line, c)
 				if d := line["drain_timeout"]; d != "" { // the kubelet's SIGKILL must not cut the drain short
@@ -544,6 +546,31 @@ func checkProxyContainer(t *testing.T, what string, line proxyLine, c container)
 	}
 }
 
+// checkServiceContainer checks a service's container (zmq-proxy
+// echo-server): it subscribes to its node's local publisher proxy, named
+// by the node's name from the downward API.
+func checkServiceContainer(t *testing.T, what string, c container) {
+	t.Helper()
+	if got := flagValue(c.Args, "--node"); got != "$(NODE_NAME)" {
+		t.Errorf("%s: --node %q, want $(NODE_NAME)", what, got)
+	}
+	if !envFromField(c, "NODE_NAME", "spec.nodeName") {
+		t.Errorf("%s: no env NODE_NAME from the field spec.nodeName", what)
+	}
+	expand(t, what, c, c.Args)
+}
+
+// envFromField reports whether the container's env has name from the
+// pod's field path.
+func envFromField(c container, name, path string) bool {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == path {
+			return true
+		}
+	}
+	return false
+}
+
 // etcdFlags are an etcd command line's --flag=value pairs.
 func etcdFlags(args []string) map[string]string {
 	f := map[string]string{}
@@ -629,12 +656,19 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(b, &cf); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	etcdClient := map[string]string{} // service -> host:port its clients use
-	var registries []string
-	kinds := map[string]int{}
-	commands := map[string]bool{}
+	etcdClient := map[string]string{}  // service -> host:port its clients use
+	redisClient := map[string]string{} // the same, for the profile "redis"
+	// By registry: "etcd" for the services without the profile "redis",
+	// "redis" for those with it.
+	registries := map[string][]string{}
+	kinds := map[string]map[string]int{"etcd": {}, "redis": {}}
+	commands := map[string]map[string]bool{"etcd": {}, "redis": {}}
 	for _, name := range slices.Sorted(maps.Keys(cf.Services)) {
 		s := cf.Services[name]
+		reg := "etcd"
+		if slices.Contains(s.Profiles, "redis") {
+			reg = "redis"
+		}
 		for _, d := range s.DependsOn {
 			if _, ok := cf.Services[d]; !ok {
 				t.Errorf("service %s depends on %q, which is no service", name, d)
@@ -662,21 +696,26 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("etcd %s: --data-dir=%q is on no volume", name, f["data-dir"])
 			}
 			etcdClient[name] = name + ":2379"
+		case len(s.Command) > 0 && s.Command[0] == "redis-server":
+			if reg != "redis" {
+				t.Errorf("redis-server %s: not in the profile redis", name)
+			}
+			redisClient[name] = name + ":6379"
 		case strings.HasPrefix(s.Image, proxyImage+":"):
 			if len(s.Command) == 0 {
 				t.Errorf("service %s: no command", name)
 				continue
 			}
 			if slices.Contains(proxyCommands, s.Command[0]) {
-				commands[s.Command[0]] = true
-				registries = append(registries, flagValue(s.Command, "-u"))
+				commands[reg][s.Command[0]] = true
+				registries[reg] = append(registries[reg], flagValue(s.Command, "-u"))
 				continue
 			}
 			line := checkProxyArgs(t, "compose service "+name, s.Command)
 			if line == nil {
 				continue
 			}
-			kinds[line["kind"]]++
+			kinds[reg][line["kind"]]++
 			if d := line["drain_timeout"]; d != "" {
 				drain, err := time.ParseDuration(d)
 				grace, err2 := time.ParseDuration(cmp.Or(s.StopGracePeriod, "10s"))
@@ -684,7 +723,7 @@ func TestComposeFile(t *testing.T) {
 					t.Errorf("service %s: stop_grace_period %q (%v) with drain_timeout=%s (%v), want at least the drain and %v", name, s.StopGracePeriod, err2, d, err, stopMargin)
 				}
 			}
-			registries = append(registries, flagValue(s.Command, "-u"))
+			registries[reg] = append(registries[reg], flagValue(s.Command, "-u"))
 			if got := flagValue(s.Command, "--name"); got != name {
 				t.Errorf("service %s: --name %q, want the service's name, under which the others reach it", name, got)
 			}
@@ -701,18 +740,38 @@ func TestComposeFile(t *testing.T) {
 	if len(etcdClient) != 3 {
 		t.Errorf("etcd members: %v, want 3", slices.Sorted(maps.Keys(etcdClient)))
 	}
-	if kinds["double-router"] != 2 || kinds["local"] != 2 {
-		t.Errorf("proxies by kind: %v, want 2 double-router (central) and 2 local", kinds)
+	if kinds["etcd"]["double-router"] != 2 || kinds["etcd"]["local"] != 2 {
+		t.Errorf("proxies by kind: %v, want 2 double-router (central) and 2 local", kinds["etcd"])
 	}
 	for _, c := range proxyCommands {
-		if !commands[c] {
+		if !commands["etcd"][c] {
 			t.Errorf("no service runs zmq-proxy %s", c)
 		}
 	}
 	want := "zmq+etcd://" + strings.Join(slices.Sorted(maps.Values(etcdClient)), ",") + "/"
-	for _, r := range registries {
+	for _, r := range registries["etcd"] {
 		if r != want {
 			t.Errorf("a service's -u %q, want %q: every member of the etcd cluster", r, want)
+		}
+	}
+
+	// The profile "redis": the same system on oslo.messaging's Redis
+	// matchmaker, one redis-server.
+	if len(redisClient) != 1 {
+		t.Fatalf("redis-server services in the profile redis: %v, want 1", slices.Sorted(maps.Keys(redisClient)))
+	}
+	if kinds["redis"]["double-router"] < 1 || kinds["redis"]["local"] < 1 {
+		t.Errorf("proxies by kind in the profile redis: %v, want a central and a local one", kinds["redis"])
+	}
+	for _, c := range []string{"echo-server", "call"} {
+		if !commands["redis"][c] {
+			t.Errorf("no service of the profile redis runs zmq-proxy %s", c)
+		}
+	}
+	want = "zmq+redis://" + slices.Collect(maps.Values(redisClient))[0] + "/0"
+	for _, r := range registries["redis"] {
+		if r != want {
+			t.Errorf("a service's -u %q in the profile redis, want %q", r, want)
 		}
 	}
 }

@@ -169,12 +169,12 @@ func TestRPCFabric(t *testing.T) {
 		t.Fatalf("call demo.s3: exit %d, stdout %q, stderr %q; want 0 and s3's echo", code, out, errOut)
 	}
 	_, errOut, code = runCmd(t, "call", "demo", "fail", "-u", u)
-	if code != 1 || !strings.Contains(errOut, "remote ValueError: echo-server was asked to fail") {
-		t.Fatalf("call demo fail: exit %d, stderr %q; want 1 and the ValueError", code, errOut)
+	if code != 3 || !strings.Contains(errOut, "remote ValueError: echo-server was asked to fail") {
+		t.Fatalf("call demo fail: exit %d, stderr %q; want 3 and the ValueError", code, errOut)
 	}
 	_, errOut, code = runCmd(t, "call", "nobody", "echo", "-u", u)
-	if code != 2 || !strings.Contains(errOut, "no server for the target: nobody") {
-		t.Fatalf("call nobody: exit %d, stderr %q; want 2 and no server", code, errOut)
+	if code != 1 || !strings.Contains(errOut, "no server for the target: nobody") {
+		t.Fatalf("call nobody: exit %d, stderr %q; want 1 and no server", code, errOut)
 	}
 	_, errOut, code = runCmd(t, "call", "demo", "echo", "{bad", "-u", u)
 	if code != 2 || !strings.Contains(errOut, `JSON_ARGS "{bad" is not JSON`) {
@@ -535,8 +535,8 @@ func TestRPCCommandsOnRedis(t *testing.T) {
 	dead := testutil.StartRedis(t, testutil.RedisOptions{})
 	deadURL := redisURL(dead)
 	dead.Kill()
-	if _, errOut, code := runCmd(t, "call", "demo", "echo", "-u", deadURL, "--timeout", "1s"); code != 2 || !strings.Contains(errOut, "redis at "+dead.Addr()) {
-		t.Fatalf("call with Redis down: exit %d, stderr %q; want 2 naming Redis", code, errOut)
+	if _, errOut, code := runCmd(t, "call", "demo", "echo", "-u", deadURL, "--timeout", "1s"); code != 1 || !strings.Contains(errOut, "redis at "+dead.Addr()) {
+		t.Fatalf("call with Redis down: exit %d, stderr %q; want 1 naming Redis", code, errOut)
 	}
 }
 

@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,18 +22,37 @@ type ClientConfig struct {
 	// CACert, Cert and Key are PEM files for TLS; CACert alone verifies
 	// the server, Cert and Key add a client certificate.
 	CACert, Cert, Key string
-	// DialTimeout bounds the first connection; default 5 s.
+	// DialTimeout bounds how long NewClient waits for etcd to answer:
+	// the connection, the login with Username, one request; default
+	// DefaultDialTimeout.
 	DialTimeout time.Duration
+	// Background makes NewClient return at once, without waiting for
+	// etcd: the client connects in the background and calls fail until
+	// etcd answers. For a process that must start while etcd is down (a
+	// proxy binds its ports, and registers when etcd comes back). With a
+	// Username, the login still waits, at most DialTimeout.
+	Background bool
 }
 
-// NewClient makes an etcd client. It does not wait for etcd: the client
-// connects in the background and calls fail until it answers.
+// DefaultDialTimeout is how long NewClient waits for etcd unless told.
+const DefaultDialTimeout = 5 * time.Second
+
+// probeKey is what NewClient asks etcd for (a count, of nothing in
+// particular): any answer, a refusal included, shows that etcd is there.
+const probeKey = "/zmq-proxy-probe"
+
+// NewClient makes an etcd client and waits until etcd answers, at most
+// cfg.DialTimeout (default 5 s). When no endpoint answers in time it
+// returns an error that names the endpoints and wraps ErrNoAnswer and
+// context.DeadlineExceeded. An etcd that answers but refuses (a wrong
+// password, no permission) is etcd's error, as is; with Background, only
+// the login, if any, is waited for.
 func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no etcd endpoint", ErrBadURL)
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 5 * time.Second
+		cfg.DialTimeout = DefaultDialTimeout
 	}
 	c := clientv3.Config{
 		Endpoints:   cfg.Endpoints,
@@ -50,7 +72,27 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 		}
 		c.TLS = t
 	}
-	return clientv3.New(c)
+	noAnswer := func(err error) error {
+		return fmt.Errorf("%w at %s within %s: %w", ErrNoAnswer, strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, err)
+	}
+	cli, err := clientv3.New(c) // with a Username, it logs in, within DialTimeout
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, noAnswer(err)
+		}
+		return nil, err
+	}
+	if cfg.Background {
+		return cli, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	_, err = cli.Get(ctx, probeKey, clientv3.WithCountOnly())
+	if err != nil && ctx.Err() != nil {
+		cli.Close()
+		return nil, noAnswer(err)
+	}
+	return cli, nil
 }
 
 func tlsConfig(cfg ClientConfig) (*tls.Config, error) {

@@ -9,4 +9,7 @@ var (
 	ErrClosed = errors.New("registrar closed")
 	// ErrBadURL: a registry URL that is not zmq+etcd://host:port[,...]/.
 	ErrBadURL = errors.New("bad registry url")
+	// ErrNoAnswer: no etcd endpoint answered NewClient within its
+	// DialTimeout.
+	ErrNoAnswer = errors.New("no answer from etcd")
 )

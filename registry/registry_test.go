@@ -459,12 +459,14 @@ func TestWatcherLogsRefusalOnce(t *testing.T) {
 	prefix := DefaultPrefix + "proxies/"
 	testutil.AddEtcdUser(t, root, "w", "wpw") // may read nothing yet
 	testutil.EnableEtcdAuth(t, root, "rootpw")
-	admin, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "root", Password: "rootpw"})
+	// Logins within a dial timeout no loaded machine reaches (the tests' etcd
+	// hashes at bcrypt's least cost too).
+	admin, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "root", Password: "rootpw", DialTimeout: wait})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() }) // after the watcher's cleanup
-	cli, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "w", Password: "wpw"})
+	cli, err := NewClient(ClientConfig{Endpoints: etcd.Endpoints(), Username: "w", Password: "wpw", DialTimeout: wait})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	defer s.done()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "%s bench: %v\n", progName, err)
-		return 2
+		return 1
 	}
 	c := s.c
 	if !c.Debug { // the bench's own servers and clients: warnings only

@@ -27,6 +27,18 @@ func TestCheckConfig(t *testing.T) {
 	if err := os.WriteFile(badINI, []byte("[zmq_proxy_opts]\nhwm = lots\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	samePorts := write("same.ini", "[zmq_proxy_opts]\nfrontend_port = 50001\nbackend_port = 50001\n")
+	misspelt := write("misspelt.ini", "[zmq_proxy_opts]\nfrontend_prot = 50001\n")
+	sentinel := write("sentinel.ini", "[DEFAULT]\ntransport_url = zmq+redis://\n[matchmaker_redis]\nsentinel_hosts = 10.0.0.1:26379, 10.0.0.2:26379\n")
+	sentinelEtcd := write("sentinel-etcd.ini", "[matchmaker_redis]\nsentinel_hosts = 10.0.0.1:26379\n")
+	otherSection := write("other.ini", "[oslo_messaging_zmq]\nrpc_zmq_matchmaker = redis\n[zmq_proxy_opts]\nfrontend_port = 50001\nbackend_port = 50002\n")
 	tests := []struct {
 		name       string
 		args       []string
@@ -65,6 +77,61 @@ func TestCheckConfig(t *testing.T) {
 			wantCode: 2, wantStderr: "zmq-proxy: " + badINI + ": [zmq_proxy_opts] hwm = lots: not an integer\n",
 		},
 		{
+			name:     "same port twice in the file",
+			args:     []string{"--check-config", "-u", "zmq://", "-c", samePorts},
+			wantCode: 2, wantStderr: "zmq-proxy: " + samePorts + ": [zmq_proxy_opts] backend_port = 50001: the port of frontend_port too (50001, from " + samePorts + "): every socket needs a port of its own\n",
+		},
+		{
+			name:     "a flag takes the file's port",
+			args:     []string{"--check-config", "-u", "zmq://", "-c", ini, "-p", "50002"},
+			wantCode: 2, wantStderr: "zmq-proxy: -p: \"50002\" is the port of backend_port too (50002, from " + ini + "): every socket needs a port of its own\n",
+		},
+		{
+			name:     "metrics on the frontend's port",
+			args:     []string{"--check-config", "-u", "zmq://", "-H", "127.0.0.1", "-f", "50001", "-b", "50002", "--metrics-addr", "0.0.0.0:50001"},
+			wantCode: 2, wantStderr: "zmq-proxy: --metrics-addr: \"0.0.0.0:50001\" is the port of frontend_port too (50001, from -f): every socket needs a port of its own\n",
+		},
+		{
+			name:     "admin on the metrics port",
+			args:     []string{"--check-config", "-u", "zmq://", "--metrics-addr", "127.0.0.1:9464", "--admin-addr", ":9464"},
+			wantCode: 2, wantStderr: "zmq-proxy: --admin-addr: \":9464\" is the port of metrics_addr too (127.0.0.1:9464, from --metrics-addr): every socket needs a port of its own\n",
+		},
+		{
+			name:     "publisher on the embedded etcd's port",
+			args:     []string{"--check-config", "-p", "2379", "--state-dir", stateDir},
+			wantCode: 2, wantStderr: "zmq-proxy: -p: \"2379\" is the port of etcd_addr too (127.0.0.1:2379, default): every socket needs a port of its own\n",
+		},
+		{
+			name:       "metrics and admin on one port of different addresses",
+			args:       []string{"--check-config", "-u", "zmq://", "--metrics-addr", "10.0.0.1:9464", "--admin-addr", "127.0.0.1:9464"},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=0 backend_port=0 publisher_port=0 drain_timeout=5s registry=\"none\" metrics_addr=10.0.0.1:9464\n",
+		},
+		{
+			name:       "router-only binds no publisher",
+			args:       []string{"--check-config", "-u", "zmq://", "-f", "50001", "-b", "50002", "-p", "50001", "--use-pub-sub=false"},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=50001 backend_port=50002 publisher_port=50001 drain_timeout=5s registry=\"none\"\n",
+		},
+		{
+			name:     "misspelt key in the proxy's section",
+			args:     []string{"--check-config", "-u", "zmq://", "-c", misspelt},
+			wantCode: 2, wantStderr: "zmq-proxy: -c " + misspelt + ": [zmq_proxy_opts] frontend_prot: not an option of zmq-proxy (did you mean frontend_port?); zmq-proxy -h lists the keys of each section\n",
+		},
+		{
+			name:       "unknown keys of oslo.messaging's sections are the services'",
+			args:       []string{"--check-config", "-u", "zmq://", "-c", otherSection},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=50001 backend_port=50002 publisher_port=0 drain_timeout=5s registry=\"none\"\n",
+		},
+		{
+			name:     "Redis Sentinel",
+			args:     []string{"--check-config", "-c", sentinel},
+			wantCode: 2, wantStderr: "zmq-proxy: " + sentinel + ": [matchmaker_redis] sentinel_hosts = 10.0.0.1:26379, 10.0.0.2:26379: Redis Sentinel is not supported: zmq-proxy talks to one Redis server; give its address as [matchmaker_redis] host and port, or in the URL (docs/deploy.md, \"Redis\")\n",
+		},
+		{
+			name:       "Sentinel hosts of a file whose registry is etcd",
+			args:       []string{"--check-config", "-c", sentinelEtcd, "-u", "zmq+etcd://e1:2379/"},
+			wantStdout: "zmq-proxy: configuration OK: kind=double-router host=* frontend_port=0 backend_port=0 publisher_port=0 drain_timeout=5s registry=\"etcd e1:2379\"\n",
+		},
+		{
 			name:     "what only the library checks",
 			args:     []string{"--check-config", "-lp", "-u", "zmq://"},
 			wantCode: 2, wantStderr: "zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers\n",
@@ -93,14 +160,18 @@ func TestCheckConfig(t *testing.T) {
 // could not bind, do not make it fail.
 func TestCheckConfigBindsNothing(t *testing.T) {
 	hermeticEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []string
+	for range 5 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		ports = append(ports, port)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	args := []string{"--check-config", "-H", "127.0.0.1", "-f", port, "-b", port, "-p", port,
-		"--metrics-addr", ln.Addr().String(), "--etcd-addr", ln.Addr().String(), "--state-dir", t.TempDir()}
+	args := []string{"--check-config", "-H", "127.0.0.1", "-f", ports[0], "-b", ports[1], "-p", ports[2],
+		"--metrics-addr", "127.0.0.1:" + ports[3], "--etcd-addr", "127.0.0.1:" + ports[4], "--state-dir", t.TempDir()}
 	var stdout, stderr bytes.Buffer
 	if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "configuration OK") {
 		t.Errorf("got exit code %d, stdout %q, stderr %q; want 0 and \"configuration OK\"", code, stdout.String(), stderr.String())

@@ -154,6 +154,7 @@ type config struct {
 	BenchCount       int
 	BenchWindow      int
 	Args             []string // the positional arguments
+	Node             string   // echo-server: the node of the local publisher proxy; "" = --name
 
 	Kind actors.Kind // by actors.ChooseKind, oslo.messaging's rule
 
@@ -554,6 +555,11 @@ var options = []option{
 		set:  func(c *config, v string) (err error) { c.Retries, err = parseInt(v, 1); return err },
 	},
 	{
+		name: "node", cmds: cmdRPC, long: "node", arg: "NODE", env: "NODE_NAME",
+		help: "echo-server: the node whose local publisher proxy it subscribes to, the --name that proxy registers (on Kubernetes, the pod's spec.nodeName from the downward API); default $NODE_NAME, else --name",
+		set:  func(c *config, v string) error { c.Node = v; return nil },
+	},
+	{
 		name: "bench_clients", cmds: cmdBench, long: "clients", arg: "N", def: "1",
 		help: "clients, each with its own connections",
 		set:  func(c *config, v string) (err error) { c.BenchClients, err = parseInt(v, 1); return err },
@@ -675,6 +681,9 @@ func resolve(cmd command, args []string) (*config, error) {
 	if err := c.useTransportURL(); err != nil {
 		return nil, err
 	}
+	if err := c.checkUnsupported(path, file); err != nil {
+		return nil, err
+	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
@@ -752,6 +761,9 @@ func (c *config) check() error {
 	if err := c.checkSecurity(); err != nil {
 		return err
 	}
+	if err := c.checkPorts(); err != nil {
+		return err
+	}
 	if c.Registry.Mode == registryEmbedded && c.StateDir == "" {
 		if c.settings["state_dir"].origin == fromDefault {
 			return errors.New("no state directory for the embedded etcd: " +
@@ -788,6 +800,9 @@ func readINI(path string) (vals map[string]string, ignored []string, err error) 
 			if name, ok := known[[2]string{s.Name(), k.Name()}]; ok {
 				vals[name] = k.Value()
 				continue
+			}
+			if err := unknownKey(s.Name(), k.Name(), k.Value(), vals); err != nil {
+				return nil, nil, err
 			}
 			ignored = append(ignored, fmt.Sprintf("[%s] %s", s.Name(), k.Name()))
 		}

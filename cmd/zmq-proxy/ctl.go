@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
 // ctlUsage is the -h text of "zmq-proxy ctl".
-const ctlUsage = `Usage: zmq-proxy ctl pause|resume|stats --admin HOST:PORT [--timeout DURATION]
+const ctlUsage = `Usage: zmq-proxy ctl pause|resume|stats --admin-addr HOST:PORT [--timeout DURATION]
 
-Steer a running proxy through its admin endpoint (its --admin-addr):
+Steer a running proxy through its admin endpoint: give ctl the address the
+proxy was started with, --admin-addr (--admin is the same flag; an empty
+HOST is loopback, as for the proxy).
   pause    stop reading from the frontend: clients' messages wait in their
            own queues and TCP buffers, replies flow on
   resume   read from the frontend again
@@ -32,7 +35,9 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet(progName+" ctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	admin := fs.String("admin", "", "")
+	var admin string
+	fs.StringVar(&admin, "admin-addr", "", "")
+	fs.StringVar(&admin, "admin", "", "") // its first name, kept for scripts
 	timeout := fs.Duration("timeout", 5*time.Second, "")
 	// The command may come first or after the flags.
 	var cmd string
@@ -62,9 +67,15 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	default:
 		return fail(2, fmt.Errorf("unknown command %q: give pause, resume or stats", cmd))
 	}
-	addr, err := parseDialAddr(*admin)
+	if admin == "" {
+		return fail(2, errors.New("--admin-addr is required: the HOST:PORT the proxy was started with as its --admin-addr"))
+	}
+	if strings.HasPrefix(admin, ":") { // as the proxy reads it: loopback
+		admin = "127.0.0.1" + admin
+	}
+	addr, err := parseDialAddr(admin)
 	if err != nil {
-		return fail(2, fmt.Errorf("--admin: %q is %w", *admin, err))
+		return fail(2, fmt.Errorf("--admin-addr: %q is %w", admin, err))
 	}
 	if *timeout <= 0 {
 		return fail(2, fmt.Errorf("--timeout: %v is not a positive duration", *timeout))

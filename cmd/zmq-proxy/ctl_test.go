@@ -14,15 +14,17 @@ func TestCtlUsageErrors(t *testing.T) {
 		wantStderr string
 		wantStdout string // a part of stdout
 	}{
-		{name: "help", args: []string{"-h"}, wantStdout: "Usage: zmq-proxy ctl pause|resume|stats --admin HOST:PORT"},
+		{name: "help", args: []string{"-h"}, wantStdout: "Usage: zmq-proxy ctl pause|resume|stats --admin-addr HOST:PORT"},
 		{name: "no command", args: []string{"--admin", "127.0.0.1:1"}, wantCode: 2,
 			wantStderr: "zmq-proxy ctl: no command: give pause, resume or stats\n"},
 		{name: "unknown command", args: []string{"stop", "--admin", "127.0.0.1:1"}, wantCode: 2,
 			wantStderr: "zmq-proxy ctl: unknown command \"stop\": give pause, resume or stats\n"},
 		{name: "no admin", args: []string{"pause"}, wantCode: 2,
-			wantStderr: "zmq-proxy ctl: --admin: \"\" is not host:port\n"},
+			wantStderr: "zmq-proxy ctl: --admin-addr is required: the HOST:PORT the proxy was started with as its --admin-addr\n"},
 		{name: "bad admin", args: []string{"pause", "--admin", "localhost:http"}, wantCode: 2,
-			wantStderr: "zmq-proxy ctl: --admin: \"localhost:http\" is not host:port with a port in 1..65535\n"},
+			wantStderr: "zmq-proxy ctl: --admin-addr: \"localhost:http\" is not host:port with a port in 1..65535\n"},
+		{name: "bad admin-addr", args: []string{"pause", "--admin-addr", "localhost:http"}, wantCode: 2,
+			wantStderr: "zmq-proxy ctl: --admin-addr: \"localhost:http\" is not host:port with a port in 1..65535\n"},
 		{name: "two commands", args: []string{"pause", "--admin", "127.0.0.1:1", "resume"}, wantCode: 2,
 			wantStderr: "zmq-proxy ctl: unexpected argument \"resume\"\n"},
 		{name: "bad timeout", args: []string{"stats", "--admin", "127.0.0.1:1", "--timeout", "0s"}, wantCode: 2,

@@ -72,9 +72,11 @@ func printUsage(w io.Writer, cmd command) {
 			"the changes until SIGINT or SIGTERM. With no URL, list asks the etcd on --etcd-addr, "+
 			"the one a proxy started without a URL runs; it never starts one.", "", 78))
 	} else {
-		fmt.Fprintf(w, "Usage: %s [options]\n       %s list [options]\n       %s ctl pause|resume|stats --admin HOST:PORT\n       %s keygen [-o NAME]\n\n", progName, progName, progName, progName)
-		fmt.Fprintf(w, "ZeroMQ proxy service. The list command prints the registered proxies (%s list -h);\n", progName)
-		fmt.Fprintf(w, "keygen prints a new CURVE key pair in Z85.\n")
+		fmt.Fprintf(w, "Usage: %s [options]            run a proxy (the options below)\n", progName)
+		fmt.Fprintf(w, "       %s COMMAND [options]    run a command (%s COMMAND -h for its options)\n\n", progName, progName)
+		fmt.Fprintf(w, "Commands:\n")
+		printCommands(w)
+		fmt.Fprintf(w, "\n%s", exitStatusText)
 	}
 	fmt.Fprintf(w, "\nOptions:\n")
 	printOptions(w, cmd)
@@ -86,12 +88,16 @@ func printUsage(w io.Writer, cmd command) {
 		fmt.Fprintf(w, "\n%s", wrap("The configuration file is the proxy's: list reads its url and etcd_* keys "+
 			"in ["+sectionProxy+"] and ignores the others.", "", 78))
 		fmt.Fprint(w, "\nOutput: a table with the columns ID, KIND, HOST, FRONTEND, BACKEND, PUBLISHER\n"+
-			"and STARTED (UTC); \"-\" where a proxy has no such socket. With --json, one\n"+
-			"JSON record per line instead. With -w, after the table, one line per change:\n"+
-			"  + ID KIND FRONTEND BACKEND PUBLISHER   a proxy registered, or changed\n"+
-			"  - ID                                   a proxy went away\n"+
-			"With -w and --json, one {\"event\":\"put\"|\"delete\",\"record\":{...}} per line, the\n"+
-			"proxies registered at the start first, as puts.\n"+
+			"and STARTED (UTC); \"-\" where a proxy has no such socket; then the servers'\n"+
+			"targets, TARGET (topic or topic.server, as call takes it), IDENTITY, HOST,\n"+
+			"STARTED. With --json, one JSON record per line instead. With -w, after the\n"+
+			"tables, one line per change, TIME the moment list saw it (UTC):\n"+
+			"  TIME + ID KIND FRONTEND BACKEND PUBLISHER   a proxy registered, or changed\n"+
+			"  TIME - ID                                   a proxy went away\n"+
+			"  TIME + target TARGET IDENTITY               a server registered\n"+
+			"  TIME - target TARGET IDENTITY               a server went away\n"+
+			"With -w and --json, one {\"time\":...,\"event\":\"put\"|\"delete\",\"record\":{...}}\n"+
+			"(or \"target\":{...}) per line, those registered at the start first, as puts.\n"+
 			"\nExit status: 0; 1 when etcd does not answer in time, or refuses; 2 for a bad\n"+
 			"option.\n")
 		return
@@ -108,13 +114,47 @@ func printUsage(w io.Writer, cmd command) {
 		}
 		fmt.Fprintf(w, "  [%s]\n%s", section, wrap(strings.Join(keys, ", "), "    ", 78))
 	}
-	fmt.Fprint(w, wrap("Other keys of an oslo.messaging file are ignored (logged at debug). "+
+	fmt.Fprint(w, wrap("A key of ["+sectionProxy+"] that is none of these is an error; other keys of an "+
+		"oslo.messaging file are ignored (logged at debug), but for [matchmaker_redis] sentinel_hosts with a Redis "+
+		"registry: Redis Sentinel is not supported, and refused. "+
 		"url, or transport_url when url is not set, names the registry: zmq+etcd://, zmq+redis:// "+
 		"(oslo.messaging's Redis matchmaker; [matchmaker_redis] fills the host, port and password it "+
 		"leaves out) or zmq:// (none). zmq_target_expire is the TTL of the registration (--target-expire). "+
 		"With Redis, the records are rewritten every zmq_target_update (default a third of the TTL); "+
 		"with etcd it is unused, the client renews the lease every TTL/3, but it must be less than "+
 		"zmq_target_expire.", "  ", 78))
+}
+
+// commandHelp is one line about each command of the binary, in the order
+// of -h. A test checks that it names every command of subcommands.
+var commandHelp = []struct{ name, text string }{
+	{"list", "print the proxies and servers registered in etcd; -w: and every change"},
+	{"call", "call a method of a server of a topic and print its reply"},
+	{"cast", "send a method to a server of a topic, without a reply"},
+	{"fanout", "send a method to every server of a topic"},
+	{"notify", "send a notification, as oslo.messaging's notifier does"},
+	{"echo-server", "serve a topic: echo and fail, printing every message received"},
+	{"bench", "measure the running deployment: rate, latency, lost and duplicate messages"},
+	{"ctl", "pause, resume or read the stats of a running proxy (its --admin-addr)"},
+	{"keygen", "make a CURVE key pair (zcert files with -o)"},
+}
+
+// exitStatusText is the exit status of every command, as -h says it.
+const exitStatusText = `Exit status, every command:
+  0  done (a proxy or a watch: stopped by SIGINT or SIGTERM)
+  1  failed while running: etcd, Redis, a proxy or a server did not answer
+     in time or refused; no server for the target; a proxy's socket failed
+  2  bad flag, argument or configuration: nothing was attempted
+  3  call: the server's handler raised an error (class and message on stderr)
+`
+
+// printCommands writes one line per command.
+func printCommands(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commandHelp {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.text)
+	}
+	_ = tw.Flush()
 }
 
 // printOptions writes one line per option of cmd that has flags.

@@ -60,7 +60,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(2, err)
 	}
 	// Dialling, authenticating and the probe share one --timeout.
-	deadline := time.Now().Add(c.ListTimeout)
+	deadline := time.Now().Add(c.registryWait())
 	cli, err := registry.NewClient(cfg)
 	if err != nil {
 		return fail(c.clientError(err))
@@ -85,7 +85,7 @@ func (c *config) clientConfig() (registry.ClientConfig, error) {
 		CACert:      c.EtcdCACert,
 		Cert:        c.EtcdCert,
 		Key:         c.EtcdKey,
-		DialTimeout: c.ListTimeout,
+		DialTimeout: c.registryWait(),
 	}
 	switch c.Registry.Mode {
 	case registryEtcd:
@@ -133,13 +133,30 @@ func (c *config) probe(ctx context.Context, cli *clientv3.Client, deadline time.
 	return fmt.Errorf("etcd at %s: %w", strings.Join(c.endpoints(), ","), oneLine{err})
 }
 
-// noEtcd is the error for an etcd that did not answer within --timeout.
+// noEtcd is the error for an etcd that did not answer in time
+// (registryWait).
 func (c *config) noEtcd() error {
 	if c.Registry.Mode == registryEmbedded {
-		return fmt.Errorf("no etcd at %s: start zmq-proxy first, or give -u", c.EtcdAddr)
+		return fmt.Errorf("no etcd at %s: nothing answered within %s; start zmq-proxy first (it runs one there), or give -u",
+			c.EtcdAddr, c.registryWait())
 	}
 	return fmt.Errorf("no etcd at %s (url from %s): nothing answered within %s",
-		strings.Join(c.endpoints(), ","), c.settings["url"].from, c.ListTimeout)
+		strings.Join(c.endpoints(), ","), c.settings["url"].from, c.registryWait())
+}
+
+// minRegistryWait is how long the client commands wait at least for the
+// registry to answer, whatever their --timeout (the reply's or the ACK's):
+// "call --timeout 1ms" must time out waiting for the reply, not for etcd.
+const minRegistryWait = 2 * time.Second
+
+// registryWait is how long a command waits for the registry to answer:
+// list's --timeout; the client commands' --timeout, at least
+// minRegistryWait.
+func (c *config) registryWait() time.Duration {
+	if c.cmd == cmdList {
+		return c.ListTimeout
+	}
+	return max(c.ListTimeout, minRegistryWait)
 }
 
 func (c *config) endpoints() []string {
@@ -262,7 +279,7 @@ func (p *printer) table(recs []registry.Record) error {
 		for _, r := range recs {
 			var v any = r
 			if p.watch {
-				v = jsonEvent{Event: registry.EventPut.String(), Record: r}
+				v = jsonEvent{Time: now(), Event: registry.EventPut.String(), Record: r}
 			}
 			if err := p.jsonLine(v); err != nil {
 				return err
@@ -283,22 +300,34 @@ func (p *printer) table(recs []registry.Record) error {
 
 // jsonEvent is one change, with --watch --json.
 type jsonEvent struct {
+	Time   string          `json:"time"`  // when list saw it, RFC 3339, UTC
 	Event  string          `json:"event"` // "put" or "delete"
 	Record registry.Record `json:"record"`
 }
+
+// now is when a change was seen, as list prints it: UTC, RFC 3339 with
+// milliseconds.
+func now() string { return time.Now().UTC().Format(timeLayout) }
+
+// timeLayout is RFC 3339 with milliseconds, always three digits.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// targetName is a target as the client commands take it: "topic" or
+// "topic.server" (registered as "topic/server").
+func targetName(target string) string { return strings.Replace(target, "/", ".", 1) }
 
 func (p *printer) event(ev registry.Event) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.json {
-		return p.jsonLine(jsonEvent{Event: ev.Type.String(), Record: ev.Record})
+		return p.jsonLine(jsonEvent{Time: now(), Event: ev.Type.String(), Record: ev.Record})
 	}
 	var line string
 	if ev.Type == registry.EventDelete {
-		line = "- " + field(ev.ID)
+		line = now() + " - " + field(ev.ID)
 	} else {
 		r := ev.Record
-		line = strings.Join([]string{"+", field(ev.ID), field(r.Kind),
+		line = strings.Join([]string{now(), "+", field(ev.ID), field(r.Kind),
 			field(r.Frontend), field(r.Backend), field(r.Publisher)}, " ")
 	}
 	_, err := fmt.Fprintln(p.w, line)
@@ -318,9 +347,10 @@ func (p *printer) targets(ts []registry.Target) error {
 	}
 	if p.json {
 		for _, t := range ts {
+			t.Target = targetName(t.Target)
 			var v any = t
 			if p.watch {
-				v = jsonTargetEvent{Event: registry.EventPut.String(), Target: t}
+				v = jsonTargetEvent{Time: now(), Event: registry.EventPut.String(), Target: t}
 			}
 			if err := p.jsonLine(v); err != nil {
 				return err
@@ -335,29 +365,33 @@ func (p *printer) targets(ts []registry.Target) error {
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, targetColumns)
 	for _, t := range ts {
-		fmt.Fprintln(tw, strings.Join([]string{field(strings.Replace(t.Target, "/", ".", 1)), field(t.Identity), field(t.Host), started(t.Started)}, "\t"))
+		fmt.Fprintln(tw, strings.Join([]string{field(targetName(t.Target)), field(t.Identity), field(t.Host), started(t.Started)}, "\t"))
 	}
 	return tw.Flush()
 }
 
 // jsonTargetEvent is one change of the targets, with --watch --json.
 type jsonTargetEvent struct {
+	Time   string          `json:"time"`
 	Event  string          `json:"event"`
 	Target registry.Target `json:"target"`
 }
 
-// targetEvent writes "+ target TARGET IDENTITY" or "- target TARGET IDENTITY".
+// targetEvent writes "TIME + target TARGET IDENTITY" or "TIME - target
+// TARGET IDENTITY".
 func (p *printer) targetEvent(ev registry.TargetEvent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	t := ev.Target
+	t.Target = targetName(t.Target)
 	if p.json {
-		return p.jsonLine(jsonTargetEvent{Event: ev.Type.String(), Target: ev.Target})
+		return p.jsonLine(jsonTargetEvent{Time: now(), Event: ev.Type.String(), Target: t})
 	}
 	sign := "+"
 	if ev.Type == registry.EventDelete {
 		sign = "-"
 	}
-	_, err := fmt.Fprintln(p.w, sign, "target", field(strings.Replace(ev.Target.Target, "/", ".", 1)), field(ev.Target.Identity))
+	_, err := fmt.Fprintln(p.w, now(), sign, "target", field(t.Target), field(t.Identity))
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -194,13 +195,37 @@ func startList(t *testing.T, args ...string) (stdout, stderr *testutil.SyncBuffe
 	return stdout, stderr, stop
 }
 
-// waitLines waits until out holds want, line for line, and fails the test
-// after waitBound.
+// stamp is the time list -w puts on a change line, at its start in text
+// and as "time" in JSON.
+var stamp = regexp.MustCompile(`(^|\n|"time":")(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)`)
+
+// stampless is out with each change's time replaced by TIME.
+func stampless(out string) string { return stamp.ReplaceAllString(out, "${1}TIME") }
+
+// checkStamps fails the test unless out has n times, each between from
+// and now (to the millisecond list prints).
+func checkStamps(t *testing.T, out string, from time.Time, n int) {
+	t.Helper()
+	ms := stamp.FindAllStringSubmatch(out, -1)
+	if len(ms) != n {
+		t.Errorf("%d change times in\n%s\nwant %d", len(ms), out, n)
+	}
+	to := time.Now()
+	for _, m := range ms {
+		at, err := time.Parse(timeLayout, m[2])
+		if err != nil || at.Before(from.Truncate(time.Millisecond)) || at.After(to) {
+			t.Errorf("change time %s (%v): want one between %s and %s", m[2], err, from.UTC().Format(timeLayout), to.UTC().Format(timeLayout))
+		}
+	}
+}
+
+// waitLines waits until out holds want, line for line (each change's time
+// as TIME), and fails the test after waitBound.
 func waitLines(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n") + "\n"
 	deadline := time.Now().Add(waitBound)
-	for out.String() != wantText {
+	for stampless(out.String()) != wantText {
 		if time.Now().After(deadline) {
 			t.Fatalf("output within %s: got\n%s\nwant\n%s", waitBound, out.String(), wantText)
 		}
@@ -222,7 +247,7 @@ func waitNormalized(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n")
 	deadline := time.Now().Add(waitBound)
-	for strings.Join(normalized(out.String()), "\n") != wantText {
+	for strings.Join(normalized(stampless(out.String())), "\n") != wantText {
 		if time.Now().After(deadline) {
 			t.Fatalf("output within %s: got\n%s\nwant (blanks collapsed)\n%s", waitBound, out.String(), wantText)
 		}
@@ -236,22 +261,24 @@ func TestListWatch(t *testing.T) {
 	cli := e.Client(t)
 	leaseA := register(t, cli, registry.DefaultPrefix, recA)
 
+	start := time.Now()
 	stdout, stderr, stop := startList(t, "-w", "-u", etcdURL(e), "--timeout", slowEtcd)
 	header := "ID KIND HOST FRONTEND BACKEND PUBLISHER STARTED"
 	rowA := "host-a/1 double-router host-a tcp://10.0.0.1:5000 tcp://10.0.0.1:5001 tcp://10.0.0.1:5002 2025-01-02T03:04:05Z"
 	waitNormalized(t, stdout, []string{header, rowA})
 
 	register(t, cli, registry.DefaultPrefix, recB)
-	waitNormalized(t, stdout, []string{header, rowA, "+ host-b/2 single-router tcp://10.0.0.2:5000 - tcp://10.0.0.2:5002"})
+	waitNormalized(t, stdout, []string{header, rowA, "TIME + host-b/2 single-router tcp://10.0.0.2:5000 - tcp://10.0.0.2:5002"})
 
 	if _, err := cli.Revoke(t.Context(), leaseA); err != nil {
 		t.Fatal(err)
 	}
 	waitNormalized(t, stdout, []string{
 		header, rowA,
-		"+ host-b/2 single-router tcp://10.0.0.2:5000 - tcp://10.0.0.2:5002",
-		"- host-a/1",
+		"TIME + host-b/2 single-router tcp://10.0.0.2:5000 - tcp://10.0.0.2:5002",
+		"TIME - host-a/1",
 	})
+	checkStamps(t, stdout.String(), start, 2)
 
 	if code := stop(); code != 0 {
 		t.Errorf("exit code after the context's end: got %d, want 0", code)
@@ -267,9 +294,10 @@ func TestListWatchJSON(t *testing.T) {
 	cli := e.Client(t)
 	leaseA := register(t, cli, registry.DefaultPrefix, recA)
 
+	start := time.Now()
 	stdout, stderr, stop := startList(t, "--watch", "--json", "-u", etcdURL(e), "--timeout", slowEtcd)
 	event := func(typ string, r registry.Record) string {
-		return recordJSON(t, jsonEvent{Event: typ, Record: r})
+		return recordJSON(t, jsonEvent{Time: "TIME", Event: typ, Record: r})
 	}
 	want := []string{event("put", recA)}
 	waitLines(t, stdout, want)
@@ -283,6 +311,7 @@ func TestListWatchJSON(t *testing.T) {
 	}
 	want = append(want, event("delete", recA))
 	waitLines(t, stdout, want)
+	checkStamps(t, stdout.String(), start, 3)
 
 	if code := stop(); code != 0 {
 		t.Errorf("exit code after the context's end: got %d, want 0", code)
@@ -291,8 +320,8 @@ func TestListWatchJSON(t *testing.T) {
 		t.Errorf("stderr: got %q, want nothing", stderr.String())
 	}
 	for _, line := range want {
-		if !strings.HasPrefix(line, `{"event":"`) {
-			t.Errorf("event line %q does not start with the event", line)
+		if !strings.HasPrefix(line, `{"time":"TIME","event":"`) {
+			t.Errorf("event line %q does not start with the time and the event", line)
 		}
 	}
 }
@@ -310,7 +339,7 @@ func TestListNoEtcd(t *testing.T) {
 		{
 			name:       "no URL",
 			args:       []string{"--etcd-addr", addr, "--timeout", "300ms"},
-			wantStderr: "zmq-proxy list: no etcd at " + addr + ": start zmq-proxy first, or give -u\n",
+			wantStderr: "zmq-proxy list: no etcd at " + addr + ": nothing answered within 300ms; start zmq-proxy first (it runs one there), or give -u\n",
 		},
 		{
 			name:       "URL",
@@ -321,7 +350,7 @@ func TestListNoEtcd(t *testing.T) {
 			// With a user, the client authenticates while it dials.
 			name:       "user",
 			args:       []string{"--etcd-addr", addr, "--timeout", "300ms", "--etcd-user", "u", "--etcd-password", "p"},
-			wantStderr: "zmq-proxy list: no etcd at " + addr + ": start zmq-proxy first, or give -u\n",
+			wantStderr: "zmq-proxy list: no etcd at " + addr + ": nothing answered within 300ms; start zmq-proxy first (it runs one there), or give -u\n",
 		},
 		{
 			name:       "watch",
@@ -365,7 +394,7 @@ func TestListUsageAndErrors(t *testing.T) {
 	}{
 		{name: "help", args: []string{"list", "-h"}, wantCode: 0, wantStdout: "Usage: zmq-proxy list [options]"},
 		{name: "help long", args: []string{"list", "--help"}, wantCode: 0, wantStdout: "-w, --watch"},
-		{name: "proxy help names list", args: []string{"-h"}, wantCode: 0, wantStdout: "zmq-proxy list [options]"},
+		{name: "proxy help names list", args: []string{"-h"}, wantCode: 0, wantStdout: "\n  list         print the proxies"},
 		{name: "zmq URL", args: []string{"list", "-u", "zmq://"}, wantCode: 2, wantStderr: "zmq-proxy list: -u: \"zmq://\" is not a registry to list: zmq:// means none\n"},
 		{name: "proxy flag", args: []string{"list", "-f", "1"}, wantCode: 2, wantStderr: "zmq-proxy list: flag provided but not defined: -f\n"},
 		{name: "positional", args: []string{"list", "all"}, wantCode: 2, wantStderr: "zmq-proxy list: unexpected argument \"all\"\n"},

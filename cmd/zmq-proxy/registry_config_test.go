@@ -421,18 +421,18 @@ func TestUsageRegistry(t *testing.T) {
 		{&proxy, "$ZMQ_PROXY_ETCD_PASSWORD"},
 		{&proxy, "a flag overrides the environment"},
 		{&proxy, "-H/--host (host in the file) is the address the proxy binds; --name (name) is\nthe host name it registers under"},
-		{&proxy, "With\n  Redis, the records are rewritten every zmq_target_update"},
+		{&proxy, "With Redis, the records are rewritten every\n  zmq_target_update"},
 		{&proxy, "--target-expire SECONDS"},
 		{&proxy, "(default 5)"},
 		{&proxy, "(default $STATE_DIRECTORY, else $XDG_STATE_HOME/zmq-proxy, else ~/.local/state/zmq-proxy)"},
-		{&proxy, "zmq-proxy list [options]"},
+		{&proxy, "zmq-proxy COMMAND [options]"},
 		{&list, "Usage: zmq-proxy list [options]"},
 		{&list, "-w, --watch"},
 		{&list, "--timeout DURATION"},
 		{&list, "it never starts one"},
 		{&list, "$ZMQ_PROXY_ETCD_PASSWORD"},
-		{&list, "  + ID KIND FRONTEND BACKEND PUBLISHER"},
-		{&list, `{"event":"put"|"delete","record":{...}}`},
+		{&list, "  TIME + ID KIND FRONTEND BACKEND PUBLISHER"},
+		{&list, `{"time":...,"event":"put"|"delete","record":{...}}`},
 	} {
 		if !strings.Contains(tt.usage.String(), tt.want) {
 			t.Errorf("usage: got\n%s\nwant it to contain %q", tt.usage, tt.want)

@@ -26,8 +26,9 @@ import (
 )
 
 // The client commands use the rpc package as a service would. Exit
-// status: 0 done; 1 the server raised a failure (call); 2 anything else
-// (bad arguments, no proxy, no server, timeout, etcd unreachable).
+// status, as for every command (exitStatusText): 0 done; 1 failed while
+// running (etcd or Redis unreachable, no proxy, no server, timeout); 2 bad
+// flag, argument or configuration; 3 the server raised a failure (call).
 
 // clientSetup resolves the configuration of a client command, starts its
 // logger and its etcd client. done releases them.
@@ -79,11 +80,11 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 		s.redis = redismm.New(redismm.Config{Addr: c.Registry.RedisAddr, Password: c.Registry.RedisPassword,
 			DB: c.Registry.RedisDB, Timeout: c.ListTimeout, Logger: s.log})
 		s.closer = append(s.closer, s.redis.Close)
-		pctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
+		pctx, cancel := context.WithTimeout(ctx, c.registryWait())
 		defer cancel()
 		if err := s.redis.Ping(pctx); err != nil {
 			s.done()
-			return fail(2, fmt.Errorf("redis at %s: %w", c.Registry.RedisAddr, err))
+			return fail(1, fmt.Errorf("redis at %s: %w", c.Registry.RedisAddr, err))
 		}
 		return s, -1
 	}
@@ -98,9 +99,9 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 		return fail(code, err)
 	}
 	s.closer = append(s.closer, s.etcd.Close)
-	if err := c.probe(ctx, s.etcd, time.Now().Add(c.ListTimeout)); err != nil {
+	if err := c.probe(ctx, s.etcd, time.Now().Add(c.registryWait())); err != nil {
 		s.done()
-		return fail(2, err)
+		return fail(1, err)
 	}
 	return s, -1
 }
@@ -110,7 +111,8 @@ func (s *clientSetup) clientConfig() rpc.ClientConfig {
 		AckTimeout: s.c.AckTimeout, Retries: s.c.Retries, Logger: s.log}
 }
 
-// jsonArg parses an optional JSON object argument; "" = {}.
+// jsonArg parses an optional JSON argument; "" = {}. JSON_ARGS, a
+// method's arguments by name, must be an object.
 func jsonArg(what, s string) (any, error) {
 	if s == "" {
 		return map[string]any{}, nil
@@ -118,6 +120,9 @@ func jsonArg(what, s string) (any, error) {
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return nil, fmt.Errorf("%s %q is not JSON: %w", what, s, err)
+	}
+	if _, ok := v.(map[string]any); !ok && what == "JSON_ARGS" {
+		return nil, fmt.Errorf(`%s %s is not a JSON object: a method's arguments go by name, as in '{"x": 1}'`, what, s)
 	}
 	return v, nil
 }
@@ -143,49 +148,57 @@ func runSend(ctx context.Context, name string, args []string, stdout, stderr io.
 		fmt.Fprintf(stderr, "%s %s: %v\n", progName, name, err)
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
-	defer cancel()
-	cli, err := rpc.NewClient(ctx, s.clientConfig())
-	if err != nil {
-		return fail(2, err)
-	}
-	defer cli.Close()
 	first, second := s.c.Args[0], s.c.Args[1]
+	// The arguments are checked before anything is sent.
+	var target rpc.Target
 	switch name {
-	case "call":
+	case "call", "cast":
 		t, err := rpc.ParseTarget(first)
 		if err != nil {
-			return fail(2, err)
+			return fail(2, fmt.Errorf("%q is not TOPIC[.SERVER]: %w", first, err))
 		}
-		reply, err := cli.Call(ctx, t, second, payload)
-		var re *rpc.RemoteError
-		if errors.As(err, &re) {
-			fmt.Fprintf(stderr, "%s %s: remote %s: %s\n", progName, name, re.Class, re.Message)
-			return 1
-		}
-		if err != nil {
-			return fail(2, err)
-		}
-		fmt.Fprintf(stdout, "%s\n", reply)
-	case "cast":
-		t, err := rpc.ParseTarget(first)
-		if err == nil {
-			err = cli.Cast(ctx, t, second, payload)
-		}
-		if err != nil {
-			return fail(2, err)
-		}
-	case "fanout":
-		if err := cli.Fanout(ctx, first, second, payload); err != nil {
-			return fail(2, err)
-		}
+		target = t
 	case "notify":
 		i := strings.LastIndex(first, ".")
 		if i <= 0 || i == len(first)-1 {
 			return fail(2, fmt.Errorf("%q is not TOPIC.PRIORITY", first))
 		}
+	}
+	// Finding the proxies is bounded as the registry is, the message by
+	// --timeout.
+	nctx, cancel := context.WithTimeout(ctx, s.c.registryWait())
+	cli, err := rpc.NewClient(nctx, s.clientConfig())
+	cancel()
+	if err != nil {
+		return fail(1, err)
+	}
+	defer cli.Close()
+	ctx, cancel = context.WithTimeout(ctx, s.c.ListTimeout)
+	defer cancel()
+	switch name {
+	case "call":
+		reply, err := cli.Call(ctx, target, second, payload)
+		var re *rpc.RemoteError
+		if errors.As(err, &re) {
+			fmt.Fprintf(stderr, "%s %s: remote %s: %s\n", progName, name, re.Class, re.Message)
+			return 3
+		}
+		if err != nil {
+			return fail(1, s.c.rpcError(err))
+		}
+		fmt.Fprintf(stdout, "%s\n", reply)
+	case "cast":
+		if err := cli.Cast(ctx, target, second, payload); err != nil {
+			return fail(1, s.c.rpcError(err))
+		}
+	case "fanout":
+		if err := cli.Fanout(ctx, first, second, payload); err != nil {
+			return fail(1, s.c.rpcError(err))
+		}
+	case "notify":
+		i := strings.LastIndex(first, ".")
 		if err := cli.Notify(ctx, first[:i], first[i+1:], second, payload); err != nil {
-			return fail(2, err)
+			return fail(1, s.c.rpcError(err))
 		}
 	}
 	return 0
@@ -224,12 +237,13 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
 		Logger: s.log, Handlers: echoHandlers(name, rec), Observe: out.message, Acks: s.c.Acks,
 		Notify: func(context.Context, *rpc.Message) {}}
-	sctx, cancel := context.WithTimeout(ctx, s.c.ListTimeout)
+	cfg.Node = s.c.Node // the node whose local publisher proxy it subscribes on
+	sctx, cancel := context.WithTimeout(ctx, s.c.registryWait())
 	srv, err := rpc.NewServer(sctx, cfg)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s echo-server: %v\n", progName, err)
-		return 2
+		return 1
 	}
 	s.log.Info("echo server started", "topic", topic, "server", server, "identity", srv.Identity(), "acks", s.c.Acks, "record", s.c.Record)
 	<-ctx.Done()
@@ -382,8 +396,9 @@ func (lw *lineWriter) message(m *rpc.Message) {
 var clientUsage = map[string]struct{ args, text string }{
 	"call": {"TOPIC[.SERVER] METHOD [JSON_ARGS]",
 		"Call METHOD on one server of TOPIC (or the one named SERVER) and print the reply as JSON. " +
-			"Exit status: 0 with the reply; 1 when the server raised a failure (its class and message on stderr); " +
-			"2 for anything else: no proxy, no server, no reply within --timeout, a bad argument."},
+			"Exit status: 0 with the reply; 1 when it failed: no proxy, no server, no reply within --timeout, " +
+			"etcd or Redis unreachable; 2 for a bad flag or argument; 3 when the server raised a failure " +
+			"(its class and message on stderr)."},
 	"cast": {"TOPIC[.SERVER] METHOD [JSON_ARGS]",
 		"Send METHOD to one server of TOPIC, without a reply; with --acks, wait until a server acknowledged it."},
 	"fanout": {"TOPIC METHOD [JSON_ARGS]", "Send METHOD to every server of TOPIC."},
@@ -418,4 +433,25 @@ func printClientUsage(w io.Writer, name string) {
 	fmt.Fprintf(w, "\n%s", wrap("With no URL, the command uses the etcd on --etcd-addr, the one a proxy "+
 		"started without a URL runs. The configuration file is the proxy's; the client commands read its "+
 		"url, etcd_* and rpc_* keys.", "", 78))
+}
+
+// rpcError is err, from the rpc package, with what to do about it.
+func (c *config) rpcError(err error) error {
+	switch {
+	case errors.Is(err, rpc.ErrTimeout):
+		return fmt.Errorf("%w, within %s (--timeout): a busy server or a slow network needs a longer --timeout", err, c.ListTimeout)
+	case errors.Is(err, rpc.ErrNoServer):
+		return fmt.Errorf("%w: start a server of the topic; %s list shows the registered ones", err, progName)
+	case errors.Is(err, rpc.ErrNoProxy):
+		return fmt.Errorf("%w: start a central zmq-proxy that registers where this command looks (%s)", err, c.where())
+	}
+	return err
+}
+
+// where names the registry a client command reads.
+func (c *config) where() string {
+	if c.Registry.Mode == registryRedis {
+		return "Redis at " + c.Registry.RedisAddr
+	}
+	return "etcd at " + strings.Join(c.endpoints(), ",")
 }

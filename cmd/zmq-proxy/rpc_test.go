@@ -25,7 +25,7 @@ func TestClientCommandArgs(t *testing.T) {
 		{"cast too many", []string{"cast", "a", "b", "{}", "x"}, 2, "zmq-proxy cast: 4 arguments", ""},
 		{"echo-server none", []string{"echo-server"}, 2, "zmq-proxy echo-server: 0 arguments, want TOPIC [SERVER]", ""},
 		{"bad flag value", []string{"call", "demo", "echo", "--timeout", "soon"}, 2, `--timeout: "soon" is`, ""},
-		{"flag after args", []string{"call", "demo", "echo", "--etcd-addr", noEtcd, "--timeout", "200ms"}, 2, "no etcd at 127.0.0.1:1", ""},
+		{"flag after args", []string{"call", "demo", "echo", "--etcd-addr", noEtcd, "--timeout", "200ms"}, 1, "no etcd at 127.0.0.1:1", ""},
 		{"unknown flag", []string{"notify", "demo.info", "ev", "--nope"}, 2, "flag provided but not defined: -nope", ""},
 		{"bench mode", []string{"bench", "ping", "--etcd-addr", noEtcd}, 2, `zmq-proxy bench: "ping" is not call, cast or fanout`, ""},
 		{"bad json before etcd", []string{"cast", "demo", "m", "{x", "--etcd-addr", noEtcd}, 2, `JSON_ARGS "{x" is not JSON`, ""},

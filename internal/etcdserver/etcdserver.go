@@ -59,6 +59,11 @@ type Options struct {
 	// ReadyTimeout bounds how long Start waits for etcd to serve;
 	// default 30 s.
 	ReadyTimeout time.Duration
+	// BcryptCost is the cost of the hashes of users' passwords; 0 means
+	// etcd's default (10). Tests give bcrypt.MinCost (4): at the default,
+	// each login costs tens of milliseconds of CPU, seconds on a loaded
+	// machine with the race detector.
+	BcryptCost int
 }
 
 // withDefaults returns o with its empty fields set to their defaults.
@@ -190,6 +195,9 @@ func start(o Options, client, peer string) (*Server, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.InitialClusterToken = o.Name
 	cfg.LogLevel = "error"
+	if o.BcryptCost > 0 {
+		cfg.BcryptCost = uint(o.BcryptCost)
+	}
 	core := newSlogCore(o.Logger)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core))
 	streams, endStreams := context.WithCancel(context.Background())
@@ -269,6 +277,10 @@ func (s *Server) PeerAddr() string { return s.peerAddr }
 
 // DataDir returns the member's data directory.
 func (s *Server) DataDir() string { return s.dataDir }
+
+// BcryptCost returns the cost of the password hashes the running member
+// makes.
+func (s *Server) BcryptCost() int { return int(s.etcd.Server.Cfg.BcryptCost) }
 
 // Err returns embed's error channel: an error of a listener or server
 // goroutine after Start. It is closed by Close.

@@ -18,6 +18,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/etcdserver"
 )
@@ -58,6 +59,10 @@ func Embedded(t testing.TB) *EmbeddedEtcd {
 		ClientAddr: "127.0.0.1:0",
 		DataDir:    filepath.Join(t.TempDir(), "etcd"),
 		Logger:     slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
+		// A login costs a bcrypt comparison: at etcd's default cost, up
+		// to seconds on a loaded machine with -race, which a client's
+		// dial timeout (it logs in while it dials) did not always allow.
+		BcryptCost: bcrypt.MinCost,
 	}}
 	e.Start()
 	t.Cleanup(e.Stop)

@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestMain fails the package on leaked goroutines. It ignores none: the
@@ -85,6 +86,16 @@ func TestEmbedded(t *testing.T) {
 		}
 		return errors.New("data lost across restart")
 	})
+}
+
+// The tests' etcd hashes passwords at bcrypt's least cost, so that a
+// login (TestWatcherLogsRefusalOnce's, within a client's dial timeout)
+// costs microseconds, not seconds on a loaded machine.
+func TestEmbeddedBcryptCost(t *testing.T) {
+	e := Embedded(t)
+	if got := e.Server().BcryptCost(); got != bcrypt.MinCost {
+		t.Errorf("bcrypt cost of the embedded etcd: got %d, want %d", got, bcrypt.MinCost)
+	}
 }
 
 func TestCluster(t *testing.T) {
