@@ -822,7 +822,7 @@ func TestStartBoundedNamesRegistry(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	cli, err := registry.NewClient(registry.ClientConfig{Endpoints: []string{dead}})
+	cli, err := registry.NewClient(registry.ClientConfig{Endpoints: []string{dead}, Background: true})
 	if err != nil {
 		t.Fatal(err)
 	}
