@@ -73,6 +73,7 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		}
 	}()
 	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
+	mr.parser.maxFrames = s.opts.MaxFrames
 	err = mr.run(p.id, func(b *Batch) {
 		s.opts.Stats.Received.Add(uint64(len(b.Msgs)))
 		s.role.recv(p, b)
@@ -98,6 +99,11 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		n := s.opts.Stats.DroppedOversize.Add(1)
 		if s.warn.oversize.Allow(time.Now()) {
 			s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
+		}
+	} else if errors.Is(err, ErrTooManyFrames) {
+		n := s.opts.Stats.DroppedFrames.Add(1)
+		if s.warn.frames.Allow(time.Now()) {
+			s.log.Warn("peer closed: too many frames in a message", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
 		}
 	} else if errors.Is(err, ErrProtocol) {
 		n := s.opts.Stats.ProtocolErrors.Add(1)
@@ -134,19 +140,20 @@ const maxBatchesInFlight = 16
 // the wire, and they leave as one Batch, without a copy.
 type msgReader struct {
 	conn   net.Conn
-	maxMsg int64
+	parser frameParser
 	buf    *[]byte
 	r, w   int
 	ends   []int         // frame index where each message of the batch ends
 	slots  chan struct{} // one token per batch in flight
 	done   <-chan struct{}
+	copied int // bytes moved between buffers, in all: the tests' measure of work
 }
 
 // newMsgReader reads conn; it stops waiting for a free in-flight slot when
 // done is closed.
 func newMsgReader(conn net.Conn, maxMsg int64, done <-chan struct{}) *msgReader {
-	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte),
-		slots: make(chan struct{}, maxBatchesInFlight), done: done}
+	return &msgReader{conn: conn, parser: frameParser{maxMsg: maxMsg, maxFrames: defaultMaxFrames},
+		buf: readBufPool.Get().(*[]byte), slots: make(chan struct{}, maxBatchesInFlight), done: done}
 }
 
 func putReadBuf(b *[]byte) {
@@ -167,6 +174,7 @@ func (mr *msgReader) renew(size int, release bool) {
 		nb = &b
 	}
 	mr.w = copy(*nb, (*mr.buf)[mr.r:mr.w])
+	mr.copied += mr.w
 	mr.r = 0
 	if release {
 		putReadBuf(mr.buf)
@@ -175,15 +183,19 @@ func (mr *msgReader) renew(size int, release bool) {
 }
 
 // grow is the size of the next buffer when have bytes of an incomplete
-// message (which needs need bytes in all) are in hand: a pooled buffer
-// while that is enough, else twice what has arrived, capped at need. A
-// peer that declares a large frame and sends little of it costs little;
-// one that sends it all costs at most twice what it sent.
+// message (which needs need bytes in all, as far as its headers tell)
+// are in hand: a pooled buffer while that is enough, else what the
+// message needs, but at most twice and at least one and a half times
+// what has arrived. A peer that declares a large frame and sends little
+// of it costs little; one that sends it all costs at most twice what it
+// sent; and a message of many small frames, whose next header is always
+// a few bytes away, grows the buffer geometrically, not by those few
+// bytes (each growth copies what arrived: that was quadratic).
 func (mr *msgReader) grow(need, have int) int {
 	if have < readBufSize {
 		return readBufSize
 	}
-	return min(need, 2*have)
+	return max(min(need, 2*have), have+have/2)
 }
 
 // run reads until the connection fails and returns why. For each burst it
@@ -196,7 +208,7 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 	for {
 		need := 0
 		for {
-			res, frames, n, nd, err := parseMsg((*mr.buf)[mr.r:mr.w], batch.frames, mr.maxMsg)
+			res, frames, n, nd, err := mr.parser.parse((*mr.buf)[mr.r:mr.w], batch.frames)
 			if err != nil {
 				return err
 			}
@@ -241,6 +253,7 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 		} else {
 			if mr.r > 0 {
 				mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
+				mr.copied += mr.w
 				mr.r = 0
 			}
 			if mr.w == len(*mr.buf) {

@@ -29,6 +29,12 @@ type Options struct {
 	HWMBytes int
 	// MaxMessageSize bounds one inbound message, all frames, in bytes.
 	MaxMessageSize int64
+	// MaxFrames bounds the frames of one inbound message. libzmq has no
+	// such bound (only ZMQ_MAXMSGSIZE); past it the connection is closed
+	// and the message dropped and counted, as libzmq does past
+	// ZMQ_MAXMSGSIZE and nats-server past max_control_line: a peer that
+	// sends it is broken or hostile, and its stream cannot be trusted.
+	MaxFrames int
 	// Identity is this socket's identity, sent to peers in the handshake.
 	Identity []byte
 	// HandshakeTimeout bounds the ZMTP greeting and handshake.
@@ -74,6 +80,7 @@ const (
 	defaultHWM              = 1000
 	defaultHWMBytes         = 16 << 20
 	defaultMaxMessageSize   = 16 << 20
+	defaultMaxFrames        = 1024 // an oslo.messaging message has 6 to 8
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultReconnectMin     = 100 * time.Millisecond
 	defaultReconnectMax     = 5 * time.Second
@@ -88,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
+	}
+	if o.MaxFrames <= 0 {
+		o.MaxFrames = defaultMaxFrames
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = defaultHandshakeTimeout
@@ -144,7 +154,7 @@ type socket struct {
 
 	// warn rate-limits each kind of per-connection warning (auth and
 	// decrypt: secure.go).
-	warn struct{ refused, oversize, protocol, conns, topics, auth, decrypt LogLimit }
+	warn struct{ refused, oversize, frames, protocol, conns, topics, auth, decrypt LogLimit }
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {

@@ -17,6 +17,7 @@ type Stats struct {
 	DroppedUnknownVersion  atomic.Uint64 // counted by the envelope's user
 	DroppedRestarting      atomic.Uint64 // counted by the socket's owner: delivered while it was stopped or restarting
 	DroppedPong            atomic.Uint64 // a PING answered while a PONG was still queued (one is enough)
+	DroppedFrames          atomic.Uint64 // a peer sent a message of more than the maximum frames (connection closed)
 
 	Peers        atomic.Int64  // connected peers now
 	Refused      atomic.Uint64 // connections refused (duplicate identity)
@@ -41,5 +42,6 @@ func (s *Stats) Dropped() map[string]uint64 {
 		"oversize":         s.DroppedOversize.Load(),
 		"restarting":       s.DroppedRestarting.Load(),
 		"pong":             s.DroppedPong.Load(),
+		"too_many_frames":  s.DroppedFrames.Load(),
 	}
 }
