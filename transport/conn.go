@@ -21,25 +21,69 @@ import (
 // (its bounded outbound queue) is at the end.
 
 // serve runs one connection to its end: handshake, attach, then the
-// writer on a goroutine of its own and the reader on this one. It returns
-// the handshake error, if any, so that a dialer can tell it from a session.
-func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
+// writer on a goroutine of its own and the reader on this one. h is the
+// accepted connection's place in the handshake limit, nil for a dialed
+// one. It reports whether the peer was attached, so that a dialer can
+// tell a failed handshake from a session.
+func (s *socket) serve(conn net.Conn, h *pendingConn) (attached bool) {
+	server := h != nil
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	// Close must not wait for the handshake timeout of a stalled peer.
 	raw := conn // conn becomes the secure connection, if any (secure.go)
 	stop := context.AfterFunc(s.ctx, func() { raw.Close() })
+	var greet *greetConn
+	if server {
+		greet = newGreetConn(conn, s.opts.GreetingTimeout)
+		conn = greet
+	}
 	meta, conn, err := s.connHandshake(conn, server)
 	stop()
+	conn = unwrapGreet(conn)
+	if server {
+		s.opts.Handshakes.done(h)
+	}
 	if err != nil {
 		s.opts.Stats.BadHandshake.Add(1)
 		if errors.Is(err, ErrOversize) {
 			s.opts.Stats.DroppedOversize.Add(1)
 		}
+		if greet != nil && greet.timedOut {
+			n := s.opts.Stats.RefusedGreetingTimeout.Add(1)
+			if s.warn.greeting.Allow(time.Now()) {
+				s.log.Warn("connection closed: no greeting in time", "remote", conn.RemoteAddr().String(),
+					"timeout", s.opts.GreetingTimeout, "refused_total", n)
+			}
+		}
 		s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return false
+	}
+	if id := meta["Identity"]; len(id) > maxIdentity {
+		// ZMTP 3 (RFC 23) bounds a routing id to 255 bytes; libzmq
+		// refuses a longer one in the handshake.
+		n := s.opts.Stats.RefusedIdentity.Add(1)
+		if s.warn.identity.Allow(time.Now()) {
+			s.log.Warn("peer refused: identity too long", "remote", conn.RemoteAddr().String(),
+				"length", len(id), "limit", maxIdentity, "refused_total", n)
+		}
+		conn.Close()
+		return false
+	}
+	if server {
+		// Only established peers count toward --max-connections: one
+		// that waits in its handshake holds a handshake slot instead.
+		if !s.opts.Conns.acquire() {
+			n := s.opts.Stats.RefusedMaxConns.Add(1)
+			conn.Close()
+			if s.warn.conns.Allow(time.Now()) {
+				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
+					"limit", s.opts.Conns.Max(), "refused_total", n)
+			}
+			return false
+		}
+		defer s.opts.Conns.release()
 	}
 	p := newPeer(s, nil, conn)
 	s.mu.Lock()
