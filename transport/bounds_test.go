@@ -190,6 +190,7 @@ func TestMaxConnections(t *testing.T) {
 	r := startRouter(t, Options{Conns: NewConnLimit(2)})
 	first := dialRaw(t, r.Addr(), zmq4.Dealer, "1", 0)
 	dialRaw(t, r.Addr(), zmq4.Dealer, "2", 0)
+	waitConnected(t, r, "1", "2") // the slots are taken after the handshake
 	third := dialRaw(t, r.Addr(), zmq4.Dealer, "3", 0)
 	waitClosed(t, third.conn)
 	if got := r.Stats().RefusedMaxConns.Load(); got != 1 {

@@ -325,11 +325,14 @@ const keepWriteBuf = 1 << 20
 // writer takes the buffer whole and writes it with one syscall, so a burst
 // costs one write however many messages it holds. The queue holds at most
 // hwm messages; a message beyond that is dropped (as libzmq does at its
-// high-water mark), so a slow peer never blocks anyone but itself. As in
-// libzmq, what has been handed to the kernel does not count: the batch the
-// writer is writing is like libzmq's encoder buffer and the socket buffer.
-// So a peer holds at most two queues' worth: hwm queued and one batch (of at
-// most hwm) being written.
+// high-water mark), so a slow peer never blocks anyone but itself. In
+// bytes, the batch the writer is writing counts too: a peer that never
+// reads holds its writer in a write of up to hwmBytes, and the queue
+// behind it would have doubled that (a stuck peer took 64-83 MiB with
+// hwmBytes of 16 MiB), so the queue and the batch together hold at most
+// hwmBytes, but for one message when both are empty. In messages, as in
+// libzmq, the batch being written (like libzmq's encoder buffer and the
+// socket buffer) does not count: hwm queued, and one batch of at most hwm.
 type peer struct {
 	id   []byte
 	conn net.Conn
@@ -339,7 +342,8 @@ type peer struct {
 	spare    []byte          // the writer's previous buffer, reused
 	queued   int             // messages and commands in buf
 	hwm      int             // bound on queued
-	hwmBytes int             // bound on len(buf), but for one message into an empty buf
+	hwmBytes int             // bound on len(buf)+inflight, but for one message when both are 0
+	inflight int             // bytes of the batch being written (writing is set)
 	pong     bool            // a PONG is in buf
 	writing  bool            // the writer, or a sender (writeNow), is writing to conn
 	raw      syscall.RawConn // for writeNow's non-blocking write; nil = always the writer
@@ -385,7 +389,7 @@ func (p *peer) sendNow(head, tail [][]byte) bool { return p.sendMsg(head, tail, 
 
 func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
 	p.mu.Lock()
-	if p.dead || p.queued >= p.hwm || len(p.buf) > 0 && len(p.buf)+encodedLen(head, tail) > p.hwmBytes {
+	if held := len(p.buf) + p.inflight; p.dead || p.queued >= p.hwm || held > 0 && held+encodedLen(head, tail) > p.hwmBytes {
 		p.mu.Unlock()
 		return false
 	}
@@ -414,13 +418,13 @@ func (p *peer) writeNow() {
 	out := p.buf
 	p.buf, p.spare = p.spare[:0], nil
 	p.queued, p.pong = 0, false
-	p.writing = true
+	p.writing, p.inflight = true, len(out)
 	p.mu.Unlock()
 
 	n, err := p.tryWrite(out)
 
 	p.mu.Lock()
-	p.writing = false
+	p.writing, p.inflight = false, 0
 	rest := out[n:]
 	switch {
 	case err != nil:
@@ -516,14 +520,14 @@ func (p *peer) writeLoop() error {
 		out := p.buf
 		p.buf, p.spare = p.spare[:0], nil
 		p.queued, p.pong = 0, false
-		p.writing = true
+		p.writing, p.inflight = true, len(out)
 		p.mu.Unlock()
 		_, err := p.conn.Write(out)
 		if cap(out) > keepWriteBuf {
 			out = nil
 		}
 		p.mu.Lock()
-		p.writing = false
+		p.writing, p.inflight = false, 0
 		p.spare = out[:0]
 		p.mu.Unlock()
 		if err != nil {

@@ -35,6 +35,12 @@ type Options struct {
 	// ZMQ_MAXMSGSIZE and nats-server past max_control_line: a peer that
 	// sends it is broken or hostile, and its stream cannot be trusted.
 	MaxFrames int
+	// MaxTopics and MaxTopicBytes bound the subscriptions that all the
+	// subscribers of a PUB hold together (distinct prefixes per
+	// subscriber, and their bytes); a subscription past them is ignored
+	// and counted in Stats.RefusedTopics, as one past a subscriber's own
+	// limits is.
+	MaxTopics, MaxTopicBytes int
 	// Identity is this socket's identity, sent to peers in the handshake.
 	Identity []byte
 	// HandshakeTimeout bounds the ZMTP greeting and handshake.
@@ -103,6 +109,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
+	}
+	if o.MaxTopics <= 0 {
+		o.MaxTopics = defaultMaxTopics
+	}
+	if o.MaxTopicBytes <= 0 {
+		o.MaxTopicBytes = defaultMaxTopicBytes
 	}
 	if o.MaxFrames <= 0 {
 		o.MaxFrames = defaultMaxFrames

@@ -25,7 +25,7 @@ type Stats struct {
 	BadHandshake atomic.Uint64 // connections that failed the handshake
 
 	ProtocolErrors  atomic.Uint64 // connections closed for a ZMTP violation (for example a PING context over 16 bytes)
-	RefusedTopics   atomic.Uint64 // PUB: subscriptions ignored for the per-subscriber limits
+	RefusedTopics   atomic.Uint64 // PUB: subscriptions ignored for the per-subscriber or per-PUB limits
 	RefusedMaxConns atomic.Uint64 // connections closed after their handshake: the connection limit was reached
 
 	// Connections closed before they became peers, by reason (see Refusals).
