@@ -200,23 +200,11 @@ func newMsgReader(conn net.Conn, maxMsg int64, done <-chan struct{}) *msgReader 
 		buf: readBufPool.Get().(*[]byte), slots: make(chan struct{}, maxBatchesInFlight), done: done}
 }
 
-func putReadBuf(b *[]byte) {
-	if b != nil && cap(*b) == readBufSize {
-		readBufPool.Put(b)
-	}
-}
-
 // renew moves the unparsed rest of the buffer into a new buffer of at least
 // size bytes. The old buffer is released only if release is set (otherwise
 // a batch owns it).
 func (mr *msgReader) renew(size int, release bool) {
-	var nb *[]byte
-	if size <= readBufSize {
-		nb = readBufPool.Get().(*[]byte)
-	} else {
-		b := make([]byte, size)
-		nb = &b
-	}
+	nb := getReadBuf(size)
 	mr.w = copy(*nb, (*mr.buf)[mr.r:mr.w])
 	mr.copied += mr.w
 	mr.r = 0
@@ -239,7 +227,11 @@ func (mr *msgReader) grow(need, have int) int {
 	if have < readBufSize {
 		return readBufSize
 	}
-	return max(min(need, 2*have), have+have/2)
+	if n := max(min(need, 2*have), have+have/2); n > 2*readBufSize {
+		return n
+	}
+	return 2 * readBufSize // pooled, and at most 2*have
+
 }
 
 // run reads until the connection fails and returns why. For each burst it
@@ -388,12 +380,22 @@ func (p *peer) send(head, tail [][]byte) bool { return p.sendMsg(head, tail, fal
 func (p *peer) sendNow(head, tail [][]byte) bool { return p.sendMsg(head, tail, true) }
 
 func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
+	n := encodedLen(head, tail)
 	p.mu.Lock()
-	if held := len(p.buf) + p.inflight; p.dead || p.queued >= p.hwm || held > 0 && held+encodedLen(head, tail) > p.hwmBytes {
+	if held := len(p.buf) + p.inflight; p.dead || p.queued >= p.hwm || held > 0 && held+n > p.hwmBytes {
 		p.mu.Unlock()
 		return false
 	}
 	wasEmpty := len(p.buf) == 0
+	if need := len(p.buf) + n; need > cap(p.buf) {
+		// Grow by doubling, but never past what the queue may hold:
+		// append's own growth (1.25x for large slices) leaves four times
+		// the queue's size behind as garbage on the way to the mark, and
+		// overshoots it; a peer that never reads fills its queue once.
+		nb := make([]byte, len(p.buf), max(need, min(2*cap(p.buf), p.hwmBytes-p.inflight)))
+		copy(nb, p.buf)
+		p.buf = nb
+	}
 	p.buf = appendMsg(p.buf, head, tail)
 	p.queued++
 	if now && wasEmpty && !p.writing && p.raw != nil {
