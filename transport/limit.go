@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// ConnLimit bounds the connections a process accepts, across the sockets
-// that share it, so that no crowd of peers can take every file descriptor.
+// ConnLimit bounds the established peers of the connections a process
+// accepts, across the sockets that share it, so that no crowd of peers
+// can take every file descriptor. A connection takes its slot after its
+// handshake; until then it holds one of a HandshakeLimit.
 type ConnLimit struct {
 	max int64
 	n   atomic.Int64
