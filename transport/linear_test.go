@@ -177,3 +177,22 @@ func BenchmarkReadFrames(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadLargeMessages reads 64 messages of a 64 KiB payload and a
+// 100-byte envelope (one message a little larger than a read buffer),
+// arriving at once; B/op shows what the reader allocates for them (the
+// pool of 128 KiB buffers keeps them from taking a buffer each).
+func BenchmarkReadLargeMessages(b *testing.B) {
+	var wire []byte
+	for range 64 {
+		wire = appendMsg(wire, [][]byte{make([]byte, 100), make([]byte, 64<<10)}, nil)
+	}
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		got, _, err := readAll(wire, 1<<20, 16, 1<<30)
+		if !errors.Is(err, io.EOF) || len(got) != 64 {
+			b.Fatalf("got %v, %v", got, err)
+		}
+	}
+}
