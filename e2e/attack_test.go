@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/transport"
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // Hostile peers, round 2 (issue 16): attacks on the parser, on the
@@ -282,34 +284,85 @@ func TestAttackHalfOpenConnections(t *testing.T) {
 
 // With --max-connections 50, 60 connections that never send their
 // greeting to the backend do not keep a server out: they hold handshake
-// slots, not connection slots. Before: the server was refused until the
-// handshake timeout closed them (10 s).
+// slots, not connection slots. Raw NULL peers, and Go CURVE peers to a
+// CURVE proxy (the issue's case). Before: the server was refused until
+// the handshake timeout closed them (10 s).
 func TestAttackIdleConnectionsMaxConnections(t *testing.T) {
 	if isRef() {
 		t.Skip("ZP_REF: the test reads our metrics")
 	}
-	p := startProxy(t, proxyOpts{args: []string{"--max-connections", "50"}})
-	dialIdle(t, p.backend, 60)
-	start := time.Now()
-	var server net.Conn
-	var err error
-	for server == nil {
-		if server, err = zmtpConn(p.backend, "DEALER", "idle-host/topic/server"); err != nil && time.Since(start) > 5*time.Second {
-			t.Fatalf("the server could not connect to the backend in 5s: %v", err)
+	t.Run("NULL", func(t *testing.T) {
+		p := startProxy(t, proxyOpts{args: []string{"--max-connections", "50"}})
+		dialIdle(t, p.backend, 60)
+		start := time.Now()
+		var server net.Conn
+		var err error
+		for server == nil {
+			if server, err = zmtpConn(p.backend, "DEALER", "idle-host/topic/server"); err != nil && time.Since(start) > 5*time.Second {
+				t.Fatalf("the server could not connect to the backend in 5s: %v", err)
+			}
 		}
-	}
-	defer server.Close()
-	p.waitMetric(t, func(v float64) bool { return v == 1 }, "1", peers, "socket", "backend")
-	connected := time.Since(start)
-	took := legitimateCast(t, p.frontend, server, "idle-host/topic/server", 5*time.Second)
-	t.Logf("with 60 silent connections and --max-connections 50: the server connected in %v, a CAST to it took %v",
-		connected.Round(time.Millisecond), took.Round(time.Millisecond))
-	if connected > time.Second {
-		t.Errorf("the server connected after %v, want within 1s", connected)
-	}
-	if v := p.metric(t, refusedBy, "reason", "max_connections"); v != 0 {
-		t.Errorf("refused for max_connections: %v, want 0", v)
-	}
+		defer server.Close()
+		p.waitMetric(t, func(v float64) bool { return v == 1 }, "1", peers, "socket", "backend")
+		connected := time.Since(start)
+		took := legitimateCast(t, p.frontend, server, "idle-host/topic/server", 5*time.Second)
+		t.Logf("with 60 silent connections and --max-connections 50: the server connected in %v, a CAST to it took %v",
+			connected.Round(time.Millisecond), took.Round(time.Millisecond))
+		if connected > time.Second {
+			t.Errorf("the server connected after %v, want within 1s", connected)
+		}
+		if v := p.metric(t, refusedBy, "reason", "max_connections"); v != 0 {
+			t.Errorf("refused for max_connections: %v, want 0", v)
+		}
+	})
+	t.Run("CURVE", func(t *testing.T) {
+		k := newCurveKeys(t, true)
+		p := startProxy(t, proxyOpts{args: append(k.proxyArgs(), "--max-connections", "50")})
+		dialIdle(t, p.backend, 60)
+		got := make(chan struct{}, 1)
+		opts := func(id string) transport.Options {
+			return transport.Options{Identity: []byte(id), Security: security.CurveClient(k.server.Public, k.client),
+				ReconnectMin: 20 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}
+		}
+		so := opts("curve-host/topic/server")
+		so.OnBatch = func(b *transport.Batch) {
+			b.Release()
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+		server := transport.NewDealer(so)
+		defer server.Close()
+		start := time.Now()
+		if err := server.Connect(p.backend); err != nil {
+			t.Fatal(err)
+		}
+		p.waitMetric(t, func(v float64) bool { return v == 1 }, "1", peers, "socket", "backend")
+		connected := time.Since(start)
+		client := transport.NewDealer(opts("curve-client/1"))
+		defer client.Close()
+		if err := client.Connect(p.frontend); err != nil {
+			t.Fatal(err)
+		}
+		head := [][]byte{{}, []byte("1.0"), []byte("2"), []byte("curve-host/topic/server"), []byte("m")}
+		testutil.CheckFor(t, metricWait, func() error {
+			client.Send(head, [][]byte{[]byte("hello")})
+			select {
+			case <-got:
+				return nil
+			case <-time.After(50 * time.Millisecond):
+				return errors.New("the CURVE server has no CAST yet")
+			}
+		})
+		t.Logf("with 60 silent connections and --max-connections 50: a CURVE server connected in %v", connected.Round(time.Millisecond))
+		if connected > time.Second {
+			t.Errorf("the CURVE server connected after %v, want within 1s", connected)
+		}
+		if v := p.metric(t, refusedBy, "reason", "max_connections"); v != 0 {
+			t.Errorf("refused for max_connections: %v, want 0", v)
+		}
+	})
 }
 
 // Identities of 256 and 60,000 bytes (ZMTP allows 255) are refused and
