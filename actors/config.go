@@ -54,6 +54,7 @@ const (
 	DefaultHWM            = 1000
 	DefaultHWMBytes       = 16 << 20 // 16 MiB
 	DefaultMaxMessageSize = 16 << 20 // 16 MiB
+	DefaultMaxFrames      = 1024     // an oslo.messaging message has 6 to 8
 	// MaxMessageSizeLimit caps MaxMessageSize (and HWMBytes): a reader
 	// holds up to twice that for a message a peer sends.
 	MaxMessageSizeLimit = 1 << 30
@@ -81,6 +82,13 @@ type Config struct {
 	// MaxConnections bounds the connections accepted at once, by all
 	// sockets together; 0 = transport.DefaultMaxConnections().
 	MaxConnections int
+	// MaxHandshakes and MaxHandshakesPerSource bound the accepted
+	// connections still in their handshake, in all and from one address
+	// (transport.HandshakeLimit); 0 = transport.DefaultMaxHandshakes()
+	// and transport.DefaultHandshakesPerSource.
+	MaxHandshakes, MaxHandshakesPerSource int
+	// MaxFrames bounds the frames of one inbound message; 0 = DefaultMaxFrames.
+	MaxFrames int
 	// MaxMessageSize bounds one inbound message (all frames), in bytes.
 	MaxMessageSize int64
 	// SubscribeOn lists the publishers a local publisher proxy subscribes
@@ -143,6 +151,21 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("%w: max connections %d must be positive", ErrConfig, c.MaxConnections)
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = transport.DefaultMaxHandshakes()
+	}
+	if c.MaxHandshakesPerSource == 0 {
+		c.MaxHandshakesPerSource = transport.DefaultHandshakesPerSource
+	}
+	if c.MaxHandshakes < 0 || c.MaxHandshakesPerSource < 0 {
+		return fmt.Errorf("%w: max handshakes %d and per source %d must be positive", ErrConfig, c.MaxHandshakes, c.MaxHandshakesPerSource)
+	}
+	if c.MaxFrames == 0 {
+		c.MaxFrames = DefaultMaxFrames
+	}
+	if c.MaxFrames < 0 {
+		return fmt.Errorf("%w: max frames %d must be positive", ErrConfig, c.MaxFrames)
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize

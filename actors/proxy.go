@@ -222,6 +222,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 	}
 	endpoint := func(port int) string { return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)) }
 	conns := transport.NewConnLimit(cfg.MaxConnections)
+	handshakes := transport.NewHandshakeLimit(cfg.MaxHandshakes, cfg.MaxHandshakesPerSource)
 	stats := func(name string) *transport.Stats {
 		if p.stats[name] == nil {
 			p.stats[name] = new(transport.Stats)
@@ -249,7 +250,9 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				HWM:            cfg.HWM,
 				HWMBytes:       int(cfg.HWMBytes),
 				Conns:          conns,
+				Handshakes:     handshakes,
 				MaxMessageSize: cfg.MaxMessageSize,
+				MaxFrames:      cfg.MaxFrames,
 				Identity:       identity,
 				Security:       cfg.Security,
 				Stats:          st,
@@ -268,7 +271,7 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 		st := stats(SubscriberName)
 		sub := &subscriberSpec{
 			opts: transport.Options{
-				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, Stats: st,
+				HWM: cfg.HWM, HWMBytes: int(cfg.HWMBytes), MaxMessageSize: cfg.MaxMessageSize, MaxFrames: cfg.MaxFrames, Stats: st,
 				Logger:   p.log.With("socket", SubscriberName),
 				Security: cfg.SubscriberSecurity,
 			},

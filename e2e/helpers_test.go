@@ -285,6 +285,9 @@ type proxyOpts struct {
 	refArgs []string
 	// plain runs the binary built without -race (tests that measure RSS).
 	plain bool
+	// wrap runs the binary under this command (which must exec it, so
+	// that the process is the proxy), e.g. prlimit. Ours only.
+	wrap []string
 }
 
 // proxy is a running proxy process and the addresses it bound.
@@ -350,6 +353,10 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 		bin := binPath
 		if o.plain {
 			bin = plainBinPath
+		}
+		if o.wrap != nil {
+			args = append([]string{bin}, args...)
+			bin, args = o.wrap[0], append(o.wrap[1:len(o.wrap):len(o.wrap)], args...)
 		}
 		cmd = exec.Command(bin, args...)
 	}

@@ -29,8 +29,9 @@ func TestStopAcceptingKeepsPeers(t *testing.T) {
 	r := startRouter(t, Options{OnBatch: got.onBatch})
 	d := startDealer(t, Options{Identity: []byte("d1")}, r.Addr())
 	testutil.CheckFor(t, wait, func() error {
-		if n := r.Stats().Peers.Load(); n != 1 {
-			return fmt.Errorf("%d peers, want 1", n)
+		// Both ends: each attaches after its own side of the handshake.
+		if n, c := r.Stats().Peers.Load(), d.Connected(); n != 1 || c != 1 {
+			return fmt.Errorf("%d peers, dealer connected to %d; want 1 and 1", n, c)
 		}
 		return nil
 	})

@@ -183,14 +183,16 @@ func TestReaderGrowsAsBytesArrive(t *testing.T) {
 	}
 }
 
-// Past Options.Conns, accepted connections are closed at once and
-// counted; a closed one makes room again.
+// Past Options.Conns, accepted connections are closed after their
+// handshake and counted; a closed one makes room again. Connections that
+// have not finished their handshake hold no slot (preauth_test.go).
 func TestMaxConnections(t *testing.T) {
 	r := startRouter(t, Options{Conns: NewConnLimit(2)})
 	first := dialRaw(t, r.Addr(), zmq4.Dealer, "1", 0)
 	dialRaw(t, r.Addr(), zmq4.Dealer, "2", 0)
-	third := dialTCP(t, r.Addr(), 0)
-	waitClosed(t, third)
+	waitConnected(t, r, "1", "2") // the slots are taken after the handshake
+	third := dialRaw(t, r.Addr(), zmq4.Dealer, "3", 0)
+	waitClosed(t, third.conn)
 	if got := r.Stats().RefusedMaxConns.Load(); got != 1 {
 		t.Fatalf("RefusedMaxConns: got %d, want 1", got)
 	}
@@ -201,7 +203,7 @@ func TestMaxConnections(t *testing.T) {
 		}
 		return nil
 	})
-	dialRaw(t, r.Addr(), zmq4.Dealer, "3", 0)
+	dialRaw(t, r.Addr(), zmq4.Dealer, "4", 0)
 	if got := r.Stats().RefusedMaxConns.Load(); got != 1 {
 		t.Fatalf("RefusedMaxConns after a slot was freed: got %d, want 1", got)
 	}

@@ -22,25 +22,69 @@ import (
 // (its bounded outbound queue) is at the end.
 
 // serve runs one connection to its end: handshake, attach, then the
-// writer on a goroutine of its own and the reader on this one. It returns
-// the handshake error, if any, so that a dialer can tell it from a session.
-func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
+// writer on a goroutine of its own and the reader on this one. h is the
+// accepted connection's place in the handshake limit, nil for a dialed
+// one. It reports whether the peer was attached, so that a dialer can
+// tell a failed handshake from a session.
+func (s *socket) serve(conn net.Conn, h *pendingConn) (attached bool) {
+	server := h != nil
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	// Close must not wait for the handshake timeout of a stalled peer.
 	raw := conn // conn becomes the secure connection, if any (secure.go)
 	stop := context.AfterFunc(s.ctx, func() { raw.Close() })
+	var greet *greetConn
+	if server {
+		greet = newGreetConn(conn, s.opts.GreetingTimeout)
+		conn = greet
+	}
 	meta, conn, err := s.connHandshake(conn, server)
 	stop()
+	conn = unwrapGreet(conn)
+	if server {
+		s.opts.Handshakes.done(h)
+	}
 	if err != nil {
 		s.opts.Stats.BadHandshake.Add(1)
 		if errors.Is(err, ErrOversize) {
 			s.opts.Stats.DroppedOversize.Add(1)
 		}
+		if greet != nil && greet.timedOut {
+			n := s.opts.Stats.RefusedGreetingTimeout.Add(1)
+			if s.warn.greeting.Allow(time.Now()) {
+				s.log.Warn("connection closed: no greeting in time", "remote", conn.RemoteAddr().String(),
+					"timeout", s.opts.GreetingTimeout, "refused_total", n)
+			}
+		}
 		s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return false
+	}
+	if id := meta["Identity"]; len(id) > maxIdentity {
+		// ZMTP 3 (RFC 23) bounds a routing id to 255 bytes; libzmq
+		// refuses a longer one in the handshake.
+		n := s.opts.Stats.RefusedIdentity.Add(1)
+		if s.warn.identity.Allow(time.Now()) {
+			s.log.Warn("peer refused: identity too long", "remote", conn.RemoteAddr().String(),
+				"length", len(id), "limit", maxIdentity, "refused_total", n)
+		}
+		conn.Close()
+		return false
+	}
+	if server {
+		// Only established peers count toward --max-connections: one
+		// that waits in its handshake holds a handshake slot instead.
+		if !s.opts.Conns.acquire() {
+			n := s.opts.Stats.RefusedMaxConns.Add(1)
+			conn.Close()
+			if s.warn.conns.Allow(time.Now()) {
+				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
+					"limit", s.opts.Conns.Max(), "refused_total", n)
+			}
+			return false
+		}
+		defer s.opts.Conns.release()
 	}
 	p := newPeer(s, nil, conn)
 	if s.opts.Heartbeat > 0 {
@@ -77,6 +121,7 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		}
 	}()
 	mr := newMsgReader(conn, s.opts.MaxMessageSize, p.done)
+	mr.parser.maxFrames = s.opts.MaxFrames
 	if s.opts.Heartbeat > 0 {
 		hbDone := make(chan struct{})
 		defer func() { <-hbDone }()
@@ -112,6 +157,11 @@ func (s *socket) serve(conn net.Conn, server bool) (attached bool) {
 		n := s.opts.Stats.DroppedOversize.Add(1)
 		if s.warn.oversize.Allow(time.Now()) {
 			s.log.Warn("peer closed: message too large", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
+		}
+	} else if errors.Is(err, ErrTooManyFrames) {
+		n := s.opts.Stats.DroppedFrames.Add(1)
+		if s.warn.frames.Allow(time.Now()) {
+			s.log.Warn("peer closed: too many frames in a message", "remote", conn.RemoteAddr().String(), "identity", printable(p.id), "err", err, "dropped_total", n)
 		}
 	} else if errors.Is(err, ErrProtocol) {
 		n := s.opts.Stats.ProtocolErrors.Add(1)
@@ -188,40 +238,30 @@ const maxBatchesInFlight = 16
 // the wire, and they leave as one Batch, without a copy.
 type msgReader struct {
 	conn   net.Conn
-	maxMsg int64
+	parser frameParser
 	buf    *[]byte
 	r, w   int
 	ends   []int         // frame index where each message of the batch ends
 	slots  chan struct{} // one token per batch in flight
 	done   <-chan struct{}
 	alive  *atomic.Int64 // with heartbeats: when the last read brought bytes
+	copied int           // bytes moved between buffers, in all: the tests' measure of work
 }
 
 // newMsgReader reads conn; it stops waiting for a free in-flight slot when
 // done is closed.
 func newMsgReader(conn net.Conn, maxMsg int64, done <-chan struct{}) *msgReader {
-	return &msgReader{conn: conn, maxMsg: maxMsg, buf: readBufPool.Get().(*[]byte),
-		slots: make(chan struct{}, maxBatchesInFlight), done: done}
-}
-
-func putReadBuf(b *[]byte) {
-	if b != nil && cap(*b) == readBufSize {
-		readBufPool.Put(b)
-	}
+	return &msgReader{conn: conn, parser: frameParser{maxMsg: maxMsg, maxFrames: defaultMaxFrames},
+		buf: readBufPool.Get().(*[]byte), slots: make(chan struct{}, maxBatchesInFlight), done: done}
 }
 
 // renew moves the unparsed rest of the buffer into a new buffer of at least
 // size bytes. The old buffer is released only if release is set (otherwise
 // a batch owns it).
 func (mr *msgReader) renew(size int, release bool) {
-	var nb *[]byte
-	if size <= readBufSize {
-		nb = readBufPool.Get().(*[]byte)
-	} else {
-		b := make([]byte, size)
-		nb = &b
-	}
+	nb := getReadBuf(size)
 	mr.w = copy(*nb, (*mr.buf)[mr.r:mr.w])
+	mr.copied += mr.w
 	mr.r = 0
 	if release {
 		putReadBuf(mr.buf)
@@ -230,15 +270,23 @@ func (mr *msgReader) renew(size int, release bool) {
 }
 
 // grow is the size of the next buffer when have bytes of an incomplete
-// message (which needs need bytes in all) are in hand: a pooled buffer
-// while that is enough, else twice what has arrived, capped at need. A
-// peer that declares a large frame and sends little of it costs little;
-// one that sends it all costs at most twice what it sent.
+// message (which needs need bytes in all, as far as its headers tell)
+// are in hand: a pooled buffer while that is enough, else what the
+// message needs, but at most twice and at least one and a half times
+// what has arrived. A peer that declares a large frame and sends little
+// of it costs little; one that sends it all costs at most twice what it
+// sent; and a message of many small frames, whose next header is always
+// a few bytes away, grows the buffer geometrically, not by those few
+// bytes (each growth copies what arrived: that was quadratic).
 func (mr *msgReader) grow(need, have int) int {
 	if have < readBufSize {
 		return readBufSize
 	}
-	return min(need, 2*have)
+	if n := max(min(need, 2*have), have+have/2); n > 2*readBufSize {
+		return n
+	}
+	return 2 * readBufSize // pooled, and at most 2*have
+
 }
 
 // run reads until the connection fails and returns why. For each burst it
@@ -251,7 +299,7 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 	for {
 		need := 0
 		for {
-			res, frames, n, nd, err := parseMsg((*mr.buf)[mr.r:mr.w], batch.frames, mr.maxMsg)
+			res, frames, n, nd, err := mr.parser.parse((*mr.buf)[mr.r:mr.w], batch.frames)
 			if err != nil {
 				return err
 			}
@@ -296,6 +344,7 @@ func (mr *msgReader) run(peer []byte, onBatch func(*Batch), onCommand func(name 
 		} else {
 			if mr.r > 0 {
 				mr.w = copy(*mr.buf, (*mr.buf)[mr.r:mr.w])
+				mr.copied += mr.w
 				mr.r = 0
 			}
 			if mr.w == len(*mr.buf) {
@@ -326,11 +375,14 @@ const keepWriteBuf = 1 << 20
 // writer takes the buffer whole and writes it with one syscall, so a burst
 // costs one write however many messages it holds. The queue holds at most
 // hwm messages; a message beyond that is dropped (as libzmq does at its
-// high-water mark), so a slow peer never blocks anyone but itself. As in
-// libzmq, what has been handed to the kernel does not count: the batch the
-// writer is writing is like libzmq's encoder buffer and the socket buffer.
-// So a peer holds at most two queues' worth: hwm queued and one batch (of at
-// most hwm) being written.
+// high-water mark), so a slow peer never blocks anyone but itself. In
+// bytes, the batch the writer is writing counts too: a peer that never
+// reads holds its writer in a write of up to hwmBytes, and the queue
+// behind it would have doubled that (a stuck peer took 64-83 MiB with
+// hwmBytes of 16 MiB), so the queue and the batch together hold at most
+// hwmBytes, but for one message when both are empty. In messages, as in
+// libzmq, the batch being written (like libzmq's encoder buffer and the
+// socket buffer) does not count: hwm queued, and one batch of at most hwm.
 type peer struct {
 	id   []byte
 	conn net.Conn
@@ -340,7 +392,8 @@ type peer struct {
 	spare    []byte          // the writer's previous buffer, reused
 	queued   int             // messages and commands in buf
 	hwm      int             // bound on queued
-	hwmBytes int             // bound on len(buf), but for one message into an empty buf
+	hwmBytes int             // bound on len(buf)+inflight, but for one message when both are 0
+	inflight int             // bytes of the batch being written (writing is set)
 	pong     bool            // a PONG is in buf
 	ping     bool            // a PING is in buf (heartbeats)
 	wrote    *atomic.Int64   // with heartbeats: when the last write went out (unix nanoseconds)
@@ -387,12 +440,22 @@ func (p *peer) send(head, tail [][]byte) bool { return p.sendMsg(head, tail, fal
 func (p *peer) sendNow(head, tail [][]byte) bool { return p.sendMsg(head, tail, true) }
 
 func (p *peer) sendMsg(head, tail [][]byte, now bool) bool {
+	n := encodedLen(head, tail)
 	p.mu.Lock()
-	if p.dead || p.queued >= p.hwm || len(p.buf) > 0 && len(p.buf)+encodedLen(head, tail) > p.hwmBytes {
+	if held := len(p.buf) + p.inflight; p.dead || p.queued >= p.hwm || held > 0 && held+n > p.hwmBytes {
 		p.mu.Unlock()
 		return false
 	}
 	wasEmpty := len(p.buf) == 0
+	if need := len(p.buf) + n; need > cap(p.buf) {
+		// Grow by doubling, but never past what the queue may hold:
+		// append's own growth (1.25x for large slices) leaves four times
+		// the queue's size behind as garbage on the way to the mark, and
+		// overshoots it; a peer that never reads fills its queue once.
+		nb := make([]byte, len(p.buf), max(need, min(2*cap(p.buf), p.hwmBytes-p.inflight)))
+		copy(nb, p.buf)
+		p.buf = nb
+	}
 	p.buf = appendMsg(p.buf, head, tail)
 	p.queued++
 	if now && wasEmpty && !p.writing && p.raw != nil {
@@ -417,7 +480,7 @@ func (p *peer) writeNow() {
 	out := p.buf
 	p.buf, p.spare = p.spare[:0], nil
 	p.queued, p.pong, p.ping = 0, false, false
-	p.writing = true
+	p.writing, p.inflight = true, len(out)
 	p.mu.Unlock()
 
 	n, err := p.tryWrite(out)
@@ -426,7 +489,7 @@ func (p *peer) writeNow() {
 	}
 
 	p.mu.Lock()
-	p.writing = false
+	p.writing, p.inflight = false, 0
 	rest := out[n:]
 	switch {
 	case err != nil:
@@ -543,7 +606,7 @@ func (p *peer) writeLoop() error {
 		out := p.buf
 		p.buf, p.spare = p.spare[:0], nil
 		p.queued, p.pong, p.ping = 0, false, false
-		p.writing = true
+		p.writing, p.inflight = true, len(out)
 		p.mu.Unlock()
 		_, err := p.conn.Write(out)
 		if p.wrote != nil {
@@ -553,7 +616,7 @@ func (p *peer) writeLoop() error {
 			out = nil
 		}
 		p.mu.Lock()
-		p.writing = false
+		p.writing, p.inflight = false, 0
 		p.spare = out[:0]
 		p.mu.Unlock()
 		if err != nil {

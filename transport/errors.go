@@ -7,6 +7,9 @@ var (
 	// configured maximum. The connection is closed before anything is
 	// allocated for it.
 	ErrOversize = errors.New("message exceeds the maximum size")
+	// ErrTooManyFrames: a peer sent a message of more frames than the
+	// configured maximum. The connection is closed, as for ErrOversize.
+	ErrTooManyFrames = errors.New("message exceeds the maximum number of frames")
 	// ErrProtocol: a peer broke ZMTP framing (for example a command frame
 	// with the MORE flag).
 	ErrProtocol = errors.New("zmtp protocol violation")

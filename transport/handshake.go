@@ -2,9 +2,11 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -96,4 +98,64 @@ func handshake(conn net.Conn, typ zmq4.SocketType, id []byte, server bool, timeo
 		return nil, err
 	}
 	return zc.Peer.Meta, nil
+}
+
+// greetConn gives an accepted connection a short deadline for the peer's
+// 64-byte greeting, shorter than the handshake's: a connection that says
+// nothing is closed after GreetingTimeout (nats-server closes a client
+// that has not authenticated after auth_timeout, 2 s; libzmq waits
+// ZMQ_HANDSHAKE_IVL, 30 s, for the whole handshake). Once the greeting
+// is in, the deadline the handshake set applies. It sits under the
+// handshake (go-zeromq's or transport/security's), which reads and sets
+// deadlines on one goroutine.
+type greetConn struct {
+	net.Conn
+	left     int       // greeting bytes not yet read
+	by       time.Time // the greeting's deadline
+	later    time.Time // the deadline the handshake asked for
+	timedOut bool      // the greeting did not come in time
+}
+
+func newGreetConn(conn net.Conn, timeout time.Duration) *greetConn {
+	g := &greetConn{Conn: conn, left: zmtpGreetingLen, by: time.Now().Add(timeout)}
+	_ = conn.SetDeadline(g.by)
+	return g
+}
+
+// SetDeadline sets the handshake's deadline, which waits for the
+// greeting's while that is not in.
+func (g *greetConn) SetDeadline(t time.Time) error {
+	if g.left > 0 {
+		g.later = t
+		if t.IsZero() || t.After(g.by) {
+			t = g.by
+		}
+	}
+	return g.Conn.SetDeadline(t)
+}
+
+func (g *greetConn) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if g.left > 0 {
+		g.left -= n
+		switch {
+		case g.left <= 0:
+			if derr := g.Conn.SetDeadline(g.later); err == nil {
+				err = derr
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			g.timedOut = true
+		}
+	}
+	return n, err
+}
+
+// unwrapGreet is the connection under a greetConn, which a peer's reader
+// and writer use directly (the writer's non-blocking write needs the
+// *net.TCPConn).
+func unwrapGreet(c net.Conn) net.Conn {
+	if g, ok := c.(*greetConn); ok {
+		return g.Conn
+	}
+	return c
 }

@@ -1,13 +1,18 @@
 package transport
 
 import (
+	"container/list"
+	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// ConnLimit bounds the connections a process accepts, across the sockets
-// that share it, so that no crowd of peers can take every file descriptor.
+// ConnLimit bounds the established peers of the connections a process
+// accepts, across the sockets that share it, so that no crowd of peers
+// can take every file descriptor. A connection takes its slot after its
+// handshake; until then it holds one of a HandshakeLimit.
 type ConnLimit struct {
 	max int64
 	n   atomic.Int64
@@ -44,13 +49,33 @@ func (l *ConnLimit) release() {
 const fdReserve = 64
 
 // DefaultMaxConnections is the soft RLIMIT_NOFILE (which Go raises to the
-// hard limit at start) less a reserve, at least 1.
+// hard limit at start) less a reserve and less DefaultMaxHandshakes, at
+// least 1: established peers and handshakes together stay within the
+// file descriptors.
 func DefaultMaxConnections() int {
+	return max(openFiles()-fdReserve-DefaultMaxHandshakes(), 1)
+}
+
+// DefaultHandshakesPerSource is the default bound on the handshakes under
+// way from one address: a host behind which many clients start at once
+// (a NAT, a node of many pods) waits its turn, one that holds them open
+// only evicts its own.
+const DefaultHandshakesPerSource = 64
+
+// DefaultMaxHandshakes is the default bound on the handshakes under way,
+// all addresses together: an eighth of the file descriptors that are
+// not reserved, between 16 and 1024.
+func DefaultMaxHandshakes() int {
+	return min(max((openFiles()-fdReserve)/8, 16), 1024)
+}
+
+// openFiles is the soft RLIMIT_NOFILE, 1<<20 if unknown or unlimited.
+func openFiles() int {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
 		return 1 << 20
 	}
-	return max(int(rl.Cur)-fdReserve, 1)
+	return int(rl.Cur)
 }
 
 // logWarnEvery is the least time between two warnings of one kind from
@@ -69,4 +94,119 @@ func (l *LogLimit) Allow(now time.Time) bool {
 		return false
 	}
 	return l.last.CompareAndSwap(last, now.UnixNano())
+}
+
+// HandshakeLimit bounds the accepted connections that have not finished
+// their ZMTP handshake, in all and per source address, across the
+// sockets that share it. Such connections do not count toward ConnLimit,
+// which bounds established peers only: a crowd that connects and never
+// speaks cannot take the slots of the peers that authenticate.
+//
+// A connection past either bound is not refused: it takes the slot of
+// the oldest handshake (of the same source address when that source is
+// at its bound), whose connection is closed and counted. A legitimate
+// handshake takes milliseconds, so the oldest one is the likeliest to be
+// stalled; refusing the newest instead would lock every new peer out for
+// as long as the stalled ones are allowed to wait. libzmq bounds a
+// handshake only by ZMQ_HANDSHAKE_IVL (30 s), and nats-server only by
+// auth_timeout (2 s) and max_connections, which counts connections not
+// yet authenticated: both let a crowd of silent connections fill the
+// server; the greeting deadline (Options.GreetingTimeout, nats-server's
+// 2 s) and this bound together are what stop it here.
+type HandshakeLimit struct {
+	max, perSource int
+
+	mu       sync.Mutex
+	order    list.List // *pendingConn, oldest first
+	bySource map[string]int
+}
+
+// NewHandshakeLimit allows at most max handshakes at once, and at most
+// perSource from one address (both >= 1).
+func NewHandshakeLimit(max, perSource int) *HandshakeLimit {
+	return &HandshakeLimit{max: max, perSource: perSource, bySource: make(map[string]int)}
+}
+
+// pendingConn is one connection in its handshake, as HandshakeLimit holds it.
+type pendingConn struct {
+	conn   net.Conn
+	source string
+	s      *socket       // the socket that accepted it
+	elem   *list.Element // nil once it left the limit
+}
+
+// admit registers conn, whose handshake starts on socket s; when a bound
+// is reached the oldest handshake in the way is closed, and counted (as
+// refused{reason=source_limit} or {reason=handshake_limit}) by the socket
+// that accepted it. A nil limit admits all.
+func (l *HandshakeLimit) admit(conn net.Conn, s *socket) *pendingConn {
+	h := &pendingConn{conn: conn, source: sourceOf(conn.RemoteAddr()), s: s}
+	if l == nil {
+		return h
+	}
+	var victim *pendingConn
+	perSource := false
+	l.mu.Lock()
+	if l.bySource[h.source] >= l.perSource {
+		for e := l.order.Front(); e != nil; e = e.Next() {
+			if o := e.Value.(*pendingConn); o.source == h.source {
+				victim, perSource = o, true
+				break
+			}
+		}
+	} else if l.order.Len() >= l.max {
+		victim = l.order.Front().Value.(*pendingConn)
+	}
+	if victim != nil {
+		l.remove(victim)
+	}
+	h.elem = l.order.PushBack(h)
+	l.bySource[h.source]++
+	l.mu.Unlock()
+	if victim != nil {
+		victim.s.evicted(victim.conn, perSource, l)
+	}
+	return h
+}
+
+// done removes a handshake that ended (either way); once only, and not
+// after an eviction removed it.
+func (l *HandshakeLimit) done(h *pendingConn) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	if h.elem != nil {
+		l.remove(h)
+	}
+	l.mu.Unlock()
+}
+
+func (l *HandshakeLimit) remove(h *pendingConn) {
+	l.order.Remove(h.elem)
+	h.elem = nil
+	if n := l.bySource[h.source] - 1; n > 0 {
+		l.bySource[h.source] = n
+	} else {
+		delete(l.bySource, h.source)
+	}
+}
+
+// pending is the number of handshakes under way, for tests.
+func (l *HandshakeLimit) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.order.Len()
+}
+
+// sourceOf is the address a connection came from, without its port.
+func sourceOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }

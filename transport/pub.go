@@ -17,6 +17,37 @@ const (
 	maxTopicBytesPerSubscriber = 1 << 20
 )
 
+// Defaults of the limits on what all the subscribers of one PUB hold
+// together (Options.MaxTopics, Options.MaxTopicBytes): without them, 50
+// subscribers each at their own limit held 500,000 prefixes, 341 MiB. A
+// prefix costs the proxy about 400 bytes beside its own bytes (twice:
+// the subscriber's count and the trie's label), so these hold about
+// 40 MiB at most. libzmq and nats-server bound neither (nats-server
+// bounds a client's subscriptions, max_subs, per account).
+const (
+	defaultMaxTopics     = 100000
+	defaultMaxTopicBytes = 4 << 20
+)
+
+// subBudget is what every subscriber of one PUB holds together, against
+// its limits; under Pub.mu.
+type subBudget struct {
+	topics, bytes       int
+	maxTopics, maxBytes int
+}
+
+// fits reports whether a new prefix of n bytes fits.
+func (b *subBudget) fits(n int) bool {
+	return b == nil || b.topics < b.maxTopics && b.bytes+n <= b.maxBytes
+}
+
+func (b *subBudget) add(topics, bytes int) {
+	if b != nil {
+		b.topics += topics
+		b.bytes += bytes
+	}
+}
+
 // filterRef is one subscriber's subscriptions, counted as in libzmq (two
 // SUBSCRIBEs to a prefix need two CANCELs). Only the subscriber's
 // connection goroutine touches it; what publishers read is the Pub's
@@ -30,7 +61,11 @@ type filterRef struct {
 // 0 = cancel, then the prefix. It reports whether the prefix entered
 // (+1) or left (-1) the set, or neither (0), and whether the message was
 // refused for a limit.
-func (f *filterRef) apply(msg []byte) (change int, refused bool) {
+func (f *filterRef) apply(msg []byte) (change int, refused bool) { return f.applyWithin(msg, nil) }
+
+// applyWithin is apply within the limits of what all subscribers hold
+// (nil: none), which it keeps up to date.
+func (f *filterRef) applyWithin(msg []byte, all *subBudget) (change int, refused bool) {
 	if len(msg) == 0 || msg[0] > 1 {
 		return 0, false
 	}
@@ -40,7 +75,7 @@ func (f *filterRef) apply(msg []byte) (change int, refused bool) {
 	topic := msg[1:]
 	n, ok := f.counts[string(topic)]
 	if msg[0] == 1 {
-		if !ok && (len(f.counts) >= maxTopicsPerSubscriber || f.bytes+len(topic) > maxTopicBytesPerSubscriber) {
+		if !ok && (len(f.counts) >= maxTopicsPerSubscriber || f.bytes+len(topic) > maxTopicBytesPerSubscriber || !all.fits(len(topic))) {
 			return 0, true
 		}
 		f.counts[string(topic)] = n + 1
@@ -48,6 +83,7 @@ func (f *filterRef) apply(msg []byte) (change int, refused bool) {
 			return 0, false
 		}
 		f.bytes += len(topic)
+		all.add(1, len(topic))
 		return 1, false
 	}
 	switch {
@@ -56,6 +92,7 @@ func (f *filterRef) apply(msg []byte) (change int, refused bool) {
 	case n <= 1:
 		delete(f.counts, string(topic))
 		f.bytes -= len(topic)
+		all.add(-1, -len(topic))
 		return -1, false
 	default:
 		f.counts[string(topic)] = n - 1
@@ -71,8 +108,9 @@ type Pub struct {
 	s    *socket
 	subs peerSet
 
-	mu   sync.Mutex // serialises changes to trie
-	trie atomic.Pointer[trie]
+	mu     sync.Mutex // serialises changes to trie, and guards budget
+	trie   atomic.Pointer[trie]
+	budget subBudget // what every subscriber holds together
 
 	pubMu sync.Mutex // serialises Publish: guards gen and every peer's seen
 	gen   uint64
@@ -82,6 +120,7 @@ type Pub struct {
 func NewPub(opts Options) *Pub {
 	p := &Pub{}
 	p.s = newSocket(zmq4.Pub, opts, p)
+	p.budget.maxTopics, p.budget.maxBytes = p.s.opts.MaxTopics, p.s.opts.MaxTopicBytes
 	return p
 }
 
@@ -166,35 +205,37 @@ func (p *Pub) detach(sub *peer) {
 		t = t.with([]byte(prefix), sub, false, true)
 	}
 	p.trie.Store(t)
+	p.budget.add(-len(sub.filter.counts), -sub.filter.bytes)
 	p.mu.Unlock()
+	sub.filter = filterRef{}
 }
 
 // update applies subscription messages from sub, on its connection
 // goroutine, and publishes the new trie once.
 func (p *Pub) update(sub *peer, msgs ...[]byte) {
 	refused := false
-	var changes []int
-	for i, m := range msgs {
-		c, r := sub.filter.apply(m)
+	p.mu.Lock()
+	t := p.trie.Load()
+	changed := false
+	for _, m := range msgs {
+		c, r := sub.filter.applyWithin(m, &p.budget)
 		refused = refused || r
 		if c != 0 {
-			changes = append(changes, i)
+			t, changed = t.with(m[1:], sub, m[0] == 1, true), true
 		}
 	}
-	if len(changes) > 0 {
-		p.mu.Lock()
-		t := p.trie.Load()
-		for _, i := range changes {
-			t = t.with(msgs[i][1:], sub, msgs[i][0] == 1, true)
-		}
+	if changed {
 		p.trie.Store(t)
-		p.mu.Unlock()
 	}
+	all := p.budget
+	p.mu.Unlock()
 	if refused {
 		n := p.s.opts.Stats.RefusedTopics.Add(1)
 		if p.s.warn.topics.Allow(time.Now()) {
-			p.s.log.Warn("subscriber has too many subscriptions, ignoring more", "identity", printable(sub.id),
-				"limit", maxTopicsPerSubscriber, "limit_bytes", maxTopicBytesPerSubscriber, "refused_total", n)
+			p.s.log.Warn("too many subscriptions, ignoring more", "identity", printable(sub.id),
+				"limit", maxTopicsPerSubscriber, "limit_bytes", maxTopicBytesPerSubscriber,
+				"all_subscribers", all.topics, "all_subscribers_bytes", all.bytes,
+				"limit_all", all.maxTopics, "limit_all_bytes", all.maxBytes, "refused_total", n)
 		}
 	}
 }

@@ -9,6 +9,11 @@ import (
 	"github.com/go-zeromq/zmq4"
 )
 
+// maxIdentity is the longest identity ZMTP allows (RFC 23: a routing id
+// is 1 to 255 bytes). A peer that announces a longer one is refused, and
+// a message to a longer one dropped, as libzmq does.
+const maxIdentity = 255
+
 // Router is a binding ROUTER socket: peers keyed by identity, one bounded
 // queue and writer each. Inbound batches carry the sender's identity in
 // Batch.Peer.
@@ -58,10 +63,14 @@ func (r *Router) Send(id []byte, head, tail [][]byte) bool { return r.send(id, h
 func (r *Router) SendNow(id []byte, head, tail [][]byte) bool { return r.send(id, head, tail, true) }
 
 func (r *Router) send(id []byte, head, tail [][]byte, now bool) bool {
+	st := r.s.opts.Stats
+	if len(id) > maxIdentity {
+		st.DroppedIdentity.Add(1)
+		return false
+	}
 	r.mu.RLock()
 	p := r.peers[string(id)]
 	r.mu.RUnlock()
-	st := r.s.opts.Stats
 	if p == nil {
 		st.DroppedUnknownIdentity.Add(1)
 		return false

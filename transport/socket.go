@@ -29,6 +29,18 @@ type Options struct {
 	HWMBytes int
 	// MaxMessageSize bounds one inbound message, all frames, in bytes.
 	MaxMessageSize int64
+	// MaxFrames bounds the frames of one inbound message. libzmq has no
+	// such bound (only ZMQ_MAXMSGSIZE); past it the connection is closed
+	// and the message dropped and counted, as libzmq does past
+	// ZMQ_MAXMSGSIZE and nats-server past max_control_line: a peer that
+	// sends it is broken or hostile, and its stream cannot be trusted.
+	MaxFrames int
+	// MaxTopics and MaxTopicBytes bound the subscriptions that all the
+	// subscribers of a PUB hold together (distinct prefixes per
+	// subscriber, and their bytes); a subscription past them is ignored
+	// and counted in Stats.RefusedTopics, as one past a subscriber's own
+	// limits is.
+	MaxTopics, MaxTopicBytes int
 	// Identity is this socket's identity, sent to peers in the handshake.
 	Identity []byte
 	// HandshakeTimeout bounds the ZMTP greeting and handshake.
@@ -47,10 +59,17 @@ type Options struct {
 	// handshake and again when it is detached (down). It runs on the
 	// connection's goroutine and must not block.
 	OnPeer func(id []byte, up bool)
-	// Conns, if set, bounds the connections accepted (shared by every
-	// socket that holds it); a connection past it is closed at once and
-	// counted in Stats.RefusedMaxConns.
+	// Conns, if set, bounds the established peers of the connections
+	// accepted (shared by every socket that holds it); a connection past
+	// it is closed after its handshake and counted in
+	// Stats.RefusedMaxConns.
 	Conns *ConnLimit
+	// Handshakes, if set, bounds the accepted connections still in their
+	// handshake (shared like Conns); see HandshakeLimit.
+	Handshakes *HandshakeLimit
+	// GreetingTimeout bounds the wait for an accepted peer's 64-byte
+	// ZMTP greeting (the rest of the handshake has HandshakeTimeout).
+	GreetingTimeout time.Duration
 	// Security is the connection's security mechanism (transport/security:
 	// PLAIN or CURVE, server or client side); nil = NULL, none.
 	Security security.Mechanism
@@ -85,7 +104,9 @@ const (
 	defaultHWM              = 1000
 	defaultHWMBytes         = 16 << 20
 	defaultMaxMessageSize   = 16 << 20
+	defaultMaxFrames        = 1024 // an oslo.messaging message has 6 to 8
 	defaultHandshakeTimeout = 10 * time.Second
+	defaultGreetingTimeout  = 2 * time.Second // nats-server's auth_timeout
 	defaultReconnectMin     = 100 * time.Millisecond
 	defaultReconnectMax     = 5 * time.Second
 )
@@ -100,8 +121,20 @@ func (o *Options) setDefaults() {
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
 	}
+	if o.MaxTopics <= 0 {
+		o.MaxTopics = defaultMaxTopics
+	}
+	if o.MaxTopicBytes <= 0 {
+		o.MaxTopicBytes = defaultMaxTopicBytes
+	}
+	if o.MaxFrames <= 0 {
+		o.MaxFrames = defaultMaxFrames
+	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if o.GreetingTimeout <= 0 {
+		o.GreetingTimeout = min(defaultGreetingTimeout, o.HandshakeTimeout)
 	}
 	if o.ReconnectMin <= 0 {
 		o.ReconnectMin = defaultReconnectMin
@@ -158,7 +191,10 @@ type socket struct {
 
 	// warn rate-limits each kind of per-connection warning (auth and
 	// decrypt: secure.go).
-	warn struct{ refused, oversize, protocol, conns, topics, auth, decrypt LogLimit }
+	warn struct {
+		refused, oversize, frames, protocol, conns, topics, auth, decrypt LogLimit
+		greeting, evicted, identity                                       LogLimit
+	}
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
@@ -266,23 +302,28 @@ func (s *socket) acceptLoop(ln net.Listener) {
 			return
 		}
 		delay = 5 * time.Millisecond
-		if !s.opts.Conns.acquire() {
-			// Counted before the close, so that a peer that sees the close
-			// finds it counted.
-			n := s.opts.Stats.RefusedMaxConns.Add(1)
-			conn.Close()
-			if s.warn.conns.Allow(time.Now()) {
-				s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(),
-					"limit", s.opts.Conns.Max(), "refused_total", n)
-			}
-			continue
-		}
+		h := s.opts.Handshakes.admit(conn, s)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.opts.Conns.release()
-			s.serve(conn, true)
+			s.serve(conn, h)
 		}()
+	}
+}
+
+// evicted closes an accepted connection whose handshake slot a newer
+// connection took (HandshakeLimit.admit), and counts it.
+func (s *socket) evicted(conn net.Conn, perSource bool, l *HandshakeLimit) {
+	st := s.opts.Stats
+	c, reason, limit := &st.RefusedHandshakeLimit, "handshake_limit", l.max
+	if perSource {
+		c, reason, limit = &st.RefusedSourceLimit, "source_limit", l.perSource
+	}
+	n := c.Add(1) // before the close, so that a peer that sees it finds it counted
+	conn.Close()
+	if s.warn.evicted.Allow(time.Now()) {
+		s.log.Warn("connection closed in its handshake: too many handshakes", "remote", conn.RemoteAddr().String(),
+			"reason", reason, "limit", limit, "refused_total", n)
 	}
 }
 
@@ -327,7 +368,7 @@ func (s *socket) connect(endpoint string) error {
 			if err == nil {
 				// Disconnect ends this session as Close ends all of them.
 				stop := context.AfterFunc(ctx, func() { conn.Close() })
-				if s.serve(conn, false) {
+				if s.serve(conn, nil) {
 					backoff = s.opts.ReconnectMin
 				}
 				stop()

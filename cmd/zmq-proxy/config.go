@@ -105,6 +105,9 @@ type config struct {
 	HWMBytes       int64
 	Threads        int // GOMAXPROCS of the proxy; 0 = one per CPU
 	MaxConnections int
+	MaxHandshakes  int
+	MaxHsPerSource int
+	MaxFrames      int
 	MaxMessageSize int64
 	MetricsAddr    string // "" = off
 
@@ -355,9 +358,27 @@ var options = []option{
 	{
 		name: "max_connections", section: sectionProxy, long: "max-connections", arg: "N",
 		defFunc: func() (string, error) { return strconv.Itoa(transport.DefaultMaxConnections()), nil },
-		defHelp: "the open-file limit less 64",
-		help:    "connections accepted at once, all sockets together; more are refused and counted",
+		defHelp: "the open-file limit less 64 and less the default --max-handshakes",
+		help:    "peers connected at once past their handshake, all sockets together; more are refused and counted",
 		set:     func(c *config, v string) (err error) { c.MaxConnections, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "max_handshakes", section: sectionProxy, long: "max-handshakes", arg: "N",
+		defFunc: func() (string, error) { return strconv.Itoa(transport.DefaultMaxHandshakes()), nil },
+		defHelp: "an eighth of the open-file limit less 64, 16 to 1024",
+		help:    "accepted connections in their handshake at once, all sockets together; past it the oldest is closed and counted",
+		set:     func(c *config, v string) (err error) { c.MaxHandshakes, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "max_handshakes_per_source", section: sectionProxy, long: "max-handshakes-per-source", arg: "N",
+		def:  strconv.Itoa(transport.DefaultHandshakesPerSource),
+		help: "accepted connections in their handshake at once from one address; past it its oldest is closed and counted",
+		set:  func(c *config, v string) (err error) { c.MaxHsPerSource, err = parseInt(v, 1); return err },
+	},
+	{
+		name: "max_frames", section: sectionProxy, long: "max-frames", arg: "N", def: strconv.Itoa(actors.DefaultMaxFrames),
+		help: "most frames in one inbound message; a peer that sends more is disconnected and counted",
+		set:  func(c *config, v string) (err error) { c.MaxFrames, err = parseInt(v, 1); return err },
 	},
 	{
 		name: "threads", section: sectionProxy, long: "threads", arg: "N", env: "GOMAXPROCS",
@@ -842,12 +863,16 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		HWM:            c.HWM,
 		HWMBytes:       c.HWMBytes,
 		MaxConnections: c.MaxConnections,
+		MaxHandshakes:  c.MaxHandshakes,
+		MaxFrames:      c.MaxFrames,
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
 		MetricsAddr:    c.MetricsAddr,
 		Registry:       c.registryConfig(),
 		Debug:          c.Debug,
 		Logger:         logger,
+
+		MaxHandshakesPerSource: c.MaxHsPerSource,
 
 		Security:           c.serverSecurity(),
 		SubscriberSecurity: c.subscriberSecurity(),

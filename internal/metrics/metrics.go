@@ -24,8 +24,12 @@ var (
 		"Connections that failed the ZMTP greeting or handshake.", []string{"socket"}, nil)
 	descProtocol = prometheus.NewDesc("zmqproxy_protocol_errors_total",
 		"Connections closed for a ZMTP violation (for example a PING context over 16 bytes).", []string{"socket"}, nil)
+	descRefusedBy = prometheus.NewDesc("zmqproxy_connections_refused_by_reason_total",
+		"Connections closed before they became peers, by reason: max_connections, duplicate_identity, "+
+			"greeting_timeout, handshake_limit, source_limit (a newer handshake took the slot), identity_too_long.",
+		[]string{"socket", "reason"}, nil)
 	descRefusedMax = prometheus.NewDesc("zmqproxy_connections_over_limit_total",
-		"Connections closed on accept because --max-connections were open.", []string{"socket"}, nil)
+		"Connections closed after their handshake because --max-connections peers were connected.", []string{"socket"}, nil)
 	descRefusedTopics = prometheus.NewDesc("zmqproxy_subscriptions_refused_total",
 		"Subscriptions ignored because the subscriber held its limit of prefixes (count or bytes).", []string{"socket"}, nil)
 	descAuthRefused = prometheus.NewDesc("zmqproxy_auth_refused_total",
@@ -53,7 +57,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed, descNacked} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descRefusedBy, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed, descNacked} {
 		ch <- d
 	}
 }
@@ -72,6 +76,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descDropped, n, s.Name, reason)
 		}
 		counter(descRefused, st.Refused.Load(), s.Name)
+		for reason, n := range st.Refusals() {
+			counter(descRefusedBy, n, s.Name, reason)
+		}
 		counter(descBadHandshake, st.BadHandshake.Load(), s.Name)
 		counter(descProtocol, st.ProtocolErrors.Load(), s.Name)
 		counter(descRefusedMax, st.RefusedMaxConns.Load(), s.Name)
