@@ -144,7 +144,7 @@ type socket struct {
 
 	// warn rate-limits each kind of per-connection warning (auth and
 	// decrypt: secure.go).
-	warn struct{ refused, oversize, protocol, conns, topics, auth, decrypt LogLimit }
+	warn struct{ refused, oversize, protocol, conns, topics, auth, flood, decrypt LogLimit }
 }
 
 func newSocket(typ zmq4.SocketType, opts Options, r role) *socket {
