@@ -394,6 +394,9 @@ func TestPlainPasswordOver72Bytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if u.Check([]byte("alice"), []byte(long+"WRONG")) || !u.Check([]byte("alice"), []byte(long)) {
+		t.Fatal("Check: 72 right bytes and more accepted, or the 72 alone refused")
+	}
 	for _, tc := range []struct {
 		password string
 		ok       bool

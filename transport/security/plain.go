@@ -44,9 +44,10 @@ func newUserSet(hashes map[string][]byte) (*userSet, error) {
 }
 
 // maxPassword is the longest password checked: bcrypt reads only the
-// first 72 bytes, so a longer one would be accepted whatever follows them.
-// Refused, as nats-server's bcrypt check would fail it (Go's bcrypt
-// returns an error past 72 bytes).
+// first 72 bytes (x/crypto's CompareHashAndPassword, which nats-server
+// uses too, ignores the rest), so a longer one would be accepted whatever
+// follows them. GenerateFromPassword refuses to hash one, so no hash in a
+// user file comes from one: refusing it turns no right password away.
 const maxPassword = 72
 
 // LoadPlainUsers reads path: one "user:bcrypt-hash" per line, blank lines
