@@ -32,6 +32,11 @@ type forge struct {
 	vouchShort    *Key     // C' named in the vouch; nil: ours
 	vouchServer   *Key     // S named in the vouch; nil: the server's
 	forgetWelcome bool     // stop after HELLO (a replay flood)
+	helloName     string   // HELLO's name; "": HELLO
+	helloExtra    int      // bytes appended to HELLO
+	initName      string   // INITIATE's name; "": INITIATE
+	initTruncate  int      // INITIATE cut to this many bytes; 0: whole
+	initTamper    bool     // a byte of INITIATE's box flipped
 }
 
 // lowOrder are points of small order on Curve25519 (from libsodium's
@@ -125,10 +130,17 @@ func (f forge) run(c *cmdConn, srvPub Key, kp KeyPair) error {
 	}
 	sig := make([]byte, 64)
 	sig[0] = f.signature
-	hello := append([]byte("\x05HELLO\x01\x00"), bytes.Repeat([]byte{f.padding}, 72)...)
+	name := "HELLO"
+	if f.helloName != "" {
+		name = f.helloName
+	}
+	hello := append([]byte{5}, name...)
+	hello = append(hello, 1, 0)
+	hello = append(hello, bytes.Repeat([]byte{f.padding}, 72)...)
 	hello = append(hello, shortPub[:]...)
 	hello = binary.BigEndian.AppendUint64(hello, 1)
 	hello = box.SealAfterPrecomputation(hello, sig, shortNonce(nonceHello, 1), helloKey)
+	hello = append(hello, make([]byte, f.helloExtra)...)
 	if err := c.writeCommand(hello); err != nil {
 		return err
 	}
@@ -186,9 +198,20 @@ func (f forge) run(c *cmdConn, srvPub Key, kp KeyPair) error {
 	if n == 0 {
 		n = 2
 	}
-	initiate := append([]byte("\x08INITIATE"), cookie[:]...)
+	iname := "INITIATE"
+	if f.initName != "" {
+		iname = f.initName
+	}
+	initiate := append([]byte{8}, iname...)
+	initiate = append(initiate, cookie[:]...)
 	initiate = binary.BigEndian.AppendUint64(initiate, n)
 	initiate = box.SealAfterPrecomputation(initiate, initPlain, shortNonce(nonceInitiate, n), initKey)
+	if f.initTamper {
+		initiate[150] ^= 1
+	}
+	if f.initTruncate > 0 {
+		initiate = initiate[:f.initTruncate]
+	}
 	if err := c.writeCommand(initiate); err != nil {
 		return err
 	}
@@ -218,10 +241,15 @@ func TestCurveForgeries(t *testing.T) {
 		{"INITIATE nonce equal to HELLO's", forge{initNonce: 1}, cliKP, ErrHandshake, "does not follow HELLO"},
 		{"HELLO signature not zeros", forge{signature: 1}, cliKP, ErrHandshake, "signature"},
 		{"HELLO padding not zeros", forge{padding: 1}, cliKP, ErrHandshake, "padding"},
-		{"all-zero short-term and long-term keys", forge{shortPub: zero, longPub: zero}, cliKP, ErrHandshake, "low-order short-term key"},
-		{"short-term key of order 8", forge{shortPub: lowOrderKey(t, "order 8")}, cliKP, ErrHandshake, "low-order short-term key"},
-		{"short-term key one", forge{shortPub: lowOrderKey(t, "one")}, cliKP, ErrHandshake, "low-order short-term key"},
-		{"short-term key p-1", forge{shortPub: lowOrderKey(t, "p-1 (order 2)")}, cliKP, ErrHandshake, "low-order short-term key"},
+		{"all-zero short-term and long-term keys", forge{shortPub: zero, longPub: zero}, cliKP, ErrHandshake, "HELLO with a low-order short-term key"},
+		{"short-term key of order 8", forge{shortPub: lowOrderKey(t, "order 8")}, cliKP, ErrHandshake, "HELLO with a low-order short-term key"},
+		{"short-term key one", forge{shortPub: lowOrderKey(t, "one")}, cliKP, ErrHandshake, "HELLO with a low-order short-term key"},
+		{"short-term key p-1", forge{shortPub: lowOrderKey(t, "p-1 (order 2)")}, cliKP, ErrHandshake, "HELLO with a low-order short-term key"},
+		{"HELLO misnamed", forge{helloName: "HELLX"}, cliKP, ErrHandshake, "expected HELLO"},
+		{"HELLO one byte long", forge{helloExtra: 1}, cliKP, ErrHandshake, "HELLO of 201 bytes"},
+		{"INITIATE misnamed", forge{initName: "INITIATX"}, cliKP, ErrHandshake, "expected INITIATE"},
+		{"INITIATE cut to 120 bytes", forge{initTruncate: 120}, cliKP, ErrHandshake, "INITIATE of 120 bytes"},
+		{"INITIATE box tampered", forge{initTamper: true}, cliKP, ErrHandshake, "INITIATE does not open"},
 		{"all-zero long-term key", forge{longPub: zero}, cliKP, ErrHandshake, "long-term key is of low order"},
 		{"long-term key of order 8", forge{longPub: lowOrderKey(t, "order 8")}, cliKP, ErrHandshake, "long-term key is of low order"},
 		{"stranger", forge{}, stranger, ErrRefused, "not allowed"},
@@ -598,5 +626,245 @@ func removeFile(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server whose WELCOME or READY is broken, or whose short-term key is
+// of low order, is refused by the CURVE client.
+func TestCurveClientRefusesBrokenServer(t *testing.T) {
+	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
+	tests := []struct {
+		name    string
+		welcome func(w []byte) []byte // the WELCOME body to send, from the right one
+		ready   func(r []byte) []byte
+		short   *Key // the server short-term key to announce
+		wantMsg string
+	}{
+		{name: "WELCOME one byte long", welcome: func(w []byte) []byte { return append(w, 0) }, wantMsg: "WELCOME of 169 bytes"},
+		{name: "WELCOME with a zero short-term key", short: lowOrderKey(t, "zero"), wantMsg: "WELCOME with a low-order short-term key"},
+		{name: "READY cut short", ready: func(r []byte) []byte { return r[:20] }, wantMsg: "READY of 20 bytes"},
+		{name: "READY tampered", ready: func(r []byte) []byte { r[len(r)-1] ^= 1; return r }, wantMsg: "READY does not open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(wait))
+				fakeCurveServer(&cmdConn{conn: conn}, srvKP, tc.short, tc.welcome, tc.ready)
+			}()
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(wait))
+			_, err = Handshake(conn, CurveClient(srvKP.Public, cliKP), "DEALER", nil, 0)
+			wantErr(t, "client", err, ErrHandshake)
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("client error %q, want it to say %q", err, tc.wantMsg)
+			}
+			conn.Close()
+			<-done
+		})
+	}
+}
+
+// fakeCurveServer answers a CURVE client as a server that knows kp, with
+// a short-term key short (nil: a fresh one) and its WELCOME and READY
+// bodies passed through welcome and ready (nil: as they are).
+func fakeCurveServer(c *cmdConn, kp KeyPair, short *Key, welcome, ready func([]byte) []byte) {
+	if c.exchangeGreetings("CURVE", true) != nil {
+		return
+	}
+	body, err := c.readCommand()
+	if err != nil || len(body) != helloSize {
+		return
+	}
+	var clientShort [32]byte
+	copy(clientShort[:], body[80:112])
+	sPub, sSec, _ := box.GenerateKey(rand.Reader)
+	var shared [32]byte
+	if short != nil {
+		*sPub = *short
+		shared = *zeroShared()
+	} else {
+		box.Precompute(&shared, &clientShort, sSec)
+	}
+	var wn [16]byte
+	w := append([]byte("\x07WELCOME"), wn[:]...)
+	plain := append(bytes.Clone(sPub[:]), make([]byte, 96)...)
+	w = box.Seal(w, plain, longNonce(nonceWelcome, wn[:]), &clientShort, (*[32]byte)(&kp.Secret))
+	if welcome != nil {
+		w = welcome(w)
+	}
+	if c.writeCommand(w) != nil {
+		return
+	}
+	if _, err := c.readCommand(); err != nil {
+		return
+	}
+	r := binary.BigEndian.AppendUint64([]byte("\x05READY"), 1)
+	r = box.SealAfterPrecomputation(r, appendMetadata(nil, "ROUTER", nil), shortNonce(nonceReady, 1), &shared)
+	if ready != nil {
+		r = ready(r)
+	}
+	c.writeCommand(r)
+	c.readCommand() // until the client hangs up
+}
+
+// PLAIN's client refuses a WELCOME with data.
+func TestPlainClientRefusesBrokenWelcome(t *testing.T) {
+	cli, _ := PlainClient("alice", "secret")
+	input := append(greeting("PLAIN", true), cmdFrame(commandBody("WELCOME", []byte("x")))...)
+	input = append(input, cmdFrame(commandBody("READY", appendMetadata(nil, "ROUTER", nil)))...)
+	_, err := Handshake(&memConn{r: bytes.NewReader(input)}, cli, "DEALER", nil, 0)
+	wantErr(t, "client", err, ErrHandshake)
+	if !strings.Contains(err.Error(), "malformed WELCOME") {
+		t.Fatalf("client error %q, want it to say malformed WELCOME", err)
+	}
+}
+
+// PLAIN's server: a misnamed HELLO or INITIATE, or an INITIATE from an
+// incompatible socket type, is refused even with the right password.
+func TestPlainServerRefusesBrokenCommands(t *testing.T) {
+	hello := cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))
+	initiate := func(name, typ string) []byte {
+		return cmdFrame(commandBody(name, appendMetadata(nil, typ, []byte("id"))))
+	}
+	server := PlainServer(testUsers(t))
+	for _, tc := range []struct {
+		name    string
+		input   []byte
+		wantMsg string
+	}{
+		{"HELLO misnamed", append(cmdFrame(commandBody("HELLX", []byte{5}, []byte("alice"), []byte{6}, []byte("secret"))), initiate("INITIATE", "DEALER")...), "expected HELLO"},
+		{"INITIATE misnamed", append(bytes.Clone(hello), initiate("INITIATX", "DEALER")...), "expected INITIATE"},
+		{"INITIATE from a PUB", append(bytes.Clone(hello), initiate("INITIATE", "PUB")...), "cannot talk to"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Handshake(&memConn{r: bytes.NewReader(append(greeting("PLAIN", false), tc.input...))}, server, "ROUTER", nil, 0)
+			wantErr(t, "server", err, ErrHandshake)
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("server error %q, want it to say %q", err, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// A user file line must be user:hash with a user of 1 to 255 bytes.
+func TestPlainUsersFileUserNames(t *testing.T) {
+	h := hash(t, "a")
+	for _, bad := range []string{":" + h, strings.Repeat("u", 256) + ":" + h} {
+		if _, err := parsePlainUsers([]byte(bad + "\n")); err == nil || !strings.Contains(err.Error(), "want user:bcrypt-hash") {
+			t.Errorf("line %.20q...: error %v, want \"want user:bcrypt-hash\"", bad, err)
+		}
+	}
+}
+
+// A HELLO whose client has hung up (here: shut its side, as a flood
+// that closes does) before a worker is free is not hashed: the peer is
+// looked at right before the hash.
+func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
+	server := PlainServer(testUsers(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	if _, err := Handshake(conn, server, "ROUTER", nil, 0); !errors.Is(err, errGone) {
+		t.Fatalf("got %v, want %v", err, errGone)
+	}
+}
+
+// A busy PLAIN server tells the client so with ERROR "300".
+func TestPlainBusyServerSendsError300(t *testing.T) {
+	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
+	bcryptWait = 50 * time.Millisecond
+	var held []string
+	for range bcryptWorkers {
+		src, err := passwordChecks.acquire(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, src)
+	}
+	defer func() {
+		for _, src := range held {
+			passwordChecks.release(src)
+		}
+	}()
+	cli, _ := PlainClient("alice", "secret")
+	srv, c := handshakePair(t, PlainServer(testUsers(t)), cli, "ROUTER", "DEALER")
+	wantErr(t, "server", srv.err, ErrThrottled)
+	wantErr(t, "client (told by ERROR)", c.err, ErrRefused)
+	if !strings.Contains(c.err.Error(), `"300"`) {
+		t.Fatalf("client error %q, want ERROR \"300\"", c.err)
+	}
+}
+
+// A key or user removed while its handshake is between the check and the
+// session's registration is refused: the list is looked at again after.
+func TestRevokedDuringHandshake(t *testing.T) {
+	defer func() { testHookBeforeTrack = nil }()
+	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
+	dir := t.TempDir()
+	writeFile(t, dir+"/c.key", CertText(cliKP, false))
+	allow, err := NewAllowList(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testHookBeforeTrack = func() {
+		os.Remove(dir + "/c.key")
+		allow.Reload()
+		allow.CloseRevoked()
+	}
+	srv, _ := handshakePair(t, CurveServer(srvKP, allow), CurveClient(srvKP.Public, cliKP), "ROUTER", "DEALER")
+	wantErr(t, "CURVE server", srv.err, ErrRefused)
+	if allow.Sessions() != 0 {
+		t.Fatalf("CURVE sessions %d, want 0", allow.Sessions())
+	}
+
+	path := t.TempDir() + "/users"
+	writeFile(t, path, "alice:"+hash(t, "a")+"\n")
+	users, err := LoadPlainUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testHookBeforeTrack = func() {
+		writeFile(t, path, "")
+		users.Reload()
+		users.CloseRevoked()
+	}
+	cli, _ := PlainClient("alice", "a")
+	srv, _ = handshakePair(t, PlainServer(users), cli, "ROUTER", "DEALER")
+	wantErr(t, "PLAIN server", srv.err, ErrRefused)
+	if users.Sessions() != 0 {
+		t.Fatalf("PLAIN sessions %d, want 0", users.Sessions())
 	}
 }

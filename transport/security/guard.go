@@ -319,8 +319,15 @@ func (l liveTCPConn) SyscallConn() (syscall.RawConn, error) {
 	return l.Conn.(*net.TCPConn).SyscallConn()
 }
 
+// testHookBeforeTrack, when set by a test, runs between a handshake's
+// credential check and its session's registration.
+var testHookBeforeTrack func()
+
 // add registers conn and returns what the session uses instead of it.
 func (s *liveSet) add(conn net.Conn, who, hash string) (*liveConn, net.Conn) {
+	if testHookBeforeTrack != nil {
+		testHookBeforeTrack()
+	}
 	l := &liveConn{Conn: conn, set: s, who: who, hash: hash}
 	s.mu.Lock()
 	if s.conns == nil {
