@@ -776,6 +776,8 @@ func TestPlainUsersFileUserNames(t *testing.T) {
 // that closes does) before a worker is free is not hashed: the peer is
 // looked at right before the hash.
 func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
+	defer func(d time.Duration) { hashSettle = d }(hashSettle)
+	hashSettle = 0 // the look at the grant, not the one after the settle
 	server := PlainServer(testUsers(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -866,5 +868,53 @@ func TestRevokedDuringHandshake(t *testing.T) {
 	wantErr(t, "PLAIN server", srv.err, ErrRefused)
 	if users.Sessions() != 0 {
 		t.Fatalf("PLAIN sessions %d, want 0", users.Sessions())
+	}
+}
+
+// A HELLO waits hashSettle before it may take a worker, and is dropped if
+// its peer has gone by then, without waiting for a worker (here none is
+// free: without the settle check it would wait bcryptWait).
+func TestPlainSettleDropsGonePeer(t *testing.T) {
+	defer func(d, w time.Duration) { hashSettle, bcryptWait = d, w }(hashSettle, bcryptWait)
+	hashSettle, bcryptWait = 20*time.Millisecond, 30*time.Second
+	var held []string
+	for range bcryptWorkers {
+		src, err := passwordChecks.acquire(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, src)
+	}
+	defer func() {
+		for _, src := range held {
+			passwordChecks.release(src)
+		}
+	}()
+	server := PlainServer(testUsers(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
+	c.(*net.TCPConn).CloseWrite()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	start := time.Now()
+	_, err = Handshake(conn, server, "ROUTER", nil, 0)
+	if !errors.Is(err, errGone) {
+		t.Fatalf("got %v after %v, want %v", err, time.Since(start), errGone)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("dropped after %v, want right after the settle", d)
 	}
 }

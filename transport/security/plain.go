@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -49,6 +50,11 @@ func newUserSet(hashes map[string][]byte) (*userSet, error) {
 // follows them. GenerateFromPassword refuses to hash one, so no hash in a
 // user file comes from one: refusing it turns no right password away.
 const maxPassword = 72
+
+// hashSettle is how long a HELLO waits before it may take a worker, so
+// that a peer that hangs up at once is seen gone. A real client waits for
+// WELCOME; bcrypt itself takes ten times longer at cost 10.
+var hashSettle = 5 * time.Millisecond
 
 // LoadPlainUsers reads path: one "user:bcrypt-hash" per line, blank lines
 // and lines starting with # ignored. A line that is not that is an error
@@ -145,6 +151,16 @@ func (u *PlainUsers) check(conn net.Conn, user, password []byte) (bool, string, 
 	hash, known := set.hashes[string(user)]
 	if !known {
 		hash = set.dummy
+	}
+	if conn != nil && hashSettle > 0 {
+		// A HELLO is hashed only once its peer has stayed connected a
+		// moment: a flood that hangs up right after each HELLO is then
+		// dropped here, without taking a worker from anyone.
+		t := time.NewTimer(hashSettle)
+		<-t.C
+		if peerGone(conn) {
+			return false, "", errGone
+		}
 	}
 	src, err := passwordChecks.acquire(conn)
 	if err != nil {
