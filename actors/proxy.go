@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -346,11 +345,8 @@ func (p *Proxy) serveHTTP(addr string) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	// Profiles, for an operator chasing CPU (they cost nothing until asked).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// No profiles here: they have their own address (zmq-proxy's
+	// --pprof-addr), off by default.
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics address %s: %w", addr, err)

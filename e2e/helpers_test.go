@@ -85,8 +85,14 @@ func testMain(m *testing.M) int {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	var build *exec.Cmd
-	switch refMode {
-	case "":
+	switch {
+	case refMode == "" && os.Getenv("ZP_BIN") != "":
+		// A binary built elsewhere (an older one, to measure what a test
+		// asserts before a change): used as is, for both builds.
+		binPath = os.Getenv("ZP_BIN")
+		plainBinPath = binPath
+		build = exec.Command("true")
+	case refMode == "":
 		binPath = filepath.Join(dir, "zmq-proxy")
 		plainBinPath = filepath.Join(dir, "plain", "zmq-proxy")
 		plain := exec.Command("go", "build", "-o", plainBinPath, "./cmd/zmq-proxy")
@@ -97,7 +103,7 @@ func testMain(m *testing.M) int {
 		}
 		build = exec.Command("go", "build", "-race", "-o", binPath, "./cmd/zmq-proxy")
 		build.Dir = ".."
-	case refCproxy:
+	case refMode == refCproxy:
 		binPath = filepath.Join(dir, "cproxy")
 		plainBinPath = binPath
 		// shared/ sits beside the repository.

@@ -417,10 +417,11 @@ func newPeer(s *socket, id []byte, conn net.Conn) *peer {
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	// Only a plain TCP connection is written directly: a secure one
-	// (CURVE's box wrapper) must go through its Write, which encrypts.
-	if tc, ok := conn.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
+	// Only a plain TCP connection (or PLAIN's session, which keeps
+	// SyscallConn) is written directly: a secure one (CURVE's box
+	// wrapper) must go through its Write, which encrypts.
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
 			p.raw = raw
 		}
 	}

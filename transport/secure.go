@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -30,6 +31,22 @@ func (s *socket) connHandshake(conn net.Conn, server bool) (zmq4.Metadata, net.C
 	}
 	sess, err := security.Handshake(conn, s.opts.Security, string(s.typ), s.opts.Identity, s.opts.MaxMessageSize)
 	if err != nil {
+		var n *atomic.Uint64
+		switch {
+		case errors.Is(err, security.ErrThrottled):
+			n = &s.opts.Stats.AuthThrottled
+		case errors.Is(err, security.ErrReplayed):
+			n = &s.opts.Stats.AuthReplayed
+		}
+		if n != nil {
+			// A flood: counted always, logged once a while.
+			n.Add(1)
+			if s.warn.flood.Allow(time.Now()) {
+				s.log.Warn("handshake flood: handshakes turned away unchecked", "mechanism", s.opts.Security.Name(),
+					"remote", conn.RemoteAddr().String(), "err", err,
+					"throttled_total", s.opts.Stats.AuthThrottled.Load(), "replayed_total", s.opts.Stats.AuthReplayed.Load())
+			}
+		}
 		if errors.Is(err, security.ErrRefused) {
 			n := s.opts.Stats.AuthRefused.Add(1)
 			if s.warn.auth.Allow(time.Now()) {

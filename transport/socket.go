@@ -193,7 +193,7 @@ type socket struct {
 	// decrypt: secure.go).
 	warn struct {
 		refused, oversize, frames, protocol, conns, topics, auth, decrypt LogLimit
-		greeting, evicted, identity                                       LogLimit
+		greeting, evicted, identity, flood                                LogLimit
 	}
 }
 

@@ -42,6 +42,8 @@ type Stats struct {
 	// With Options.Security:
 	AuthRefused   atomic.Uint64 // handshakes refused for their credentials (also in BadHandshake)
 	DecryptFailed atomic.Uint64 // connections closed for a message that failed to decrypt
+	AuthThrottled atomic.Uint64 // handshakes turned away unchecked: CURVE HELLO rate limits, PLAIN check queue (also in BadHandshake)
+	AuthReplayed  atomic.Uint64 // CURVE HELLOs refused as replays (also in BadHandshake)
 }
 
 // Dropped is every drop counter by its reason, as /metrics labels it

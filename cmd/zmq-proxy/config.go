@@ -131,9 +131,12 @@ type config struct {
 	RedisPort     int
 	RedisPassword string
 
-	AdminAddr    string        // --admin-addr; "" = off
-	DrainTimeout time.Duration // on SIGTERM, route on at most this long; 0 = no drain
-	CheckConfig  bool          // --check-config: validate, print and exit
+	AdminAddr      string        // --admin-addr; "" = off
+	AdminTokenFile string        // --admin-token-file; "" = none
+	adminToken     string        // its token: never logged nor shown
+	PprofAddr      string        // --pprof-addr; "" = off
+	DrainTimeout   time.Duration // on SIGTERM, route on at most this long; 0 = no drain
+	CheckConfig    bool          // --check-config: validate, print and exit
 
 	// PLAIN and CURVE (security.go).
 	Sec securityConfig
@@ -486,8 +489,9 @@ var options = []option{
 		help: "require CURVE on every socket, with the secret key in FILE (zmq-proxy keygen writes one); with --curve-allow",
 		set: func(c *config, v string) (err error) {
 			c.Sec.CurveSecretKey, c.Sec.curveKeys = v, security.KeyPair{}
+			delete(c.Sec.loose, "curve_secret_key")
 			if v != "" {
-				c.Sec.curveKeys, err = parseCurveSecret(v)
+				c.Sec.curveKeys, err = parseCurveSecret(c, "curve_secret_key", v)
 			}
 			return err
 		},
@@ -507,8 +511,9 @@ var options = []option{
 		help: "local proxy (-lp): its own CURVE secret key file, for --curve-server-key",
 		set: func(c *config, v string) (err error) {
 			c.Sec.CurveClientKey, c.Sec.curveClient = v, security.KeyPair{}
+			delete(c.Sec.loose, "curve_client_key")
 			if v != "" {
-				c.Sec.curveClient, err = parseCurveSecret(v)
+				c.Sec.curveClient, err = parseCurveSecret(c, "curve_client_key", v)
 			}
 			return err
 		},
@@ -538,6 +543,27 @@ var options = []option{
 		name: "admin_addr", section: sectionProxy, long: "admin-addr", arg: "HOST:PORT",
 		help: "serve POST /pause, POST /resume and GET /stats (zmq-proxy ctl) on HOST:PORT, loopback when HOST is empty; empty: off",
 		set:  func(c *config, v string) (err error) { c.AdminAddr, err = parseAdminAddr(v); return err },
+	},
+	{
+		name: "admin_token_file", section: sectionProxy, long: "admin-token-file", arg: "FILE",
+		help: "require \"Authorization: Bearer TOKEN\" on the admin endpoint, TOKEN the one line of FILE (16 characters or more); needed for a non-loopback --admin-addr",
+		set: func(c *config, v string) (err error) {
+			c.AdminTokenFile, c.adminToken = v, ""
+			delete(c.Sec.loose, "admin_token_file")
+			if v == "" {
+				return nil
+			}
+			if c.adminToken, err = readTokenFile(v); err != nil {
+				return fmt.Errorf("not a token file: %w", err)
+			}
+			c.Sec.noteLoose("admin_token_file", v)
+			return nil
+		},
+	},
+	{
+		name: "pprof_addr", section: sectionProxy, long: "pprof-addr", arg: "HOST:PORT",
+		help: "serve Go's /debug/pprof/ (CPU profiles, traces, heap) on HOST:PORT, loopback when HOST is empty; empty: off. Unauthenticated: keep it on loopback",
+		set:  func(c *config, v string) (err error) { c.PprofAddr, err = parseAdminAddr(v); return err },
 	},
 	{
 		name: "drain_timeout", section: sectionProxy, long: "drain-timeout", arg: "DURATION",
@@ -784,6 +810,10 @@ func (c *config) check() error {
 	}
 	if err := c.checkPorts(); err != nil {
 		return err
+	}
+	if c.AdminAddr != "" && c.adminToken == "" && !loopbackHost(c.AdminAddr) {
+		return c.blameSetting("admin_addr", errors.New("not a loopback address, and no admin_token_file: "+
+			"anyone who reaches it could pause the proxy; give --admin-token-file or a loopback address"))
 	}
 	if c.Registry.Mode == registryEmbedded && c.StateDir == "" {
 		if c.settings["state_dir"].origin == fromDefault {

@@ -13,7 +13,7 @@ import (
 )
 
 // ctlUsage is the -h text of "zmq-proxy ctl".
-const ctlUsage = `Usage: zmq-proxy ctl pause|resume|stats --admin-addr HOST:PORT [--timeout DURATION]
+const ctlUsage = `Usage: zmq-proxy ctl pause|resume|stats --admin-addr HOST:PORT [--admin-token-file FILE] [--timeout DURATION]
 
 Steer a running proxy through its admin endpoint: give ctl the address the
 proxy was started with, --admin-addr (--admin is the same flag; an empty
@@ -22,6 +22,9 @@ HOST is loopback, as for the proxy).
            own queues and TCP buffers, replies flow on
   resume   read from the frontend again
   stats    print the counters of every socket as JSON
+
+--admin-token-file FILE sends the token in FILE (the proxy's
+--admin-token-file) as "Authorization: Bearer TOKEN".
 
 Exit status: 0; 1 when the proxy does not answer or refuses; 2 for a bad
 command or option.
@@ -39,6 +42,7 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&admin, "admin-addr", "", "")
 	fs.StringVar(&admin, "admin", "", "") // its first name, kept for scripts
 	timeout := fs.Duration("timeout", 5*time.Second, "")
+	tokenFile := fs.String("admin-token-file", "", "")
 	// The command may come first or after the flags.
 	var cmd string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -80,10 +84,23 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	if *timeout <= 0 {
 		return fail(2, fmt.Errorf("--timeout: %v is not a positive duration", *timeout))
 	}
+	var token string
+	if *tokenFile != "" {
+		if token, err = readTokenFile(*tokenFile); err != nil {
+			return fail(2, fmt.Errorf("--admin-token-file: %s: not a token file: %w", *tokenFile, err))
+		}
+	}
 	cli := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	req, err := http.NewRequest(method, "http://"+addr+path, nil)
 	if err != nil {
 		return fail(2, err)
+	}
+	if method == http.MethodPost {
+		// The admin endpoint refuses a POST that a web page could send.
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := cli.Do(req)
 	if err != nil {

@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,14 +55,39 @@ func TestCtlUsageErrors(t *testing.T) {
 
 func TestAdminAddrOption(t *testing.T) {
 	hermeticEnv(t)
-	for _, tt := range []struct{ in, want, wantErr string }{
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(short, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noLoopback := `--admin-addr: "%s" is not a loopback address, and no admin_token_file: anyone who reaches it could pause the proxy; give --admin-token-file or a loopback address`
+	for _, tt := range []struct {
+		in        string
+		token     string
+		want      string
+		wantErr   string
+		wantToken string
+	}{
 		{in: "", want: ""},
 		{in: ":9470", want: "127.0.0.1:9470"},
-		{in: "0.0.0.0:9470", want: "0.0.0.0:9470"},
+		{in: "0.0.0.0:9470", wantErr: fmt.Sprintf(noLoopback, "0.0.0.0:9470")},
+		{in: "[::]:9470", wantErr: fmt.Sprintf(noLoopback, "[::]:9470")},
+		{in: "proxy.example:9470", wantErr: fmt.Sprintf(noLoopback, "proxy.example:9470")},
+		{in: "0.0.0.0:9470", token: tokenFile, want: "0.0.0.0:9470", wantToken: "0123456789abcdef0123"},
+		{in: "localhost:9470", want: "localhost:9470"},
+		{in: "[::1]:9470", want: "[::1]:9470"},
 		{in: "127.0.0.1:0", want: "127.0.0.1:0"},
 		{in: "9470", wantErr: `--admin-addr: "9470" is not host:port`},
+		{in: "127.0.0.1:0", token: short, wantErr: "--admin-token-file: \"" + short + "\" is not a token file: the token is 7 characters long, at least 16 wanted (openssl rand -hex 16 makes one)"},
 	} {
-		c, err := resolveConfig([]string{"-u", "zmq://", "--admin-addr", tt.in})
+		args := []string{"-u", "zmq://", "--admin-addr", tt.in}
+		if tt.token != "" {
+			args = append(args, "--admin-token-file", tt.token)
+		}
+		c, err := resolveConfig(args)
 		switch {
 		case tt.wantErr != "":
 			if err == nil || err.Error() != tt.wantErr {
@@ -65,8 +95,51 @@ func TestAdminAddrOption(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("--admin-addr %q: %v", tt.in, err)
-		case c.AdminAddr != tt.want:
-			t.Errorf("--admin-addr %q: got %q, want %q", tt.in, c.AdminAddr, tt.want)
+		case c.AdminAddr != tt.want || c.adminToken != tt.wantToken:
+			t.Errorf("--admin-addr %q: got %q token %q, want %q token %q", tt.in, c.AdminAddr, c.adminToken, tt.want, tt.wantToken)
 		}
+	}
+}
+
+// adminGuard: what a web page or a stranger could send is refused, with
+// its own status; ctl's requests pass.
+func TestAdminGuard(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	json := map[string]string{"Content-Type": "application/json"}
+	for _, tt := range []struct {
+		name    string
+		token   string
+		method  string
+		host    string
+		headers map[string]string
+		want    int
+	}{
+		{"ctl's POST, no token", "", "POST", "127.0.0.1:9470", json, 200},
+		{"GET /stats, no token", "", "GET", "127.0.0.1:9470", nil, 200},
+		{"simple POST text/plain", "", "POST", "127.0.0.1:9470", map[string]string{"Content-Type": "text/plain"}, 415},
+		{"form POST", "", "POST", "127.0.0.1:9470", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415},
+		{"POST without Content-Type", "", "POST", "127.0.0.1:9470", nil, 415},
+		{"cross-site fetch", "", "POST", "127.0.0.1:9470", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"same-site fetch", "", "GET", "127.0.0.1:9470", map[string]string{"Sec-Fetch-Site": "same-site"}, 403},
+		{"same-origin fetch", "", "GET", "127.0.0.1:9470", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200},
+		{"other Origin", "", "GET", "127.0.0.1:9470", map[string]string{"Origin": "http://evil.example"}, 403},
+		{"DNS rebinding: Host is a name", "", "GET", "evil.example:9470", nil, 403},
+		{"with token, none sent", token, "POST", "10.0.0.1:9470", json, 401},
+		{"with token, wrong one", token, "POST", "10.0.0.1:9470", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer 0123456789abcdef0124"}, 401},
+		{"with token, right one", token, "POST", "10.0.0.1:9470", map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + token}, 200},
+		{"with token, right one, text/plain", token, "POST", "10.0.0.1:9470", map[string]string{"Content-Type": "text/plain", "Authorization": "Bearer " + token}, 415},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, "http://"+tt.host+"/pause", nil)
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			adminGuard(tt.token, ok).ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Fatalf("got %d (%s), want %d", w.Code, strings.TrimSpace(w.Body.String()), tt.want)
+			}
+		})
 	}
 }

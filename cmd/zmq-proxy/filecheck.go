@@ -118,6 +118,7 @@ func (c *config) listeners() []listener {
 	for _, a := range []struct{ option, addr string }{
 		{"metrics_addr", c.MetricsAddr},
 		{"admin_addr", c.AdminAddr},
+		{"pprof_addr", c.PprofAddr},
 	} {
 		if a.addr == "" {
 			continue

@@ -5,8 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"syscall"
 
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -34,6 +38,32 @@ type securityConfig struct {
 	curveClient    security.KeyPair
 	PlainUser      string
 	PlainPassword  string
+
+	// Secret files (keys, the admin token) that group or others may read,
+	// by option name: logged as a warning at start (loose).
+	loose map[string]looseFile
+}
+
+// looseFile is a secret file whose mode lets group or others read it.
+type looseFile struct {
+	path string
+	mode os.FileMode
+}
+
+// noteLoose records option's file when group or others may read it. A
+// warning, not a refusal: Kubernetes mounts Secrets 0644 unless told
+// otherwise, and ssh's refusal of such keys is for a file in a home
+// directory, not a container's. libzmq and zcert do not look.
+func (s *securityConfig) noteLoose(option, path string) {
+	delete(s.loose, option)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	if s.loose == nil {
+		s.loose = make(map[string]looseFile)
+	}
+	s.loose[option] = looseFile{path: path, mode: fi.Mode().Perm()}
 }
 
 func parsePlainUsers(c *config, v string) (err error) {
@@ -47,11 +77,12 @@ func parsePlainUsers(c *config, v string) (err error) {
 	return nil
 }
 
-func parseCurveSecret(v string) (security.KeyPair, error) {
+func parseCurveSecret(c *config, option, v string) (security.KeyPair, error) {
 	kp, err := security.LoadSecretKey(v)
 	if err != nil {
 		return kp, fmt.Errorf("not a CURVE secret key file (as zmq-proxy keygen or zcert write it): %w", err)
 	}
+	c.Sec.noteLoose(option, v)
 	return kp, nil
 }
 
@@ -148,6 +179,10 @@ func parsePlainCredential(v string) (string, error) {
 // logSecurity says at start what the sockets require, and warns when a
 // CURVE allow-list is empty: every client is refused then.
 func (c *config) logSecurity(logger *slog.Logger) {
+	for _, option := range slices.Sorted(maps.Keys(c.Sec.loose)) {
+		f := c.Sec.loose[option]
+		logger.Warn("secret file readable by group or others: chmod 600 it", "option", option, "file", f.path, "mode", fmt.Sprintf("%04o", f.mode))
+	}
 	switch {
 	case c.Sec.plainUsers != nil:
 		logger.Info("sockets require PLAIN", "users", c.Sec.plainUsers.Len(), "file", c.Sec.PlainUsersFile)
@@ -167,14 +202,18 @@ func (c *config) logSecurity(logger *slog.Logger) {
 	}
 }
 
-// reloadSecurity re-reads the allow-list or the user file (on SIGHUP). A
-// file that no longer parses leaves the previous list in force.
+// reloadSecurity re-reads the allow-list or the user file (on SIGHUP) and
+// closes the connections of the keys and users no longer in it (of users
+// whose password hash changed too). A file that no longer parses leaves
+// the previous list in force, and every connection open.
 func (c *config) reloadSecurity(logger *slog.Logger) {
 	if u := c.Sec.plainUsers; u != nil {
 		if err := u.Reload(); err != nil {
 			logger.Error("reload of the PLAIN users failed; the previous list stays", "err", err)
 		} else {
-			logger.Info("PLAIN users reloaded", "users", u.Len(), "file", c.Sec.PlainUsersFile)
+			closed := u.CloseRevoked()
+			logger.Info("PLAIN users reloaded", "users", u.Len(), "file", c.Sec.PlainUsersFile,
+				"closed_connections", closed, "connections", u.Sessions())
 		}
 	}
 	if a := c.Sec.curveAllow; a != nil {
@@ -182,7 +221,9 @@ func (c *config) reloadSecurity(logger *slog.Logger) {
 			logger.Error("reload of the CURVE allow-list failed; the previous list stays", "err", err)
 			return
 		}
-		logger.Info("CURVE allow-list reloaded", "allowed_keys", a.Len(), "allow_dir", c.Sec.CurveAllow)
+		closed := a.CloseRevoked()
+		logger.Info("CURVE allow-list reloaded", "allowed_keys", a.Len(), "allow_dir", c.Sec.CurveAllow,
+			"closed_connections", closed, "connections", a.Sessions())
 		if a.Len() == 0 {
 			logger.Warn("the CURVE allow-list is empty: every client is refused", "allow_dir", c.Sec.CurveAllow)
 		}
@@ -192,13 +233,15 @@ func (c *config) reloadSecurity(logger *slog.Logger) {
 // runKeygen is "zmq-proxy keygen": it prints a new CURVE key pair in Z85,
 // as a secret certificate (the form --curve-secret-key and
 // --curve-client-key read), or with -o NAME writes NAME.key (public, for
-// an allow-list directory) and NAME.key_secret (mode 0600), as zcert does.
+// an allow-list directory) and NAME.key_secret (mode 0600), as zcert does,
+// but never over an existing file unless --force.
 func runKeygen(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(progName+" keygen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("o", "", "write NAME.key and NAME.key_secret instead of printing")
+	out := fs.String("o", "", "write NAME.key and NAME.key_secret (mode 0600) instead of printing")
+	force := fs.Bool("force", false, "with -o, replace NAME.key and NAME.key_secret when they exist")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s keygen [-o NAME]\n\nPrints a new CURVE key pair in Z85 as a secret certificate.\n\n", progName)
+		fmt.Fprintf(stderr, "Usage: %s keygen [-o NAME [--force]]\n\nPrints a new CURVE key pair in Z85 as a secret certificate.\n\n", progName)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -211,6 +254,10 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s keygen: unexpected argument %q\n", progName, fs.Arg(0))
 		return 2
 	}
+	if *force && *out == "" {
+		fmt.Fprintf(stderr, "%s keygen: --force is for -o NAME\n", progName)
+		return 2
+	}
 	kp, err := security.GenerateKeyPair()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s keygen: %v\n", progName, err)
@@ -220,14 +267,60 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, security.CertText(kp, true))
 		return 0
 	}
-	if err := os.WriteFile(*out+".key_secret", []byte(security.CertText(kp, true)), 0o600); err != nil {
-		fmt.Fprintf(stderr, "%s keygen: %v\n", progName, err)
-		return 1
-	}
-	if err := os.WriteFile(*out+".key", []byte(security.CertText(kp, false)), 0o644); err != nil {
+	if err := writeKeyFiles(*out, kp, *force); err != nil {
 		fmt.Fprintf(stderr, "%s keygen: %v\n", progName, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "public-key = \"%s\"\nwrote %s.key and %s.key_secret\n", kp.Public, *out, *out)
 	return 0
+}
+
+// writeKeyFiles writes name.key_secret (0600) and name.key (0644), each
+// created anew (O_EXCL) and never through a symbolic link (O_NOFOLLOW), so
+// that a key is never written into a file someone else made or points
+// to. Without force an existing file of either name is an error and
+// nothing is written; with force the old files (or links) are removed
+// first. On a failure, what was written is removed.
+func writeKeyFiles(name string, kp security.KeyPair, force bool) error {
+	files := []struct {
+		path, text string
+		mode       os.FileMode
+	}{
+		{name + ".key_secret", security.CertText(kp, true), 0o600},
+		{name + ".key", security.CertText(kp, false), 0o644},
+	}
+	if !force {
+		for _, f := range files {
+			if _, err := os.Lstat(f.path); err == nil {
+				return fmt.Errorf("%s exists: give --force to replace it", f.path)
+			}
+		}
+	}
+	var written []string
+	undo := func(err error) error {
+		for _, p := range written {
+			os.Remove(p)
+		}
+		return err
+	}
+	for _, f := range files {
+		if force {
+			if err := os.Remove(f.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return undo(err)
+			}
+		}
+		fd, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, f.mode)
+		if err != nil {
+			return undo(err)
+		}
+		written = append(written, f.path)
+		_, werr := io.WriteString(fd, f.text)
+		if cerr := fd.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return undo(fmt.Errorf("%s: %w", f.path, werr))
+		}
+	}
+	return nil
 }

@@ -25,12 +25,20 @@ import (
 func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logFile) int {
 	registers := c.Registry.Mode != registryNone
 	if c.AdminAddr != "" {
-		admin, err := startAdmin(c.AdminAddr, p, c.Kind, logger)
+		admin, err := startAdmin(c.AdminAddr, c.adminToken, p, c.Kind, logger)
 		if err != nil {
 			logger.Error("admin endpoint not started", "err", err)
 			return 1
 		}
 		defer admin.Close() //nolint:errcheck // the proxy is going anyway
+	}
+	if c.PprofAddr != "" {
+		pp, err := startPprof(c.PprofAddr, logger)
+		if err != nil {
+			logger.Error("pprof endpoint not started", "err", err)
+			return 1
+		}
+		defer pp.Close() //nolint:errcheck // the proxy is going anyway
 	}
 	sd := newSdNotifier(logger)
 	var watchdog <-chan time.Time

@@ -34,6 +34,8 @@ var (
 		"Subscriptions ignored because the subscriber held its limit of prefixes (count or bytes).", []string{"socket"}, nil)
 	descAuthRefused = prometheus.NewDesc("zmqproxy_auth_refused_total",
 		"PLAIN or CURVE handshakes refused for their credentials (also in handshakes_failed).", []string{"socket"}, nil)
+	descAuthFlood = prometheus.NewDesc("zmqproxy_auth_flood_total",
+		"PLAIN or CURVE handshakes turned away unchecked (also in handshakes_failed): reason=\"throttled\" over the CURVE HELLO rate limits or the PLAIN password-check queue, reason=\"replayed\" a CURVE HELLO seen before.", []string{"socket", "reason"}, nil)
 	descDecryptFailed = prometheus.NewDesc("zmqproxy_decrypt_failed_total",
 		"CURVE connections closed for a message that failed to decrypt.", []string{"socket"}, nil)
 	descNacked = prometheus.NewDesc("zmqproxy_nacked_total",
@@ -57,7 +59,7 @@ func NewCollector(sockets ...Socket) *Collector { return &Collector{sockets: soc
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descRefusedBy, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descDecryptFailed, descNacked} {
+	for _, d := range []*prometheus.Desc{descReceived, descRouted, descPublished, descDropped, descPeers, descRefused, descRefusedBy, descBadHandshake, descProtocol, descRefusedMax, descRefusedTopics, descAuthRefused, descAuthFlood, descDecryptFailed, descNacked} {
 		ch <- d
 	}
 }
@@ -84,6 +86,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRefusedMax, st.RefusedMaxConns.Load(), s.Name)
 		counter(descRefusedTopics, st.RefusedTopics.Load(), s.Name)
 		counter(descAuthRefused, st.AuthRefused.Load(), s.Name)
+		counter(descAuthFlood, st.AuthThrottled.Load(), s.Name, "throttled")
+		counter(descAuthFlood, st.AuthReplayed.Load(), s.Name, "replayed")
 		counter(descDecryptFailed, st.DecryptFailed.Load(), s.Name)
 		counter(descNacked, st.Nacked.Load(), s.Name)
 		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(st.Peers.Load()), s.Name)

@@ -2,8 +2,13 @@ package security
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"io"
 	"testing"
+
+	"golang.org/x/crypto/nacl/box"
 )
 
 // benchBurst is 64 casts of the v1.0 envelope with a 100-byte payload,
@@ -55,4 +60,37 @@ func BenchmarkOpenBurst(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64*bursts), "ns/msg")
+}
+
+// BenchmarkCurveServerHello: what a HELLO costs the server, up to its
+// WELCOME: one X25519 for the box of HELLO and WELCOME (box.Open then
+// box.Seal would take two) and one key generation.
+func BenchmarkCurveServerHello(b *testing.B) {
+	srvKP, cliKP := mustKeyPair(b), mustKeyPair(b)
+	const pool = 256
+	inputs := make([][]byte, pool)
+	for i := range inputs {
+		pub, sec, err := box.GenerateKey(rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := append([]byte("\x05HELLO\x01\x00"), make([]byte, 72)...)
+		h = append(h, pub[:]...)
+		h = binary.BigEndian.AppendUint64(h, 1)
+		h = box.Seal(h, make([]byte, 64), shortNonce(nonceHello, 1), (*[32]byte)(&srvKP.Public), sec)
+		inputs[i] = append(greeting("CURVE", false), cmdFrame(h)...)
+	}
+	var server Mechanism
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%pool == 0 {
+			// A new server: the last one remembers these HELLOs.
+			server = unlimited(CurveServer(srvKP, AllowKeys(cliKP.Public)))
+		}
+		if _, err := Handshake(&memConn{r: bytes.NewReader(inputs[i%pool])}, server, "ROUTER", nil, 0); !errors.Is(err, io.EOF) {
+			b.Fatalf("handshake ended with %v, want EOF after WELCOME", err)
+		}
+		i++
+	}
 }

@@ -7,9 +7,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
+	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/nacl/secretbox"
+	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // CurveZMQ nonce prefixes (RFC 26).
@@ -57,23 +60,45 @@ func randomBytes(b []byte) error {
 	return err
 }
 
+// sharedKey is the NaCl box key between our secret and a peer's public
+// key (what box.Precompute computes), by curve25519.X25519, which refuses
+// the peer's key when it is of low order or zero: the product is then all
+// zeros, a key anyone can compute. box.Precompute (ScalarMult) does not
+// check; libsodium's crypto_box_beforenm, which libzmq uses, refuses such
+// keys the same way.
+func sharedKey(dst *[32]byte, peer, secret *[32]byte) error {
+	s, err := curve25519.X25519(secret[:], peer[:])
+	if err != nil {
+		return err
+	}
+	copy(dst[:], s)
+	clear(s)
+	var zeros [16]byte
+	salsa.HSalsa20(dst, &zeros, dst, &salsa.Sigma)
+	return nil
+}
+
 type curveServer struct {
 	kp    KeyPair
 	allow *AllowList
+	guard *curveGuard
 }
 
 // CurveServer is the server side of CURVE (RFC 26) with the long-term key
 // pair kp. A client is admitted only if its long-term public key is in
-// allow; a nil or empty list refuses every client.
+// allow; a nil or empty list refuses every client. HELLOs are rate-limited
+// per source address and in all, and a HELLO replayed (the same client
+// short-term key twice) is refused before any X25519 (guard.go).
 func CurveServer(kp KeyPair, allow *AllowList) Mechanism {
-	return &curveServer{kp: kp, allow: allow}
+	return &curveServer{kp: kp, allow: allow, guard: newCurveGuard()}
 }
 
 func (*curveServer) Name() string   { return "CURVE" }
 func (*curveServer) AsServer() bool { return true }
 
 func (m *curveServer) handshake(c *cmdConn, socketType string, identity []byte, maxMessage int64) (*Session, error) {
-	// HELLO: C' and Box[64 zero bytes](C'->S).
+	// HELLO: version, 72 zero bytes of padding, C', short nonce and
+	// Box[64 zero bytes](C'->S).
 	body, err := c.readCommand()
 	if err != nil {
 		return nil, err
@@ -87,15 +112,40 @@ func (m *curveServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	if body[6] != 1 || body[7] != 0 {
 		return nil, fmt.Errorf("%w: CURVE: HELLO version %d.%d, want 1.0", ErrHandshake, body[6], body[7])
 	}
+	// RFC 26 makes the padding zeros (it is there so that HELLO is not
+	// shorter than WELCOME: no amplification). libzmq does not look at it;
+	// we refuse what no CurveZMQ client sends, before any X25519.
+	for _, b := range body[8:80] {
+		if b != 0 {
+			return nil, fmt.Errorf("%w: CURVE: HELLO padding is not zeros", ErrHandshake)
+		}
+	}
 	var clientShort Key
 	copy(clientShort[:], body[80:112])
+	if m.guard.replayed(clientShort) {
+		return nil, fmt.Errorf("%w: CURVE: HELLO with a client short-term key already used", ErrReplayed)
+	}
+	if !m.guard.allow(sourceOf(c.conn), time.Now()) {
+		return nil, refuse(c, "300", fmt.Errorf("%w: CURVE: too many HELLOs, try again", ErrThrottled))
+	}
 	helloNonce := binary.BigEndian.Uint64(body[112:120])
+	// s*C' opens the HELLO and seals the WELCOME: computed once for both
+	// (box.Open then box.Seal would compute it twice; libzmq does).
+	var helloKey [32]byte
+	defer clear(helloKey[:])
+	if err := sharedKey(&helloKey, (*[32]byte)(&clientShort), (*[32]byte)(&m.kp.Secret)); err != nil {
+		return nil, fmt.Errorf("%w: CURVE: HELLO with a low-order short-term key", ErrHandshake)
+	}
 	var zeros [64]byte
 	var plain [64]byte
-	opened, ok := box.Open(plain[:0], body[120:200], shortNonce(nonceHello, helloNonce), (*[32]byte)(&clientShort), (*[32]byte)(&m.kp.Secret))
-	if !ok || subtle.ConstantTimeCompare(opened, zeros[:]) != 1 {
+	opened, ok := box.OpenAfterPrecomputation(plain[:0], body[120:200], shortNonce(nonceHello, helloNonce), &helloKey)
+	if !ok {
 		return nil, fmt.Errorf("%w: CURVE: HELLO does not open with our key (the client has another server key)", ErrRefused)
 	}
+	if subtle.ConstantTimeCompare(opened, zeros[:]) != 1 {
+		return nil, fmt.Errorf("%w: CURVE: HELLO signature is not 64 zero bytes", ErrHandshake)
+	}
+	m.guard.remember(clientShort)
 
 	// WELCOME: Box[S' + cookie](S->C'), cookie = nonce + SecretBox[C' + s'](K).
 	// From here to INITIATE the server keeps only K: C' and s' travel in
@@ -125,10 +175,11 @@ func (m *curveServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	welcome := make([]byte, 0, welcomeSize)
 	welcome = append(welcome, "\x07WELCOME"...)
 	welcome = append(welcome, welcomeNonce[:]...)
-	welcome = box.Seal(welcome, welcomePlain, longNonce(nonceWelcome, welcomeNonce[:]), (*[32]byte)(&clientShort), (*[32]byte)(&m.kp.Secret))
+	welcome = box.SealAfterPrecomputation(welcome, welcomePlain, longNonce(nonceWelcome, welcomeNonce[:]), &helloKey)
 	clear(cookiePlain[:])
 	clear(welcomePlain)
 	clear(serverShortSec[:])
+	clear(helloKey[:])
 	clientShort = Key{}
 	if err := c.writeCommand(welcome); err != nil {
 		return nil, err
@@ -152,25 +203,40 @@ func (m *curveServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	copy(clientShort[:], cookie[:32])
 	copy(serverShortSec[:], cookie[32:64])
 	clear(cookiePlain[:])
+	defer clear(serverShortSec[:])
 	initNonce := binary.BigEndian.Uint64(body[105:113])
 	if initNonce <= helloNonce {
 		return nil, fmt.Errorf("%w: CURVE: INITIATE nonce %d does not follow HELLO's %d", ErrHandshake, initNonce, helloNonce)
 	}
 	var shared [32]byte
-	box.Precompute(&shared, (*[32]byte)(&clientShort), serverShortSec)
+	if err := sharedKey(&shared, (*[32]byte)(&clientShort), serverShortSec); err != nil {
+		// C' opened the HELLO, so this cannot fail; checked all the same.
+		return nil, fmt.Errorf("%w: CURVE: low-order short-term key", ErrHandshake)
+	}
 	initPlain, ok := box.OpenAfterPrecomputation(make([]byte, 0, len(body)-113-overhead), body[113:], shortNonce(nonceInitiate, initNonce), &shared)
 	if !ok {
-		clear(serverShortSec[:])
 		return nil, fmt.Errorf("%w: CURVE: INITIATE does not open", ErrHandshake)
 	}
-	// The vouch, Box[C' + S](C->S'), proves that the holder of C made C'.
+	// The vouch, Box[C' + S](C->S'), proves that the holder of C made C'
+	// for us: not for another server (S), not for another connection (C').
 	var clientKey Key
 	copy(clientKey[:], initPlain[:32])
-	var vouchBuf [64]byte
-	vouch, ok := box.Open(vouchBuf[:0], initPlain[48:128], longNonce(nonceVouch, initPlain[32:48]), (*[32]byte)(&clientKey), serverShortSec)
+	var vouchKey [32]byte
+	defer clear(vouchKey[:])
+	if err := sharedKey(&vouchKey, (*[32]byte)(&clientKey), serverShortSec); err != nil {
+		return nil, fmt.Errorf("%w: CURVE: the client's long-term key is of low order", ErrHandshake)
+	}
 	clear(serverShortSec[:])
-	if !ok || !bytes.Equal(vouch[:32], clientShort[:]) || !bytes.Equal(vouch[32:64], m.kp.Public[:]) {
-		return nil, fmt.Errorf("%w: CURVE: the vouch does not prove the client's key", ErrHandshake)
+	var vouchBuf [64]byte
+	vouch, ok := box.OpenAfterPrecomputation(vouchBuf[:0], initPlain[48:128], longNonce(nonceVouch, initPlain[32:48]), &vouchKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: CURVE: the vouch does not open with the client's long-term key", ErrHandshake)
+	}
+	if !bytes.Equal(vouch[:32], clientShort[:]) {
+		return nil, fmt.Errorf("%w: CURVE: the vouch names another short-term key", ErrHandshake)
+	}
+	if !bytes.Equal(vouch[32:64], m.kp.Public[:]) {
+		return nil, fmt.Errorf("%w: CURVE: the vouch names another server key", ErrHandshake)
 	}
 	if !m.allow.Allowed(clientKey) {
 		return nil, refuse(c, "400", fmt.Errorf("%w: CURVE: client key %s is not allowed", ErrRefused, clientKey))
@@ -183,14 +249,23 @@ func (m *curveServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	// READY: short nonce, Box[metadata](S'->C').
 	bc := newBoxConn(c.conn, &shared, nonceMessageS, nonceMessageC, maxMessage)
 	bc.peerNonce = initNonce
+	defer clear(shared[:])
+	// Registered before READY and checked again, so that a reload of the
+	// allow-list at any moment either sees this session or is seen by it.
+	live, conn := m.allow.track(bc, clientKey)
+	if !m.allow.Allowed(clientKey) {
+		live.Close()
+		return nil, fmt.Errorf("%w: CURVE: client key %s was removed from the allow-list", ErrRefused, clientKey)
+	}
 	ready := append([]byte("\x05READY"), make([]byte, 8)...)
 	n := bc.nextNonce()
 	binary.BigEndian.PutUint64(ready[6:], n)
 	ready = box.SealAfterPrecomputation(ready, appendMetadata(nil, socketType, identity), shortNonce(nonceReady, n), &shared)
 	if err := c.writeCommand(ready); err != nil {
+		live.Close()
 		return nil, err
 	}
-	return &Session{Conn: bc, Peer: meta, User: clientKey.String()}, nil
+	return &Session{Conn: conn, Peer: meta, User: clientKey.String()}, nil
 }
 
 type curveClient struct {
@@ -247,7 +322,9 @@ func (m *curveClient) handshake(c *cmdConn, socketType string, identity []byte, 
 		return nil, err
 	}
 	var shared [32]byte
-	box.Precompute(&shared, &serverShort, shortSec)
+	if err := sharedKey(&shared, &serverShort, shortSec); err != nil {
+		return nil, fmt.Errorf("%w: CURVE: WELCOME with a low-order short-term key", ErrHandshake)
+	}
 
 	// INITIATE: cookie, nonce 2, Box[C + vouch + metadata](C'->S'), with
 	// vouch = long nonce + Box[C' + S](C->S').

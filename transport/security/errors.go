@@ -16,4 +16,12 @@ var (
 	ErrDecrypt = errors.New("message failed to decrypt")
 	// ErrKey: a key or certificate could not be read.
 	ErrKey = errors.New("bad key")
+	// ErrThrottled: a handshake was turned away unchecked because too many
+	// arrive at once (CURVE HELLOs over the rate limits, PLAIN HELLOs over
+	// the password-check queue). The client was sent ERROR "300"
+	// (temporary) and may try again.
+	ErrThrottled = errors.New("handshake throttled")
+	// ErrReplayed: a CURVE HELLO repeated one already seen (the same
+	// client short-term key), as a captured HELLO replayed is.
+	ErrReplayed = errors.New("replayed handshake")
 )

@@ -19,9 +19,11 @@ func cmdFrame(body []byte) []byte { return appendCommandFrame(nil, body) }
 
 func TestHandshakeRefusesBrokenPeers(t *testing.T) {
 	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
+	// Not the server the transcript is made with: that one remembers its
+	// HELLO and would refuse every variant of it as a replay.
 	curve := CurveServer(srvKP, AllowKeys(cliKP.Public))
 	plain := PlainServer(testUsers(t))
-	fromClient, _ := transcript(t, curve, CurveClient(srvKP.Public, cliKP), "ROUTER", "DEALER")
+	fromClient, _ := transcript(t, CurveServer(srvKP, AllowKeys(cliKP.Public)), CurveClient(srvKP.Public, cliKP), "ROUTER", "DEALER")
 	g := greeting("CURVE", false)
 	hello := fromClient[64 : 64+2+helloSize]
 	withHello := func(mut func(b []byte)) []byte {
@@ -49,6 +51,7 @@ func TestHandshakeRefusesBrokenPeers(t *testing.T) {
 		{"INITIATE first", curve, append(bytes.Clone(g), cmdFrame(commandBody("INITIATE"))...), ErrHandshake},
 		{"short HELLO", curve, append(bytes.Clone(g), cmdFrame(commandBody("HELLO", make([]byte, 10)))...), ErrHandshake},
 		{"HELLO version 2.0", curve, withHello(func(b []byte) { b[6] = 2 }), ErrHandshake},
+		{"HELLO padding not zeros", curve, withHello(func(b []byte) { b[8+71] = 1 }), ErrHandshake},
 		{"HELLO box tampered", curve, withHello(func(b []byte) { b[150] ^= 1 }), ErrRefused},
 		{"HELLO with another C'", curve, withHello(func(b []byte) { b[90] ^= 1 }), ErrRefused},
 		{"PLAIN: WELCOME instead of HELLO", plain, append(greeting("PLAIN", false), cmdFrame(commandBody("WELCOME"))...), ErrHandshake},
@@ -63,15 +66,18 @@ func TestHandshakeRefusesBrokenPeers(t *testing.T) {
 	}
 }
 
-// The cookie ties INITIATE to its connection: replaying a recorded
-// HELLO and INITIATE on a new connection is refused, so a recorded
-// session cannot be replayed to the server.
+// A recorded session replayed on a new connection is refused: by the
+// server that saw it at its HELLO (the client's short-term key is used
+// twice), and by any other server with the same key (a restarted one) at
+// its INITIATE, whose cookie ties it to its own connection.
 func TestCurveReplayedInitiateRefused(t *testing.T) {
 	srvKP, cliKP := mustKeyPair(t), mustKeyPair(t)
 	server := CurveServer(srvKP, AllowKeys(cliKP.Public))
 	fromClient, _ := transcript(t, server, CurveClient(srvKP.Public, cliKP), "ROUTER", "DEALER")
 	err := serverGets(server, "ROUTER", fromClient)
-	wantErr(t, "replayed handshake", err, ErrHandshake)
+	wantErr(t, "replayed handshake, same server", err, ErrReplayed)
+	err = serverGets(CurveServer(srvKP, AllowKeys(cliKP.Public)), "ROUTER", fromClient)
+	wantErr(t, "replayed handshake, restarted server", err, ErrHandshake)
 	if want := "cookie"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Errorf("error %q does not mention the %s", err, want)
 	}

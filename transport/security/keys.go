@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,16 +35,16 @@ func ParseKey(s string) (Key, error) {
 	case 40:
 		b, err = Z85Decode(s)
 	case 64:
-		b = make([]byte, 32)
-		_, err = fmt.Sscanf(s, "%x", &b)
-		if err == nil && len(b) != 32 {
-			err = errors.New("not 32 bytes")
+		b, err = hex.DecodeString(s)
+		if err != nil {
+			err = errors.New("not hexadecimal")
 		}
 	default:
 		return k, fmt.Errorf("%w: a key is 40 Z85 or 64 hex characters, got %d", ErrKey, len(s))
 	}
 	if err != nil {
-		return k, fmt.Errorf("%w: %q: %v", ErrKey, s, err)
+		// Never the text itself: it may be a secret key.
+		return k, fmt.Errorf("%w: not a key: %v", ErrKey, err)
 	}
 	copy(k[:], b)
 	return k, nil
@@ -228,6 +230,7 @@ func CertText(kp KeyPair, withSecret bool) string {
 type AllowList struct {
 	dir  string
 	keys atomic.Pointer[map[Key]string] // key -> the file it came from
+	live liveSet                        // connections of admitted clients
 }
 
 // NewAllowList reads every key file in dir. A file that is not a key file
@@ -299,4 +302,31 @@ func (a *AllowList) Len() int {
 		return len(*m)
 	}
 	return 0
+}
+
+// track registers conn, the connection of a client admitted as key, until
+// it is closed.
+func (a *AllowList) track(conn net.Conn, key Key) (*liveConn, net.Conn) {
+	return a.live.add(conn, string(key[:]), "")
+}
+
+// CloseRevoked closes the connections of clients whose key is no longer
+// in the list (call it after Reload) and returns how many it closed.
+func (a *AllowList) CloseRevoked() int {
+	if a == nil {
+		return 0
+	}
+	return a.live.closeIf(func(l *liveConn) bool {
+		var k Key
+		copy(k[:], l.who)
+		return !a.Allowed(k)
+	})
+}
+
+// Sessions is the number of connections of admitted clients open now.
+func (a *AllowList) Sessions() int {
+	if a == nil {
+		return 0
+	}
+	return a.live.Len()
 }

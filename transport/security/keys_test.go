@@ -160,3 +160,24 @@ func TestBareKeyWithZ85Punctuation(t *testing.T) {
 		}
 	}
 }
+
+// No error about a key file says any part of the key: a secret key with
+// one bad character, or a group that overflows, is reported by position.
+func TestKeyErrorsDoNotEchoTheKey(t *testing.T) {
+	kp := mustKeyPair(t)
+	good := kp.Secret.String()
+	overflow := "%%%%%" + good[5:] // "%%%%%" is worth more than 2^32-1
+	for _, bad := range []string{good[:17] + "~" + good[18:], good[:39] + "\"", overflow, strings.Repeat("g", 63) + "z"} {
+		path := filepath.Join(t.TempDir(), "k")
+		os.WriteFile(path, []byte("curve\n    secret-key = \""+bad+"\"\n"), 0o600)
+		_, err := LoadSecretKey(path)
+		if err == nil {
+			t.Fatalf("%q: loaded", bad)
+		}
+		for i := 0; i+6 <= len(bad); i++ {
+			if strings.Contains(err.Error(), bad[i:i+6]) {
+				t.Fatalf("error %q holds %q, 6 characters of the key", err, bad[i:i+6])
+			}
+		}
+	}
+}

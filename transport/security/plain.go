@@ -3,7 +3,9 @@ package security
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 type PlainUsers struct {
 	path  string
 	users atomic.Pointer[userSet]
+	live  liveSet // connections of users logged in
 }
 
 // userSet is one version of the list. dummy is a hash of the list's
@@ -41,17 +44,17 @@ func newUserSet(hashes map[string][]byte) (*userSet, error) {
 	return &userSet{hashes: hashes, dummy: dummy}, nil
 }
 
-// bcryptSlots bounds the password checks running at once: each costs tens
-// of milliseconds of CPU, and a flood of HELLOs must not take every core.
-var bcryptSlots = make(chan struct{}, 2)
+// maxPassword is the longest password checked: bcrypt reads only the
+// first 72 bytes (x/crypto's CompareHashAndPassword, which nats-server
+// uses too, ignores the rest), so a longer one would be accepted whatever
+// follows them. GenerateFromPassword refuses to hash one, so no hash in a
+// user file comes from one: refusing it turns no right password away.
+const maxPassword = 72
 
-// bcryptWait bounds the wait for a slot: past it the HELLO is turned away
-// as a busy server (the client retries), so that a flood cannot hold
-// handshakes, and a socket's Close, for longer.
-var bcryptWait = 3 * time.Second
-
-// errBusy: no password check slot within bcryptWait.
-var errBusy = fmt.Errorf("%w: PLAIN: too many password checks at once, try again", ErrHandshake)
+// hashSettle is how long a HELLO waits before it may take a worker, so
+// that a peer that hangs up at once is seen gone. A real client waits for
+// WELCOME; bcrypt itself takes ten times longer at cost 10.
+var hashSettle = 5 * time.Millisecond
 
 // LoadPlainUsers reads path: one "user:bcrypt-hash" per line, blank lines
 // and lines starting with # ignored. A line that is not that is an error
@@ -133,30 +136,75 @@ func (u *PlainUsers) Len() int {
 
 // Check reports whether password is user's.
 func (u *PlainUsers) Check(user, password []byte) bool {
-	ok, _ := u.check(user, password)
+	ok, _, _ := u.check(nil, user, password)
 	return ok
 }
 
-// check is Check, or errBusy when no check slot came within bcryptWait.
-func (u *PlainUsers) check(user, password []byte) (bool, error) {
+// check is Check for conn's peer (conn may be nil): it waits for a
+// password-check worker (errBusy when none comes, errGone when the peer
+// hangs up meanwhile) and returns the hash compared against.
+func (u *PlainUsers) check(conn net.Conn, user, password []byte) (bool, string, error) {
 	set := u.users.Load()
-	if set == nil {
-		return false, nil
+	if set == nil || len(password) > maxPassword {
+		return false, "", nil
 	}
 	hash, known := set.hashes[string(user)]
 	if !known {
 		hash = set.dummy
 	}
-	t := time.NewTimer(bcryptWait)
-	defer t.Stop()
-	select {
-	case bcryptSlots <- struct{}{}:
-	case <-t.C:
-		return false, errBusy
+	if conn != nil && hashSettle > 0 {
+		// A HELLO is hashed only once its peer has stayed connected a
+		// moment: a flood that hangs up right after each HELLO is then
+		// dropped here, without taking a worker from anyone.
+		t := time.NewTimer(hashSettle)
+		<-t.C
+		if peerGone(conn) {
+			return false, "", errGone
+		}
 	}
-	err := bcrypt.CompareHashAndPassword(hash, password)
-	<-bcryptSlots
-	return known && err == nil, nil
+	src, err := passwordChecks.acquire(conn)
+	if err != nil {
+		return false, "", err
+	}
+	defer passwordChecks.release(src)
+	// The last moment to notice that the peer is gone: a flood that hangs
+	// up right after its HELLO costs no hash.
+	if conn != nil && peerGone(conn) {
+		return false, "", errGone
+	}
+	err = bcrypt.CompareHashAndPassword(hash, password)
+	return known && err == nil, string(hash), nil
+}
+
+// track registers conn, the connection of user logged in with hash, until
+// it is closed.
+func (u *PlainUsers) track(conn net.Conn, user, hash string) (*liveConn, net.Conn) {
+	return u.live.add(conn, user, hash)
+}
+
+// still reports whether user is in the list with the same hash.
+func (u *PlainUsers) still(user, hash string) bool {
+	set := u.users.Load()
+	return set != nil && string(set.hashes[user]) == hash
+}
+
+// CloseRevoked closes the connections of users no longer in the list, or
+// whose password hash has changed (call it after Reload; nats-server too
+// disconnects, on reload, the clients its new users would not admit), and
+// returns how many it closed.
+func (u *PlainUsers) CloseRevoked() int {
+	if u == nil {
+		return 0
+	}
+	return u.live.closeIf(func(l *liveConn) bool { return !u.still(l.who, l.hash) })
+}
+
+// Sessions is the number of connections of logged-in users open now.
+func (u *PlainUsers) Sessions() int {
+	if u == nil {
+		return 0
+	}
+	return u.live.Len()
 }
 
 type plainServer struct{ users *PlainUsers }
@@ -191,9 +239,17 @@ func (m *plainServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	}
 	password := rest[1:]
 	userName := string(user)
-	ok := false
+	if len(password) > maxPassword {
+		return nil, refuse(c, "400", fmt.Errorf("%w: PLAIN: user %q: password longer than %d bytes", ErrRefused, printable(userName), maxPassword))
+	}
+	ok, hash := false, ""
 	if m.users != nil {
-		if ok, err = m.users.check(user, password); err != nil {
+		if ok, hash, err = m.users.check(c.conn, user, password); err != nil {
+			if errors.Is(err, ErrThrottled) {
+				// RFC 24: a server that rejects the client sends ERROR;
+				// "300" is ZAP's temporary failure, libzmq's code for it.
+				return nil, refuse(c, "300", err)
+			}
 			return nil, err
 		}
 	}
@@ -218,10 +274,18 @@ func (m *plainServer) handshake(c *cmdConn, socketType string, identity []byte, 
 	if err != nil {
 		return nil, err
 	}
+	// Registered before READY and checked again, so that a reload of the
+	// users at any moment either sees this session or is seen by it.
+	live, conn := m.users.track(c.conn, userName, hash)
+	if !m.users.still(userName, hash) {
+		live.Close()
+		return nil, fmt.Errorf("%w: PLAIN: user %q was removed", ErrRefused, printable(userName))
+	}
 	if err := c.writeCommand(commandBody("READY", appendMetadata(nil, socketType, identity))); err != nil {
+		live.Close()
 		return nil, err
 	}
-	return &Session{Conn: c.conn, Peer: meta, User: userName}, nil
+	return &Session{Conn: conn, Peer: meta, User: userName}, nil
 }
 
 type plainClient struct{ user, password string }

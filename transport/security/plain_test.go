@@ -1,6 +1,7 @@
 package security
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -151,23 +152,30 @@ func TestPlainUnknownUserCostsTheSame(t *testing.T) {
 	}
 }
 
-// While every password check slot is taken, a HELLO waits at most
-// bcryptWait and is turned away as busy, not refused as a bad password.
+// While every password-check worker is taken, a HELLO waits at most
+// bcryptWait and is turned away as busy (ERROR "300"), not refused as a
+// bad password.
 func TestPlainBusyServer(t *testing.T) {
 	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
 	bcryptWait = 50 * time.Millisecond
-	for range cap(bcryptSlots) {
-		bcryptSlots <- struct{}{}
+	var held []string
+	for range bcryptWorkers {
+		src, err := passwordChecks.acquire(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, src)
 	}
 	defer func() {
-		for range cap(bcryptSlots) {
-			<-bcryptSlots
+		for _, src := range held {
+			passwordChecks.release(src)
 		}
 	}()
 	server := PlainServer(testUsers(t))
 	hello := append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...)
-	err := serverGets(server, "ROUTER", hello)
-	if !errors.Is(err, errBusy) || errors.Is(err, ErrRefused) {
+	conn := &memConn{r: bytes.NewReader(hello)}
+	_, err := Handshake(conn, server, "ROUTER", nil, 0)
+	if !errors.Is(err, errBusy) || !errors.Is(err, ErrThrottled) || errors.Is(err, ErrRefused) {
 		t.Fatalf("got %v, want the busy error (not a refusal)", err)
 	}
 }

@@ -49,12 +49,13 @@ func Z85Decode(s string) ([]byte, error) {
 		for j := range 5 {
 			d := z85Decoder[s[i+j]]
 			if d == 0xFF {
-				return nil, fmt.Errorf("%w: z85: %q is not a Z85 character", ErrKey, s[i+j])
+				// The position, never the character: s may be a secret.
+				return nil, fmt.Errorf("%w: z85: character %d is not a Z85 character", ErrKey, i+j+1)
 			}
 			v = v*85 + uint64(d)
 		}
 		if v > 0xFFFFFFFF {
-			return nil, fmt.Errorf("%w: z85: group %q overflows 32 bits", ErrKey, s[i:i+5])
+			return nil, fmt.Errorf("%w: z85: characters %d to %d overflow 32 bits", ErrKey, i+1, i+5)
 		}
 		out = binary.BigEndian.AppendUint32(out, uint32(v))
 	}
