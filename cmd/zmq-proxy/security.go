@@ -275,6 +275,13 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// createNew creates path with mode, refusing any file or link already
+// there, whoever made it between a check and this call (O_EXCL; with it a
+// symbolic link is not followed either, O_NOFOLLOW says so again).
+func createNew(path string, mode os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+}
+
 // writeKeyFiles writes name.key_secret (0600) and name.key (0644), each
 // created anew (O_EXCL) and never through a symbolic link (O_NOFOLLOW), so
 // that a key is never written into a file someone else made or points
@@ -309,7 +316,7 @@ func writeKeyFiles(name string, kp security.KeyPair, force bool) error {
 				return undo(err)
 			}
 		}
-		fd, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, f.mode)
+		fd, err := createNew(f.path, f.mode)
 		if err != nil {
 			return undo(err)
 		}
