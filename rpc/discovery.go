@@ -36,6 +36,7 @@ type discovery struct {
 	info     map[string]*idInfo    // by identity
 	newest   map[string]int64      // by server name: the newest generation registered
 	followed map[string]bool       // Redis: the targets read each poll
+	missing  map[string]time.Time  // Redis: target + "\x00" + identity no longer listed, since
 
 	redis *redismm.Matchmaker // instead of etcd, when set
 	poll  time.Duration

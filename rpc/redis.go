@@ -51,13 +51,46 @@ func (d *discovery) startRedis(ctx context.Context, mm *redismm.Matchmaker, ever
 		}
 		d.onProxies(recs)
 	}
+	// What Redis lists, with the members it stopped listing kept for
+	// redisGrace (a Redis restarted empty lists no proxy until
+	// they write themselves again; dropping and re-adding their links
+	// would cost what waits on them).
+	raw := map[*[]string][]string{}
+	gone := map[*[]string]map[string]time.Time{}
+	view := func(into *[]string, now time.Time) []string {
+		out := slices.Clone(raw[into])
+		for m, since := range gone[into] {
+			if now.Sub(since) < redisGrace(every) {
+				out = append(out, m)
+			} else {
+				delete(gone[into], m)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
 	follow := func(key string, into *[]string) {
 		defer d.wg.Done()
 		first := true
 		_ = mm.Follow(ctx, key, every, func(members []string) {
 			mu.Lock()
 			defer mu.Unlock()
-			*into = members
+			now := time.Now()
+			if gone[into] == nil {
+				gone[into] = map[string]time.Time{}
+			}
+			for _, m := range *into {
+				if !slices.Contains(members, m) {
+					if _, ok := gone[into][m]; !ok {
+						gone[into][m] = now
+					}
+				}
+			}
+			for _, m := range members {
+				delete(gone[into], m)
+			}
+			raw[into] = members
+			*into = view(into, now)
 			if first {
 				first = false
 				if pending--; pending > 0 {
@@ -72,6 +105,32 @@ func (d *discovery) startRedis(ctx context.Context, mm *redismm.Matchmaker, ever
 			}
 		})
 	}
+	// The grace ends on its own: every poll, what has been missing long
+	// enough goes.
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				mu.Lock()
+				changed := false
+				for _, into := range []*[]string{&publishers, &routers} {
+					if v := view(into, now); !slices.Equal(v, *into) {
+						*into, changed = v, true
+					}
+				}
+				if changed && pending == 0 {
+					report()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
 	d.wg.Add(1)
 	go follow(redismm.PublishersKey, &publishers)
 	if !client {
@@ -142,18 +201,49 @@ func (d *discovery) refreshTargets(ctx context.Context) {
 	}
 }
 
+// redisGrace is how long an identity or a proxy that Redis no longer
+// lists is kept: three polls, and at least 3 s. A Redis restarted without
+// its data lists nothing until the proxies and servers write themselves
+// again (registry/redis.Registrar looks every second), and a client must
+// not take that for everything gone. A server that really left is NACKed
+// by the proxies meanwhile.
+func redisGrace(poll time.Duration) time.Duration { return max(3*poll, 3*time.Second) }
+
 // setTarget makes ids the identities of target, reporting the difference
-// as the etcd watcher would.
+// as the etcd watcher would; an identity missing from ids goes only once
+// it has been missing for redisGrace.
 func (d *discovery) setTarget(target string, ids []string) {
+	now := time.Now()
 	d.mu.Lock()
 	if d.followed == nil {
 		d.followed = make(map[string]bool)
+		d.missing = make(map[string]time.Time)
 	}
 	d.followed[target] = true
 	var old []string
 	if ts := d.targets[target]; ts != nil {
 		old = ts.ids
 	}
+	for _, id := range ids {
+		delete(d.missing, target+"\x00"+id)
+	}
+	kept := ids
+	for _, id := range old {
+		if slices.Contains(ids, id) {
+			continue
+		}
+		k := target + "\x00" + id
+		since, ok := d.missing[k]
+		if !ok {
+			d.missing[k], since = now, now
+		}
+		if now.Sub(since) < redisGrace(d.poll) {
+			kept = append(kept[:len(kept):len(kept)], id)
+		} else {
+			delete(d.missing, k)
+		}
+	}
+	ids = kept
 	d.mu.Unlock()
 	for _, id := range ids {
 		if !slices.Contains(old, id) {

@@ -230,3 +230,27 @@ func TestRedisServerNotRegistered(t *testing.T) {
 		t.Errorf("DEALER/demo: %v %v, want nothing", live, err)
 	}
 }
+
+// A Redis that loses its data (restarted empty, flushed) lists no server
+// until the servers write themselves again (within a second): meanwhile a
+// client keeps the identities it knew, and every call goes on; no
+// ErrNoServer for a blip of the registry.
+func TestRedisWipeKeepsServers(t *testing.T) {
+	rs := newRedisSystem(t)
+	rs.server(t, "demo", "s1", newCounter())
+	c := rs.client(t, true)
+	waitLinks(t, c.links, 1)
+	if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: rs.redis.Addr(), Protocol: 2, DisableIdentity: true})
+	defer admin.Close()
+	if err := admin.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 3*time.Second; {
+		if _, err := c.Call(ctxFor(t, wait), Target{Topic: "demo"}, "echo", nil); err != nil {
+			t.Fatalf("%v after the wipe: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}
