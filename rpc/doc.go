@@ -7,7 +7,10 @@
 // # Discovery
 //
 // Both watch etcd (never poll it); on Redis, which has no watch, they read
-// it every RedisPoll, as oslo.messaging's matchmaker does. A client keeps one DEALER
+// it every RedisPoll, as oslo.messaging's matchmaker does, and keep a proxy
+// or a server that Redis stops listing for three polls (at least 3 s): a
+// Redis restarted without its data lists nothing until everyone has
+// written itself again, about a second later. A client keeps one DEALER
 // connection to every central proxy's frontend and picks one round-robin
 // per message. A server keeps one to every backend (a single-router
 // proxy's frontend), subscribes its topic on its node's local publisher
