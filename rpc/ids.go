@@ -1,6 +1,10 @@
 package rpc
 
-import "github.com/google/uuid"
+import (
+	"github.com/google/uuid"
+
+	"github.com/zmq-proxy/zmq-proxy/transport"
+)
 
 // Message ids. oslo.messaging's are random (version 4) UUIDs, and so are
 // this package's when the sender asks for nothing. A sender that asks
@@ -15,10 +19,10 @@ import "github.com/google/uuid"
 const (
 	// idAck: the sender wants an ACK for this CALL or CAST, whatever the
 	// server's Acks setting (a client with ClientConfig.Acks).
-	idAck = 1 << 0
+	idAck = transport.IDFlagAck
 	// idNack: the sender wants a NACK from a proxy that cannot deliver
 	// this message to its routing key (not connected there).
-	idNack = 1 << 1
+	idNack = transport.IDFlagNack
 )
 
 // newID makes a message id with the flags; 0 makes a version 4 UUID, as
@@ -29,15 +33,4 @@ func newID(flags byte) string {
 		u[6] = 0x80 | flags&0x0f
 	}
 	return u.String()
-}
-
-// idFlags reads the flags of an id made by newID; 0 for any other id.
-func idFlags(id string) byte {
-	if len(id) != 36 || id[14] != '8' || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
-		return 0
-	}
-	if v := hexVal[id[15]]; v != 0xff {
-		return v
-	}
-	return 0
 }

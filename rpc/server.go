@@ -537,7 +537,7 @@ func (s *Server) take(in inbound, via *link) {
 	}
 	s.stats.Received.Add(1)
 	direct := in.typ == transport.TypeCall || in.typ == transport.TypeCast
-	if direct && (s.cfg.Acks || idFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
+	if direct && (s.cfg.Acks || transport.IDFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
 	}
 	fresh, prev := s.seen.first(in.peer, in.msgID, time.Now())

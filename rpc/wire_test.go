@@ -361,3 +361,27 @@ func TestParseID(t *testing.T) {
 		}
 	}
 }
+
+// A message id carries exactly the flags it was made with, as the proxy
+// and servers read them; oslo.messaging's ids (version 4 UUIDs) and ids
+// that are not UUIDs carry none.
+func TestIDFlags(t *testing.T) {
+	for flags := range byte(4) {
+		id := newID(flags)
+		if _, ok := parseUUID(id); !ok {
+			t.Fatalf("newID(%d) = %q: not a UUID", flags, id)
+		}
+		if got := transport.IDFlags(id); got != flags {
+			t.Errorf("IDFlags(newID(%d) = %s) = %d", flags, id, got)
+		}
+		if got := transport.IDFlags([]byte(id)); got != flags {
+			t.Errorf("IDFlags([]byte(%s)) = %d, want %d", id, got, flags)
+		}
+	}
+	for _, id := range []string{uuid.NewString(), "5a3f6c1e-aaaa-4bbb-8ccc-dddddddddddd", "", "not-a-uuid",
+		newID(3)[:35], newID(3) + "0"} {
+		if got := transport.IDFlags(id); got != 0 {
+			t.Errorf("IDFlags(%q) = %d, want 0", id, got)
+		}
+	}
+}

@@ -138,26 +138,33 @@ func (e *Envelope) AckHead(head *[5][]byte, proxyID []byte) [][]byte {
 	return head[:]
 }
 
-// WantsNack reports whether the sender asked to be told when this message
-// cannot be delivered: its message id is a version 8 UUID whose flags
-// (the hex digit after the version) have bit 1 set (docs/protocol.md,
-// "Asking for ACKs and NACKs"). oslo.messaging's ids are version 4 UUIDs.
-func (e *Envelope) WantsNack() bool {
-	id := e.MessageID
+// Flags a sender asks for in its message id (docs/protocol.md, "Asking
+// for ACKs and NACKs"): the id is a version 8 UUID, and the hex digit
+// after the version holds them. oslo.messaging's ids are version 4 UUIDs,
+// with no flags.
+const (
+	IDFlagAck  = 1 << 0 // the server ACKs this CALL or CAST
+	IDFlagNack = 1 << 1 // a proxy that cannot deliver it says so (a NACK)
+)
+
+// IDFlags reads the flags of a message id; 0 for an id that is not a
+// version 8 UUID.
+func IDFlags[T string | []byte](id T) byte {
 	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[14] != '8' || id[18] != '-' || id[23] != '-' {
-		return false
+		return 0
 	}
-	var v byte
 	switch c := id[15]; {
 	case c >= '0' && c <= '9':
-		v = c - '0'
+		return c - '0'
 	case c >= 'a' && c <= 'f':
-		v = c - 'a' + 10
-	default:
-		return false
+		return c - 'a' + 10
 	}
-	return v&2 != 0
+	return 0
 }
+
+// WantsNack reports whether the sender asked to be told when this message
+// cannot be delivered (IDFlagNack).
+func (e *Envelope) WantsNack() bool { return IDFlags(e.MessageID)&IDFlagNack != 0 }
 
 // NackHead fills head with the NACK the proxy sends back to ReplyID for a
 // direct message it could not deliver: ["", version, routing_key, "7",
