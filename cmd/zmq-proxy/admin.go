@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,22 +12,15 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
 )
 
-// adminServer is the steering endpoint, libzmq's zmq_proxy_steerable over
+// startAdmin serves the steering endpoint, libzmq's zmq_proxy_steerable over
 // HTTP: POST /pause stops reading from the frontend, POST /resume reads
 // again, GET /stats returns the counters as JSON. It listens apart from
 // /metrics, on loopback unless told otherwise, since it changes what the
 // proxy does; on any other address only with a token (adminGuard).
-type adminServer struct {
-	srv *http.Server
-	wg  sync.WaitGroup
-}
-
 // adminReply is the answer to POST /pause and /resume.
 type adminReply struct {
 	Paused  bool `json:"paused"`
@@ -45,12 +36,11 @@ type adminStats struct {
 
 // startAdmin listens on addr and serves p's steering endpoint; token, when
 // not empty, is required of every request.
-func startAdmin(addr, token string, p *actors.Proxy, kind actors.Kind, logger *slog.Logger) (*adminServer, error) {
+func startAdmin(addr, token string, p *actors.Proxy, kind actors.Kind, logger *slog.Logger) (*httpEndpoint, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin address %s: %w", addr, err)
 	}
-	a := &adminServer{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pause", func(w http.ResponseWriter, _ *http.Request) {
 		if kind == actors.KindLocalPublisher {
@@ -65,14 +55,7 @@ func startAdmin(addr, token string, p *actors.Proxy, kind actors.Kind, logger *s
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, adminStats{Kind: kind.String(), Paused: p.Paused(), Sockets: p.AllStats()})
 	})
-	a.srv = &http.Server{Handler: adminGuard(token, mux), ReadHeaderTimeout: 5 * time.Second}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("admin server failed", "err", err)
-		}
-	}()
+	a := serveHTTP(ln, adminGuard(token, mux), "admin", logger)
 	logger.Info("admin endpoint", "addr", ln.Addr().String(), "token", token != "")
 	return a, nil
 }
@@ -174,15 +157,6 @@ func readTokenFile(path string) (string, error) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// Close stops the server and waits for it.
-func (a *adminServer) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := a.srv.Shutdown(ctx)
-	a.wg.Wait()
-	return err
 }
 
 // parseAdminAddr parses --admin-addr: host:port, the host loopback when

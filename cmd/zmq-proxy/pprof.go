@@ -1,29 +1,20 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sync"
-	"time"
 )
 
-// pprofServer serves Go's profiles on an address of its own, and only
+// startPprof serves Go's profiles on an address of its own, and only
 // when --pprof-addr asks for it: a CPU profile or a trace costs the proxy
 // CPU for as long as the caller likes, and the heap profile shows what it
 // holds, so they are not on the metrics address, which a cluster's
 // Prometheus reaches. (nats-server too serves profiles only on its own
 // prof_port, off by default.)
-type pprofServer struct {
-	srv *http.Server
-	wg  sync.WaitGroup
-}
-
-func startPprof(addr string, logger *slog.Logger) (*pprofServer, error) {
+func startPprof(addr string, logger *slog.Logger) (*httpEndpoint, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("pprof address %s: %w", addr, err)
@@ -34,27 +25,11 @@ func startPprof(addr string, logger *slog.Logger) (*pprofServer, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s := &pprofServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("pprof server failed", "err", err)
-		}
-	}()
+	s := serveHTTP(ln, mux, "pprof", logger)
 	if !loopbackHost(ln.Addr().String()) {
 		logger.Warn("pprof endpoint on a non-loopback address: anyone who reaches it can profile the proxy", "addr", ln.Addr().String())
 	} else {
 		logger.Info("pprof endpoint", "addr", ln.Addr().String())
 	}
 	return s, nil
-}
-
-// Close stops the server and waits for it.
-func (s *pprofServer) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	s.wg.Wait()
-	return err
 }
