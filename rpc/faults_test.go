@@ -693,31 +693,10 @@ func (c *Client) pickNext(t *testing.T, target, identity string) {
 func TestFailedResendIsAnAttempt(t *testing.T) {
 	sys := newSystem(t, 1)
 	const fake = "node0/demo/fake/0b7e3a52-5555-4666-8777-988899990000"
-	var d *transport.Dealer
 	acked := make(chan struct{})
 	var ackOnce sync.Once
-	d = transport.NewDealer(transport.Options{Identity: []byte(fake), Logger: quiet(),
-		OnBatch: func(b *transport.Batch) {
-			defer b.Release()
-			for _, m := range b.Msgs {
-				in, err := parseDirect(m)
-				if err == nil && in.typ == transport.TypeCall {
-					d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
-					ackOnce.Do(func() { close(acked) })
-				}
-			}
-		}})
-	defer d.Close()
-	if err := d.Connect(sys.proxies[0].Addrs().Backend); err != nil {
-		t.Fatal(err)
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() != 1 {
-			return errors.New("fake server not connected")
-		}
-		return nil
-	})
-	reg := sys.ghost(t, fake, 0, "demo")
+	d, reg, _ := sys.fakeServer(t, fake, func(*transport.Dealer, inbound) { ackOnce.Do(func() { close(acked) }) },
+		sys.proxies[0].Addrs().Backend)
 	c := sys.client(ClientConfig{Acks: true, AckTimeout: 50 * time.Millisecond, Retries: 10})
 	waitTargets(t, c, "demo", 1)
 	done := make(chan error, 1)
@@ -760,33 +739,13 @@ func TestFailedResendIsAnAttempt(t *testing.T) {
 func TestAckedCallWaitsForReplyAfterDeregistration(t *testing.T) {
 	sys := newSystem(t, 1)
 	const fake = "node0/demo/fake/0b7e3a52-5555-4666-8777-988899990000"
-	var d *transport.Dealer
 	calls := make(chan inbound, 1)
-	d = transport.NewDealer(transport.Options{Identity: []byte(fake), Logger: quiet(),
-		OnBatch: func(b *transport.Batch) {
-			defer b.Release()
-			for _, m := range b.Msgs {
-				in, err := parseDirect(m)
-				if err == nil && in.typ == transport.TypeCall {
-					d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
-					select { // the first; the others are the client's probes
-					case calls <- in:
-					default:
-					}
-				}
-			}
-		}})
-	defer d.Close()
-	if err := d.Connect(sys.proxies[0].Addrs().Backend); err != nil {
-		t.Fatal(err)
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() != 1 {
-			return errors.New("fake server not connected")
+	d, reg, _ := sys.fakeServer(t, fake, func(_ *transport.Dealer, in inbound) {
+		select { // the first; the others are the client's probes
+		case calls <- in:
+		default:
 		}
-		return nil
-	})
-	reg := sys.ghost(t, fake, 0, "demo")
+	}, sys.proxies[0].Addrs().Backend)
 	cnt := newCounter()
 	c := sys.client(ClientConfig{Acks: true, AckTimeout: 2 * time.Second})
 	waitTargets(t, c, "demo", 1)
@@ -803,8 +762,7 @@ func TestAckedCallWaitsForReplyAfterDeregistration(t *testing.T) {
 	waitTargets(t, c, "demo", 2)
 	reg.Close()
 	waitTargets(t, c, "demo", 1) // the client has seen it go
-	reply, _ := encodeReply("late", nil)
-	d.Send([][]byte{nil, version10, typeFrame[transport.TypeReply], []byte(in.peer), []byte(in.msgID)}, [][]byte{reply})
+	fakeReply(d, in, "late")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -881,9 +839,9 @@ func TestNilLoggerQuiet(t *testing.T) {
 }
 
 // fakeServer is a DEALER registered as a server of demo that ACKs every
-// CALL and, if reply is set, answers it with reply; it connects to the
-// given backends only.
-func (s *system) fakeServer(t *testing.T, identity string, reply string, backends ...string) (*transport.Dealer, *registry.Registrar, *atomic.Int64) {
+// CALL and then hands it to onCall (nil: nothing more); it connects to
+// the given backends only, and counts the CALLs.
+func (s *system) fakeServer(t *testing.T, identity string, onCall func(*transport.Dealer, inbound), backends ...string) (*transport.Dealer, *registry.Registrar, *atomic.Int64) {
 	t.Helper()
 	var d *transport.Dealer
 	var calls atomic.Int64
@@ -897,9 +855,8 @@ func (s *system) fakeServer(t *testing.T, identity string, reply string, backend
 				}
 				calls.Add(1)
 				d.Send([][]byte{nil, version10, typeFrame[transport.TypeAck], []byte(in.peer), []byte(in.msgID)}, nil)
-				if reply != "" {
-					r, _ := encodeReply(reply, nil)
-					d.Send([][]byte{nil, version10, typeFrame[transport.TypeReply], []byte(in.peer), []byte(in.msgID)}, [][]byte{r})
+				if onCall != nil {
+					onCall(d, in)
 				}
 			}
 		}})
@@ -918,6 +875,12 @@ func (s *system) fakeServer(t *testing.T, identity string, reply string, backend
 	return d, s.ghost(t, identity, 0, "demo"), &calls
 }
 
+// fakeReply answers in through d with result.
+func fakeReply(d *transport.Dealer, in inbound, result any) {
+	r, _ := encodeReply(result, nil)
+	d.Send([][]byte{nil, version10, typeFrame[transport.TypeReply], []byte(in.peer), []byte(in.msgID)}, [][]byte{r})
+}
+
 // A server killed -9 while it runs an acknowledged CALL stays registered
 // until its lease expires; the client's probes (the call sent again every
 // AckTimeout/2) are NACKed by every proxy, and the call goes to the other
@@ -925,7 +888,7 @@ func (s *system) fakeServer(t *testing.T, identity string, reply string, backend
 func TestProbeFindsDeadServer(t *testing.T) {
 	sys := newSystem(t, 2)
 	const dead = "node0/demo/dead/0b7e3a52-5555-4666-8777-988899990000"
-	d, _, calls := sys.fakeServer(t, dead, "", sys.proxies[0].Addrs().Backend, sys.proxies[1].Addrs().Backend)
+	d, _, calls := sys.fakeServer(t, dead, nil, sys.proxies[0].Addrs().Backend, sys.proxies[1].Addrs().Backend)
 	cnt := newCounter()
 	sys.echoServer("demo", "s2", cnt, nil)
 	c := sys.client(ClientConfig{Acks: true, AckTimeout: 400 * time.Millisecond})
@@ -971,7 +934,8 @@ func TestProbeFindsDeadServer(t *testing.T) {
 func TestNackTriesOtherProxyFirst(t *testing.T) {
 	sys := newSystem(t, 2)
 	const half = "node0/demo/half/0b7e3a52-5555-4666-8777-988899990000"
-	sys.fakeServer(t, half, "half", sys.proxies[1].Addrs().Backend) // not on proxy 0
+	sys.fakeServer(t, half, func(d *transport.Dealer, in inbound) { fakeReply(d, in, "half") },
+		sys.proxies[1].Addrs().Backend) // not on proxy 0
 	cnt := newCounter()
 	sys.echoServer("demo", "s2", cnt, nil)
 	c := sys.client(ClientConfig{Acks: true, AckTimeout: time.Minute})
