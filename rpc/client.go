@@ -35,7 +35,9 @@ const (
 	// proxy pings it every DefaultHeartbeat, and is given up when the
 	// proxy stays silent for DefaultHeartbeatTimeout: a hung proxy
 	// (SIGSTOP, a frozen host) keeps its connections open, and what waits
-	// on it is sent through another within a second. An idle link sends
+	// on it is sent through another after 750 ms of silence and up to one
+	// heartbeat to notice it (0.8 to 0.95 s measured by TestHungProxy and
+	// e2e TestFaults, which assert 3 s and 2 s). An idle link sends
 	// nothing.
 	DefaultHeartbeat        = 100 * time.Millisecond
 	DefaultHeartbeatTimeout = 750 * time.Millisecond

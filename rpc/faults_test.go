@@ -1048,14 +1048,15 @@ func TestCallCancelledNotTimedOut(t *testing.T) {
 // rawClient is a DEALER on a proxy's frontend that sends oslo.messaging's
 // frames by hand and records what comes back, by message id.
 type rawClient struct {
-	d   *transport.Dealer
-	mu  sync.Mutex
-	got map[string][]string // message id -> types received
+	d    *transport.Dealer
+	mu   sync.Mutex
+	got  map[string][]string // message id -> types received
+	last map[string]string   // message id -> the payload of the last reply
 }
 
 func newRawClient(t *testing.T, identity, frontend string) *rawClient {
 	t.Helper()
-	rc := &rawClient{got: map[string][]string{}}
+	rc := &rawClient{got: map[string][]string{}, last: map[string]string{}}
 	rc.d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: quiet(),
 		OnBatch: func(b *transport.Batch) {
 			defer b.Release()
@@ -1063,6 +1064,9 @@ func newRawClient(t *testing.T, identity, frontend string) *rawClient {
 				if len(m) >= 5 {
 					rc.mu.Lock()
 					rc.got[string(m[4])] = append(rc.got[string(m[4])], string(m[3]))
+					if len(m) > 5 {
+						rc.last[string(m[4])] = string(m[5])
+					}
 					rc.mu.Unlock()
 				}
 			}
@@ -1195,5 +1199,65 @@ func TestNoNackForReplies(t *testing.T) {
 	}
 	if m := srv.Stats().Malformed.Load(); m != 0 {
 		t.Fatalf("the server got %d malformed messages (a NACK of its reply)", m)
+	}
+}
+
+// A resent CALL whose reply the server no longer keeps (MaxReplyBytes) is
+// answered with a ReplyDropped failure: its handler does not run again.
+func TestReplyDroppedAnswered(t *testing.T) {
+	sys := newSystem(t, 1)
+	cnt := newCounter()
+	srv := sys.echoServer("demo", "s1", cnt, func(cfg *ServerConfig) { cfg.MaxReplyBytes = 8 })
+	waitLinks(t, srv.links, 1)
+	rc := newRawClient(t, "node1/oslo", sys.proxies[0].Addrs().Frontend)
+	id := uuid.NewString()
+	for n := 1; n <= 2; n++ {
+		rc.call(srv.Identity(), id, "echo")
+		testutil.CheckFor(t, wait, func() error {
+			if got := rc.received(id); len(got) != n {
+				return fmt.Errorf("received %v, want %d replies", got, n)
+			}
+			return nil
+		})
+	}
+	rc.mu.Lock()
+	last := rc.last[id]
+	rc.mu.Unlock()
+	if !strings.Contains(last, "ReplyDropped") {
+		t.Fatalf("second reply %s, want a ReplyDropped failure", last)
+	}
+	if ids, runs := cnt.total(); ids != 1 || runs != 1 {
+		t.Fatalf("handler: %d ids in %d runs, want 1 in 1", ids, runs)
+	}
+	if d := srv.Stats().RepliesDropped.Load(); d != 1 {
+		t.Fatalf("RepliesDropped %d, want 1", d)
+	}
+}
+
+// A handler that ignores its context cannot hold Close: after
+// ShutdownTimeout its context is cancelled, a second later Close goes on
+// without it and reports the deadline.
+func TestShutdownHandlerIgnoringContext(t *testing.T) {
+	sys := newSystem(t, 1)
+	release, running := make(chan struct{}), make(chan struct{}, 1)
+	defer close(release)
+	srv := sys.echoServer("demo", "s1", newCounter(), func(cfg *ServerConfig) {
+		cfg.ShutdownTimeout = 100 * time.Millisecond
+		cfg.Handlers["deaf"] = func(context.Context, *Message) (any, error) {
+			running <- struct{}{}
+			<-release // ignores its context
+			return nil, nil
+		}
+	})
+	c := sys.client(ClientConfig{})
+	waitTargets(t, c, "demo", 1)
+	if err := c.Cast(ctxFor(t, wait), Target{Topic: "demo"}, "deaf", nil); err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	start := time.Now()
+	err := srv.Close()
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 5*time.Second {
+		t.Fatalf("Close: %v after %v; want context.DeadlineExceeded after about 1.1 s", err, took)
 	}
 }
