@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -161,17 +163,13 @@ func runCasts(b *testing.B, fe, be string, sec func() security.Mechanism, pid in
 	payload := [][]byte{make([]byte, 100)}
 	// Warm up: until the server has one (the proxy drops casts for a
 	// server it has not seen yet).
-	deadline := time.Now().Add(startTimeout)
-	for got.Load() == 0 {
+	testutil.CheckFor(b, startTimeout, func() error {
 		client.Send(head, payload)
-		select {
-		case <-wake:
-		case <-time.After(50 * time.Millisecond):
+		if got.Load() == 0 {
+			return errors.New("warm-up: nothing reached the server")
 		}
-		if time.Now().After(deadline) {
-			b.Fatal("warm-up: nothing reached the server")
-		}
-	}
+		return nil
+	})
 	// Let stragglers of the warm-up arrive before counting from zero:
 	// until nothing came for 200 ms.
 	for quiet := false; !quiet; {

@@ -23,20 +23,15 @@ func TestMain(m *testing.M) {
 // flight to a member killed under it fails, and a client retries.
 func put(t *testing.T, cli *clientv3.Client, key, val string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	CheckFor(t, 10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := cli.Put(ctx, key, val)
-		cancel()
-		if err == nil {
-			return
+		defer cancel()
+		if _, err := cli.Put(ctx, key, val); err != nil {
+			t.Logf("put %s: %v; retrying", key, err)
+			return fmt.Errorf("put %s: %w", key, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("put %s: %v", key, err)
-		}
-		t.Logf("put %s: %v; retrying", key, err)
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // get reads key with opts and returns its value, or "" if it is absent.
