@@ -129,6 +129,43 @@ func keyExists(t *testing.T, cli *clientv3.Client, id string) bool {
 	return len(resp.Kvs) == 1
 }
 
+// keptAlive watches record id until its lease has lived through n of its
+// granted TTLs since the first look, and fails at once if the record is
+// gone or its lease has expired or changed at any look: a lease that is
+// not kept alive expires within one TTL.
+func keptAlive(t *testing.T, cli *clientv3.Client, id string, n int) {
+	t.Helper()
+	var lease clientv3.LeaseID
+	var start time.Time
+	testutil.CheckFor(t, wait, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, Key(DefaultPrefix, id))
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) != 1 {
+			t.Fatalf("record %s gone %v after the first look", id, time.Since(start))
+		}
+		if lease == 0 {
+			lease, start = clientv3.LeaseID(resp.Kvs[0].Lease), time.Now()
+		} else if got := clientv3.LeaseID(resp.Kvs[0].Lease); got != lease {
+			t.Fatalf("record %s: lease %x replaced by %x: the first was lost", id, lease, got)
+		}
+		ttl, err := cli.TimeToLive(ctx, lease)
+		if err != nil {
+			return err
+		}
+		if ttl.TTL < 0 {
+			t.Fatalf("record %s: lease %x expired", id, lease)
+		}
+		if lived := time.Since(start); lived < time.Duration(n)*time.Duration(ttl.GrantedTTL)*time.Second {
+			return fmt.Errorf("record %s: lease kept alive for %v of %d TTLs (%d s)", id, lived.Round(time.Millisecond), n, ttl.GrantedTTL)
+		}
+		return nil
+	})
+}
+
 func TestRegisterWatchAndCloseRemovesAtOnce(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := newClient(t, etcd.Endpoints())
@@ -250,10 +287,7 @@ func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
 		return nil
 	})
 	// And it stays: the new lease is kept alive past a few TTLs.
-	time.Sleep(3 * time.Second)
-	if !keyExists(t, cli, "phoenix") {
-		t.Fatal("record gone again after re-registration")
-	}
+	keptAlive(t, cli, "phoenix", 2)
 }
 
 // The watch falls behind a compaction: the watcher lists again and reports
@@ -394,9 +428,9 @@ func TestClusterMemberKilled(t *testing.T) {
 		return nil
 	})
 	// The first registration outlives several TTLs with one member down.
-	time.Sleep(5 * time.Second)
-	if !events.has("c1") || !keyExists(t, cli, "c1") {
-		t.Fatal("c1 lost with one member of three down")
+	keptAlive(t, cli, "c1", 2)
+	if !events.has("c1") {
+		t.Fatal("c1 lost from the watch with one member of three down")
 	}
 	r2.Close()
 	testutil.CheckFor(t, wait, func() error {
