@@ -18,8 +18,10 @@ const (
 )
 
 // deliver hands one read burst to a socket actor: one mailbox message per
-// burst, never one per envelope. The receiver re-reads the envelopes it is
-// concerned with (parsing is a few comparisons) and releases the batch.
+// burst, never one per envelope. The envelopes were parsed once, where
+// the burst was read (routerActor.route); the receiver reads them back
+// (Batch.Envelope), sends the ones it is concerned with, and releases the
+// batch.
 type deliver struct {
 	kind  deliverKind
 	batch *transport.Batch
@@ -29,15 +31,15 @@ type deliver struct {
 	routed routedSet
 }
 
-// mine reports whether message i of the batch, whose envelope is env, is
-// the receiver's to send: for deliverDirect the direct types and the
-// fanouts routed like them; for deliverFanout and deliverAck the fanouts
-// published (to publish, or to ACK).
-func (d *deliver) mine(i int, env transport.Envelope) bool {
+// mine reports whether message i of the batch, whose envelope's type is
+// t, is the receiver's to send: for deliverDirect the direct types and
+// the fanouts routed like them; for deliverFanout and deliverAck the
+// fanouts published (to publish, or to ACK).
+func (d *deliver) mine(i int, t transport.MsgType) bool {
 	if d.kind == deliverNack {
 		return d.routed.has(i)
 	}
-	published := env.Type.IsFanout() && !d.routed.has(i)
+	published := t.IsFanout() && !d.routed.has(i)
 	return published == (d.kind != deliverDirect)
 }
 
@@ -47,8 +49,8 @@ func (d *deliver) count() int {
 		return len(d.batch.Msgs)
 	}
 	n := 0
-	for i, m := range d.batch.Msgs {
-		if env, err := transport.ParseEnvelope(d.batch.Peer, m); err == nil && d.mine(i, env) {
+	for i := range d.batch.Msgs {
+		if env, ok := d.batch.Envelope(i); ok && d.mine(i, env.Type) {
 			n++
 		}
 	}

@@ -158,15 +158,17 @@ func (a *routerActor) stop() {
 func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
 	var direct, fanout bool
 	var routed routedSet
-	for i, m := range b.Msgs {
-		env, err := transport.ParseEnvelope(b.Peer, m)
+	for i := range b.Msgs {
+		// The one parse: what it found travels with the batch
+		// (Batch.Envelope), and a message it refuses is dropped here.
+		env, err := b.Parse(i)
 		if err != nil {
 			a.drop(b.Peer, err)
 			continue
 		}
 		if a.spec.debug {
 			a.spec.log.Debug("message", "socket", a.spec.name, "from", printable(b.Peer), "type", env.Type.String(),
-				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(m)+1)
+				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(b.Msgs[i])+1)
 		}
 		switch {
 		case !env.Type.IsFanout():
@@ -227,9 +229,9 @@ func (a *routerActor) handle(d *deliver) {
 	var head [5][]byte
 	var nack routedSet
 	last := len(d.batch.Msgs) - 1
-	for i, m := range d.batch.Msgs {
-		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !d.mine(i, env) {
+	for i := range d.batch.Msgs {
+		env, ok := d.batch.Envelope(i) // parsed by route, on the reader
+		if !ok || !d.mine(i, env.Type) {
 			continue
 		}
 		// The burst's last message may be written at once, by this actor,

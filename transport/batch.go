@@ -53,6 +53,11 @@ type Batch struct {
 	Peer []byte
 	Msgs []Msg
 
+	// types is what Parse found in each message's envelope, its type (0:
+	// not parsed, or not a valid envelope): filled on the reader that
+	// read the batch, read by its other holders through Envelope.
+	types []MsgType
+
 	frames [][]byte
 	buf    *[]byte
 	refs   atomic.Int32
@@ -82,6 +87,8 @@ func (b *Batch) Release() {
 	}
 	clear(b.frames)
 	clear(b.Msgs)
+	clear(b.types)
+	b.types = b.types[:0]
 	b.frames, b.Msgs, b.buf, b.Peer, b.slot = b.frames[:0], b.Msgs[:0], nil, nil, nil
 	batchPool.Put(b)
 }

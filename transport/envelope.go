@@ -1,6 +1,9 @@
 package transport
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // MsgType is an envelope's message type.
 type MsgType uint8
@@ -83,6 +86,44 @@ func ParseEnvelope(replyID []byte, frames Msg) (Envelope, error) {
 	default:
 		return Envelope{}, fmt.Errorf("%w: %q", ErrUnknownVersion, truncate(frames[1]))
 	}
+}
+
+// Parse parses message i's envelope (ParseEnvelope) and keeps its type
+// with the batch, so that the batch's other holders read the envelope
+// back with Envelope instead of parsing it again: a proxy parses each
+// message once, on the goroutine that read it, before it hands the batch
+// on (handing on is what orders this write before their reads).
+func (b *Batch) Parse(i int) (Envelope, error) {
+	if len(b.types) != len(b.Msgs) {
+		b.types = slices.Grow(b.types[:0], len(b.Msgs))[:len(b.Msgs)]
+		clear(b.types)
+	}
+	env, err := ParseEnvelope(b.Peer, b.Msgs[i])
+	if err != nil {
+		b.types[i] = 0
+		return env, err
+	}
+	b.types[i] = env.Type
+	return env, nil
+}
+
+// Envelope is message i's envelope as Parse accepted it, rebuilt from its
+// frames without checking them again. It reports false for a message
+// Parse refused (dropped where it was read) or was not asked about.
+func (b *Batch) Envelope(i int) (Envelope, bool) {
+	if i >= len(b.types) || b.types[i] == 0 {
+		return Envelope{}, false
+	}
+	m := b.Msgs[i]
+	return Envelope{
+		ReplyID:    b.Peer,
+		Version:    m[1],
+		TypeFrame:  m[2],
+		Type:       b.types[i],
+		RoutingKey: m[3],
+		MessageID:  m[4],
+		Payload:    m[5:],
+	}, true
 }
 
 func parseV10(replyID []byte, frames Msg) (Envelope, error) {
