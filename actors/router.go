@@ -24,7 +24,7 @@ const (
 // (the address bound first, so that a restart keeps a random port), its
 // counters, and whom it talks to.
 type socketSpec struct {
-	gate     *pauseGate // holds the readers while paused; nil = never (admin.go)
+	gate     *pauseGate // holds the readers while paused; nil = never (route)
 	name     string
 	endpoint string // tcp://host:port; the port is fixed after the first bind
 	opts     transport.Options
@@ -110,7 +110,8 @@ func (a *routerActor) start(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.root = root
 	a.closing = make(chan struct{})
-	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, b) })
+	closing := a.closing
+	opts.OnBatch = func(b *transport.Batch) { a.route(root, closing, b) }
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
@@ -152,10 +153,16 @@ func (a *routerActor) stop() {
 	}
 }
 
-// route runs on the socket's reader goroutines: it validates each envelope
-// of a burst, counts and drops the bad ones, and passes the burst on, once
-// to each actor that has work in it.
-func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
+// route runs on the socket's reader goroutines: it waits while the proxy
+// is paused, validates each envelope of a burst (the one parse), counts
+// and drops the bad ones, and passes the burst on, once to each actor
+// that has work in it. A burst read while the socket closes (closing) is
+// released unrouted.
+func (a *routerActor) route(root *actor.RootContext, closing <-chan struct{}, b *transport.Batch) {
+	if g := a.spec.gate; g != nil && !g.wait(closing) {
+		b.Release()
+		return
+	}
 	var direct, fanout bool
 	var routed routedSet
 	for i := range b.Msgs {
@@ -197,6 +204,68 @@ func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
 	}
 	if ack {
 		a.spec.in.post(root, &deliver{kind: deliverAck, batch: b, routed: routed})
+	}
+}
+
+// pauseGate holds the frontend's readers while the proxy is paused, as
+// libzmq's zmq_proxy_steerable PAUSE does: nothing more is read from the
+// clients, so their messages wait in their own queues and in the TCP
+// buffers (bounded by the peers' high-water marks and the kernel), not
+// in the proxy. Replies and ACKs on the backend flow on.
+type pauseGate struct {
+	mu     sync.Mutex
+	paused bool
+	resume chan struct{} // closed by Resume; replaced by Pause
+}
+
+func newPauseGate() *pauseGate {
+	g := &pauseGate{resume: make(chan struct{})}
+	close(g.resume)
+	return g
+}
+
+// pause closes the gate; it reports whether it was open.
+func (g *pauseGate) pause() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return false
+	}
+	g.paused = true
+	g.resume = make(chan struct{})
+	return true
+}
+
+// open opens the gate; it reports whether it was closed.
+func (g *pauseGate) open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.paused {
+		return false
+	}
+	g.paused = false
+	close(g.resume)
+	return true
+}
+
+func (g *pauseGate) isPaused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused
+}
+
+// wait blocks while the gate is closed. It returns true when the gate is
+// open, false when closing is closed first (the socket is closing, and
+// its readers must not be held).
+func (g *pauseGate) wait(closing <-chan struct{}) bool {
+	g.mu.Lock()
+	resume := g.resume
+	g.mu.Unlock()
+	select {
+	case <-resume:
+		return true
+	case <-closing:
+		return false
 	}
 }
 
