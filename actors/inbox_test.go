@@ -6,11 +6,17 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
-// fanoutBatch is a batch of n fanout envelopes and one cast.
+// fanoutBatch is a batch of n fanout envelopes and one cast, parsed as
+// route parses a burst on its reader.
 func fanoutBatch(n int) *transport.Batch {
 	b := transport.NewBatch([]byte("client-1"), transport.Msg(envelope("2", "server-1", "c", "x")))
 	for range n {
 		b.Msgs = append(b.Msgs, transport.Msg(envelope("3", "topic", "f", "x")))
+	}
+	for i := range b.Msgs {
+		if _, err := b.Parse(i); err != nil {
+			panic(err)
+		}
 	}
 	return b
 }

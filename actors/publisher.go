@@ -73,9 +73,9 @@ func (a *publisherActor) publish(d *deliver) {
 		return
 	}
 	var head [5][]byte
-	for i, m := range d.batch.Msgs {
-		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !d.mine(i, env) { // routed ones went to a ROUTER
+	for i := range d.batch.Msgs {
+		env, ok := d.batch.Envelope(i)   // parsed by route, on the reader
+		if !ok || !d.mine(i, env.Type) { // routed ones went to a ROUTER
 			continue
 		}
 		publish(i)(env.FanoutHead(&head), env.Payload)

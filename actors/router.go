@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,16 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
+
+// The proxy's routing, in the order a message meets it: the ROUTER
+// socket actor (routerActor) and its socketSpec; route, which runs on the
+// socket's reader goroutines, waits at the pause gate (pauseGate), parses
+// each envelope once and posts the burst to the actors that must act on
+// it; handle, the receiving actor's side, which sends; then the delivery
+// messages (deliver) and the way into a socket actor, its inbox and
+// mailbox (socketMailbox), shared by every socket actor. A CAST's path
+// through the proxy is transport/conn.go, transport/router.go and this
+// file (docs/ownership.md).
 
 // Names of the socket actors, children of the supervisor.
 const (
@@ -24,7 +35,7 @@ const (
 // (the address bound first, so that a restart keeps a random port), its
 // counters, and whom it talks to.
 type socketSpec struct {
-	gate     *pauseGate // holds the readers while paused; nil = never (admin.go)
+	gate     *pauseGate // holds the readers while paused; nil = never (route)
 	name     string
 	endpoint string // tcp://host:port; the port is fixed after the first bind
 	opts     transport.Options
@@ -110,7 +121,8 @@ func (a *routerActor) start(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.root = root
 	a.closing = make(chan struct{})
-	opts.OnBatch = gated(a.spec.gate, a.closing, func(b *transport.Batch) { a.route(root, b) })
+	closing := a.closing
+	opts.OnBatch = func(b *transport.Batch) { a.route(root, closing, b) }
 	opts.OnError = failureTo(root, self)
 	a.sock = transport.NewRouter(opts)
 	a.spec.bind(a.sock)
@@ -152,21 +164,29 @@ func (a *routerActor) stop() {
 	}
 }
 
-// route runs on the socket's reader goroutines: it validates each envelope
-// of a burst, counts and drops the bad ones, and passes the burst on, once
-// to each actor that has work in it.
-func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
+// route runs on the socket's reader goroutines: it waits while the proxy
+// is paused, validates each envelope of a burst (the one parse), counts
+// and drops the bad ones, and passes the burst on, once to each actor
+// that has work in it. A burst read while the socket closes (closing) is
+// released unrouted.
+func (a *routerActor) route(root *actor.RootContext, closing <-chan struct{}, b *transport.Batch) {
+	if g := a.spec.gate; g != nil && !g.wait(closing) {
+		b.Release()
+		return
+	}
 	var direct, fanout bool
 	var routed routedSet
-	for i, m := range b.Msgs {
-		env, err := transport.ParseEnvelope(b.Peer, m)
+	for i := range b.Msgs {
+		// The one parse: what it found travels with the batch
+		// (Batch.Envelope), and a message it refuses is dropped here.
+		env, err := b.Parse(i)
 		if err != nil {
 			a.drop(b.Peer, err)
 			continue
 		}
 		if a.spec.debug {
 			a.spec.log.Debug("message", "socket", a.spec.name, "from", printable(b.Peer), "type", env.Type.String(),
-				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(m)+1)
+				"routing_key", printable(env.RoutingKey), "message_id", printable(env.MessageID), "frames", len(b.Msgs[i])+1)
 		}
 		switch {
 		case !env.Type.IsFanout():
@@ -195,6 +215,68 @@ func (a *routerActor) route(root *actor.RootContext, b *transport.Batch) {
 	}
 	if ack {
 		a.spec.in.post(root, &deliver{kind: deliverAck, batch: b, routed: routed})
+	}
+}
+
+// pauseGate holds the frontend's readers while the proxy is paused, as
+// libzmq's zmq_proxy_steerable PAUSE does: nothing more is read from the
+// clients, so their messages wait in their own queues and in the TCP
+// buffers (bounded by the peers' high-water marks and the kernel), not
+// in the proxy. Replies and ACKs on the backend flow on.
+type pauseGate struct {
+	mu     sync.Mutex
+	paused bool
+	resume chan struct{} // closed by Resume; replaced by Pause
+}
+
+func newPauseGate() *pauseGate {
+	g := &pauseGate{resume: make(chan struct{})}
+	close(g.resume)
+	return g
+}
+
+// pause closes the gate; it reports whether it was open.
+func (g *pauseGate) pause() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return false
+	}
+	g.paused = true
+	g.resume = make(chan struct{})
+	return true
+}
+
+// open opens the gate; it reports whether it was closed.
+func (g *pauseGate) open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.paused {
+		return false
+	}
+	g.paused = false
+	close(g.resume)
+	return true
+}
+
+func (g *pauseGate) isPaused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused
+}
+
+// wait blocks while the gate is closed. It returns true when the gate is
+// open, false when closing is closed first (the socket is closing, and
+// its readers must not be held).
+func (g *pauseGate) wait(closing <-chan struct{}) bool {
+	g.mu.Lock()
+	resume := g.resume
+	g.mu.Unlock()
+	select {
+	case <-resume:
+		return true
+	case <-closing:
+		return false
 	}
 }
 
@@ -227,9 +309,9 @@ func (a *routerActor) handle(d *deliver) {
 	var head [5][]byte
 	var nack routedSet
 	last := len(d.batch.Msgs) - 1
-	for i, m := range d.batch.Msgs {
-		env, err := transport.ParseEnvelope(d.batch.Peer, m)
-		if err != nil || !d.mine(i, env) {
+	for i := range d.batch.Msgs {
+		env, ok := d.batch.Envelope(i) // parsed by route, on the reader
+		if !ok || !d.mine(i, env.Type) {
 			continue
 		}
 		// The burst's last message may be written at once, by this actor,
@@ -271,6 +353,75 @@ func (a *routerActor) handle(d *deliver) {
 		a.spec.direct.post(a.root, &deliver{kind: deliverNack, batch: d.batch, routed: nack})
 	}
 }
+
+// ---- Deliveries: what a reader posts to a socket actor ----
+
+// deliverKind says what a socket actor must do with a delivered batch.
+type deliverKind uint8
+
+const (
+	deliverDirect    deliverKind = iota // send direct types on this ROUTER, to their routing key
+	deliverFanout                       // publish fanout types on this PUB
+	deliverAck                          // ACK fanout types to their senders on this ROUTER
+	deliverRepublish                    // publish every message unchanged (local proxy)
+	deliverNack                         // NACK the marked messages to their senders on this ROUTER
+)
+
+// deliver hands one read burst to a socket actor: one mailbox message per
+// burst, never one per envelope. The envelopes were parsed once, where
+// the burst was read (routerActor.route); the receiver reads them back
+// (Batch.Envelope), sends the ones it is concerned with, and releases the
+// batch.
+type deliver struct {
+	kind  deliverKind
+	batch *transport.Batch
+	// routed marks the fanout messages routed like direct types, decided
+	// once where the burst was read (routesFanout); nil: none. For
+	// deliverNack it marks the messages to NACK.
+	routed routedSet
+}
+
+// mine reports whether message i of the batch, whose envelope's type is
+// t, is the receiver's to send: for deliverDirect the direct types and
+// the fanouts routed like them; for deliverFanout and deliverAck the
+// fanouts published (to publish, or to ACK).
+func (d *deliver) mine(i int, t transport.MsgType) bool {
+	if d.kind == deliverNack {
+		return d.routed.has(i)
+	}
+	published := t.IsFanout() && !d.routed.has(i)
+	return published == (d.kind != deliverDirect)
+}
+
+// count is how many of the batch's messages the receiver would send.
+func (d *deliver) count() int {
+	if d.kind == deliverRepublish {
+		return len(d.batch.Msgs)
+	}
+	n := 0
+	for i := range d.batch.Msgs {
+		if env, ok := d.batch.Envelope(i); ok && d.mine(i, env.Type) {
+			n++
+		}
+	}
+	return n
+}
+
+// stopAccepting tells a socket actor to close its listener (a drain); the
+// actor closes done when it has.
+type stopAccepting struct{ done chan struct{} }
+
+// socketFailed tells a socket actor that its socket broke for good; the
+// actor fails, and its supervisor restarts it.
+type socketFailed struct{ err error }
+
+// failureTo is a socket's OnError: it tells the owning actor, which fails
+// (its supervisor then restarts it on the same address).
+func failureTo(root *actor.RootContext, self *actor.PID) func(error) {
+	return func(err error) { root.Send(self, &socketFailed{err}) }
+}
+
+// ---- The way in: a socket actor's inbox and mailbox ----
 
 // inbox is the way into a socket actor's mailbox for the batches other
 // actors' readers deliver to it. A batch holds a read buffer and one of
@@ -346,6 +497,191 @@ func (in *inbox) setDown() {
 
 // setUp marks the actor running again (its Started).
 func (in *inbox) setUp() { in.down.Store(false) }
+
+// maxInline is how many deliveries a reader goroutine handles for a socket
+// actor before it hands the rest of the mailbox to a goroutine of its own.
+const maxInline = 4
+
+// socketMailbox is a socket actor's mailbox. It keeps protoactor's
+// semantics (one message at a time, in order; system messages first; a
+// suspended mailbox runs only system messages; a panic is escalated to
+// the supervisor) and changes one thing: a delivery posted to an idle
+// actor runs at once on the goroutine that posted it, instead of a
+// goroutine started for it.
+//
+// At low load that is the hand-off that costs: a reader that posts a burst
+// to the backend actor would start a goroutine, wake another thread to run
+// it, and sleep. Here the reader runs the actor's Receive itself (the actor
+// still owns its socket: nothing else runs its Receive meanwhile), so a
+// message goes from one socket to the other on one goroutine.
+//
+// Only deliveries run inline: they do nothing that blocks (queue to peers,
+// at most one non-blocking write each). Everything else (Started,
+// Stopping, Restarting, SuspendMailbox, stopAccepting, socketFailed)
+// runs on the dispatcher's goroutine, as in protoactor's mailbox: a
+// Stopping run by a reader would wait, in Close, for that reader to end.
+// Under load a reader hands over after maxInline deliveries, so no reader
+// stops reading its own connection for long, and bursts from several
+// readers are still handled in batches by one goroutine.
+type socketMailbox struct {
+	invoker    actor.MessageInvoker
+	dispatcher actor.Dispatcher
+
+	mu        sync.Mutex
+	user      []any // user[head:] waits
+	head      int
+	system    []any
+	running   bool // a goroutine (inline or the dispatcher's) runs the mailbox
+	suspended bool
+}
+
+func newSocketMailbox() actor.Mailbox { return &socketMailbox{} }
+
+// withSocketMailbox is the props option of the socket actors.
+var withSocketMailbox = actor.WithMailbox(newSocketMailbox)
+
+func (m *socketMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker, m.dispatcher = invoker, dispatcher
+}
+
+func (m *socketMailbox) Start() {}
+
+func (m *socketMailbox) UserMessageCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.user) - m.head
+}
+
+func (m *socketMailbox) PostSystemMessage(msg any) {
+	m.mu.Lock()
+	m.system = append(m.system, msg)
+	start := !m.running
+	m.running = true
+	m.mu.Unlock()
+	if start {
+		m.dispatcher.Schedule(m.run)
+	}
+}
+
+func (m *socketMailbox) PostUserMessage(msg any) {
+	m.mu.Lock()
+	m.user = append(m.user, msg)
+	if m.running || m.suspended {
+		m.mu.Unlock()
+		return
+	}
+	m.running = true
+	_, inline := msg.(*deliver)
+	inline = inline && len(m.user)-m.head == 1 && len(m.system) == 0
+	m.mu.Unlock()
+	if inline {
+		m.runInline()
+	} else {
+		m.dispatcher.Schedule(m.run)
+	}
+}
+
+// popUser takes the next user message; it returns nil when there is none.
+// Called with mu held.
+func (m *socketMailbox) popUser() any {
+	if m.head == len(m.user) {
+		return nil
+	}
+	msg := m.user[m.head]
+	m.user[m.head] = nil
+	m.head++
+	if m.head == len(m.user) {
+		m.user, m.head = m.user[:0], 0
+	}
+	return msg
+}
+
+// runInline runs deliveries on the posting goroutine while nothing else
+// waits: at most maxInline, then the rest goes to the dispatcher.
+func (m *socketMailbox) runInline() {
+	for n := 0; ; n++ {
+		m.mu.Lock()
+		ok := false
+		if n < maxInline && len(m.system) == 0 && !m.suspended && m.head < len(m.user) {
+			_, ok = m.user[m.head].(*deliver)
+		}
+		if !ok {
+			idle := len(m.system) == 0 && (m.suspended || m.head == len(m.user))
+			m.running = !idle
+			m.mu.Unlock()
+			if !idle {
+				m.dispatcher.Schedule(m.run)
+			}
+			return
+		}
+		msg := m.popUser()
+		m.mu.Unlock()
+		if !m.invoke(msg, false) {
+			// Failed: the suspension (a system message) is queued now.
+			m.dispatcher.Schedule(m.run)
+			return
+		}
+	}
+}
+
+// run is the dispatcher's side, as protoactor's mailbox: system messages
+// first, user messages unless suspended, yielding every Throughput
+// messages, until the mailbox is empty.
+func (m *socketMailbox) run() {
+	t := m.dispatcher.Throughput()
+	for i := 0; ; i++ {
+		if i > t {
+			i = 0
+			runtime.Gosched()
+		}
+		m.mu.Lock()
+		if len(m.system) > 0 {
+			msg := m.system[0]
+			m.system[0] = nil
+			m.system = m.system[1:]
+			switch msg.(type) {
+			case *actor.SuspendMailbox:
+				m.suspended = true
+				m.mu.Unlock()
+			case *actor.ResumeMailbox:
+				m.suspended = false
+				m.mu.Unlock()
+			default:
+				m.mu.Unlock()
+				m.invoke(msg, true)
+			}
+			continue
+		}
+		var msg any
+		if !m.suspended {
+			msg = m.popUser()
+		}
+		if msg == nil {
+			m.running = false
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		m.invoke(msg, false)
+	}
+}
+
+// invoke runs one message; a panic goes to the supervisor (which suspends
+// this mailbox) and invoke reports false.
+func (m *socketMailbox) invoke(msg any, system bool) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+			ok = false
+		}
+	}()
+	if system {
+		m.invoker.InvokeSystemMessage(msg)
+	} else {
+		m.invoker.InvokeUserMessage(msg)
+	}
+	return true
+}
 
 // printable renders an identity or key for logs.
 func printable(b []byte) string { return transport.Printable(b) }

@@ -354,3 +354,59 @@ func FuzzParseEnvelope(f *testing.F) {
 			[]string{"", "1.0", "proxy", "6", string(in[4])})
 	})
 }
+
+// A batch is parsed once: Envelope gives back what Parse accepted, field
+// for field as ParseEnvelope reads it, and nothing for a message Parse
+// refused or was not asked about, nor, once released, for the next burst
+// that reuses the batch.
+func TestBatchParsedOnce(t *testing.T) {
+	msgs := []Msg{
+		frames("", "1.0", "2", "srv", "m1", "p"),  // a CAST
+		frames("x", "1.0", "2", "srv", "m2", "p"), // malformed: delimiter
+		frames("", "2.0", "2", "srv", "m3"),       // unknown version
+		frames("", "1.0", "3", "topic", "m4"),     // a fanout
+		frames("", "1.0", "1", "srv", "m5"),       // never parsed
+	}
+	b := NewBatch([]byte("sender"), msgs...)
+	wantErr := []error{nil, ErrMalformed, ErrUnknownVersion, nil}
+	for i, want := range wantErr {
+		if _, err := b.Parse(i); !errors.Is(err, want) {
+			t.Fatalf("Parse(%d): got %v, want %v", i, err, want)
+		}
+	}
+	for i := range msgs {
+		env, ok := b.Envelope(i)
+		parsed, err := ParseEnvelope(b.Peer, msgs[i])
+		if want := i < len(wantErr) && err == nil; ok != want {
+			t.Fatalf("Envelope(%d): got ok %v, want %v", i, ok, want)
+		}
+		if ok && !equalEnvelopes(env, parsed) {
+			t.Fatalf("Envelope(%d): got %+v, want ParseEnvelope's %+v", i, env, parsed)
+		}
+	}
+	b.Release()
+
+	// The pool's next batch, of the same length, knows nothing yet.
+	for range 10 {
+		b = NewBatch([]byte("sender"), msgs...)
+		for i := range msgs {
+			if _, ok := b.Envelope(i); ok {
+				t.Fatalf("a new batch's Envelope(%d) before Parse: got ok, want not (a record left from an earlier burst)", i)
+			}
+		}
+		b.Parse(0)
+		for i := 1; i < len(msgs); i++ {
+			if _, ok := b.Envelope(i); ok {
+				t.Fatalf("a new batch's Envelope(%d) after Parse(0) only: got ok, want not", i)
+			}
+		}
+		b.Release()
+	}
+}
+
+func equalEnvelopes(a, b Envelope) bool {
+	return string(a.ReplyID) == string(b.ReplyID) && string(a.Version) == string(b.Version) &&
+		string(a.TypeFrame) == string(b.TypeFrame) && a.Type == b.Type &&
+		string(a.RoutingKey) == string(b.RoutingKey) && string(a.MessageID) == string(b.MessageID) &&
+		slices.EqualFunc(a.Payload, b.Payload, func(x, y []byte) bool { return string(x) == string(y) })
+}
