@@ -1,20 +1,16 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/binary"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
@@ -171,7 +167,7 @@ func TestCurveRefusals(t *testing.T) {
 			p := startProxy(t, proxyOpts{args: k.proxyArgs()})
 			args := p.peerArgs()
 			if tc.flip {
-				args[1] = startFlipper(t, strings.TrimPrefix(p.frontend, "tcp://"))
+				args[1] = "tcp://" + testutil.Relay(t, strings.TrimPrefix(p.frontend, "tcp://"), testutil.FlipFrame(2))
 			}
 			peer := startPeerEnv(t, tc.env(k), "sec_attempt.py", args...)
 			peer.awaitStep(t, "sent", nil)
@@ -313,95 +309,5 @@ func TestLocalProxyPlainClient(t *testing.T) {
 	}
 	if v := central.metric(t, authRefused) + lp.metric(t, authRefused); v != 0 {
 		t.Errorf("%s = %v, want 0", authRefused, v)
-	}
-}
-
-// startFlipper relays TCP to target and flips the last byte of the
-// client's third frame after the greeting (HELLO, INITIATE, then the
-// first MESSAGE). It returns the endpoint to dial.
-func startFlipper(t *testing.T, target string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(in, out)
-				in.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				flipThird(out, in)
-				out.Close()
-			}()
-		}
-	}()
-	return "tcp://" + ln.Addr().String()
-}
-
-func flipThird(dst io.Writer, src io.Reader) {
-	r := bufio.NewReader(src)
-	g := make([]byte, 64)
-	if _, err := io.ReadFull(r, g); err != nil {
-		return
-	}
-	if _, err := dst.Write(g); err != nil {
-		return
-	}
-	for n := 0; ; n++ {
-		hdr := make([]byte, 9)
-		if _, err := io.ReadFull(r, hdr[:2]); err != nil {
-			return
-		}
-		h, size := hdr[:2], uint64(hdr[1])
-		if hdr[0]&0x02 != 0 {
-			if _, err := io.ReadFull(r, hdr[2:9]); err != nil {
-				return
-			}
-			h, size = hdr[:9], binary.BigEndian.Uint64(hdr[1:9])
-		}
-		if size > 1<<24 {
-			return
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return
-		}
-		if n == 2 && len(body) > 0 {
-			body[len(body)-1] ^= 0x01
-		}
-		if _, err := dst.Write(append(h, body...)); err != nil {
-			return
-		}
 	}
 }
