@@ -451,22 +451,7 @@ func TestPlainPasswordOver72Bytes(t *testing.T) {
 func TestPlainGonePeersAreNotHashed(t *testing.T) {
 	users := testUsers(t)
 	server := PlainServer(users)
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	released := false
-	defer func() {
-		if !released {
-			for _, src := range held {
-				passwordChecks.release(src)
-			}
-		}
-	}()
+	release := holdPasswordWorkers(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -545,10 +530,7 @@ func TestPlainGonePeersAreNotHashed(t *testing.T) {
 		}
 		return nil
 	})
-	for _, src := range held {
-		passwordChecks.release(src)
-	}
-	released = true
+	release()
 	if r := <-done; r.err != nil {
 		t.Fatalf("honest client: %v", r.err)
 	}
@@ -772,13 +754,11 @@ func TestPlainUsersFileUserNames(t *testing.T) {
 	}
 }
 
-// A HELLO whose client has hung up (here: shut its side, as a flood
-// that closes does) before a worker is free is not hashed: the peer is
-// looked at right before the hash.
-func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
-	defer func(d time.Duration) { hashSettle = d }(hashSettle)
-	hashSettle = 0 // the look at the grant, not the one after the settle
-	server := PlainServer(testUsers(t))
+// halfClosedHello returns the server's end of a TCP connection whose
+// client sent a PLAIN greeting and HELLO (alice, secret) and then shut
+// its writing side, as a flood that closes does. Closed when the test ends.
+func halfClosedHello(t *testing.T) net.Conn {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -788,7 +768,7 @@ func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -797,7 +777,18 @@ func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// A HELLO whose client has hung up (here: shut its side, as a flood
+// that closes does) before a worker is free is not hashed: the peer is
+// looked at right before the hash.
+func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
+	defer func(d time.Duration) { hashSettle = d }(hashSettle)
+	hashSettle = 0 // the look at the grant, not the one after the settle
+	server := PlainServer(testUsers(t))
+	conn := halfClosedHello(t)
 	conn.SetDeadline(time.Now().Add(wait))
 	if _, err := Handshake(conn, server, "ROUTER", nil, 0); !errors.Is(err, errGone) {
 		t.Fatalf("got %v, want %v", err, errGone)
@@ -808,19 +799,7 @@ func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
 func TestPlainBusyServerSendsError300(t *testing.T) {
 	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
 	bcryptWait = 50 * time.Millisecond
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	defer func() {
-		for _, src := range held {
-			passwordChecks.release(src)
-		}
-	}()
+	holdPasswordWorkers(t)
 	cli, _ := PlainClient("alice", "secret")
 	srv, c := handshakePair(t, PlainServer(testUsers(t)), cli, "ROUTER", "DEALER")
 	wantErr(t, "server", srv.err, ErrThrottled)
@@ -877,40 +856,12 @@ func TestRevokedDuringHandshake(t *testing.T) {
 func TestPlainSettleDropsGonePeer(t *testing.T) {
 	defer func(d, w time.Duration) { hashSettle, bcryptWait = d, w }(hashSettle, bcryptWait)
 	hashSettle, bcryptWait = 20*time.Millisecond, 30*time.Second
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	defer func() {
-		for _, src := range held {
-			passwordChecks.release(src)
-		}
-	}()
+	holdPasswordWorkers(t)
 	server := PlainServer(testUsers(t))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
-	c.(*net.TCPConn).CloseWrite()
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := halfClosedHello(t)
 	conn.SetDeadline(time.Now().Add(wait))
 	start := time.Now()
-	_, err = Handshake(conn, server, "ROUTER", nil, 0)
+	_, err := Handshake(conn, server, "ROUTER", nil, 0)
 	if !errors.Is(err, errGone) {
 		t.Fatalf("got %v after %v, want %v", err, time.Since(start), errGone)
 	}

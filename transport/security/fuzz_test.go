@@ -14,11 +14,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// memConn is a net.Conn that reads a fixed input and discards writes.
-type memConn struct{ r io.Reader }
+// memConn is a net.Conn in memory: it reads r (io.EOF when r is nil)
+// and writes to w (discards when w is nil).
+type memConn struct {
+	r io.Reader
+	w io.Writer
+}
 
-func (c *memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c *memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *memConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return 0, io.EOF
+	}
+	return c.r.Read(p)
+}
+
+func (c *memConn) Write(p []byte) (int, error) {
+	if c.w == nil {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
 func (c *memConn) Close() error                     { return nil }
 func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
 func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
@@ -221,7 +237,7 @@ func FuzzMessageReader(f *testing.F) {
 	seal := func(msgs ...[][]byte) []byte {
 		var w bytes.Buffer
 		bc := newBoxConn(&memConn{r: &bytes.Buffer{}}, &shared, nonceMessageC, nonceMessageS, maxMsg)
-		bc.Conn = &writerConn{&w}
+		bc.Conn = &memConn{w: &w}
 		var plain bytes.Buffer
 		for _, m := range msgs {
 			writeMsg(&plain, m...)
@@ -253,14 +269,3 @@ func FuzzMessageReader(f *testing.F) {
 		}
 	})
 }
-
-type writerConn struct{ w io.Writer }
-
-func (c *writerConn) Read([]byte) (int, error)         { return 0, io.EOF }
-func (c *writerConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
-func (c *writerConn) Close() error                     { return nil }
-func (c *writerConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *writerConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *writerConn) SetDeadline(time.Time) error      { return nil }
-func (c *writerConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *writerConn) SetWriteDeadline(time.Time) error { return nil }
