@@ -4,15 +4,11 @@ import (
 	"encoding/json"
 	"maps"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
@@ -25,15 +21,7 @@ import (
 // finds the proxy there, and the client's call is answered.
 func TestComposeRedisProfileRuns(t *testing.T) {
 	ours(t)
-	path := filepath.Join("..", "deploy", "compose", "compose.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(b, &cf); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	cf := readComposeFile(t)
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
 	redisService := ""
 	for name, s := range cf.Services {

@@ -601,8 +601,15 @@ type peer struct {
 // it if it is still running.
 func startPeer(t *testing.T, script string, args ...string) *peer {
 	t.Helper()
+	return startPeerEnv(t, nil, script, args...)
+}
+
+// startPeerEnv is startPeer with more environment variables.
+func startPeerEnv(t *testing.T, env []string, script string, args ...string) *peer {
+	t.Helper()
 	needPython(t)
 	cmd := exec.Command(python, append([]string{"-B", "-u", filepath.Join("testdata", script)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("stdin of %s: %v", script, err)

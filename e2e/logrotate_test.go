@@ -61,6 +61,36 @@ func hasLogLine(lines []string, msg string) bool {
 	return false
 }
 
+// startLoggedCasts starts cast_stream.py (a cast every 2ms) through p and
+// returns it once 100 casts have arrived, with the count it saw.
+func startLoggedCasts(t *testing.T, p *proxy) (s *peer, n int) {
+	t.Helper()
+	s = startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
+	s.awaitStep(t, "warm", nil)
+	s.proceed(t)
+	return s, s.waitReceived(t, 100)
+}
+
+// stopLoggedCasts stops s, checks that every cast it sent arrived, stops
+// p with SIGTERM (exit 0 in time) and returns how many casts were sent.
+func stopLoggedCasts(t *testing.T, s *peer, p *proxy) (sent int) {
+	t.Helper()
+	s.send(t, "stop")
+	res := s.result(t)
+	if res["received"] != res["sent"] {
+		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
+	}
+	took, inTime := p.signal(t, syscall.SIGTERM)
+	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	return int(res["sent"].(float64))
+}
+
+// isCastLine reports whether a parsed log line is the frontend's record
+// of a cast from cast_stream.py (message id c-<i>).
+func isCastLine(kv map[string]string) bool {
+	return kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-")
+}
+
 // What logrotate does without copytruncate: the log file is renamed, then
 // the proxy gets SIGHUP and opens a new one at the old path. Casts flow
 // all along, each logged once (-d): every one of them is in exactly one of
@@ -70,11 +100,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 	logPath := filepath.Join(dir, "zmq-proxy.log")
 	rotated := logPath + ".1"
 	p := startLoggingProxy(t, logPath)
-
-	s := startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
-	s.awaitStep(t, "warm", nil)
-	s.proceed(t)
-	n := s.waitReceived(t, 100)
+	s, n := startLoggedCasts(t, p)
 
 	if err := os.Rename(logPath, rotated); err != nil {
 		t.Fatal(err)
@@ -92,7 +118,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 	testutil.CheckFor(t, metricWait, func() error { // and these in the new one
 		n := 0
 		for _, l := range readLines(t, logPath) {
-			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if kv := parseLogLine(l); isCastLine(kv) {
 				n++
 			}
 		}
@@ -101,14 +127,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 		}
 		return nil
 	})
-	s.send(t, "stop")
-	res := s.result(t)
-	sent := int(res["sent"].(float64))
-	if res["received"] != res["sent"] {
-		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
-	}
-	took, inTime := p.signal(t, syscall.SIGTERM)
-	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	sent := stopLoggedCasts(t, s, p)
 
 	// Each cast c-<i> is logged once by the frontend, in one of the files.
 	seen := make(map[string]int)
@@ -119,7 +138,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 			if kv["time"] == "" || kv["level"] == "" || kv["msg"] == "" {
 				t.Errorf("%s: a line that is not a whole log record: %q", filepath.Base(path), l)
 			}
-			if kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if isCastLine(kv) {
 				seen[kv["message_id"]]++
 				perFile[path]++
 			}
@@ -238,10 +257,7 @@ func TestLogrotateConfig(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "zmq-proxy.log")
 	p := startLoggingProxy(t, logPath)
-	s := startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
-	s.awaitStep(t, "warm", nil)
-	s.proceed(t)
-	n := s.waitReceived(t, 100)
+	s, n := startLoggedCasts(t, p)
 
 	testConf := strings.NewReplacer(paths, filepath.Join(dir, "*.log")+" {",
 		post, fmt.Sprintf("kill -HUP %d", p.pid())).Replace(string(conf))
@@ -264,19 +280,12 @@ func TestLogrotateConfig(t *testing.T) {
 		return nil
 	})
 	s.waitReceived(t, n+100)
-	s.send(t, "stop")
-	res := s.result(t)
-	sent := int(res["sent"].(float64))
-	if res["received"] != res["sent"] {
-		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
-	}
-	took, inTime := p.signal(t, syscall.SIGTERM)
-	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	sent := stopLoggedCasts(t, s, p)
 
 	seen := make(map[string]int)
 	for _, path := range []string{rotated, logPath} {
 		for _, l := range readLines(t, path) {
-			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if kv := parseLogLine(l); isCastLine(kv) {
 				seen[kv["message_id"]]++
 			}
 		}

@@ -150,6 +150,22 @@ func handled(servers []*echoServer, typ string) (perKey map[string]int, perServe
 	return perKey, perServer
 }
 
+// handledEach checks that servers handled keys distinct messages of typ,
+// each times times (over all servers), and returns how many each server
+// handled.
+func handledEach(servers []*echoServer, typ string, keys, times int) (perServer map[string]int, err error) {
+	perKey, perServer := handled(servers, typ)
+	if len(perKey) != keys {
+		return perServer, fmt.Errorf("%d %s messages handled, want %d", len(perKey), typ, keys)
+	}
+	for k, n := range perKey {
+		if n != times {
+			return perServer, fmt.Errorf("%s %s handled %d times, want %d (per server: %v)", typ, k, n, times, perServer)
+		}
+	}
+	return perServer, nil
+}
+
 // Two central and two local proxies, three echo-server processes on topic
 // demo over two nodes, two Go clients and the commands: calls return
 // replies and remote errors, casts reach one server each, a fanout reaches
@@ -196,14 +212,9 @@ func TestRPCFabric(t *testing.T) {
 		}
 	}
 	testutil.CheckFor(t, metricWait, func() error {
-		perKey, perServer := handled(servers, "CAST")
-		if len(perKey) != casts {
-			return fmt.Errorf("%d casts handled, want %d", len(perKey), casts)
-		}
-		for k, n := range perKey {
-			if n != 1 {
-				return fmt.Errorf("cast %s handled %d times", k, n)
-			}
+		perServer, err := handledEach(servers, "CAST", casts, 1)
+		if err != nil {
+			return err
 		}
 		if len(perServer) != 3 {
 			return fmt.Errorf("casts reached %v, want all three servers", perServer)
@@ -240,14 +251,8 @@ func TestRPCFabric(t *testing.T) {
 		t.Fatalf("notify: exit %d: %s", code, errOut)
 	}
 	testutil.CheckFor(t, metricWait, func() error {
-		perKey, perServer := handled(servers, "CAST_FANOUT")
-		if len(perKey) != fanouts {
-			return fmt.Errorf("%d fanouts seen, want %d", len(perKey), fanouts)
-		}
-		for k, n := range perKey {
-			if n != 3 {
-				return fmt.Errorf("fanout %s reached %d servers, want 3 (%v)", k, n, perServer)
-			}
+		if _, err := handledEach(servers, "CAST_FANOUT", fanouts, 3); err != nil {
+			return err
 		}
 		for _, s := range servers {
 			notes := 0

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -74,25 +73,6 @@ func writeFileAt(t *testing.T, path, text string) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// startPeerEnv is startPeer with more environment variables.
-func startPeerEnv(t *testing.T, env []string, script string, args ...string) *peer {
-	t.Helper()
-	needPython(t)
-	cmd := exec.Command(python, append([]string{"-B", "-u", filepath.Join("testdata", script)}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("stdin of %s: %v", script, err)
-	}
-	p := &peer{name: script, stdin: stdin, out: newLineBuffer(), stderr: newLineBuffer()}
-	p.process = startProcess(t, cmd, p.out, p.stderr)
-	t.Cleanup(func() {
-		stdin.Close()
-		p.kill()
-	})
-	return p
 }
 
 // libzmq CURVE peers through a CURVE proxy: call, reply, ACK, cast and
