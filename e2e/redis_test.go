@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -114,20 +113,8 @@ func checkSets(c *goredis.Client, want map[string][]string, ttl time.Duration) e
 		return fmt.Errorf("keys: got %q, want the %d of %q", keys, len(want), want)
 	}
 	for key, members := range want {
-		got, err := c.SMembers(ctx, key).Result()
-		if err != nil {
+		if err := testutil.CheckRedisSet(ctx, c, key, members, ttl); err != nil {
 			return err
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, members) {
-			return fmt.Errorf("SMEMBERS %q: got %q, want %q", key, got, members)
-		}
-		d, err := c.TTL(ctx, key).Result()
-		if err != nil {
-			return err
-		}
-		if d <= 0 || d > ttl {
-			return fmt.Errorf("TTL %q: got %v, want in (0, %v]", key, d, ttl)
 		}
 	}
 	return nil
