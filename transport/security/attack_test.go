@@ -83,28 +83,14 @@ func isLowOrder(k *Key) bool {
 // client got last (an ERROR's reason, or "").
 func forgeHandshake(t *testing.T, server Mechanism, srvPub Key, kp KeyPair, f forge) (srvErr error, clientErr error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvConn, conn := tcpPair(t)
 	done := make(chan error, 1)
 	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(wait))
-		_, err = Handshake(conn, server, "ROUTER", []byte("srv"), 1<<20)
+		defer srvConn.Close()
+		srvConn.SetDeadline(time.Now().Add(wait))
+		_, err := Handshake(srvConn, server, "ROUTER", []byte("srv"), 1<<20)
 		done <- err
 	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(wait))
 	clientErr = f.run(&cmdConn{conn: conn}, srvPub, kp)
 	if f.forgetWelcome {

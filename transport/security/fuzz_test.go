@@ -61,42 +61,22 @@ func (c *teeConn) Write(p []byte) (int, error) {
 // into the other side.
 func transcript(t testing.TB, server, client Mechanism, serverType, clientType string) (fromClient, fromServer []byte) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srvConn := make(chan *teeConn, 1)
+	srvConn, cliConn := tcpPair(t)
+	s, c := &teeConn{Conn: srvConn}, &teeConn{Conn: cliConn}
 	errc := make(chan error, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			errc <- err
-			srvConn <- nil
-			return
-		}
-		tc := &teeConn{Conn: c}
-		c.SetDeadline(time.Now().Add(wait))
-		_, err = Handshake(tc, server, serverType, []byte("s"), 0)
+		s.SetDeadline(time.Now().Add(wait))
+		_, err := Handshake(s, server, serverType, []byte("s"), 0)
 		errc <- err
-		srvConn <- tc
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(wait))
-	tc := &teeConn{Conn: c}
-	if _, err := Handshake(tc, client, clientType, []byte("c"), 0); err != nil {
+	if _, err := Handshake(c, client, clientType, []byte("c"), 0); err != nil {
 		t.Fatalf("transcript: client: %v", err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatalf("transcript: server: %v", err)
 	}
-	s := <-srvConn
-	s.Close()
-	return tc.out.Bytes(), s.out.Bytes()
+	return c.out.Bytes(), s.out.Bytes()
 }
 
 // allocBound is the most a handshake may allocate, whatever a peer sends
