@@ -340,15 +340,7 @@ func TestCurveRevocation(t *testing.T) {
 		t.Fatalf("sessions %d, want 2", n)
 	}
 	removeFile(t, dir+"/drop.key")
-	if err := allow.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if n := allow.CloseRevoked(); n != 1 {
-		t.Fatalf("CloseRevoked closed %d, want 1", n)
-	}
-	if n := allow.Sessions(); n != 1 {
-		t.Fatalf("sessions after revocation %d, want 1", n)
-	}
+	reloadAndRevoke(t, allow, 1, 1)
 	// The revoked client's connection is closed under it.
 	cliDrop.s.Conn.SetReadDeadline(time.Now().Add(wait))
 	if _, err := cliDrop.s.Conn.Read(make([]byte, 1)); err == nil {
@@ -359,6 +351,29 @@ func TestCurveRevocation(t *testing.T) {
 	}
 	if n := allow.CloseRevoked(); n != 0 {
 		t.Fatalf("second CloseRevoked closed %d, want 0", n)
+	}
+}
+
+// revoker is a credentials list that closes the sessions it no longer
+// allows: *AllowList, *PlainUsers.
+type revoker interface {
+	Reload() error
+	CloseRevoked() int
+	Sessions() int
+}
+
+// reloadAndRevoke reloads r and checks that CloseRevoked closes closed
+// sessions and leaves left.
+func reloadAndRevoke(t *testing.T, r revoker, closed, left int) {
+	t.Helper()
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.CloseRevoked(); n != closed {
+		t.Fatalf("CloseRevoked closed %d, want %d", n, closed)
+	}
+	if n := r.Sessions(); n != left {
+		t.Fatalf("sessions after revocation %d, want %d", n, left)
 	}
 }
 
@@ -383,15 +398,7 @@ func TestPlainRevocation(t *testing.T) {
 	// bob removed, carol's password changed, alice as she was.
 	aliceLine := strings.SplitN(readFile(t, path), "\n", 2)[0]
 	writeFile(t, path, aliceLine+"\ncarol:"+hash(t, "new")+"\n")
-	if err := users.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if n := users.CloseRevoked(); n != 2 {
-		t.Fatalf("CloseRevoked closed %d, want 2 (bob removed, carol's password changed)", n)
-	}
-	if n := users.Sessions(); n != 1 {
-		t.Fatalf("sessions %d, want 1 (alice)", n)
-	}
+	reloadAndRevoke(t, users, 2, 1) // bob removed, carol's password changed; alice stays
 	for i, c := range clients[1:] {
 		c.s.Conn.SetReadDeadline(time.Now().Add(wait))
 		if _, err := c.s.Conn.Read(make([]byte, 1)); err == nil {

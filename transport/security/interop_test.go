@@ -27,7 +27,7 @@ type pyPeer struct {
 	stdin  io.WriteCloser
 	mu     sync.Mutex
 	lines  []string
-	stderr bytes.Buffer
+	stderr testutil.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -47,7 +47,7 @@ func startPy(t *testing.T, args ...string) *pyPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
+	cmd.Stderr = &p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,17 +72,6 @@ func startPy(t *testing.T, args ...string) *pyPeer {
 		}
 	})
 	return p
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 func (p *pyPeer) output() string {
