@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"maps"
 	"net"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
@@ -73,19 +71,7 @@ func TestComposeRedisProfileRuns(t *testing.T) {
 	p := startOurs(t, central...)
 	p.waitLog(t, startTimeout, "registered in redis")
 	startOurs(t, node...)
-	e := &echoServer{out: &msgLines{}, log: newLineBuffer()}
-	e.process = startProcess(t, exec.Command(binPath, append(echo, "--timeout", "20s")...), e.out, e.log)
-	t.Cleanup(func() {
-		if !e.exited() {
-			_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		e.kill()
-	})
-	if err := e.log.follow(startTimeout, e.done, func(l string) bool {
-		return parseLogLine(l)["msg"] == "echo server started"
-	}); err != nil {
-		t.Fatalf("the profile's echo-server did not start: %v\n%s", err, e.log)
-	}
+	runEcho(t, "of the profile redis", append(echo, "--timeout", "20s")...)
 	out, errOut, code := runCmd(t, append(client, "--timeout", "20s")...)
 	var reply map[string]any
 	if code != 0 || json.Unmarshal([]byte(out), &reply) != nil || reply["x"] != float64(1) {

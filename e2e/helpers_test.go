@@ -128,24 +128,31 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-var (
-	pythonOnce sync.Once
-	pythonErr  error
-)
+// pythonModules holds, per module, a sync.OnceValue that imports it once
+// with python.
+var pythonModules sync.Map
+
+// needPythonModule fails the test unless python imports module, from the
+// Debian package pkg (what says what the module is).
+func needPythonModule(t *testing.T, module, pkg, what string) {
+	t.Helper()
+	check, _ := pythonModules.LoadOrStore(module, sync.OnceValue(func() error {
+		out, err := exec.Command(python, "-c", "import "+module).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s -c 'import %s': %v\n%s", python, module, err, out)
+		}
+		return nil
+	}))
+	if err := check.(func() error)(); err != nil {
+		t.Fatalf("%s is missing: run the project's test command, which installs it "+
+			"(or apt-get install %s).\n%v", what, pkg, err)
+	}
+}
 
 // needPython fails the test if libzmq's Python binding is missing.
 func needPython(t *testing.T) {
 	t.Helper()
-	pythonOnce.Do(func() {
-		out, err := exec.Command(python, "-c", "import zmq").CombinedOutput()
-		if err != nil {
-			pythonErr = fmt.Errorf("%s -c 'import zmq': %v\n%s", python, err, out)
-		}
-	})
-	if pythonErr != nil {
-		t.Fatalf("python3-zmq (libzmq's Python binding) is missing: run the project's "+
-			"test command, which installs it (or apt-get install python3-zmq).\n%v", pythonErr)
-	}
+	needPythonModule(t, "zmq", "python3-zmq", "python3-zmq (libzmq's Python binding)")
 }
 
 // isRef reports whether the reference proxy runs instead of ours.

@@ -61,6 +61,18 @@ func hasLogLine(lines []string, msg string) bool {
 	return false
 }
 
+// waitLogFileLine waits until the log file at path has a record whose
+// msg is msg.
+func waitLogFileLine(t *testing.T, path, msg string) {
+	t.Helper()
+	testutil.CheckFor(t, metricWait, func() error {
+		if !hasLogLine(readLines(t, path), msg) {
+			return fmt.Errorf("no %q line in %s", msg, path)
+		}
+		return nil
+	})
+}
+
 // startLoggedCasts starts cast_stream.py (a cast every 2ms) through p and
 // returns it once 100 casts have arrived, with the count it saw.
 func startLoggedCasts(t *testing.T, p *proxy) (s *peer, n int) {
@@ -109,12 +121,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	testutil.CheckFor(t, metricWait, func() error { // and these in the new one
 		n := 0
 		for _, l := range readLines(t, logPath) {
@@ -184,12 +191,7 @@ func TestSIGHUPReopenFails(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, rotated), "SIGHUP: log file not reopened, logging on in the old one") {
-			return fmt.Errorf("no \"log file not reopened\" line in %s", rotated)
-		}
-		return nil
-	})
+	waitLogFileLine(t, rotated, "SIGHUP: log file not reopened, logging on in the old one")
 	runPeer(t, "call_reply.py", p.peerArgs()...) // the proxy routes on, and logs it in the old file
 	if !hasLogLine(readLines(t, rotated), "message") {
 		t.Errorf("no message logged in the old file after the failed reopening")
@@ -201,12 +203,7 @@ func TestSIGHUPReopenFails(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	if p.exited() {
 		t.Fatalf("proxy exited: %v", p.waitErr)
 	}
@@ -273,12 +270,7 @@ func TestLogrotateConfig(t *testing.T) {
 	if _, err := os.Stat(rotated); err != nil {
 		t.Fatalf("after logrotate: %v\n%s", err, out)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	s.waitReceived(t, n+100)
 	sent := stopLoggedCasts(t, s, p)
 

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,25 +24,11 @@ const (
 	redisWait   = 30 * time.Second // failure bound of the waits below
 )
 
-var (
-	pyRedisOnce sync.Once
-	pyRedisErr  error
-)
-
 // needPythonRedis fails the test if Debian's python3-redis is missing.
 func needPythonRedis(t *testing.T) {
 	t.Helper()
 	needPython(t)
-	pyRedisOnce.Do(func() {
-		out, err := exec.Command(python, "-c", "import redis").CombinedOutput()
-		if err != nil {
-			pyRedisErr = fmt.Errorf("%s -c 'import redis': %v\n%s", python, err, out)
-		}
-	})
-	if pyRedisErr != nil {
-		t.Fatalf("python3-redis is missing: run the project's test command, which installs it "+
-			"(or apt-get install python3-redis).\n%v", pyRedisErr)
-	}
+	needPythonModule(t, "redis", "python3-redis", "python3-redis")
 }
 
 // startOurs runs our binary with exactly args and waits for "proxy

@@ -73,10 +73,27 @@ func startEcho(t *testing.T, e *testutil.EmbeddedEtcd, node, name string, more .
 	return startEchoAt(t, etcdURL(e), node, name, more...)
 }
 
+// threeEchoes starts the echo servers s1 and s2 on node-1 and s3 on
+// node-2, on f's registry.
+func threeEchoes(t *testing.T, f *fabric) []*echoServer {
+	t.Helper()
+	return []*echoServer{
+		startEcho(t, f.etcd, "node-1", "s1"),
+		startEcho(t, f.etcd, "node-1", "s2"),
+		startEcho(t, f.etcd, "node-2", "s3"),
+	}
+}
+
 // startEchoAt is startEcho on the registry of URL u.
 func startEchoAt(t *testing.T, u, node, name string, more ...string) *echoServer {
 	t.Helper()
-	args := append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s", "--acks"}, more...)
+	return runEcho(t, name, append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s", "--acks"}, more...)...)
+}
+
+// runEcho runs the binary with args (an echo-server command line) and
+// waits until it says "echo server started". Its cleanup stops it.
+func runEcho(t *testing.T, name string, args ...string) *echoServer {
+	t.Helper()
 	s := &echoServer{name: name, out: &msgLines{}, log: newLineBuffer()}
 	s.process = startProcess(t, exec.Command(binPath, args...), s.out, s.log)
 	t.Cleanup(func() {
@@ -173,11 +190,7 @@ func handledEach(servers []*echoServer, typ string, keys, times int) (perServer 
 func TestRPCFabric(t *testing.T) {
 	ours(t)
 	f := startFabric(t, 2, 2)
-	servers := []*echoServer{
-		startEcho(t, f.etcd, "node-1", "s1"),
-		startEcho(t, f.etcd, "node-1", "s2"),
-		startEcho(t, f.etcd, "node-2", "s3"),
-	}
+	servers := threeEchoes(t, f)
 	u := etcdURL(f.etcd)
 
 	out, errOut, code := runCmd(t, "call", "demo.s3", "echo", `{"value": "hello"}`, "-u", u)
@@ -437,11 +450,7 @@ func TestRPCChaosProxyDies(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := startFabric(t, 2, 0)
-			servers := []*echoServer{
-				startEcho(t, f.etcd, "node-1", "s1"),
-				startEcho(t, f.etcd, "node-1", "s2"),
-				startEcho(t, f.etcd, "node-2", "s3"),
-			}
+			servers := threeEchoes(t, f)
 			clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
 			// The run lasts chaosRun, with the proxy going in the middle: a
 			// length of the experiment, not a wait for something.
@@ -557,11 +566,7 @@ func TestRPCRollingRestart(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := startFabric(t, 2, 0)
-			servers := []*echoServer{
-				startEcho(t, f.etcd, "node-1", "s1"),
-				startEcho(t, f.etcd, "node-1", "s2"),
-				startEcho(t, f.etcd, "node-2", "s3"),
-			}
+			servers := threeEchoes(t, f)
 			clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
 			for _, p := range f.centrals {
 				p.waitExactly(t, 2, peers, "socket", "frontend")

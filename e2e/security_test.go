@@ -67,6 +67,24 @@ func keyPair(t *testing.T) security.KeyPair {
 	return kp
 }
 
+// plainUsersFile writes a --plain-users file in a new temporary directory
+// in which each of names has password (hashed at cost), and returns its
+// path.
+func plainUsersFile(t *testing.T, password string, cost int, names ...string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, n := range names {
+		text.WriteString(n + ":" + string(h) + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "users")
+	writeFileAt(t, path, text.String())
+	return path
+}
+
 // writeFileAt writes text to the file at path.
 func writeFileAt(t *testing.T, path, text string) {
 	t.Helper()
@@ -200,12 +218,7 @@ func TestCurveEmptyAllowListThenSIGHUP(t *testing.T) {
 // PLAIN: the right password is routed (call, cast, fanout byte for
 // byte), a wrong one is refused, counted, and nothing of it is taken.
 func TestPlainRightAndWrongPassword(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(t.TempDir(), "users")
-	writeFileAt(t, users, "nova:"+string(h)+"\n")
+	users := plainUsersFile(t, "s3cret", bcrypt.MinCost, "nova")
 	p := startProxy(t, proxyOpts{args: []string{"--plain-users", users}})
 
 	bad := startPeerEnv(t, []string{"ZP_PLAIN_USER=nova", "ZP_PLAIN_PASSWORD=guess"}, "sec_attempt.py", p.peerArgs()...)
@@ -269,13 +282,8 @@ func TestLocalProxyCurveClient(t *testing.T) {
 // PLAIN client, and its own PUB requires PLAIN too: a fanout from a libzmq
 // PLAIN client reaches a libzmq PLAIN SUB on the node.
 func TestLocalProxyPlainClient(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	users := filepath.Join(dir, "users")
-	writeFileAt(t, users, "nova:"+string(h)+"\nnode-1:"+string(h)+"\n")
+	users := plainUsersFile(t, "pw", bcrypt.MinCost, "nova", "node-1")
+	dir := filepath.Dir(users)
 	central := startProxy(t, proxyOpts{args: []string{"--plain-users", users}})
 	ini := filepath.Join(dir, "local.ini")
 	writeFileAt(t, ini, "[oslo_messaging_zmq]\nsubscribe_on = "+strings.TrimPrefix(central.publisher, "tcp://")+"\n")
