@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Relay listens on a loopback port and relays each connection to target:
@@ -15,6 +16,13 @@ import (
 // address to dial, host:port. The listener, the connections and their
 // goroutines end in t.Cleanup.
 func Relay(t testing.TB, target string, up func(dst io.Writer, src io.Reader)) string {
+	t.Helper()
+	return RelayAfter(t, target, 0, up)
+}
+
+// RelayAfter is Relay that dials target delay after each connection is
+// accepted: a server that answers late.
+func RelayAfter(t testing.TB, target string, delay time.Duration, up func(dst io.Writer, src io.Reader)) string {
 	t.Helper()
 	if up == nil {
 		up = func(dst io.Writer, src io.Reader) { io.Copy(dst, src) }
@@ -26,7 +34,14 @@ func Relay(t testing.TB, target string, up func(dst io.Writer, src io.Reader)) s
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	}
+	stop := make(chan struct{})
 	t.Cleanup(func() {
+		close(stop)
 		ln.Close()
 		mu.Lock()
 		for _, c := range conns {
@@ -41,21 +56,27 @@ func Relay(t testing.TB, target string, up func(dst io.Writer, src io.Reader)) s
 			if err != nil {
 				return
 			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
+			track(in)
 			wg.Go(func() {
+				if delay > 0 {
+					select {
+					case <-time.After(delay):
+					case <-stop:
+						return
+					}
+				}
+				out, err := net.Dial("tcp", target)
+				if err != nil {
+					in.Close()
+					return
+				}
+				track(out)
+				wg.Go(func() {
+					up(out, in)
+					out.Close()
+				})
 				io.Copy(in, out)
 				in.Close()
-			})
-			wg.Go(func() {
-				up(out, in)
-				out.Close()
 			})
 		}
 	})
