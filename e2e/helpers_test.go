@@ -275,6 +275,20 @@ func (p *process) exited() bool {
 	}
 }
 
+// exitWithin waits at most d for the process to exit and reports whether
+// it did; one that did not is killed.
+func (p *process) exitWithin(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-timer.C:
+		p.kill()
+		return false
+	}
+}
+
 // kill ends the process by its PID and waits for it.
 func (p *process) kill() {
 	if !p.exited() {
@@ -466,15 +480,8 @@ func (p *proxy) signal(t *testing.T, sig os.Signal) (time.Duration, bool) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Errorf("signal %v to the proxy: %v", sig, err)
 	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return time.Since(start), true
-	case <-timer.C:
-		p.kill()
-		return time.Since(start), false
-	}
+	inTime := p.exitWithin(stopTimeout)
+	return time.Since(start), inTime
 }
 
 // checkExit0 fails the test unless the proxy exited with status 0 after
@@ -684,12 +691,7 @@ func (p *peer) proceed(t *testing.T) {
 // status 0, and returns its RESULT.
 func (p *peer) result(t *testing.T) map[string]any {
 	t.Helper()
-	kill := time.NewTimer(peerKill)
-	defer kill.Stop()
-	select {
-	case <-p.done:
-	case <-kill.C:
-		p.kill()
+	if !p.exitWithin(peerKill) {
 		t.Fatalf("%s did not finish within %v; killed\n%s", p.name, peerKill, p.output())
 	}
 	if p.waitErr != nil {
