@@ -622,29 +622,16 @@ func TestCurveClientRefusesBrokenServer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			srvConn, conn := tcpPair(t)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(wait))
-				fakeCurveServer(&cmdConn{conn: conn}, srvKP, tc.short, tc.welcome, tc.ready)
+				defer srvConn.Close()
+				srvConn.SetDeadline(time.Now().Add(wait))
+				fakeCurveServer(&cmdConn{conn: srvConn}, srvKP, tc.short, tc.welcome, tc.ready)
 			}()
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(wait))
-			_, err = Handshake(conn, CurveClient(srvKP.Public, cliKP), "DEALER", nil, 0)
+			_, err := Handshake(conn, CurveClient(srvKP.Public, cliKP), "DEALER", nil, 0)
 			wantErr(t, "client", err, ErrHandshake)
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("client error %q, want it to say %q", err, tc.wantMsg)
@@ -752,25 +739,11 @@ func TestPlainUsersFileUserNames(t *testing.T) {
 // its writing side, as a flood that closes does. Closed when the test ends.
 func halfClosedHello(t *testing.T) net.Conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	conn, c := tcpPair(t)
 	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	return conn
 }
 
