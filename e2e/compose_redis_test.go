@@ -4,15 +4,9 @@ import (
 	"encoding/json"
 	"maps"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
@@ -25,15 +19,7 @@ import (
 // finds the proxy there, and the client's call is answered.
 func TestComposeRedisProfileRuns(t *testing.T) {
 	ours(t)
-	path := filepath.Join("..", "deploy", "compose", "compose.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(b, &cf); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	cf := readComposeFile(t)
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
 	redisService := ""
 	for name, s := range cf.Services {
@@ -85,19 +71,7 @@ func TestComposeRedisProfileRuns(t *testing.T) {
 	p := startOurs(t, central...)
 	p.waitLog(t, startTimeout, "registered in redis")
 	startOurs(t, node...)
-	e := &echoServer{out: &msgLines{}, log: newLineBuffer()}
-	e.process = startProcess(t, exec.Command(binPath, append(echo, "--timeout", "20s")...), e.out, e.log)
-	t.Cleanup(func() {
-		if !e.exited() {
-			_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		e.kill()
-	})
-	if err := e.log.follow(startTimeout, e.done, func(l string) bool {
-		return parseLogLine(l)["msg"] == "echo server started"
-	}); err != nil {
-		t.Fatalf("the profile's echo-server did not start: %v\n%s", err, e.log)
-	}
+	runEcho(t, "of the profile redis", append(echo, "--timeout", "20s")...)
 	out, errOut, code := runCmd(t, append(client, "--timeout", "20s")...)
 	var reply map[string]any
 	if code != 0 || json.Unmarshal([]byte(out), &reply) != nil || reply["x"] != float64(1) {

@@ -641,12 +641,9 @@ type composeFile struct {
 	Volumes map[string]any
 }
 
-// proxyCommands are the binary's commands other than the proxy itself
-// that the compose file runs.
-var proxyCommands = []string{"list", "echo-server", "call"}
-
-func TestComposeFile(t *testing.T) {
-	ours(t)
+// readComposeFile parses deploy/compose/compose.yaml.
+func readComposeFile(t *testing.T) composeFile {
+	t.Helper()
 	path := filepath.Join("..", "deploy", "compose", "compose.yaml")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -656,6 +653,16 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(b, &cf); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
+	return cf
+}
+
+// proxyCommands are the binary's commands other than the proxy itself
+// that the compose file runs.
+var proxyCommands = []string{"list", "echo-server", "call"}
+
+func TestComposeFile(t *testing.T) {
+	ours(t)
+	cf := readComposeFile(t)
 	etcdClient := map[string]string{}  // service -> host:port its clients use
 	redisClient := map[string]string{} // the same, for the profile "redis"
 	// By registry: "etcd" for the services without the profile "redis",

@@ -28,12 +28,7 @@ func (p *proxy) sendSignal(t *testing.T, sig os.Signal) {
 func (p *proxy) waitExit(t *testing.T, timeout time.Duration) time.Time {
 	t.Helper()
 	p.stopped = true
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-	case <-timer.C:
-		p.kill()
+	if !p.exitWithin(timeout) {
 		t.Fatalf("proxy did not exit within %v; killed\nlog:\n%s", timeout, p.log)
 	}
 	if p.waitErr != nil {

@@ -128,24 +128,31 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-var (
-	pythonOnce sync.Once
-	pythonErr  error
-)
+// pythonModules holds, per module, a sync.OnceValue that imports it once
+// with python.
+var pythonModules sync.Map
+
+// needPythonModule fails the test unless python imports module, from the
+// Debian package pkg (what says what the module is).
+func needPythonModule(t *testing.T, module, pkg, what string) {
+	t.Helper()
+	check, _ := pythonModules.LoadOrStore(module, sync.OnceValue(func() error {
+		out, err := exec.Command(python, "-c", "import "+module).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s -c 'import %s': %v\n%s", python, module, err, out)
+		}
+		return nil
+	}))
+	if err := check.(func() error)(); err != nil {
+		t.Fatalf("%s is missing: run the project's test command, which installs it "+
+			"(or apt-get install %s).\n%v", what, pkg, err)
+	}
+}
 
 // needPython fails the test if libzmq's Python binding is missing.
 func needPython(t *testing.T) {
 	t.Helper()
-	pythonOnce.Do(func() {
-		out, err := exec.Command(python, "-c", "import zmq").CombinedOutput()
-		if err != nil {
-			pythonErr = fmt.Errorf("%s -c 'import zmq': %v\n%s", python, err, out)
-		}
-	})
-	if pythonErr != nil {
-		t.Fatalf("python3-zmq (libzmq's Python binding) is missing: run the project's "+
-			"test command, which installs it (or apt-get install python3-zmq).\n%v", pythonErr)
-	}
+	needPythonModule(t, "zmq", "python3-zmq", "python3-zmq (libzmq's Python binding)")
 }
 
 // isRef reports whether the reference proxy runs instead of ours.
@@ -264,6 +271,20 @@ func (p *process) exited() bool {
 	case <-p.done:
 		return true
 	default:
+		return false
+	}
+}
+
+// exitWithin waits at most d for the process to exit and reports whether
+// it did; one that did not is killed.
+func (p *process) exitWithin(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-timer.C:
+		p.kill()
 		return false
 	}
 }
@@ -459,15 +480,8 @@ func (p *proxy) signal(t *testing.T, sig os.Signal) (time.Duration, bool) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Errorf("signal %v to the proxy: %v", sig, err)
 	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return time.Since(start), true
-	case <-timer.C:
-		p.kill()
-		return time.Since(start), false
-	}
+	inTime := p.exitWithin(stopTimeout)
+	return time.Since(start), inTime
 }
 
 // checkExit0 fails the test unless the proxy exited with status 0 after
@@ -601,8 +615,15 @@ type peer struct {
 // it if it is still running.
 func startPeer(t *testing.T, script string, args ...string) *peer {
 	t.Helper()
+	return startPeerEnv(t, nil, script, args...)
+}
+
+// startPeerEnv is startPeer with more environment variables.
+func startPeerEnv(t *testing.T, env []string, script string, args ...string) *peer {
+	t.Helper()
 	needPython(t)
 	cmd := exec.Command(python, append([]string{"-B", "-u", filepath.Join("testdata", script)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("stdin of %s: %v", script, err)
@@ -670,12 +691,7 @@ func (p *peer) proceed(t *testing.T) {
 // status 0, and returns its RESULT.
 func (p *peer) result(t *testing.T) map[string]any {
 	t.Helper()
-	kill := time.NewTimer(peerKill)
-	defer kill.Stop()
-	select {
-	case <-p.done:
-	case <-kill.C:
-		p.kill()
+	if !p.exitWithin(peerKill) {
 		t.Fatalf("%s did not finish within %v; killed\n%s", p.name, peerKill, p.output())
 	}
 	if p.waitErr != nil {

@@ -152,12 +152,7 @@ func dialHandshakeFrom(src, endpoint string, m security.Mechanism, typ, id strin
 // (asserted at 2 s: the flood's own client shares the test's 2 cores).
 // Before: 0 of 5 logins in 15 s.
 func TestPlainLoginDuringHelloFlood(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.DefaultCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(t.TempDir(), "users")
-	writeFileAt(t, users, "nova:"+string(h)+"\n")
+	users := plainUsersFile(t, "s3cret", bcrypt.DefaultCost, "nova")
 	p := startProxy(t, proxyOpts{args: []string{"--plain-users", users}, plain: true})
 	fe := strings.TrimPrefix(p.frontend, "tcp://")
 	hello := append(zmtpGreeting("PLAIN"), cmdFrame(append([]byte("\x05HELLO\x04nova\x05guess"), []byte{}...))...)
@@ -424,12 +419,7 @@ func TestCurveRevokedKeyClosedOnSIGHUP(t *testing.T) {
 func TestStrangersRefusedOnEverySocket(t *testing.T) {
 	k := newCurveKeys(t, true)
 	long := strings.Repeat("a", 72)
-	h, err := bcrypt.GenerateFromPassword([]byte(long), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(t.TempDir(), "users")
-	writeFileAt(t, users, "nova:"+string(h)+"\n")
+	users := plainUsersFile(t, long, bcrypt.MinCost, "nova")
 	curve := startProxy(t, proxyOpts{args: k.proxyArgs()})
 	plain := startProxy(t, proxyOpts{args: []string{"--plain-users", users}})
 	wrong, _ := security.PlainClient("nova", "guess")

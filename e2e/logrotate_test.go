@@ -61,6 +61,48 @@ func hasLogLine(lines []string, msg string) bool {
 	return false
 }
 
+// waitLogFileLine waits until the log file at path has a record whose
+// msg is msg.
+func waitLogFileLine(t *testing.T, path, msg string) {
+	t.Helper()
+	testutil.CheckFor(t, metricWait, func() error {
+		if !hasLogLine(readLines(t, path), msg) {
+			return fmt.Errorf("no %q line in %s", msg, path)
+		}
+		return nil
+	})
+}
+
+// startLoggedCasts starts cast_stream.py (a cast every 2ms) through p and
+// returns it once 100 casts have arrived, with the count it saw.
+func startLoggedCasts(t *testing.T, p *proxy) (s *peer, n int) {
+	t.Helper()
+	s = startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
+	s.awaitStep(t, "warm", nil)
+	s.proceed(t)
+	return s, s.waitReceived(t, 100)
+}
+
+// stopLoggedCasts stops s, checks that every cast it sent arrived, stops
+// p with SIGTERM (exit 0 in time) and returns how many casts were sent.
+func stopLoggedCasts(t *testing.T, s *peer, p *proxy) (sent int) {
+	t.Helper()
+	s.send(t, "stop")
+	res := s.result(t)
+	if res["received"] != res["sent"] {
+		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
+	}
+	took, inTime := p.signal(t, syscall.SIGTERM)
+	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	return int(res["sent"].(float64))
+}
+
+// isCastLine reports whether a parsed log line is the frontend's record
+// of a cast from cast_stream.py (message id c-<i>).
+func isCastLine(kv map[string]string) bool {
+	return kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-")
+}
+
 // What logrotate does without copytruncate: the log file is renamed, then
 // the proxy gets SIGHUP and opens a new one at the old path. Casts flow
 // all along, each logged once (-d): every one of them is in exactly one of
@@ -70,11 +112,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 	logPath := filepath.Join(dir, "zmq-proxy.log")
 	rotated := logPath + ".1"
 	p := startLoggingProxy(t, logPath)
-
-	s := startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
-	s.awaitStep(t, "warm", nil)
-	s.proceed(t)
-	n := s.waitReceived(t, 100)
+	s, n := startLoggedCasts(t, p)
 
 	if err := os.Rename(logPath, rotated); err != nil {
 		t.Fatal(err)
@@ -83,16 +121,11 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	testutil.CheckFor(t, metricWait, func() error { // and these in the new one
 		n := 0
 		for _, l := range readLines(t, logPath) {
-			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if kv := parseLogLine(l); isCastLine(kv) {
 				n++
 			}
 		}
@@ -101,14 +134,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 		}
 		return nil
 	})
-	s.send(t, "stop")
-	res := s.result(t)
-	sent := int(res["sent"].(float64))
-	if res["received"] != res["sent"] {
-		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
-	}
-	took, inTime := p.signal(t, syscall.SIGTERM)
-	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	sent := stopLoggedCasts(t, s, p)
 
 	// Each cast c-<i> is logged once by the frontend, in one of the files.
 	seen := make(map[string]int)
@@ -119,7 +145,7 @@ func TestSIGHUPReopensLogFile(t *testing.T) {
 			if kv["time"] == "" || kv["level"] == "" || kv["msg"] == "" {
 				t.Errorf("%s: a line that is not a whole log record: %q", filepath.Base(path), l)
 			}
-			if kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if isCastLine(kv) {
 				seen[kv["message_id"]]++
 				perFile[path]++
 			}
@@ -165,12 +191,7 @@ func TestSIGHUPReopenFails(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, rotated), "SIGHUP: log file not reopened, logging on in the old one") {
-			return fmt.Errorf("no \"log file not reopened\" line in %s", rotated)
-		}
-		return nil
-	})
+	waitLogFileLine(t, rotated, "SIGHUP: log file not reopened, logging on in the old one")
 	runPeer(t, "call_reply.py", p.peerArgs()...) // the proxy routes on, and logs it in the old file
 	if !hasLogLine(readLines(t, rotated), "message") {
 		t.Errorf("no message logged in the old file after the failed reopening")
@@ -182,12 +203,7 @@ func TestSIGHUPReopenFails(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	if p.exited() {
 		t.Fatalf("proxy exited: %v", p.waitErr)
 	}
@@ -238,10 +254,7 @@ func TestLogrotateConfig(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "zmq-proxy.log")
 	p := startLoggingProxy(t, logPath)
-	s := startPeer(t, "cast_stream.py", append(p.peerArgs(), "--interval", "0.002")...)
-	s.awaitStep(t, "warm", nil)
-	s.proceed(t)
-	n := s.waitReceived(t, 100)
+	s, n := startLoggedCasts(t, p)
 
 	testConf := strings.NewReplacer(paths, filepath.Join(dir, "*.log")+" {",
 		post, fmt.Sprintf("kill -HUP %d", p.pid())).Replace(string(conf))
@@ -257,26 +270,14 @@ func TestLogrotateConfig(t *testing.T) {
 	if _, err := os.Stat(rotated); err != nil {
 		t.Fatalf("after logrotate: %v\n%s", err, out)
 	}
-	testutil.CheckFor(t, metricWait, func() error {
-		if !hasLogLine(readLines(t, logPath), "log file reopened") {
-			return fmt.Errorf("no \"log file reopened\" line in a new %s", logPath)
-		}
-		return nil
-	})
+	waitLogFileLine(t, logPath, "log file reopened")
 	s.waitReceived(t, n+100)
-	s.send(t, "stop")
-	res := s.result(t)
-	sent := int(res["sent"].(float64))
-	if res["received"] != res["sent"] {
-		t.Fatalf("casts: %v sent, %v received, want all received", res["sent"], res["received"])
-	}
-	took, inTime := p.signal(t, syscall.SIGTERM)
-	p.checkExit0(t, syscall.SIGTERM, took, inTime)
+	sent := stopLoggedCasts(t, s, p)
 
 	seen := make(map[string]int)
 	for _, path := range []string{rotated, logPath} {
 		for _, l := range readLines(t, path) {
-			if kv := parseLogLine(l); kv["msg"] == "message" && kv["socket"] == "frontend" && strings.HasPrefix(kv["message_id"], "c-") {
+			if kv := parseLogLine(l); isCastLine(kv) {
 				seen[kv["message_id"]]++
 			}
 		}

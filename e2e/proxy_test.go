@@ -47,18 +47,36 @@ func (p *proxy) noDropsBut(t *testing.T, before counters, reasons ...string) {
 
 func TestCallReplyByteExact(t *testing.T) {
 	p := startProxy(t, proxyOpts{})
+	// A call, a payload-less cast and a fanout in; a reply and an ACK back.
+	callReplyCounted(t, p, []socketCount{
+		{3, received, "frontend"},
+		{2, routed, "backend"},
+		{2, received, "backend"},
+		{2, routed, "frontend"},
+		{1, published, "publisher"},
+	})
+}
+
+// socketCount is a counter of one socket and its least value.
+type socketCount struct {
+	n            float64
+	name, socket string
+}
+
+// callReplyCounted runs call_reply.py through p, which must stay alive,
+// and, where p has metrics, waits until each counter of want has its
+// least value and checks that nothing was dropped but warm-up probes sent
+// before the server connected.
+func callReplyCounted(t *testing.T, p *proxy, want []socketCount) {
+	t.Helper()
 	runPeer(t, "call_reply.py", p.peerArgs()...)
 	p.alive(t)
 	if skipMetrics(t, p) {
 		return
 	}
-	// A call, a payload-less cast and a fanout in; a reply and an ACK back.
-	p.waitAtLeast(t, 3, received, "socket", "frontend")
-	p.waitAtLeast(t, 2, routed, "socket", "backend")
-	p.waitAtLeast(t, 2, received, "socket", "backend")
-	p.waitAtLeast(t, 2, routed, "socket", "frontend")
-	p.waitAtLeast(t, 1, published, "socket", "publisher")
-	// Warm-up probes sent before the server connected may be dropped.
+	for _, c := range want {
+		p.waitAtLeast(t, c.n, c.name, "socket", c.socket)
+	}
 	p.noDropsBut(t, counters{}, "unknown_identity")
 }
 
@@ -131,18 +149,14 @@ func TestSingleRouter(t *testing.T) {
 	if p.backend != "" {
 		t.Fatalf("single-router proxy has a backend %q", p.backend)
 	}
-	// With no backend the script connects the server to the frontend too.
-	runPeer(t, "call_reply.py", p.peerArgs()...)
-	p.alive(t)
-	if skipMetrics(t, p) {
-		return
-	}
-	// Call, cast, fanout, reply and ACK all come in on the frontend; call,
+	// With no backend the script connects the server to the frontend too:
+	// call, cast, fanout, reply and ACK all come in on the frontend; call,
 	// cast, reply and ACK go out on it.
-	p.waitAtLeast(t, 5, received, "socket", "frontend")
-	p.waitAtLeast(t, 4, routed, "socket", "frontend")
-	p.waitAtLeast(t, 1, published, "socket", "publisher")
-	p.noDropsBut(t, counters{}, "unknown_identity")
+	callReplyCounted(t, p, []socketCount{
+		{5, received, "frontend"},
+		{4, routed, "frontend"},
+		{1, published, "publisher"},
+	})
 }
 
 func TestBadInputDropped(t *testing.T) {
@@ -259,38 +273,38 @@ func (w *rssWatch) check() {
 var hwmRef = []string{"--hwm", "1000", "--sndtimeo", "0"}
 
 func TestSlowBackendPeerDoesNotDelayOthers(t *testing.T) {
-	p := startProxy(t, proxyOpts{refArgs: hwmRef, plain: true})
-	w := &rssWatch{t: t, p: p}
-	w.sample()
-	peer := startPeer(t, "slow_backend.py", append(p.peerArgs(),
-		"--count", fmt.Sprint(floodCount), "--size", fmt.Sprint(floodSize))...)
-	peer.awaitStep(t, "flooded", w.sample)
-	w.sample()
-	if p.hasMetrics() {
+	floodPastSlowPeer(t, "slow_backend.py", func(p *proxy) {
 		// The stuck peer's queue is full while it is still connected.
 		p.waitMetric(t, func(v float64) bool { return v > 0 }, "> 0",
 			dropped, "socket", "backend", "reason", "hwm")
-	} else {
-		skipMetrics(t, p)
-	}
-	peer.proceed(t)
-	peer.result(t)
-	p.alive(t)
-	w.check()
+	})
 }
 
 func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+	floodPastSlowPeer(t, "slow_subscriber.py", func(p *proxy) {
+		p.waitMetric(t, func(v float64) bool { return v > 0 }, "> 0",
+			dropped, "socket", "publisher", "reason", "hwm")
+		p.waitAtLeast(t, floodCount, published, "socket", "publisher")
+	})
+}
+
+// floodPastSlowPeer runs script (floodCount messages of floodSize bytes
+// past a peer that does not read) through a proxy that drops at a
+// high-water mark. At the script's "flooded" step, with the slow peer
+// still connected, it runs atFlooded (the metrics' checks) where the
+// proxy has metrics; then the script must succeed, the proxy stay alive
+// and its RSS stay within rssGrowthBound.
+func floodPastSlowPeer(t *testing.T, script string, atFlooded func(p *proxy)) {
+	t.Helper()
 	p := startProxy(t, proxyOpts{refArgs: hwmRef, plain: true})
 	w := &rssWatch{t: t, p: p}
 	w.sample()
-	peer := startPeer(t, "slow_subscriber.py", append(p.peerArgs(),
+	peer := startPeer(t, script, append(p.peerArgs(),
 		"--count", fmt.Sprint(floodCount), "--size", fmt.Sprint(floodSize))...)
 	peer.awaitStep(t, "flooded", w.sample)
 	w.sample()
 	if p.hasMetrics() {
-		p.waitMetric(t, func(v float64) bool { return v > 0 }, "> 0",
-			dropped, "socket", "publisher", "reason", "hwm")
-		p.waitAtLeast(t, floodCount, published, "socket", "publisher")
+		atFlooded(p)
 	} else {
 		skipMetrics(t, p)
 	}

@@ -6,9 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,25 +24,11 @@ const (
 	redisWait   = 30 * time.Second // failure bound of the waits below
 )
 
-var (
-	pyRedisOnce sync.Once
-	pyRedisErr  error
-)
-
 // needPythonRedis fails the test if Debian's python3-redis is missing.
 func needPythonRedis(t *testing.T) {
 	t.Helper()
 	needPython(t)
-	pyRedisOnce.Do(func() {
-		out, err := exec.Command(python, "-c", "import redis").CombinedOutput()
-		if err != nil {
-			pyRedisErr = fmt.Errorf("%s -c 'import redis': %v\n%s", python, err, out)
-		}
-	})
-	if pyRedisErr != nil {
-		t.Fatalf("python3-redis is missing: run the project's test command, which installs it "+
-			"(or apt-get install python3-redis).\n%v", pyRedisErr)
-	}
+	needPythonModule(t, "redis", "python3-redis", "python3-redis")
 }
 
 // startOurs runs our binary with exactly args and waits for "proxy
@@ -114,20 +98,8 @@ func checkSets(c *goredis.Client, want map[string][]string, ttl time.Duration) e
 		return fmt.Errorf("keys: got %q, want the %d of %q", keys, len(want), want)
 	}
 	for key, members := range want {
-		got, err := c.SMembers(ctx, key).Result()
-		if err != nil {
+		if err := testutil.CheckRedisSet(ctx, c, key, members, ttl); err != nil {
 			return err
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, members) {
-			return fmt.Errorf("SMEMBERS %q: got %q, want %q", key, got, members)
-		}
-		d, err := c.TTL(ctx, key).Result()
-		if err != nil {
-			return err
-		}
-		if d <= 0 || d > ttl {
-			return fmt.Errorf("TTL %q: got %v, want in (0, %v]", key, d, ttl)
 		}
 	}
 	return nil

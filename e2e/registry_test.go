@@ -300,13 +300,24 @@ func putOrDelete(put bool) string {
 // grantedTTL is the TTL etcd granted the lease.
 func grantedTTL(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) time.Duration {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), etcdCall)
-	defer cancel()
-	resp, err := cli.TimeToLive(ctx, lease)
+	return time.Duration(timeToLive(t, cli, lease).GrantedTTL) * time.Second
+}
+
+// timeToLive asks etcd about lease.
+func timeToLive(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) *clientv3.LeaseTimeToLiveResponse {
+	t.Helper()
+	resp, err := cli.TimeToLive(etcdCtx(t), lease)
 	if err != nil {
 		t.Fatalf("lease %x: %v", lease, err)
 	}
-	return time.Duration(resp.GrantedTTL) * time.Second
+	return resp
+}
+
+// etcdCtx bounds one etcd call by etcdCall.
+func etcdCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), etcdCall)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // Expiry bound after a kill -9, over the granted TTL. The record goes when
@@ -736,9 +747,7 @@ func TestRegistryEtcdRestart(t *testing.T) {
 // lease.
 func getRecord(t *testing.T, cli *clientv3.Client, key string, lease clientv3.LeaseID) record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), etcdCall)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
+	resp, err := cli.Get(etcdCtx(t), key)
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
 	}
@@ -759,11 +768,5 @@ func getRecord(t *testing.T, cli *clientv3.Client, key string, lease clientv3.Le
 // leaseTTL is a lease's remaining time to live in seconds; -1 once expired.
 func leaseTTL(t *testing.T, cli *clientv3.Client, lease clientv3.LeaseID) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), etcdCall)
-	defer cancel()
-	resp, err := cli.TimeToLive(ctx, lease)
-	if err != nil {
-		t.Fatalf("lease %x: %v", lease, err)
-	}
-	return resp.TTL
+	return timeToLive(t, cli, lease).TTL
 }

@@ -73,10 +73,27 @@ func startEcho(t *testing.T, e *testutil.EmbeddedEtcd, node, name string, more .
 	return startEchoAt(t, etcdURL(e), node, name, more...)
 }
 
+// threeEchoes starts the echo servers s1 and s2 on node-1 and s3 on
+// node-2, on f's registry.
+func threeEchoes(t *testing.T, f *fabric) []*echoServer {
+	t.Helper()
+	return []*echoServer{
+		startEcho(t, f.etcd, "node-1", "s1"),
+		startEcho(t, f.etcd, "node-1", "s2"),
+		startEcho(t, f.etcd, "node-2", "s3"),
+	}
+}
+
 // startEchoAt is startEcho on the registry of URL u.
 func startEchoAt(t *testing.T, u, node, name string, more ...string) *echoServer {
 	t.Helper()
-	args := append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s", "--acks"}, more...)
+	return runEcho(t, name, append([]string{"echo-server", "demo", name, "-u", u, "--name", node, "--timeout", "20s", "--acks"}, more...)...)
+}
+
+// runEcho runs the binary with args (an echo-server command line) and
+// waits until it says "echo server started". Its cleanup stops it.
+func runEcho(t *testing.T, name string, args ...string) *echoServer {
+	t.Helper()
 	s := &echoServer{name: name, out: &msgLines{}, log: newLineBuffer()}
 	s.process = startProcess(t, exec.Command(binPath, args...), s.out, s.log)
 	t.Cleanup(func() {
@@ -150,6 +167,22 @@ func handled(servers []*echoServer, typ string) (perKey map[string]int, perServe
 	return perKey, perServer
 }
 
+// handledEach checks that servers handled keys distinct messages of typ,
+// each times times (over all servers), and returns how many each server
+// handled.
+func handledEach(servers []*echoServer, typ string, keys, times int) (perServer map[string]int, err error) {
+	perKey, perServer := handled(servers, typ)
+	if len(perKey) != keys {
+		return perServer, fmt.Errorf("%d %s messages handled, want %d", len(perKey), typ, keys)
+	}
+	for k, n := range perKey {
+		if n != times {
+			return perServer, fmt.Errorf("%s %s handled %d times, want %d (per server: %v)", typ, k, n, times, perServer)
+		}
+	}
+	return perServer, nil
+}
+
 // Two central and two local proxies, three echo-server processes on topic
 // demo over two nodes, two Go clients and the commands: calls return
 // replies and remote errors, casts reach one server each, a fanout reaches
@@ -157,11 +190,7 @@ func handled(servers []*echoServer, typ string) (perKey map[string]int, perServe
 func TestRPCFabric(t *testing.T) {
 	ours(t)
 	f := startFabric(t, 2, 2)
-	servers := []*echoServer{
-		startEcho(t, f.etcd, "node-1", "s1"),
-		startEcho(t, f.etcd, "node-1", "s2"),
-		startEcho(t, f.etcd, "node-2", "s3"),
-	}
+	servers := threeEchoes(t, f)
 	u := etcdURL(f.etcd)
 
 	out, errOut, code := runCmd(t, "call", "demo.s3", "echo", `{"value": "hello"}`, "-u", u)
@@ -196,14 +225,9 @@ func TestRPCFabric(t *testing.T) {
 		}
 	}
 	testutil.CheckFor(t, metricWait, func() error {
-		perKey, perServer := handled(servers, "CAST")
-		if len(perKey) != casts {
-			return fmt.Errorf("%d casts handled, want %d", len(perKey), casts)
-		}
-		for k, n := range perKey {
-			if n != 1 {
-				return fmt.Errorf("cast %s handled %d times", k, n)
-			}
+		perServer, err := handledEach(servers, "CAST", casts, 1)
+		if err != nil {
+			return err
 		}
 		if len(perServer) != 3 {
 			return fmt.Errorf("casts reached %v, want all three servers", perServer)
@@ -240,14 +264,8 @@ func TestRPCFabric(t *testing.T) {
 		t.Fatalf("notify: exit %d: %s", code, errOut)
 	}
 	testutil.CheckFor(t, metricWait, func() error {
-		perKey, perServer := handled(servers, "CAST_FANOUT")
-		if len(perKey) != fanouts {
-			return fmt.Errorf("%d fanouts seen, want %d", len(perKey), fanouts)
-		}
-		for k, n := range perKey {
-			if n != 3 {
-				return fmt.Errorf("fanout %s reached %d servers, want 3 (%v)", k, n, perServer)
-			}
+		if _, err := handledEach(servers, "CAST_FANOUT", fanouts, 3); err != nil {
+			return err
 		}
 		for _, s := range servers {
 			notes := 0
@@ -432,11 +450,7 @@ func TestRPCChaosProxyDies(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := startFabric(t, 2, 0)
-			servers := []*echoServer{
-				startEcho(t, f.etcd, "node-1", "s1"),
-				startEcho(t, f.etcd, "node-1", "s2"),
-				startEcho(t, f.etcd, "node-2", "s3"),
-			}
+			servers := threeEchoes(t, f)
 			clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
 			// The run lasts chaosRun, with the proxy going in the middle: a
 			// length of the experiment, not a wait for something.
@@ -552,11 +566,7 @@ func TestRPCRollingRestart(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := startFabric(t, 2, 0)
-			servers := []*echoServer{
-				startEcho(t, f.etcd, "node-1", "s1"),
-				startEcho(t, f.etcd, "node-1", "s2"),
-				startEcho(t, f.etcd, "node-2", "s3"),
-			}
+			servers := threeEchoes(t, f)
 			clients := []*rpc.Client{goClient(t, f.etcd, true), goClient(t, f.etcd, true)}
 			for _, p := range f.centrals {
 				p.waitExactly(t, 2, peers, "socket", "frontend")

@@ -16,8 +16,8 @@ arrived (the driver checks the drop counters there).
 
 import zmq
 
-from zpeer import (CAST, REPLY, V, Deadline, connect, direct, expect, parser,
-                   recv_real, run, step, warm_direct)
+from zpeer import (CAST, REPLY, V, connect, direct, expect, options, recv_real,
+                   run, step, warm_direct)
 
 CLIENT_ID = b"client-host/bad-1"
 SERVER_ID = b"server-host/topic/bad-srv"
@@ -32,8 +32,7 @@ CASES = [
 
 
 def main():
-    args = parser(__doc__).parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__)
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID)
     server = connect(zmq.DEALER, args.be, identity=SERVER_ID)
     warm_direct(client, SERVER_ID, server, d)

@@ -9,8 +9,8 @@ also checked on a SUB (used by the single-router scenario).
 import zmq
 
 from zpeer import (ACK, CALL, CAST, DEALER_ID_AT, FANOUT, REPLY, SUB_ID_AT, V,
-                   Deadline, Fail, connect, direct, expect, is_probe, parser,
-                   recv_real, run, subscriber, warm_direct, warm_subs)
+                   Fail, connect, direct, expect, is_probe, options, recv_real,
+                   run, subscriber, warm_direct, warm_subs)
 
 CLIENT_ID = b"client-host/4f0c2a7e-9d1b-4d8e-a0a1-000000000001"
 SERVER_ID = b"server-host/compute/node-1/7a1b"
@@ -22,8 +22,7 @@ REPLY_PAYLOAD = [b"\x00reply\x00", b"x" * 70000, b""]
 
 
 def main():
-    args = parser(__doc__).parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__)
     server_ep = args.be or args.fe
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID)
     server = connect(zmq.DEALER, server_ep, identity=SERVER_ID)

@@ -11,8 +11,8 @@ STEP warm: after the warm-up, before the casts.
 
 import zmq
 
-from zpeer import (CAST, DEALER_ID_AT, V, Deadline, Fail, connect, direct,
-                   expect, is_probe, parser, run, step, warm_direct)
+from zpeer import (CAST, DEALER_ID_AT, V, Fail, connect, direct, expect,
+                   is_probe, options, run, step, warm_direct)
 
 CLIENTS = [b"client-a/0001", b"client-b/0002"]
 SERVERS = [b"host-1/compute/s1", b"host-2/compute/s2"]
@@ -20,10 +20,7 @@ WINDOW = 200
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--count", type=int, default=1000)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, count=1000)
     clients = [connect(zmq.DEALER, args.fe, identity=c) for c in CLIENTS]
     servers = [connect(zmq.DEALER, args.be, identity=s) for s in SERVERS]
     for c in clients:

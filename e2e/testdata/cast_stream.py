@@ -11,14 +11,13 @@ every 50 ms until "stop". RESULT: sent, received, and max_gap_ms, the
 largest time between two casts at the server while casts were being sent.
 """
 
-import os
-import sys
 import time
 
 import zmq
 
-from zpeer import (CAST, DEALER_ID_AT, V, Deadline, Fail, connect, direct,
-                   expect, is_probe, parser, run, step, warm_direct)
+from zpeer import (CAST, DEALER_ID_AT, V, Deadline, Driver, Fail, connect,
+                   direct, expect, is_probe, options, poll_until, run, step,
+                   warm_direct)
 
 CLIENT_ID = b"client-host/stream"
 SERVER_ID = b"server-host/stream/srv"
@@ -27,24 +26,19 @@ PROGRESS_EVERY = 0.05
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--interval", type=float, default=0.005)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, interval=0.005)
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID)
     server = connect(zmq.DEALER, args.be or args.fe, identity=SERVER_ID)
     warm_direct(client, SERVER_ID, server, d)
     step("warm")
 
-    stdin = sys.stdin.fileno()
     poller = zmq.Poller()
     poller.register(server, zmq.POLLIN)
-    poller.register(stdin, zmq.POLLIN)
+    driver = Driver(poller, "while casts were flowing")
     sent = received = 0
     max_gap = 0.0
     last_at = None
     stopping = False
-    pending = b""
 
     def take():
         nonlocal received, max_gap, last_at
@@ -74,20 +68,13 @@ def main():
         if now >= next_progress:
             print("PROGRESS %d %d" % (sent, received), flush=True)
             next_progress = now + PROGRESS_EVERY
-        wait = max(0.0, min(next_send, next_progress) - time.monotonic())
-        ready = dict(poller.poll(int(wait * 1000) + 1))
+        ready = poll_until(poller, next_send, next_progress)
         take()
-        if stdin in ready:
-            data = os.read(stdin, 4096)
-            if not data:
-                raise Fail("the test driver closed stdin while casts were flowing")
-            pending += data
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                if line.strip() == b"stop":
-                    stopping = True
-                else:
-                    raise Fail("unknown command %r" % line)
+        for line in driver.lines(ready):
+            if line.strip() == b"stop":
+                stopping = True
+            else:
+                raise Fail("unknown command %r" % line)
         if d.expired():
             raise Fail("still streaming after %.0fs with no stop from the driver" % d.seconds)
 

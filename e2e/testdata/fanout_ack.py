@@ -10,19 +10,16 @@ published too.
 
 import zmq
 
-from zpeer import (ACK, CAST, DEALER_ID_AT, FANOUT, NOTIFY, SUB_ID_AT, V,
-                   Deadline, Fail, connect, direct, expect, is_probe, parser,
-                   recv_real, run, subscriber, warm_direct, warm_subs)
+from zpeer import (ACK, CAST, DEALER_ID_AT, FANOUT, NOTIFY, SUB_ID_AT, V, Fail,
+                   connect, direct, expect, is_probe, options, recv_real, run,
+                   subscriber, warm_direct, warm_subs)
 
 CLIENT_ID = b"client-host/ack-1"
 SERVER_ID = b"server-host/topic/ack-srv"
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--count", type=int, default=300)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, count=300)
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID)
     server = connect(zmq.DEALER, args.be, identity=SERVER_ID)
     sub = subscriber(args.pub, [b"fan"])

@@ -12,8 +12,8 @@ STEP warm: after the warm-up, before the real messages.
 
 import zmq
 
-from zpeer import (FANOUT, NOTIFY, SUB_ID_AT, V, Deadline, Fail, connect,
-                   direct, is_probe, parser, run, step, subscriber, warm_subs)
+from zpeer import (FANOUT, NOTIFY, SUB_ID_AT, V, Fail, connect, direct,
+                   is_probe, options, run, step, subscriber, warm_subs)
 
 FILTERS = [b"compute", b"compute.node1", b"network"]
 TOPICS = [b"compute", b"compute.node1", b"compute.node1.x", b"compute.node2",
@@ -23,10 +23,7 @@ SENTINELS = [b"compute.node1.end", b"network.end"]
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--rounds", type=int, default=30)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, rounds=30)
     client = connect(zmq.DEALER, args.fe, identity=b"publisher-client/1")
     subs = [subscriber(args.pub, [f]) for f in FILTERS]
     probes = warm_subs(client, [(s, f + b".probe") for s, f in zip(subs, FILTERS)], d)

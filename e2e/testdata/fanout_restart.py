@@ -24,14 +24,13 @@ RESULT: counts, and each SUB's gap between the last message of one
 generation and the first of the next, in ms.
 """
 
-import os
-import sys
 import time
 
 import zmq
 
-from zpeer import (FANOUT, SUB_ID_AT, V, Deadline, Fail, connect, direct,
-                   is_probe, parser, run, step, subscriber, warm_subs)
+from zpeer import (FANOUT, SUB_ID_AT, V, Deadline, Driver, Fail, connect,
+                   direct, is_probe, parser, poll_until, run, step, subscriber,
+                   warm_subs)
 
 PROGRESS_EVERY = 0.05
 
@@ -62,16 +61,14 @@ def main():
     probes += warm_subs(restart, [(s.sock, b"fan.probe") for s in subs], d)
     step("warm")
 
-    stdin = sys.stdin.fileno()
     poller = zmq.Poller()
     for s in subs:
         poller.register(s.sock, zmq.POLLIN)
-    poller.register(stdin, zmq.POLLIN)
+    driver = Driver(poller, "while fanout was flowing")
     gen = 1
     sent_s = 0
     sent_r = {1: 0}
     unsent_r = 0  # sends to the restarted proxy that its DEALER refused (no peer, queue full)
-    pending = b""
 
     def take():
         for s in subs:
@@ -118,26 +115,19 @@ def main():
         if now >= next_progress:
             print("PROGRESS %d %d" % (sent_s, min(len(s.s) for s in subs)), flush=True)
             next_progress = now + PROGRESS_EVERY
-        wait = max(0.0, min(next_send, next_progress) - time.monotonic())
-        ready = dict(poller.poll(int(wait * 1000) + 1))
+        ready = poll_until(poller, next_send, next_progress)
         take()
-        if stdin in ready:
-            data = os.read(stdin, 4096)
-            if not data:
-                raise Fail("the test driver closed stdin while fanout was flowing")
-            pending += data
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                cmd = line.decode().split()
-                if cmd == ["stop"]:
-                    stopping = True
-                elif len(cmd) == 2 and cmd[0] == "restart":
-                    restart.close(linger=0)
-                    gen += 1
-                    sent_r[gen] = 0
-                    restart = connect(zmq.DEALER, cmd[1], identity=b"fanout-client/r%d" % gen)
-                else:
-                    raise Fail("unknown command %r" % line)
+        for line in driver.lines(ready):
+            cmd = line.decode().split()
+            if cmd == ["stop"]:
+                stopping = True
+            elif len(cmd) == 2 and cmd[0] == "restart":
+                restart.close(linger=0)
+                gen += 1
+                sent_r[gen] = 0
+                restart = connect(zmq.DEALER, cmd[1], identity=b"fanout-client/r%d" % gen)
+            else:
+                raise Fail("unknown command %r" % line)
         if d.expired():
             raise Fail("still sending after %.0fs with no stop from the driver" % d.seconds)
 

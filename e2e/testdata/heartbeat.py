@@ -13,8 +13,8 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zpeer import (CALL, FANOUT, REPLY, SUB_ID_AT, V, Deadline, Fail, connect,
-                   direct, expect, parser, recv_real, run, warm_direct, warm_subs)
+from zpeer import (CALL, FANOUT, REPLY, SUB_ID_AT, V, Fail, connect, direct,
+                   expect, options, recv_real, run, warm_direct, warm_subs)
 
 CLIENT_ID = b"client-host/hb"
 SERVER_ID = b"server-host/topic/hb"
@@ -43,10 +43,7 @@ class Watch:
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--hold", type=float, default=2.0)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, hold=2.0)
     client, cmon = connect(zmq.DEALER, args.fe, identity=CLIENT_ID, opts=HB, monitor=True)
     server, smon = connect(zmq.DEALER, args.be, identity=SERVER_ID, opts=HB, monitor=True)
     sub, bmon = connect(zmq.SUB, args.pub, opts=HB, monitor=True)

@@ -7,13 +7,12 @@ and the script waits for the driver, which signals the proxy meanwhile.
 
 import zmq
 
-from zpeer import (Deadline, connect, parser, run, step, subscriber,
-                   warm_direct, warm_subs)
+from zpeer import (connect, options, run, step, subscriber, warm_direct,
+                   warm_subs)
 
 
 def main():
-    args = parser(__doc__).parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__)
     client = connect(zmq.DEALER, args.fe, identity=b"client-host/idle")
     server = connect(zmq.DEALER, args.be or args.fe, identity=b"server-host/idle")
     sub = subscriber(args.pub, [b"idle"])

@@ -13,10 +13,7 @@ STEP flooded: everything is published and every reader has it all, "slow"
 is still connected (the driver samples RSS and the drop counters).
 """
 
-import zmq
-
-from zpeer import (Deadline, connect, flood, parser, run, step, subscriber,
-                   warm_subs)
+from zpeer import Deadline, parser, run, slow_subscriber_flood
 
 
 def main():
@@ -26,16 +23,8 @@ def main():
     p.add_argument("--count", type=int, default=10000)
     p.add_argument("--size", type=int, default=16384)
     args = p.parse_args()
-    d = Deadline(args.timeout)
-    client = connect(zmq.DEALER, args.fe, identity=b"client-host/local-flood",
-                     opts={zmq.SNDTIMEO: int(args.timeout * 1000)})
-    slow = subscriber(args.slow_node, [b"flood"], opts={zmq.RCVHWM: 10, zmq.RCVBUF: 4096})
-    readers = [subscriber(ep, [b"flood"]) for ep in args.node]
-    warm_subs(client, [(s, b"flood.probe") for s in [slow] + readers], d)
-
-    sent, got = flood(client, readers, args.count, args.size, d, args.timeout)
-    step("flooded")
-    return {"published": sent, "readers": got}
+    return slow_subscriber_flood(args, Deadline(args.timeout), b"client-host/local-flood",
+                                 args.slow_node, args.node)
 
 
 if __name__ == "__main__":

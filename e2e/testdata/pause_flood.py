@@ -14,19 +14,15 @@ before STEP sent was answered: it must be 0).
 
 import zmq
 
-from zpeer import (CAST, DEALER_ID_AT, V, Deadline, Fail, connect, direct,
-                   expect, is_probe, parser, run, step, warm_direct)
+from zpeer import (CAST, DEALER_ID_AT, V, Fail, connect, direct, expect,
+                   is_probe, options, run, step, warm_direct)
 
 CLIENT_ID = b"client-host/paused"
 SERVER_ID = b"server-host/paused/srv"
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--count", type=int, default=100000)
-    p.add_argument("--size", type=int, default=1024)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, count=100000, size=1024)
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID)
     server = connect(zmq.DEALER, args.be or args.fe, identity=SERVER_ID)
     warm_direct(client, SERVER_ID, server, d)

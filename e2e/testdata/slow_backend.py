@@ -14,8 +14,8 @@ connected with its queue full (the driver samples RSS and the drop counter).
 
 import zmq
 
-from zpeer import (CAST, DEALER_ID_AT, V, Deadline, Fail, connect, direct,
-                   expect, is_probe, parser, run, step, warm_direct)
+from zpeer import (CAST, DEALER_ID_AT, V, Fail, connect, direct, expect,
+                   is_probe, options, run, step, warm_direct)
 
 CLIENT_ID = b"client-host/flood"
 SLOW_ID = b"slow-host/topic/slow"
@@ -25,11 +25,7 @@ WINDOW = 100
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--count", type=int, default=20000)
-    p.add_argument("--size", type=int, default=16384)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
+    args, d = options(__doc__, count=20000, size=16384)
     client = connect(zmq.DEALER, args.fe, identity=CLIENT_ID,
                      opts={zmq.SNDTIMEO: int(args.timeout * 1000)})
     slow = connect(zmq.DEALER, args.be, identity=SLOW_ID,

@@ -10,27 +10,12 @@ STEP flooded: everything is published and both readers have it all, "slow"
 is still connected (the driver samples RSS and the drop counter).
 """
 
-import zmq
-
-from zpeer import (Deadline, connect, flood, parser, run, step, subscriber,
-                   warm_subs)
+from zpeer import options, run, slow_subscriber_flood
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--count", type=int, default=10000)
-    p.add_argument("--size", type=int, default=16384)
-    args = p.parse_args()
-    d = Deadline(args.timeout)
-    client = connect(zmq.DEALER, args.fe, identity=b"client-host/fanout-flood",
-                     opts={zmq.SNDTIMEO: int(args.timeout * 1000)})
-    slow = subscriber(args.pub, [b"flood"], opts={zmq.RCVHWM: 10, zmq.RCVBUF: 4096})
-    readers = [subscriber(args.pub, [b"flood"]) for _ in range(2)]
-    warm_subs(client, [(s, b"flood.probe") for s in [slow] + readers], d)
-
-    sent, got = flood(client, readers, args.count, args.size, d, args.timeout)
-    step("flooded")
-    return {"published": sent, "readers": got}
+    args, d = options(__doc__, count=10000, size=16384)
+    return slow_subscriber_flood(args, d, b"client-host/fanout-flood", args.pub, [args.pub] * 2)
 
 
 if __name__ == "__main__":

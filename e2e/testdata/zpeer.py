@@ -56,6 +56,17 @@ def parser(description):
     return p
 
 
+def options(description, **extra):
+    """Parses the common options and one --NAME per keyword (NAME's
+    underscores become dashes; the keyword's value is the default and gives
+    the type), and returns (args, Deadline(args.timeout))."""
+    p = parser(description)
+    for name, default in extra.items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
+    args = p.parse_args()
+    return args, Deadline(args.timeout)
+
+
 def run(main):
     """Runs main() and reports: RESULT line and exit 0, or FAIL and exit 1."""
     try:
@@ -87,6 +98,56 @@ class Deadline:
 
     def expired(self):
         return time.monotonic() >= self.end
+
+
+class Driver:
+    """The test driver's commands while traffic flows: lines on stdin, read
+    as they come. what ends the failure when stdin closes ("while casts
+    were flowing")."""
+
+    def __init__(self, poller, what):
+        self.fd = sys.stdin.fileno()
+        self.what = what
+        self.pending = b""
+        poller.register(self.fd, zmq.POLLIN)
+
+    def lines(self, ready):
+        """The whole lines written since the last call, if stdin is in
+        ready (what poller.poll returned, as a dict)."""
+        if self.fd not in ready:
+            return []
+        data = os.read(self.fd, 4096)
+        if not data:
+            raise Fail("the test driver closed stdin %s" % self.what)
+        self.pending += data
+        lines = []
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            lines.append(line)
+        return lines
+
+
+def poll_until(poller, *times):
+    """Polls until the earliest of times (time.monotonic() values) at the
+    latest, and returns what is ready as a dict."""
+    wait = max(0.0, min(times) - time.monotonic())
+    return dict(poller.poll(int(wait * 1000) + 1))
+
+
+def slow_subscriber_flood(args, d, client_id, slow_at, readers_at):
+    """A SUB that never reads after its warm-up probe ("slow", RCVHWM 10,
+    small RCVBUF, on slow_at) and one reader per endpoint of readers_at, all
+    on topic "flood"; a client DEALER (client_id on args.fe) floods them
+    (see flood). STEP flooded; returns the result."""
+    client = connect(zmq.DEALER, args.fe, identity=client_id,
+                     opts={zmq.SNDTIMEO: int(args.timeout * 1000)})
+    slow = subscriber(slow_at, [b"flood"], opts={zmq.RCVHWM: 10, zmq.RCVBUF: 4096})
+    readers = [subscriber(ep, [b"flood"]) for ep in readers_at]
+    warm_subs(client, [(s, b"flood.probe") for s in [slow] + readers], d)
+
+    sent, got = flood(client, readers, args.count, args.size, d, args.timeout)
+    step("flooded")
+    return {"published": sent, "readers": got}
 
 
 def ctx():

@@ -319,11 +319,18 @@ func TestLocalStarts(t *testing.T) {
 		t.Fatal("Local: got no server, want one started")
 	}
 	defer srv.Close()
-	if want := "http://" + addr; len(eps) != 1 || eps[0] != want {
+	checkLocal(t, eps, "http://"+addr, rec, "started embedded etcd")
+}
+
+// checkLocal checks that Local gave the one endpoint want, logged the one
+// line wantLog, and that the etcd there works.
+func checkLocal(t *testing.T, eps []string, want string, rec *recorder, wantLog string) {
+	t.Helper()
+	if len(eps) != 1 || eps[0] != want {
 		t.Fatalf("endpoints: got %v, want [%s]", eps, want)
 	}
-	if got := rec.messages(); len(got) != 1 || got[0] != "started embedded etcd" {
-		t.Fatalf("logs: got %q, want [started embedded etcd]", got)
+	if got := rec.messages(); len(got) != 1 || got[0] != wantLog {
+		t.Fatalf("logs: got %q, want [%s]", got, wantLog)
 	}
 	putGet(t, eps, "k", "v")
 }
@@ -344,13 +351,7 @@ func TestLocalReuses(t *testing.T) {
 		srv.Close()
 		t.Fatal("Local started an etcd, want the running one reused")
 	}
-	if want := running.Endpoints(); len(eps) != 1 || eps[0] != want[0] {
-		t.Fatalf("endpoints: got %v, want %v", eps, want)
-	}
-	if got := rec.messages(); len(got) != 1 || got[0] != "using etcd" {
-		t.Fatalf("logs: got %q, want [using etcd]", got)
-	}
-	putGet(t, eps, "k", "v")
+	checkLocal(t, eps, running.Endpoints()[0], rec, "using etcd")
 }
 
 func TestLocalNotEtcd(t *testing.T) {

@@ -37,14 +37,8 @@ func Local(ctx context.Context, opts Options) (endpoints []string, srv *Server, 
 	}
 	port, _ := splitLoopback(o.ClientAddr)
 	if port != 0 {
-		err := Probe(ctx, o.ClientAddr)
-		switch {
-		case err == nil:
-			return o.use(), nil, nil
-		case errors.Is(err, ErrNotEtcd):
-			return nil, nil, &inUseError{addr: o.ClientAddr, cause: err}
-		case !errors.Is(err, ErrNothingListening):
-			return nil, nil, err
+		if eps, err := o.probeClientAddr(ctx); !errors.Is(err, ErrNothingListening) {
+			return eps, nil, err
 		}
 	}
 
@@ -64,13 +58,12 @@ func Local(ctx context.Context, opts Options) (endpoints []string, srv *Server, 
 	ctx, cancel := context.WithTimeout(ctx, raceWait)
 	defer cancel()
 	for {
-		err := Probe(ctx, o.ClientAddr)
-		switch {
-		case err == nil:
-			return o.use(), nil, nil
-		case errors.Is(err, ErrNotEtcd):
-			return nil, nil, &inUseError{addr: o.ClientAddr, cause: err}
-		case !errors.Is(err, ErrNothingListening):
+		eps, err := o.probeClientAddr(ctx)
+		var inUse *inUseError
+		if err == nil || errors.As(err, &inUse) {
+			return eps, nil, err
+		}
+		if !errors.Is(err, ErrNothingListening) {
 			return nil, nil, startErr
 		}
 		t := time.NewTimer(racePoll)
@@ -81,6 +74,21 @@ func Local(ctx context.Context, opts Options) (endpoints []string, srv *Server, 
 		case <-t.C:
 		}
 	}
+}
+
+// probeClientAddr says what answers on o.ClientAddr: an etcd (its
+// endpoints, logged by use), something that is not etcd (an
+// *inUseError), nothing (an error wrapping ErrNothingListening), or
+// Probe's other errors.
+func (o Options) probeClientAddr(ctx context.Context) ([]string, error) {
+	err := Probe(ctx, o.ClientAddr)
+	switch {
+	case err == nil:
+		return o.use(), nil
+	case errors.Is(err, ErrNotEtcd):
+		return nil, &inUseError{addr: o.ClientAddr, cause: err}
+	}
+	return nil, err
 }
 
 // use logs and returns the endpoints of the etcd found on o.ClientAddr.

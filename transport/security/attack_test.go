@@ -83,28 +83,14 @@ func isLowOrder(k *Key) bool {
 // client got last (an ERROR's reason, or "").
 func forgeHandshake(t *testing.T, server Mechanism, srvPub Key, kp KeyPair, f forge) (srvErr error, clientErr error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvConn, conn := tcpPair(t)
 	done := make(chan error, 1)
 	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(wait))
-		_, err = Handshake(conn, server, "ROUTER", []byte("srv"), 1<<20)
+		defer srvConn.Close()
+		srvConn.SetDeadline(time.Now().Add(wait))
+		_, err := Handshake(srvConn, server, "ROUTER", []byte("srv"), 1<<20)
 		done <- err
 	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(wait))
 	clientErr = f.run(&cmdConn{conn: conn}, srvPub, kp)
 	if f.forgetWelcome {
@@ -354,15 +340,7 @@ func TestCurveRevocation(t *testing.T) {
 		t.Fatalf("sessions %d, want 2", n)
 	}
 	removeFile(t, dir+"/drop.key")
-	if err := allow.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if n := allow.CloseRevoked(); n != 1 {
-		t.Fatalf("CloseRevoked closed %d, want 1", n)
-	}
-	if n := allow.Sessions(); n != 1 {
-		t.Fatalf("sessions after revocation %d, want 1", n)
-	}
+	reloadAndRevoke(t, allow, 1, 1)
 	// The revoked client's connection is closed under it.
 	cliDrop.s.Conn.SetReadDeadline(time.Now().Add(wait))
 	if _, err := cliDrop.s.Conn.Read(make([]byte, 1)); err == nil {
@@ -373,6 +351,29 @@ func TestCurveRevocation(t *testing.T) {
 	}
 	if n := allow.CloseRevoked(); n != 0 {
 		t.Fatalf("second CloseRevoked closed %d, want 0", n)
+	}
+}
+
+// revoker is a credentials list that closes the sessions it no longer
+// allows: *AllowList, *PlainUsers.
+type revoker interface {
+	Reload() error
+	CloseRevoked() int
+	Sessions() int
+}
+
+// reloadAndRevoke reloads r and checks that CloseRevoked closes closed
+// sessions and leaves left.
+func reloadAndRevoke(t *testing.T, r revoker, closed, left int) {
+	t.Helper()
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.CloseRevoked(); n != closed {
+		t.Fatalf("CloseRevoked closed %d, want %d", n, closed)
+	}
+	if n := r.Sessions(); n != left {
+		t.Fatalf("sessions after revocation %d, want %d", n, left)
 	}
 }
 
@@ -397,15 +398,7 @@ func TestPlainRevocation(t *testing.T) {
 	// bob removed, carol's password changed, alice as she was.
 	aliceLine := strings.SplitN(readFile(t, path), "\n", 2)[0]
 	writeFile(t, path, aliceLine+"\ncarol:"+hash(t, "new")+"\n")
-	if err := users.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if n := users.CloseRevoked(); n != 2 {
-		t.Fatalf("CloseRevoked closed %d, want 2 (bob removed, carol's password changed)", n)
-	}
-	if n := users.Sessions(); n != 1 {
-		t.Fatalf("sessions %d, want 1 (alice)", n)
-	}
+	reloadAndRevoke(t, users, 2, 1) // bob removed, carol's password changed; alice stays
 	for i, c := range clients[1:] {
 		c.s.Conn.SetReadDeadline(time.Now().Add(wait))
 		if _, err := c.s.Conn.Read(make([]byte, 1)); err == nil {
@@ -451,22 +444,7 @@ func TestPlainPasswordOver72Bytes(t *testing.T) {
 func TestPlainGonePeersAreNotHashed(t *testing.T) {
 	users := testUsers(t)
 	server := PlainServer(users)
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	released := false
-	defer func() {
-		if !released {
-			for _, src := range held {
-				passwordChecks.release(src)
-			}
-		}
-	}()
+	release := holdPasswordWorkers(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -545,10 +523,7 @@ func TestPlainGonePeersAreNotHashed(t *testing.T) {
 		}
 		return nil
 	})
-	for _, src := range held {
-		passwordChecks.release(src)
-	}
-	released = true
+	release()
 	if r := <-done; r.err != nil {
 		t.Fatalf("honest client: %v", r.err)
 	}
@@ -647,29 +622,16 @@ func TestCurveClientRefusesBrokenServer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			srvConn, conn := tcpPair(t)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(wait))
-				fakeCurveServer(&cmdConn{conn: conn}, srvKP, tc.short, tc.welcome, tc.ready)
+				defer srvConn.Close()
+				srvConn.SetDeadline(time.Now().Add(wait))
+				fakeCurveServer(&cmdConn{conn: srvConn}, srvKP, tc.short, tc.welcome, tc.ready)
 			}()
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(wait))
-			_, err = Handshake(conn, CurveClient(srvKP.Public, cliKP), "DEALER", nil, 0)
+			_, err := Handshake(conn, CurveClient(srvKP.Public, cliKP), "DEALER", nil, 0)
 			wantErr(t, "client", err, ErrHandshake)
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("client error %q, want it to say %q", err, tc.wantMsg)
@@ -772,6 +734,19 @@ func TestPlainUsersFileUserNames(t *testing.T) {
 	}
 }
 
+// halfClosedHello returns the server's end of a TCP connection whose
+// client sent a PLAIN greeting and HELLO (alice, secret) and then shut
+// its writing side, as a flood that closes does. Closed when the test ends.
+func halfClosedHello(t *testing.T) net.Conn {
+	t.Helper()
+	conn, c := tcpPair(t)
+	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // A HELLO whose client has hung up (here: shut its side, as a flood
 // that closes does) before a worker is free is not hashed: the peer is
 // looked at right before the hash.
@@ -779,25 +754,7 @@ func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
 	defer func(d time.Duration) { hashSettle = d }(hashSettle)
 	hashSettle = 0 // the look at the grant, not the one after the settle
 	server := PlainServer(testUsers(t))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := halfClosedHello(t)
 	conn.SetDeadline(time.Now().Add(wait))
 	if _, err := Handshake(conn, server, "ROUTER", nil, 0); !errors.Is(err, errGone) {
 		t.Fatalf("got %v, want %v", err, errGone)
@@ -808,19 +765,7 @@ func TestPlainHalfClosedPeerNotHashed(t *testing.T) {
 func TestPlainBusyServerSendsError300(t *testing.T) {
 	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
 	bcryptWait = 50 * time.Millisecond
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	defer func() {
-		for _, src := range held {
-			passwordChecks.release(src)
-		}
-	}()
+	holdPasswordWorkers(t)
 	cli, _ := PlainClient("alice", "secret")
 	srv, c := handshakePair(t, PlainServer(testUsers(t)), cli, "ROUTER", "DEALER")
 	wantErr(t, "server", srv.err, ErrThrottled)
@@ -877,40 +822,12 @@ func TestRevokedDuringHandshake(t *testing.T) {
 func TestPlainSettleDropsGonePeer(t *testing.T) {
 	defer func(d, w time.Duration) { hashSettle, bcryptWait = d, w }(hashSettle, bcryptWait)
 	hashSettle, bcryptWait = 20*time.Millisecond, 30*time.Second
-	var held []string
-	for range bcryptWorkers {
-		src, err := passwordChecks.acquire(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, src)
-	}
-	defer func() {
-		for _, src := range held {
-			passwordChecks.release(src)
-		}
-	}()
+	holdPasswordWorkers(t)
 	server := PlainServer(testUsers(t))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...))
-	c.(*net.TCPConn).CloseWrite()
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := halfClosedHello(t)
 	conn.SetDeadline(time.Now().Add(wait))
 	start := time.Now()
-	_, err = Handshake(conn, server, "ROUTER", nil, 0)
+	_, err := Handshake(conn, server, "ROUTER", nil, 0)
 	if !errors.Is(err, errGone) {
 		t.Fatalf("got %v after %v, want %v", err, time.Since(start), errGone)
 	}

@@ -25,7 +25,7 @@ func benchBurst() []byte {
 // BenchmarkSealBurst: what CURVE adds to a writer's burst.
 func BenchmarkSealBurst(b *testing.B) {
 	var key [32]byte
-	bc := newBoxConn(&writerConn{io.Discard}, &key, nonceMessageC, nonceMessageS, 1<<20)
+	bc := newBoxConn(&memConn{w: io.Discard}, &key, nonceMessageC, nonceMessageS, 1<<20)
 	burst := benchBurst()
 	b.SetBytes(int64(len(burst)))
 	b.ReportAllocs()
@@ -42,7 +42,7 @@ func BenchmarkOpenBurst(b *testing.B) {
 	var key [32]byte
 	burst := benchBurst()
 	var wire bytes.Buffer
-	seal := newBoxConn(&writerConn{&wire}, &key, nonceMessageC, nonceMessageS, 1<<20)
+	seal := newBoxConn(&memConn{w: &wire}, &key, nonceMessageC, nonceMessageS, 1<<20)
 	const bursts = 64
 	for range bursts {
 		seal.Write(burst)

@@ -14,11 +14,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// memConn is a net.Conn that reads a fixed input and discards writes.
-type memConn struct{ r io.Reader }
+// memConn is a net.Conn in memory: it reads r (io.EOF when r is nil)
+// and writes to w (discards when w is nil).
+type memConn struct {
+	r io.Reader
+	w io.Writer
+}
 
-func (c *memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c *memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *memConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return 0, io.EOF
+	}
+	return c.r.Read(p)
+}
+
+func (c *memConn) Write(p []byte) (int, error) {
+	if c.w == nil {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
 func (c *memConn) Close() error                     { return nil }
 func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
 func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
@@ -45,42 +61,22 @@ func (c *teeConn) Write(p []byte) (int, error) {
 // into the other side.
 func transcript(t testing.TB, server, client Mechanism, serverType, clientType string) (fromClient, fromServer []byte) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srvConn := make(chan *teeConn, 1)
+	srvConn, cliConn := tcpPair(t)
+	s, c := &teeConn{Conn: srvConn}, &teeConn{Conn: cliConn}
 	errc := make(chan error, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			errc <- err
-			srvConn <- nil
-			return
-		}
-		tc := &teeConn{Conn: c}
-		c.SetDeadline(time.Now().Add(wait))
-		_, err = Handshake(tc, server, serverType, []byte("s"), 0)
+		s.SetDeadline(time.Now().Add(wait))
+		_, err := Handshake(s, server, serverType, []byte("s"), 0)
 		errc <- err
-		srvConn <- tc
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(wait))
-	tc := &teeConn{Conn: c}
-	if _, err := Handshake(tc, client, clientType, []byte("c"), 0); err != nil {
+	if _, err := Handshake(c, client, clientType, []byte("c"), 0); err != nil {
 		t.Fatalf("transcript: client: %v", err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatalf("transcript: server: %v", err)
 	}
-	s := <-srvConn
-	s.Close()
-	return tc.out.Bytes(), s.out.Bytes()
+	return c.out.Bytes(), s.out.Bytes()
 }
 
 // allocBound is the most a handshake may allocate, whatever a peer sends
@@ -221,7 +217,7 @@ func FuzzMessageReader(f *testing.F) {
 	seal := func(msgs ...[][]byte) []byte {
 		var w bytes.Buffer
 		bc := newBoxConn(&memConn{r: &bytes.Buffer{}}, &shared, nonceMessageC, nonceMessageS, maxMsg)
-		bc.Conn = &writerConn{&w}
+		bc.Conn = &memConn{w: &w}
 		var plain bytes.Buffer
 		for _, m := range msgs {
 			writeMsg(&plain, m...)
@@ -253,14 +249,3 @@ func FuzzMessageReader(f *testing.F) {
 		}
 	})
 }
-
-type writerConn struct{ w io.Writer }
-
-func (c *writerConn) Read([]byte) (int, error)         { return 0, io.EOF }
-func (c *writerConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
-func (c *writerConn) Close() error                     { return nil }
-func (c *writerConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *writerConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *writerConn) SetDeadline(time.Time) error      { return nil }
-func (c *writerConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *writerConn) SetWriteDeadline(time.Time) error { return nil }

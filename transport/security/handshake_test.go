@@ -103,7 +103,7 @@ func TestEmptyAllowListRefusesEveryone(t *testing.T) {
 func sealed(t *testing.T, shared *[32]byte, msgs ...[][]byte) []byte {
 	t.Helper()
 	var w bytes.Buffer
-	bc := newBoxConn(&writerConn{&w}, shared, nonceMessageC, nonceMessageS, 1<<20)
+	bc := newBoxConn(&memConn{w: &w}, shared, nonceMessageC, nonceMessageS, 1<<20)
 	for _, m := range msgs {
 		var plain bytes.Buffer
 		writeMsg(&plain, m...)
@@ -115,16 +115,7 @@ func sealed(t *testing.T, shared *[32]byte, msgs ...[][]byte) []byte {
 }
 
 func readAll(shared *[32]byte, maxMsg int64, wire []byte) ([][][]byte, error) {
-	bc := newBoxConn(&memConn{r: bytes.NewReader(wire)}, shared, nonceMessageS, nonceMessageC, maxMsg)
-	fr := &frameReader{r: bc}
-	var out [][][]byte
-	for {
-		m, _, err := fr.readMsg()
-		if err != nil {
-			return out, err
-		}
-		out = append(out, m)
-	}
+	return readMsgs(newBoxConn(&memConn{r: bytes.NewReader(wire)}, shared, nonceMessageS, nonceMessageC, maxMsg))
 }
 
 func TestMessageReaderRefuses(t *testing.T) {
@@ -172,7 +163,7 @@ func TestMessageReaderRefuses(t *testing.T) {
 // A write that does not hold whole frames is refused, not half sealed.
 func TestMessageWriterNeedsWholeFrames(t *testing.T) {
 	var key [32]byte
-	bc := newBoxConn(&writerConn{io.Discard}, &key, nonceMessageC, nonceMessageS, 1<<20)
+	bc := newBoxConn(&memConn{w: io.Discard}, &key, nonceMessageC, nonceMessageS, 1<<20)
 	for _, b := range [][]byte{{0}, {0, 5, 'a'}, {flagLong, 0, 0}} {
 		if _, err := bc.Write(b); err == nil {
 			t.Errorf("Write(%x) = nil error, want one", b)
@@ -216,13 +207,13 @@ func (t *tinyReads) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p),
 
 // countingConn counts the writes that reach the connection.
 type countingConn struct {
-	writerConn
+	memConn
 	writes int
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
 	c.writes++
-	return c.writerConn.Write(p)
+	return c.memConn.Write(p)
 }
 
 // A burst of messages is sealed into one buffer and written with one
@@ -230,7 +221,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 func TestSealBurstIsOneWrite(t *testing.T) {
 	var key [32]byte
 	var wire bytes.Buffer
-	cc := &countingConn{writerConn: writerConn{&wire}}
+	cc := &countingConn{memConn: memConn{w: &wire}}
 	bc := newBoxConn(cc, &key, nonceMessageC, nonceMessageS, 1<<20)
 	var burst bytes.Buffer
 	var msgs [][][]byte
@@ -297,7 +288,7 @@ func TestMessageReaderQuietHoldsNoBuffers(t *testing.T) {
 	sc := &scriptConn{chunks: [][]byte{all[:len(small)], all[len(small):]}}
 	bc := newBoxConn(sc, &key, nonceMessageS, nonceMessageC, 1<<20)
 	sc.bc = bc
-	_, err := readAll2(bc)
+	_, err := readMsgs(bc)
 	if !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
@@ -314,7 +305,8 @@ func TestMessageReaderQuietHoldsNoBuffers(t *testing.T) {
 	}
 }
 
-func readAll2(bc *boxConn) ([][][]byte, error) {
+// readMsgs reads bc's messages until an error, and returns them with it.
+func readMsgs(bc *boxConn) ([][][]byte, error) {
 	fr := &frameReader{r: bc}
 	var out [][][]byte
 	for {

@@ -3,7 +3,6 @@ package security
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,7 +27,7 @@ type pyPeer struct {
 	stdin  io.WriteCloser
 	mu     sync.Mutex
 	lines  []string
-	stderr bytes.Buffer
+	stderr testutil.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -48,7 +47,7 @@ func startPy(t *testing.T, args ...string) *pyPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
+	cmd.Stderr = &p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +72,6 @@ func startPy(t *testing.T, args ...string) *pyPeer {
 		}
 	})
 	return p
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 func (p *pyPeer) output() string {
@@ -384,7 +372,7 @@ func TestInteropRefusals(t *testing.T) {
 			s := startEchoServer(t, CurveServer(srvKP, AllowKeys(allowed.Public)))
 			ep := s.endpoint()
 			if tc.flip {
-				ep = startFlipper(t, s.ln.Addr().String(), 2)
+				ep = "tcp://" + testutil.Relay(t, s.ln.Addr().String(), testutil.FlipFrame(2))
 			}
 			py := startPy(t, "client", "--attempt", "--endpoint", ep, "--server-key="+z85(tc.srvKey),
 				"--public="+z85(tc.client.Public), "--secret="+z85(tc.client.Secret))
@@ -409,97 +397,5 @@ func TestInteropRefusals(t *testing.T) {
 				t.Errorf("server received %d messages from a refused client, want 0", c.received)
 			}
 		})
-	}
-}
-
-// startFlipper relays TCP to target and flips one byte in the body of
-// the client's frame number skip+1 after the greeting (HELLO is frame 0,
-// INITIATE frame 1, so skip=2 hits the first MESSAGE). It returns the
-// endpoint to dial.
-func startFlipper(t *testing.T, target string, skip int) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			track(in)
-			track(out)
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(in, out)
-				in.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				flipCopy(out, in, skip)
-				out.Close()
-			}()
-		}
-	}()
-	return "tcp://" + ln.Addr().String()
-}
-
-// flipCopy copies src to dst frame by frame after the 64-byte greeting,
-// flipping the last byte of frame number skip (counting from 0).
-func flipCopy(dst io.Writer, src io.Reader, skip int) {
-	r := bufio.NewReader(src)
-	g := make([]byte, 64)
-	if _, err := io.ReadFull(r, g); err != nil {
-		return
-	}
-	dst.Write(g)
-	for n := 0; ; n++ {
-		hdr := make([]byte, 9)
-		if _, err := io.ReadFull(r, hdr[:2]); err != nil {
-			return
-		}
-		h, size := hdr[:2], uint64(hdr[1])
-		if hdr[0]&flagLong != 0 {
-			if _, err := io.ReadFull(r, hdr[2:9]); err != nil {
-				return
-			}
-			h, size = hdr[:9], binary.BigEndian.Uint64(hdr[1:9])
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return
-		}
-		if n == skip && len(body) > 0 {
-			body[len(body)-1] ^= 0x01
-		}
-		if _, err := dst.Write(append(h, body...)); err != nil {
-			return
-		}
 	}
 }

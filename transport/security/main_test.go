@@ -28,45 +28,51 @@ type result struct {
 
 func handshakePair(t *testing.T, server, client Mechanism, serverType, clientType string) (srv, cli result) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvConn, cliConn := tcpPair(t)
 	done := make(chan result, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		conn.SetDeadline(time.Now().Add(wait))
-		s, err := Handshake(conn, server, serverType, []byte("srv"), 1<<20)
-		if err != nil {
-			conn.Close()
-		} else {
-			conn.SetDeadline(time.Time{})
-		}
-		done <- result{s, err}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetDeadline(time.Now().Add(wait))
-	s, err := Handshake(conn, client, clientType, []byte("cli"), 1<<20)
-	if err != nil {
-		conn.Close()
-	} else {
-		conn.SetDeadline(time.Time{})
-	}
-	cli = result{s, err}
+	go func() { done <- handshakeOn(srvConn, server, serverType, "srv") }()
+	cli = handshakeOn(cliConn, client, clientType, "cli")
 	srv = <-done
 	for _, r := range []result{srv, cli} {
 		if r.s != nil {
 			t.Cleanup(func() { r.s.Conn.Close() })
 		}
 	}
+	return srv, cli
+}
+
+// handshakeOn runs one side's handshake on conn within wait; conn is
+// closed if it fails.
+func handshakeOn(conn net.Conn, m Mechanism, socketType, identity string) result {
+	conn.SetDeadline(time.Now().Add(wait))
+	s, err := Handshake(conn, m, socketType, []byte(identity), 1<<20)
+	if err != nil {
+		conn.Close()
+	} else {
+		conn.SetDeadline(time.Time{})
+	}
+	return result{s, err}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func tcpPair(t testing.TB) (srv, cli net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	srv, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
 	return srv, cli
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,13 +153,21 @@ func TestPlainUnknownUserCostsTheSame(t *testing.T) {
 	}
 }
 
-// While every password-check worker is taken, a HELLO waits at most
-// bcryptWait and is turned away as busy (ERROR "300"), not refused as a
-// bad password.
-func TestPlainBusyServer(t *testing.T) {
-	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
-	bcryptWait = 50 * time.Millisecond
+// holdPasswordWorkers takes every password-check worker, so that a HELLO
+// finds the server busy, until the test ends or release is called
+// (release may be called more than once).
+func holdPasswordWorkers(t *testing.T) (release func()) {
+	t.Helper()
 	var held []string
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, src := range held {
+				passwordChecks.release(src)
+			}
+		})
+	}
+	t.Cleanup(release)
 	for range bcryptWorkers {
 		src, err := passwordChecks.acquire(nil)
 		if err != nil {
@@ -166,11 +175,16 @@ func TestPlainBusyServer(t *testing.T) {
 		}
 		held = append(held, src)
 	}
-	defer func() {
-		for _, src := range held {
-			passwordChecks.release(src)
-		}
-	}()
+	return release
+}
+
+// While every password-check worker is taken, a HELLO waits at most
+// bcryptWait and is turned away as busy (ERROR "300"), not refused as a
+// bad password.
+func TestPlainBusyServer(t *testing.T) {
+	defer func(d time.Duration) { bcryptWait = d }(bcryptWait)
+	bcryptWait = 50 * time.Millisecond
+	holdPasswordWorkers(t)
 	server := PlainServer(testUsers(t))
 	hello := append(greeting("PLAIN", false), cmdFrame(commandBody("HELLO", []byte{5}, []byte("alice"), []byte{6}, []byte("secret")))...)
 	conn := &memConn{r: bytes.NewReader(hello)}
