@@ -72,13 +72,20 @@ func (e *etcdRegistry) Close() error {
 		e.beforeClose()
 		e.beforeClose = nil
 	}
+	err := closeAll(e.closers)
+	e.closers = nil
+	return err
+}
+
+// closeAll calls what Open opened, last first, and returns the first
+// error.
+func closeAll(closers []func() error) error {
 	var err error
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		if cerr := e.closers[i](); cerr != nil && err == nil {
+	for i := len(closers) - 1; i >= 0; i-- {
+		if cerr := closers[i](); cerr != nil && err == nil {
 			err = cerr
 		}
 	}
-	e.closers = nil
 	return err
 }
 

@@ -347,12 +347,7 @@ func (w *redisTargets) set(target string, ids []string) {
 func (r *redisRegistry) String() string { return "redis at " + r.mm.Addr() }
 
 func (r *redisRegistry) Close() error {
-	var err error
-	for i := len(r.closers) - 1; i >= 0; i-- {
-		if cerr := r.closers[i](); cerr != nil && err == nil {
-			err = cerr
-		}
-	}
+	err := closeAll(r.closers)
 	r.closers = nil
 	return err
 }
