@@ -98,8 +98,8 @@ type ServerConfig struct {
 	// testNoAcks: the server ACKs nothing, even when asked (tests of a
 	// server that does not answer).
 	testNoAcks bool
-	// TargetTTL is the lease of the server's registration; default
-	// registry.DefaultTTL.
+	// TargetTTL is the TTL of the server's registration (etcd's lease,
+	// or the Redis keys' expiry); default registry.DefaultTTL.
 	TargetTTL time.Duration
 	// ShutdownTimeout: Close cancels the handlers' context after it.
 	ShutdownTimeout time.Duration
