@@ -52,9 +52,8 @@ type DrainReport struct {
 func (p *Proxy) Drain(ctx context.Context, timeout time.Duration) DrainReport {
 	start := time.Now()
 	r := DrainReport{PeersBefore: p.sumStats().peers}
-	if p.etcdCli != nil || (p.redis != nil && p.cfg.Kind != KindLocalPublisher) { // etcd's or Redis's registrar
-		pid := p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
-		if err := p.system.Root.StopFuture(pid).Wait(); err == nil {
+	if p.registrar != nil {
+		if err := p.system.Root.StopFuture(p.registrar).Wait(); err == nil {
 			r.Deregistered = true
 			p.log.Info("drain: left the registry", "took", time.Since(start).Round(time.Millisecond))
 		} else {

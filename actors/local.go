@@ -6,13 +6,10 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -29,11 +26,8 @@ type subscriberSpec struct {
 
 	// static lists the publishers given by subscribe_on; when empty, the
 	// central publishers come from the registry.
-	static    []string
-	cli       *clientv3.Client
-	prefix    string
-	redis     *redismm.Matchmaker // follow PUBLISHERS in Redis instead of etcd
-	redisPoll time.Duration       // how often; 0 = defaultRedisPoll
+	static []string
+	reg    registry.Registry
 
 	// current is the set the actor is connected to; kept across restarts.
 	current []string
@@ -101,14 +95,10 @@ func (a *subscriberActor) start(ctx actor.Context) {
 		want = a.spec.static
 	}
 	a.follow(want)
-	if len(a.spec.static) == 0 && (a.spec.cli != nil || a.spec.redis != nil) {
+	if len(a.spec.static) == 0 && a.spec.reg != nil {
 		wctx, cancel := context.WithCancel(context.Background())
 		a.cancel, a.done = cancel, make(chan struct{})
-		if a.spec.redis != nil {
-			go a.followRedis(wctx, root, self)
-		} else {
-			go a.watch(wctx, root, self)
-		}
+		go a.watch(wctx, root, self)
 	}
 }
 
@@ -155,31 +145,14 @@ func (a *subscriberActor) follow(endpoints []string) {
 // It runs beside the actor, which starts and stops it.
 func (a *subscriberActor) watch(ctx context.Context, root *actor.RootContext, self *actor.PID) {
 	defer close(a.done)
-	pubs := make(map[string]string) // record id -> publisher address
-	synced := false
-	send := func() {
-		eps := make([]string, 0, len(pubs))
-		for _, ep := range pubs {
-			eps = append(eps, ep)
+	_ = a.spec.reg.WatchProxies(ctx, registry.WatchOptions{Logger: a.spec.log}, func(recs map[string]registry.Record) {
+		eps := make([]string, 0, len(recs))
+		for _, rec := range recs {
+			if rec.Kind == KindLocalPublisher.String() || rec.Publisher == "" {
+				continue // a router-only proxy publishes nothing
+			}
+			eps = append(eps, rec.Publisher)
 		}
 		root.Send(self, &setPublishers{eps})
-	}
-	w := registry.NewWatcher(a.spec.cli, a.spec.prefix, a.spec.log)
-	_ = w.Run(ctx, func(ev registry.Event) {
-		rec := ev.Record
-		if rec.Kind == KindLocalPublisher.String() || rec.Publisher == "" {
-			return
-		}
-		if ev.Type == registry.EventDelete {
-			delete(pubs, ev.ID)
-		} else {
-			pubs[ev.ID] = rec.Publisher
-		}
-		if synced {
-			send()
-		}
-	}, func() {
-		synced = true
-		send()
 	})
 }

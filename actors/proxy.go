@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,12 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/zmq-proxy/zmq-proxy/internal/etcdserver"
 	"github.com/zmq-proxy/zmq-proxy/internal/metrics"
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -67,10 +62,8 @@ type Proxy struct {
 	http         *http.Server
 	gate         gate // restart timers and the HTTP server start through it
 
-	etcd    *etcdserver.Server // the embedded etcd, if this process started it
-	etcdCli *clientv3.Client
-	redis   *redismm.Matchmaker // the Redis matchmaker, instead of etcd
-	started time.Time
+	registry registry.Registry // nil when disabled
+	started  time.Time
 
 	pause *pauseGate // the frontend's, for Pause; nil for a local publisher
 
@@ -162,22 +155,10 @@ func New(cfg Config) (_ *Proxy, err error) {
 			return nil, err
 		}
 	}
-	if p.etcdCli != nil {
-		// Spawned before New returns, so that Close always finds it.
-		done := make(chan error, 1)
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}, done})
-		if err := <-done; err != nil {
+	if p.registry != nil {
+		if err := p.startRegistrar(); err != nil {
 			return nil, err
 		}
-		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
-	}
-	if p.redis != nil && cfg.Kind != KindLocalPublisher {
-		done := make(chan error, 1)
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, redisRegistrarProps(p.redisRegistrarSpec())}, done})
-		if err := <-done; err != nil {
-			return nil, err
-		}
-		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
 	}
 	attrs := []any{"kind", cfg.Kind.String()}
 	addrs := p.Addrs()
@@ -274,15 +255,12 @@ func (p *Proxy) children(report func(bindResult)) []childSpec {
 				Logger:   p.log.With("socket", SubscriberName),
 				Security: cfg.SubscriberSecurity,
 			},
-			log:       p.log,
-			pub:       box(PublisherName),
-			in:        box(SubscriberName),
-			debug:     cfg.Debug,
-			static:    cfg.SubscribeOn,
-			cli:       p.etcdCli,
-			prefix:    cfg.Registry.Prefix,
-			redis:     p.redis,
-			redisPoll: cfg.Registry.Redis.Poll,
+			log:    p.log,
+			pub:    box(PublisherName),
+			in:     box(SubscriberName),
+			debug:  cfg.Debug,
+			static: cfg.SubscribeOn,
+			reg:    p.registry,
 		}
 		return []childSpec{{PublisherName, publisherProps(pub)}, {SubscriberName, subscriberProps(sub)}}
 	}
@@ -378,8 +356,8 @@ func (p *Proxy) ready() error {
 			return fmt.Errorf("the %s socket is restarting", name)
 		}
 	}
-	if p.etcdCli != nil && !p.Registered() {
-		return errors.New("not registered in etcd")
+	if p.registrar != nil && !p.Registered() {
+		return fmt.Errorf("not registered in %s", p.registry)
 	}
 	if p.cfg.Kind == KindLocalPublisher && p.stats[SubscriberName].Peers.Load() == 0 {
 		return errors.New("no central publisher connected")
@@ -443,10 +421,10 @@ func (p *Proxy) fatal(err error) {
 //     socket and waits for the socket's goroutines (queued messages are
 //     dropped, as a libzmq socket with linger 0 does);
 //  4. shut the actor system down;
-//  5. with an embedded etcd, let its watchers catch up (they must see the
-//     record go before the etcd that held it goes; at most a second);
-//     close the etcd client, then the embedded etcd if this process
-//     started one;
+//  5. close the registry: with an embedded etcd, its watchers catch up
+//     first (they must see the record go before the etcd that held it
+//     goes; at most a second), then the etcd client closes, then the
+//     embedded etcd if this process started one;
 //  6. close Err's channel.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
@@ -470,19 +448,8 @@ func (p *Proxy) Close() error {
 		if p.system != nil {
 			p.system.Shutdown()
 		}
-		if p.etcd != nil && p.etcdCli != nil {
-			p.letWatchersCatchUp()
-		}
-		if p.etcdCli != nil {
-			p.etcdCli.Close()
-		}
-		if p.redis != nil {
-			p.redis.Close()
-		}
-		if p.etcd != nil {
-			if err := p.etcd.Close(); err != nil {
-				p.closeErr = errors.Join(p.closeErr, fmt.Errorf("stop embedded etcd: %w", err))
-			}
+		if p.registry != nil {
+			p.closeErr = errors.Join(p.closeErr, p.registry.Close())
 		}
 		p.errMu.Lock()
 		p.errClosed = true
@@ -509,71 +476,6 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.level} }
 
-// openRegistry connects to etcd: the cluster named in the configuration,
-// or the etcd answering on the local address, or an embedded one started
-// there.
-func (p *Proxy) openRegistry() error {
-	rc := p.cfg.Registry
-	if rc.Disabled {
-		p.log.Info("registry disabled")
-		return nil
-	}
-	if rc.Redis.Addr != "" {
-		p.openRedis()
-		return nil
-	}
-	endpoints := rc.Endpoints
-	if len(endpoints) == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		eps, srv, err := etcdserver.Local(ctx, etcdserver.Options{
-			ClientAddr: rc.EmbeddedAddr,
-			DataDir:    filepath.Join(rc.StateDir, "etcd"),
-			Logger:     p.log,
-		})
-		if err != nil {
-			return err
-		}
-		endpoints, p.etcd = eps, srv
-	}
-	cli, err := registry.NewClient(registry.ClientConfig{
-		Endpoints: endpoints,
-		Username:  rc.Username, Password: rc.Password,
-		CACert: rc.CACert, Cert: rc.Cert, Key: rc.Key,
-		Background: true, // it binds and serves while etcd is down, and registers when it answers
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	p.etcdCli = cli
-	return nil
-}
-
-// registrarSpec builds this proxy's record from the bound addresses.
-func (p *Proxy) registrarSpec() *registrarSpec {
-	rc := p.cfg.Registry
-	addrs := p.Addrs()
-	name := rc.Name
-	if name == "" {
-		name, _ = os.Hostname()
-	}
-	rec := registry.Record{
-		ID:         proxyIdentity(name),
-		Kind:       p.cfg.Kind.String(),
-		Host:       name,
-		Frontend:   advertise(addrs.Frontend, name),
-		Backend:    advertise(addrs.Backend, name),
-		Publisher:  advertise(addrs.Publisher, name),
-		Started:    p.started.UTC(),
-		Generation: p.started.UnixNano(),
-	}
-	return &registrarSpec{
-		cfg: registry.Config{Client: p.etcdCli, Prefix: rc.Prefix, TTL: rc.TTL, Logger: p.log},
-		rec: rec,
-		log: p.log,
-	}
-}
-
 // advertise turns a bound address into one peers can dial: a socket bound
 // to every interface is advertised under the host name.
 func advertise(bound, name string) string {
@@ -591,10 +493,10 @@ func advertise(bound, name string) string {
 	return "tcp://" + net.JoinHostPort(host, port)
 }
 
-// Registered reports whether the proxy's record is in etcd now (false
-// when the registry is disabled).
+// Registered reports whether the proxy's record is in the registry now
+// (false when the registry is disabled or keeps no record of this proxy).
 func (p *Proxy) Registered() bool {
-	if p.etcdCli == nil && (p.redis == nil || p.cfg.Kind == KindLocalPublisher) {
+	if p.registrar == nil {
 		return false
 	}
 	reply := make(chan bool, 1)
@@ -619,32 +521,4 @@ func newActorSystem(logger *slog.Logger) *actor.ActorSystem {
 		}),
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	)
-}
-
-// letWatchersCatchUp waits, a second at most, until the embedded etcd's
-// watch machinery has sent everything up to the current revision: a watch
-// of this process asks for a progress notification, which etcd sends once
-// the stream has caught up; the other synced watchers (a "zmq-proxy list
-// -w", a local proxy) are notified of the same events in the same pass.
-func (p *Proxy) letWatchersCatchUp() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	prefix := p.cfg.Registry.Prefix
-	if prefix == "" {
-		prefix = registry.DefaultPrefix
-	}
-	resp, err := p.etcdCli.Get(ctx, registry.Key(prefix, ""), clientv3.WithCountOnly())
-	if err != nil {
-		return
-	}
-	wctx := clientv3.WithRequireLeader(ctx) // the stream RequestProgress asks on
-	wch := p.etcdCli.Watch(wctx, registry.Key(prefix, ""), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-	if err := p.etcdCli.RequestProgress(wctx); err != nil {
-		return
-	}
-	for wr := range wch {
-		if wr.IsProgressNotify() || wr.Err() != nil {
-			return
-		}
-	}
 }

@@ -111,7 +111,7 @@ func TestLocalPublisherFollowsRedis(t *testing.T) {
 }
 
 // Redis down at start: the proxy starts and routes anyway, and registers
-// once Redis answers.
+// once Redis answers; it is ready (/readyz) once registered, as on etcd.
 func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
 	r.Kill()
@@ -137,10 +137,16 @@ func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 	if p.Registered() {
 		t.Error("Registered with Redis down: got true")
 	}
+	if err := p.ready(); err == nil {
+		t.Error("ready with Redis down, not registered: want 'not registered in redis at ...'")
+	}
 	r.Start()
 	testutil.CheckFor(t, wait, func() error {
 		if !p.Registered() {
 			return fmt.Errorf("not registered after Redis came back")
+		}
+		if err := p.ready(); err != nil {
+			return fmt.Errorf("registered but not ready: %w", err)
 		}
 		return nil
 	})

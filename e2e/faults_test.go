@@ -276,7 +276,7 @@ func startFaultEnv(t *testing.T, onRedis bool) *faultEnv {
 			mm := redismm.New(redismm.Config{Addr: env.redis.Addr(), Logger: quiet})
 			t.Cleanup(func() { mm.Close() })
 			cfg := newClient(i)
-			cfg.Redis = mm
+			cfg.Registry = registry.NewRedis(mm, registry.Options{})
 			configs = append(configs, cfg)
 		}
 	} else {
@@ -289,7 +289,7 @@ func startFaultEnv(t *testing.T, onRedis bool) *faultEnv {
 		t.Cleanup(func() { cli.Close() })
 		for i := range 2 {
 			cfg := newClient(i)
-			cfg.Etcd = cli
+			cfg.Registry = registry.NewEtcd(cli, registry.Options{})
 			configs = append(configs, cfg)
 		}
 	}

@@ -137,7 +137,7 @@ func goClient(t *testing.T, e *testutil.EmbeddedEtcd, acks bool) *rpc.Client {
 	t.Cleanup(func() { cli.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: cli, Host: "client", Acks: acks, AckTimeout: 500 * time.Millisecond,
+	c, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: registry.NewEtcd(cli, registry.Options{}), Host: "client", Acks: acks, AckTimeout: 500 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

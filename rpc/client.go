@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -45,13 +43,10 @@ const (
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// Etcd is the registry, or Redis: oslo.messaging's Redis matchmaker,
-	// read every RedisPoll (default DefaultRedisPoll). One of them.
-	Etcd      *clientv3.Client
-	Redis     *redismm.Matchmaker
-	RedisPoll time.Duration
-	// Prefix of the registry keys; default registry.DefaultPrefix.
-	Prefix string
+	// Registry is where the proxies and the servers are found
+	// (registry.Open, registry.NewEtcd, registry.NewRedis). Required; the
+	// client does not close it.
+	Registry registry.Registry
 	// Host is this machine's name, the first part of the client's
 	// identity; default os.Hostname().
 	Host string
@@ -90,7 +85,7 @@ type ClientConfig struct {
 }
 
 func (c *ClientConfig) setDefaults() error {
-	if err := commonDefaults("ClientConfig", c.Etcd, c.Redis, &c.RedisPoll, &c.Host, &c.Logger); err != nil {
+	if err := commonDefaults("ClientConfig", c.Registry, &c.Host, &c.Logger); err != nil {
 		return err
 	}
 	if c.AckTimeout <= 0 {
@@ -121,13 +116,10 @@ func (c *ClientConfig) setDefaults() error {
 }
 
 // commonDefaults checks and fills what clients and servers share: one
-// registry, its poll interval, the host name and the logger.
-func commonDefaults(what string, etcd *clientv3.Client, redis *redismm.Matchmaker, poll *time.Duration, host *string, log **slog.Logger) error {
-	if (etcd == nil) == (redis == nil) {
-		return fmt.Errorf("rpc: %s needs one registry: Etcd or Redis", what)
-	}
-	if *poll <= 0 {
-		*poll = DefaultRedisPoll
+// registry, the host name and the logger.
+func commonDefaults(what string, reg registry.Registry, host *string, log **slog.Logger) error {
+	if reg == nil {
+		return fmt.Errorf("rpc: %s needs a Registry", what)
 	}
 	if *host == "" {
 		h, err := os.Hostname()
@@ -157,19 +149,10 @@ func startContext(ctx context.Context, d time.Duration) (context.Context, contex
 	return context.WithTimeout(ctx, d)
 }
 
-// registryName names the registry in errors: etcd's endpoints, or Redis's
-// address.
-func registryName(etcd *clientv3.Client, redis *redismm.Matchmaker) string {
-	if redis != nil {
-		return "redis at " + redis.Addr()
-	}
-	return "etcd at " + strings.Join(etcd.Endpoints(), ",")
-}
-
 // notListed is NewClient's and NewServer's error when the registry did not
-// answer in time.
-func notListed(etcd *clientv3.Client, redis *redismm.Matchmaker, err error) error {
-	return fmt.Errorf("rpc: %s did not answer (registry not listed): %w; is it running and reachable?", registryName(etcd, redis), err)
+// answer in time; it names the registry ("etcd at host:port,...").
+func notListed(reg registry.Registry, err error) error {
+	return fmt.Errorf("rpc: %s did not answer (registry not listed): %w; is it running and reachable?", reg, err)
 }
 
 // Target names who handles a message: every server of Topic (one of them
@@ -294,16 +277,12 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c.disc = newDiscovery(c.log, c.setProxies, c.targetGone)
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	if cfg.Redis != nil {
-		c.disc.startRedis(wctx, cfg.Redis, cfg.RedisPoll, true)
-	} else {
-		c.disc.start(wctx, cfg.Etcd, cfg.Prefix, true)
-	}
+	c.disc.start(wctx, cfg.Registry, true)
 	sctx, cancel := startContext(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := c.disc.waitSynced(sctx); err != nil {
 		c.Close()
-		return nil, notListed(cfg.Etcd, cfg.Redis, err)
+		return nil, notListed(cfg.Registry, err)
 	}
 	return c, nil
 }

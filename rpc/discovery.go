@@ -9,16 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
 // discovery follows the registry: the proxies (for everyone) and the
-// servers' targets (for clients). It watches etcd; Redis, which has no
-// watch, it reads every poll interval (redis.go). Its
-// goroutines end when ctx is done and wait() returns.
+// servers' targets (for clients), through registry.Registry's watches.
+// Its goroutines end when ctx is done and wg.Wait returns.
 type discovery struct {
 	log    *slog.Logger
 	synced chan struct{} // closed once proxies (and targets, if followed) are listed
@@ -31,15 +27,12 @@ type discovery struct {
 	// target, on the watcher's goroutine.
 	onTargetGone func(identity string)
 
-	mu       sync.Mutex
-	targets  map[string]*targetSet // by target: "topic" or "topic/server"
-	info     map[string]*idInfo    // by identity
-	newest   map[string]int64      // by server name: the newest generation registered
-	followed map[string]bool       // Redis: the targets read each poll
-	missing  map[string]time.Time  // Redis: target + "\x00" + identity no longer listed, since
+	mu      sync.Mutex
+	targets map[string]*targetSet // by target: "topic" or "topic/server"
+	info    map[string]*idInfo    // by identity
+	newest  map[string]int64      // by server name: the newest generation registered
 
-	redis *redismm.Matchmaker // instead of etcd, when set
-	poll  time.Duration
+	tw registry.TargetWatch // a client's; nil for a server
 }
 
 // targetSet is the identities registered for one target.
@@ -54,10 +47,11 @@ func newDiscovery(log *slog.Logger, onProxies func(map[string]registry.Record), 
 		onTargetGone: onTargetGone, targets: make(map[string]*targetSet)}
 }
 
-// start follows the proxies, and the targets if withTargets.
-func (d *discovery) start(ctx context.Context, cli *clientv3.Client, prefix string, withTargets bool) {
+// start follows the proxies, and, for a client, the targets: a client
+// connects to the proxies' frontends, a server to their backends.
+func (d *discovery) start(ctx context.Context, reg registry.Registry, client bool) {
 	pending := 1
-	if withTargets {
+	if client {
 		pending = 2
 	}
 	var mu sync.Mutex
@@ -69,39 +63,34 @@ func (d *discovery) start(ctx context.Context, cli *clientv3.Client, prefix stri
 		}
 	}
 	var first sync.Once
-	pw := registry.NewWatcher(cli, prefix, d.log)
-	proxies := make(map[string]registry.Record)
-	proxiesListed := false // the first listing reports the whole set at once
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = pw.Run(ctx, func(ev registry.Event) {
-			if ev.Type == registry.EventDelete {
-				delete(proxies, ev.ID)
-			} else {
-				proxies[ev.ID] = ev.Record
-			}
-			if proxiesListed {
-				d.onProxies(proxies)
-			}
-		}, func() {
-			proxiesListed = true
-			d.onProxies(proxies)
+		_ = reg.WatchProxies(ctx, registry.WatchOptions{Backends: !client, Logger: d.log}, func(recs map[string]registry.Record) {
+			d.onProxies(recs)
 			first.Do(listed)
 		})
 	}()
-	if !withTargets {
+	if !client {
 		return
 	}
 	var firstT sync.Once
-	tw := registry.NewTargetWatcher(cli, prefix, d.log)
+	d.tw = reg.WatchTargets(registry.WatchOptions{Logger: d.log})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = tw.Run(ctx, func(ev registry.TargetEvent) {
-			d.applyTarget(ev)
-		}, func() { firstT.Do(listed) })
+		_ = d.tw.Run(ctx, d.applyTarget, func() { firstT.Do(listed) })
 	}()
+}
+
+// lookup makes sure target's registrations are known: the registry reads
+// them the first time they are asked for if it cannot list every target
+// (registry.TargetWatch.Want).
+func (d *discovery) lookup(ctx context.Context, target string) error {
+	if d.tw == nil {
+		return nil
+	}
+	return d.tw.Want(ctx, target)
 }
 
 // applyTarget takes one change of a target registration. Beside the

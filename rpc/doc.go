@@ -1,18 +1,17 @@
 // Package rpc is the service side of zmq-proxy: a Client that sends calls,
 // casts, fanouts and notifications, and a Server that handles them, both
-// through the central proxies they find in etcd, speaking oslo.messaging's
-// ZeroMQ frames and payloads byte for byte (docs/protocol.md), so that Go
-// and Python services talk through the same proxies.
+// through the central proxies they find in the registry, speaking
+// oslo.messaging's ZeroMQ frames and payloads byte for byte
+// (docs/protocol.md), so that Go and Python services talk through the
+// same proxies.
 //
 // # Discovery
 //
-// Both watch etcd (never poll it); on Redis, which has no watch, they read
-// it every RedisPoll, as oslo.messaging's matchmaker does, and keep a proxy
-// or a server that Redis stops listing for three polls (at least 3 s): a
-// Redis restarted without its data lists nothing until everyone has
-// written itself again, about a second later. A client keeps one DEALER
-// connection to every central proxy's frontend and picks one round-robin
-// per message. A server keeps one to every backend (a single-router
+// Both follow the registry of their config (a registry.Registry: etcd,
+// watched, or oslo.messaging's matchmaker, read every poll; package
+// registry says how each keeps what it stops listing for a while). A
+// client keeps one DEALER connection to every central proxy's frontend
+// and picks one round-robin per message. A server keeps one to every backend (a single-router
 // proxy's frontend), subscribes its topic on its node's local publisher
 // proxy (a "local" record with the server's host name), else on every
 // central publisher, and registers its identity under a lease for its

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/etcdserver"
 	"github.com/zmq-proxy/zmq-proxy/registry"
@@ -21,12 +19,12 @@ import (
 // A server of topic "demo" and a client that calls it, through a proxy
 // found in etcd.
 func Example() {
-	etcd, stop := exampleSystem() // an etcd with one proxy registered in it
+	reg, stop := exampleSystem() // an etcd with one proxy registered in it
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: etcd, Topic: "demo", Server: "s1",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: reg, Topic: "demo", Server: "s1",
 		Handlers: map[string]rpc.Handler{
 			"add": func(_ context.Context, m *rpc.Message) (any, error) {
 				var a struct{ X, Y int }
@@ -39,7 +37,7 @@ func Example() {
 	}
 	defer srv.Close()
 
-	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: etcd, Acks: true})
+	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: reg, Acks: true})
 	if err != nil {
 		panic(err)
 	}
@@ -51,11 +49,11 @@ func Example() {
 
 // A failure raised by the server's handler is a *rpc.RemoteError.
 func ExampleRemoteError() {
-	etcd, stop := exampleSystem()
+	reg, stop := exampleSystem()
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: etcd, Topic: "demo",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: reg, Topic: "demo",
 		Handlers: map[string]rpc.Handler{
 			"div": func(context.Context, *rpc.Message) (any, error) {
 				return nil, &rpc.RemoteError{Class: "ZeroDivisionError", Module: "builtins", Message: "division by zero"}
@@ -65,7 +63,7 @@ func ExampleRemoteError() {
 		panic(err)
 	}
 	defer srv.Close()
-	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: etcd})
+	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: reg})
 	if err != nil {
 		panic(err)
 	}
@@ -84,8 +82,8 @@ func ExampleRemoteError() {
 }
 
 // exampleSystem starts an embedded etcd on a random port and a proxy
-// registered in it, and returns a client of that etcd.
-func exampleSystem() (*clientv3.Client, func()) {
+// registered in it, and returns that etcd as a registry.
+func exampleSystem() (registry.Registry, func()) {
 	quiet := slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError}))
 	dir, err := os.MkdirTemp("", "rpc-example")
 	if err != nil {
@@ -100,15 +98,15 @@ func exampleSystem() (*clientv3.Client, func()) {
 	if err != nil {
 		panic(err)
 	}
-	cli, err := registry.NewClient(registry.ClientConfig{Endpoints: e.Endpoints()})
+	reg, err := registry.Open(context.Background(), registry.OpenConfig{Etcd: registry.ClientConfig{Endpoints: e.Endpoints()}})
 	if err != nil {
 		panic(err)
 	}
 	for !p.Registered() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return cli, func() {
-		cli.Close()
+	return reg, func() {
+		reg.Close()
 		p.Close()
 		e.Close()
 		os.RemoveAll(dir)

@@ -786,11 +786,11 @@ func TestStartBoundedNamesRegistry(t *testing.T) {
 	}
 	defer cli.Close()
 	start := time.Now()
-	_, err = NewClient(context.Background(), ClientConfig{Etcd: cli, Host: "node0", StartTimeout: 300 * time.Millisecond})
+	_, err = NewClient(context.Background(), ClientConfig{Registry: registry.NewEtcd(cli, registry.Options{}), Host: "node0", StartTimeout: 300 * time.Millisecond})
 	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), dead) || took > 10*time.Second {
 		t.Fatalf("NewClient with etcd down: %v after %v; want an error naming %s within the bound", err, took, dead)
 	}
-	_, err = NewServer(context.Background(), ServerConfig{Etcd: cli, Host: "node0", Topic: "t", StartTimeout: 300 * time.Millisecond})
+	_, err = NewServer(context.Background(), ServerConfig{Registry: registry.NewEtcd(cli, registry.Options{}), Host: "node0", Topic: "t", StartTimeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("NewServer with etcd down: %v; want an error naming %s", err, dead)
 	}
@@ -823,11 +823,11 @@ func TestNilLoggerQuiet(t *testing.T) {
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	defer slog.SetDefault(old)
-	srv, err := NewServer(ctxFor(t, wait), ServerConfig{Etcd: sys.cli, Host: "node0", Topic: "demo", Handlers: map[string]Handler{}})
+	srv, err := NewServer(ctxFor(t, wait), ServerConfig{Registry: registry.NewEtcd(sys.cli, registry.Options{}), Host: "node0", Topic: "demo", Handlers: map[string]Handler{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewClient(ctxFor(t, wait), ClientConfig{Etcd: sys.cli, Host: "node0"})
+	c, err := NewClient(ctxFor(t, wait), ClientConfig{Registry: registry.NewEtcd(sys.cli, registry.Options{}), Host: "node0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func (s *system) addProxy(kind actors.Kind, name string) *actors.Proxy {
 
 func (s *system) client(cfg ClientConfig) *Client {
 	s.t.Helper()
-	cfg.Etcd = s.cli
+	cfg.Registry = registry.NewEtcd(s.cli, registry.Options{})
 	s.defaults(&cfg.Host, &cfg.Logger)
 	return started(s, "NewClient", func(ctx context.Context) (*Client, error) { return NewClient(ctx, cfg) })
 }
@@ -80,7 +80,7 @@ func (s *system) client(cfg ClientConfig) *Client {
 // server starts a server of cfg on the system's etcd.
 func (s *system) server(cfg ServerConfig) *Server {
 	s.t.Helper()
-	cfg.Etcd = s.cli
+	cfg.Registry = registry.NewEtcd(s.cli, registry.Options{})
 	s.defaults(&cfg.Host, &cfg.Logger)
 	return started(s, "NewServer", func(ctx context.Context) (*Server, error) { return NewServer(ctx, cfg) })
 }

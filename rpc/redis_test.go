@@ -14,6 +14,7 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
+	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
@@ -46,11 +47,16 @@ func newRedisSystem(t *testing.T) *redisSystem {
 	return &redisSystem{redis: r, mm: mm, proxy: p}
 }
 
+// registry is the Redis matchmaker, read every 100 ms.
+func (rs *redisSystem) registry() registry.Registry {
+	return registry.NewRedis(rs.mm, registry.Options{Poll: 100 * time.Millisecond})
+}
+
 func (rs *redisSystem) server(t *testing.T, topic, name string, cnt *counter) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
+	srv, err := NewServer(ctx, ServerConfig{Registry: rs.registry(), Host: "node0",
 		Topic: topic, Server: name, Logger: quiet(), Handlers: map[string]Handler{
 			"echo": func(_ context.Context, m *Message) (any, error) {
 				cnt.add(name, m)
@@ -68,7 +74,7 @@ func (rs *redisSystem) client(t *testing.T, acks bool) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, err := NewClient(ctx, ClientConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0", Acks: acks, Logger: quiet()})
+	c, err := NewClient(ctx, ClientConfig{Registry: rs.registry(), Host: "node0", Acks: acks, Logger: quiet()})
 	if err != nil {
 		t.Fatalf("NewClient on Redis: %v", err)
 	}
@@ -172,7 +178,7 @@ func TestRedisServerRegistersAgain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var logs testutil.SyncBuffer
-	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
+	srv, err := NewServer(ctx, ServerConfig{Registry: rs.registry(), Host: "node0",
 		Topic: "demo", Logger: slog.New(slog.NewTextHandler(&logs, nil)), TargetTTL: 3 * time.Second, Handlers: map[string]Handler{
 			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
 		}})
@@ -182,7 +188,7 @@ func TestRedisServerRegistersAgain(t *testing.T) {
 	defer srv.Close()
 	rs.redis.Kill()
 	testutil.CheckFor(t, wait, func() error { // the server has seen Redis go
-		if srv.rreg.Registered() {
+		if srv.reg.Registered() {
 			return errors.New("the server's registrar has not failed yet")
 		}
 		return nil
@@ -215,7 +221,7 @@ func TestRedisServerNotRegistered(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	srv, err := NewServer(ctx, ServerConfig{Redis: rs.mm, RedisPoll: 100 * time.Millisecond, Host: "node0",
+	srv, err := NewServer(ctx, ServerConfig{Registry: rs.registry(), Host: "node0",
 		Topic: "demo", Logger: quiet(), Handlers: map[string]Handler{
 			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
 		}})

@@ -15,7 +15,6 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/actors"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -525,19 +524,18 @@ func TestServerCloseWithStuckHandlers(t *testing.T) {
 // target, is refused before anything starts.
 func TestConfigRefused(t *testing.T) {
 	ctx := ctxFor(t, wait)
-	if _, err := NewClient(ctx, ClientConfig{}); err == nil || !strings.Contains(err.Error(), "needs one registry") {
+	if _, err := NewClient(ctx, ClientConfig{}); err == nil || !strings.Contains(err.Error(), "needs a Registry") {
 		t.Errorf("NewClient without a registry: got %v", err)
 	}
-	sys := newSystem(t, 0)
-	mm := redismm.New(redismm.Config{Addr: "127.0.0.1:1"})
-	defer mm.Close()
-	if _, err := NewServer(ctx, ServerConfig{Etcd: sys.cli, Redis: mm, Topic: "t"}); err == nil || !strings.Contains(err.Error(), "needs one registry") {
-		t.Errorf("NewServer with two registries: got %v", err)
+	if _, err := NewServer(ctx, ServerConfig{Topic: "t"}); err == nil || !strings.Contains(err.Error(), "needs a Registry") {
+		t.Errorf("NewServer without a registry: got %v", err)
 	}
-	if _, err := NewServer(ctx, ServerConfig{Etcd: sys.cli, Topic: "a.b"}); !errors.Is(err, ErrBadTarget) {
+	sys := newSystem(t, 0)
+	reg := registry.NewEtcd(sys.cli, registry.Options{})
+	if _, err := NewServer(ctx, ServerConfig{Registry: reg, Topic: "a.b"}); !errors.Is(err, ErrBadTarget) {
 		t.Errorf("NewServer on topic a.b: got %v, want ErrBadTarget", err)
 	}
-	if _, err := NewClient(ctx, ClientConfig{Etcd: sys.cli, Retries: -1}); err == nil {
+	if _, err := NewClient(ctx, ClientConfig{Registry: reg, Retries: -1}); err == nil {
 		t.Error("NewClient with Retries -1: got nil error")
 	}
 }

@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -56,15 +54,11 @@ type Handler func(ctx context.Context, m *Message) (any, error)
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
-	// Etcd is the registry, or Redis: oslo.messaging's Redis matchmaker,
-	// where the server registers DEALER/<topic> and
-	// DEALER/<topic>/<server> as oslo.messaging's servers do, read every
-	// RedisPoll (default DefaultRedisPoll). One of them.
-	Etcd      *clientv3.Client
-	Redis     *redismm.Matchmaker
-	RedisPoll time.Duration
-	// Prefix of the registry keys; default registry.DefaultPrefix.
-	Prefix string
+	// Registry is where the server registers its targets (Topic, and
+	// Topic/Server) and finds the proxies (registry.Open,
+	// registry.NewEtcd, registry.NewRedis). Required; the server does not
+	// close it.
+	Registry registry.Registry
 	// Host is this machine's name: the first part of the identity, and how
 	// the node's local publisher proxy is found; default os.Hostname().
 	Host string
@@ -104,8 +98,8 @@ type ServerConfig struct {
 	// testNoAcks: the server ACKs nothing, even when asked (tests of a
 	// server that does not answer).
 	testNoAcks bool
-	// TargetTTL is the lease of the server's registration; default
-	// registry.DefaultTTL.
+	// TargetTTL is the TTL of the server's registration (etcd's lease,
+	// or the Redis keys' expiry); default registry.DefaultTTL.
 	TargetTTL time.Duration
 	// ShutdownTimeout: Close cancels the handlers' context after it.
 	ShutdownTimeout time.Duration
@@ -128,7 +122,7 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() error {
-	if err := commonDefaults("ServerConfig", c.Etcd, c.Redis, &c.RedisPoll, &c.Host, &c.Logger); err != nil {
+	if err := commonDefaults("ServerConfig", c.Registry, &c.Host, &c.Logger); err != nil {
 		return err
 	}
 	if c.Node == "" {
@@ -191,9 +185,8 @@ type Server struct {
 	links   *links
 	sub     *transport.Sub
 	seen    *seen
-	reg     *registry.Registrar // etcd
-	targets []registry.Target   // what reg registers
-	rreg    *redismm.Registrar  // or Redis
+	reg     registry.Registration
+	targets []registry.Target // what reg registers
 	stats   ServerStats
 
 	subMu sync.Mutex // guards subEPs (the discovery goroutine and Close)
@@ -253,41 +246,15 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	s.disc = newDiscovery(s.log, s.setProxies, nil)
 	wctx, wcancel := context.WithCancel(context.Background())
 	s.watchCancel = wcancel
-	if cfg.Redis != nil {
-		s.disc.startRedis(wctx, cfg.Redis, cfg.RedisPoll, false)
-	} else {
-		s.disc.start(wctx, cfg.Etcd, cfg.Prefix, false)
-	}
+	s.disc.start(wctx, cfg.Registry, false)
 
 	ctx, cancel := startContext(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := s.disc.waitSynced(ctx); err != nil {
 		s.Close()
-		return nil, notListed(cfg.Etcd, cfg.Redis, err)
+		return nil, notListed(cfg.Registry, err)
 	}
 	s.links.waitUp(ctx, s.disc.synced) // connected to a proxy, if any is registered
-	if cfg.Redis != nil {
-		keys := []string{redismm.TopicKey(cfg.Topic)}
-		if cfg.Server != "" {
-			keys = append(keys, redismm.ServerKey(cfg.Topic, cfg.Server))
-		}
-		entries := make([]redismm.Entry, len(keys))
-		for i, k := range keys {
-			entries[i] = redismm.Entry{Key: k, Member: s.id}
-		}
-		if s.rreg, err = redismm.NewRegistrar(redismm.RegistrarConfig{Matchmaker: cfg.Redis, Entries: entries,
-			TTL: max(cfg.TargetTTL.Truncate(time.Second), time.Second), Logger: s.log}); err != nil {
-			s.Close()
-			return nil, err
-		}
-		select {
-		case <-s.rreg.Ready():
-		case <-ctx.Done():
-			s.Close()
-			return nil, fmt.Errorf("rpc: server not registered in redis: %w", ctx.Err())
-		}
-		return s, nil
-	}
 	started := time.Now()
 	targets := []registry.Target{{Target: cfg.Topic, Identity: s.id, Host: cfg.Host, Started: started.UTC(), Generation: started.UnixNano()}}
 	if cfg.Server != "" {
@@ -296,7 +263,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		targets = append(targets, t)
 	}
 	s.targets = targets
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TargetTTL, Logger: s.log}, targets...)
+	reg, err := cfg.Registry.RegisterTargets(registry.RegisterOptions{TTL: cfg.TargetTTL, Logger: s.log}, targets...)
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -306,7 +273,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 	case <-reg.Ready():
 	case <-ctx.Done():
 		s.Close()
-		return nil, fmt.Errorf("rpc: server not registered: %w", ctx.Err())
+		return nil, fmt.Errorf("rpc: server not registered in %s: %w", cfg.Registry, ctx.Err())
 	}
 	return s, nil
 }
@@ -342,10 +309,11 @@ const (
 // Shutdown stops the server without breaking a promise it made: what it
 // acknowledged is handled once, by it, and a CALL's reply sent.
 //
-//  1. With etcd, its registration is marked draining: clients send it
-//     nothing new, and wait for what it acknowledged. It takes what
-//     still arrives until its senders are quiet (drainQuiet, at most
-//     drainMax). With Redis, which has no such mark, it stays registered.
+//  1. Its registration is marked draining (Registration.UpdateTargets):
+//     clients send it nothing new, and wait for what it acknowledged. It
+//     takes what still arrives until its senders are quiet (drainQuiet, at
+//     most drainMax). A registry without such a mark (oslo.messaging's
+//     matchmaker) leaves it registered as it was.
 //  2. It stops taking messages (what arrives is neither acked nor
 //     handled; with acks its client sends it again, to another server
 //     once this one has deregistered), and waits for the handlers to
@@ -402,9 +370,6 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.reg != nil {
 		s.reg.Close()
-	}
-	if s.rreg != nil {
-		s.rreg.Close()
 	}
 	s.watchCancel()
 	s.disc.wg.Wait()

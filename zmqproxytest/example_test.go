@@ -22,7 +22,7 @@ func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: sys.Etcd(), Topic: "demo", Server: "s1",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: sys.Registry(), Topic: "demo", Server: "s1",
 		Handlers: map[string]rpc.Handler{
 			"add": func(_ context.Context, m *rpc.Message) (any, error) {
 				var a struct{ X, Y int }
@@ -34,7 +34,7 @@ func Example() {
 		panic(err)
 	}
 	defer srv.Close()
-	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: sys.Etcd(), Acks: true})
+	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: sys.Registry(), Acks: true})
 	if err != nil {
 		panic(err)
 	}

@@ -5,8 +5,8 @@
 // package's clients and servers at it:
 //
 //	sys := zmqproxytest.Start(t) // closed when the test ends
-//	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: sys.Etcd(), Topic: "demo", ...})
-//	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: sys.Etcd()})
+//	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: sys.Registry(), Topic: "demo", ...})
+//	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: sys.Registry()})
 //
 // Nothing is shared between two systems: each has its own etcd, data
 // directory and ports, so tests may run in parallel. The zmq-proxy
@@ -132,8 +132,12 @@ func Start(t testing.TB) *System {
 	return s
 }
 
-// Etcd is a client of the system's etcd, for rpc.ClientConfig.Etcd and
-// rpc.ServerConfig.Etcd. Close closes it; do not close it yourself.
+// Registry is the system's etcd as a registry, for
+// rpc.ClientConfig.Registry and rpc.ServerConfig.Registry.
+func (s *System) Registry() registry.Registry { return registry.NewEtcd(s.cli, registry.Options{}) }
+
+// Etcd is a client of the system's etcd, to look into it. Close closes
+// it; do not close it yourself.
 func (s *System) Etcd() *clientv3.Client { return s.cli }
 
 // Endpoints are the etcd's client URLs.

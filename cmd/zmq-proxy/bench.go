@@ -230,7 +230,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 		for i := range c.BenchServers {
 			name := fmt.Sprintf("b%d", i)
 			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
-			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
+			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Registry: s.reg, Host: c.Name,
 				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
 				// As oslo.messaging's servers: ACKs only with rpc_use_acks.
 				Acks: c.Acks,

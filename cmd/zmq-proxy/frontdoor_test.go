@@ -54,7 +54,7 @@ func TestListTargetNames(t *testing.T) {
 	sys := zmqproxytest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: sys.Etcd(), Topic: "demo", Server: "s1", Host: "h",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: sys.Registry(), Topic: "demo", Server: "s1", Host: "h",
 		Handlers: map[string]rpc.Handler{"m": func(context.Context, *rpc.Message) (any, error) { return nil, nil }}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestCallTimeoutAndExitStatus(t *testing.T) {
 	sys := zmqproxytest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: sys.Etcd(), Topic: "demo", Host: "h",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: sys.Registry(), Topic: "demo", Host: "h",
 		Handlers: map[string]rpc.Handler{
 			"slow": func(ctx context.Context, _ *rpc.Message) (any, error) {
 				select {

@@ -17,8 +17,6 @@ import (
 	"time"
 	"unicode"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
@@ -31,12 +29,11 @@ import (
 // flag, argument or configuration; 3 the server raised a failure (call).
 
 // clientSetup resolves the configuration of a client command, starts its
-// logger and its etcd client. done releases them.
+// logger and its registry. done releases them.
 type clientSetup struct {
 	c      *config
 	log    *slog.Logger
-	etcd   *clientv3.Client    // the registry, or
-	redis  *redismm.Matchmaker // oslo.messaging's Redis matchmaker (-u zmq+redis://)
+	reg    registry.Registry // etcd, or oslo.messaging's Redis matchmaker (-u zmq+redis://)
 	closer []func() error
 }
 
@@ -77,12 +74,13 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 	s.closer = append(s.closer, closeLog)
 	c.log(s.log)
 	if c.Registry.Mode == registryRedis {
-		s.redis = redismm.New(redismm.Config{Addr: c.Registry.RedisAddr, Password: c.Registry.RedisPassword,
+		mm := redismm.New(redismm.Config{Addr: c.Registry.RedisAddr, Password: c.Registry.RedisPassword,
 			DB: c.Registry.RedisDB, Timeout: c.ListTimeout, Logger: s.log})
-		s.closer = append(s.closer, s.redis.Close)
+		s.closer = append(s.closer, mm.Close)
+		s.reg = registry.NewRedis(mm, registry.Options{Logger: s.log})
 		pctx, cancel := context.WithTimeout(ctx, c.registryWait())
 		defer cancel()
-		if err := s.redis.Ping(pctx); err != nil {
+		if err := mm.Ping(pctx); err != nil {
 			s.done()
 			return fail(1, fmt.Errorf("redis at %s: %w", c.Registry.RedisAddr, err))
 		}
@@ -93,13 +91,15 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 		s.done()
 		return fail(2, err)
 	}
-	if s.etcd, err = registry.NewClient(cfg); err != nil {
+	cli, err := registry.NewClient(cfg)
+	if err != nil {
 		s.done()
 		code, err := c.clientError(err)
 		return fail(code, err)
 	}
-	s.closer = append(s.closer, s.etcd.Close)
-	if err := c.probe(ctx, s.etcd, time.Now().Add(c.registryWait())); err != nil {
+	s.closer = append(s.closer, cli.Close)
+	s.reg = registry.NewEtcd(cli, registry.Options{Prefix: c.EtcdPrefix, Logger: s.log})
+	if err := c.probe(ctx, cli, time.Now().Add(c.registryWait())); err != nil {
 		s.done()
 		return fail(1, err)
 	}
@@ -107,7 +107,7 @@ func setupClient(ctx context.Context, cmd command, name string, args []string, s
 }
 
 func (s *clientSetup) clientConfig() rpc.ClientConfig {
-	return rpc.ClientConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Acks: s.c.Acks,
+	return rpc.ClientConfig{Registry: s.reg, Host: s.c.Name, Acks: s.c.Acks,
 		AckTimeout: s.c.AckTimeout, Retries: s.c.Retries, Logger: s.log}
 }
 
@@ -234,7 +234,7 @@ func runEchoServer(ctx context.Context, args []string, stdout, stderr io.Writer)
 		defer rec.close()
 	}
 	out := &lineWriter{w: stdout}
-	cfg := rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: s.c.EtcdPrefix, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
+	cfg := rpc.ServerConfig{Registry: s.reg, Host: s.c.Name, Topic: topic, Server: server, TargetTTL: s.c.TargetExpire,
 		Logger: s.log, Handlers: echoHandlers(name, rec), Observe: out.message, Acks: s.c.Acks,
 		Notify: func(context.Context, *rpc.Message) {}}
 	cfg.Node = s.c.Node // the node whose local publisher proxy it subscribes on

@@ -30,13 +30,13 @@ func run(out io.Writer, endpoint string) error {
 	defer cancel()
 
 	// Fails within 5 s, naming the endpoint, when etcd does not answer.
-	etcd, err := registry.NewClient(registry.ClientConfig{Endpoints: []string{endpoint}})
+	reg, err := registry.Open(ctx, registry.OpenConfig{Etcd: registry.ClientConfig{Endpoints: []string{endpoint}}})
 	if err != nil {
 		return err
 	}
-	defer etcd.Close()
+	defer reg.Close()
 
-	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Etcd: etcd, Topic: "calc", Server: "s1",
+	srv, err := rpc.NewServer(ctx, rpc.ServerConfig{Registry: reg, Topic: "calc", Server: "s1",
 		Handlers: map[string]rpc.Handler{
 			"add": func(_ context.Context, m *rpc.Message) (any, error) {
 				var a struct{ X, Y int }
@@ -51,7 +51,7 @@ func run(out io.Writer, endpoint string) error {
 	}
 	defer srv.Close()
 
-	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Etcd: etcd, Acks: true})
+	cli, err := rpc.NewClient(ctx, rpc.ClientConfig{Registry: reg, Acks: true})
 	if err != nil {
 		return err
 	}

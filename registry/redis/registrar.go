@@ -49,6 +49,7 @@ type Registrar struct {
 	failures   int64 // failed writes, in all
 
 	ready  chan struct{} // closed at the first complete write
+	lost   chan struct{} // closed when the entries are lost; renewed then
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -79,7 +80,7 @@ func NewRegistrar(cfg RegistrarConfig) (*Registrar, error) {
 		log = cfg.Matchmaker.log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registrar{cfg: cfg, log: log, ready: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+	r := &Registrar{cfg: cfg, log: log, ready: make(chan struct{}), lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go r.run(ctx)
 	return r, nil
 }
@@ -102,13 +103,31 @@ func (r *Registrar) Failures() int64 {
 	return r.failures
 }
 
+// Lost is closed when the entries are lost: a write failed after they
+// were written, or they were found missing from Redis. The Registrar
+// writes them again by itself; Lost returns a new channel from then on.
+func (r *Registrar) Lost() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost
+}
+
 func (r *Registrar) setRegistered(ok bool) {
 	r.mu.Lock()
-	r.registered = ok
 	if !ok {
 		r.failures++
+		if r.registered {
+			r.loseLocked()
+		}
 	}
+	r.registered = ok
 	r.mu.Unlock()
+}
+
+// loseLocked closes Lost's channel and makes a new one; under mu.
+func (r *Registrar) loseLocked() {
+	close(r.lost)
+	r.lost = make(chan struct{})
 }
 
 func (r *Registrar) run(ctx context.Context) {
@@ -142,6 +161,9 @@ func (r *Registrar) run(ctx context.Context) {
 			}
 			if err == nil {
 				r.log.Info("registrations missing from redis (restarted without its data?): writing them again", attrs...)
+				r.mu.Lock()
+				r.loseLocked()
+				r.mu.Unlock()
 			}
 		}
 		err := r.writeAll(ctx)
