@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/addr"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -96,6 +97,15 @@ type Config struct {
 	SubscribeOn []string
 	// MetricsAddr is where /metrics, /healthz and /readyz are served; "" = off.
 	MetricsAddr string
+	// AdminAddr is where the admin endpoint (POST /pause, POST /resume,
+	// GET /stats) is served; "" = off. Unless AdminToken is set, it must
+	// be a loopback address, and requests must name a loopback Host.
+	AdminAddr string
+	// AdminToken, when set, is required of every admin request as
+	// "Authorization: Bearer TOKEN".
+	AdminToken string
+	// PprofAddr is where Go's profiles (/debug/pprof/) are served; "" = off.
+	PprofAddr string
 	// Registry says where and how the proxy registers itself.
 	Registry RegistryConfig
 	// Debug logs every message at debug level.
@@ -184,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SubscriberSecurity != nil && (c.SubscriberSecurity.AsServer() || c.Kind != KindLocalPublisher) {
 		return fmt.Errorf("%w: SubscriberSecurity is the client side of a local publisher proxy's SUB", ErrConfig)
+	}
+	if c.AdminAddr != "" && c.AdminToken == "" && !addr.Loopback(c.AdminAddr) {
+		return fmt.Errorf("%w: admin address %s is not a loopback address and no admin token is set", ErrConfig, c.AdminAddr)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -30,10 +30,10 @@ func TestDrainDeregistersAndRoutes(t *testing.T) {
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+		if n := p.socketStats(BackendName).Peers.Load(); n != 1 {
 			return fmt.Errorf("%d peers on the backend, want 1", n)
 		}
-		if n := p.Stats(FrontendName).Peers.Load(); n != 1 { // the drain counts both
+		if n := p.socketStats(FrontendName).Peers.Load(); n != 1 { // the drain counts both
 			return fmt.Errorf("%d peers on the frontend, want 1", n)
 		}
 		return nil
@@ -93,7 +93,7 @@ func TestDrainEndsEarly(t *testing.T) {
 	p = startProxy(t, Config{Kind: KindDoubleRouter})
 	dealer(t, "client-1", p.Addrs().Frontend, nil)
 	testutil.CheckFor(t, wait, func() error { // the proxy attaches it after the handshake
-		if n := p.Stats(FrontendName).Peers.Load(); n != 1 {
+		if n := p.socketStats(FrontendName).Peers.Load(); n != 1 {
 			return fmt.Errorf("%d peers on the frontend, want 1", n)
 		}
 		return nil
@@ -126,7 +126,7 @@ func TestDrainStopsAccepting(t *testing.T) {
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+		if n := p.socketStats(BackendName).Peers.Load(); n != 1 {
 			return fmt.Errorf("%d peers on the backend, want 1", n)
 		}
 		return nil

@@ -70,7 +70,7 @@ func TestLocalPublisherRepublishesFromSubscribeOn(t *testing.T) {
 	if b.count(hasPrefixID("m")) != 0 {
 		t.Fatal("network subscriber got compute messages")
 	}
-	if n := central.Stats(PublisherName).Peers.Load(); n != 1 {
+	if n := central.socketStats(PublisherName).Peers.Load(); n != 1 {
 		t.Fatalf("central publisher has %d connections, want 1 (the local proxy)", n)
 	}
 }
@@ -93,7 +93,7 @@ func TestLocalPublisherFollowsRegistry(t *testing.T) {
 
 	central.Close()
 	testutil.CheckFor(t, wait, func() error {
-		if local.Stats(SubscriberName).Peers.Load() == 0 {
+		if local.socketStats(SubscriberName).Peers.Load() == 0 {
 			return nil
 		}
 		return errors.New("local proxy still connected to the closed central proxy")
@@ -101,7 +101,7 @@ func TestLocalPublisherFollowsRegistry(t *testing.T) {
 	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
 	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
 	fanoutUntil(t, client2, "t", "second", &c)
-	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
+	if n := local.socketStats(SubscriberName).Peers.Load(); n != 1 {
 		t.Fatalf("local proxy has %d publisher connections, want 1", n)
 	}
 }

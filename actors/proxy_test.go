@@ -136,7 +136,7 @@ func TestCallReplyAndFanoutThroughActors(t *testing.T) {
 	}
 	t.Cleanup(func() { sub.Close() })
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
+		if p.socketStats(BackendName).Peers.Load() == 1 {
 			return nil
 		}
 		return errors.New("server not attached")
@@ -207,7 +207,7 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 	}
 	t.Cleanup(func() { sub.Close() })
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 {
+		if p.socketStats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 {
 			return nil
 		}
 		return errors.New("peers not attached")
@@ -273,7 +273,7 @@ func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Frontend, &atServer)
 	testutil.CheckFor(t, wait, func() error { // a cast to a peer not yet attached is dropped
-		if n := p.Stats(FrontendName).Peers.Load(); n != 2 {
+		if n := p.socketStats(FrontendName).Peers.Load(); n != 2 {
 			return fmt.Errorf("%d peers on the router, want 2", n)
 		}
 		return nil
@@ -293,7 +293,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
+		if p.socketStats(BackendName).Peers.Load() == 1 {
 			return nil
 		}
 		return errors.New("server not attached")
@@ -315,7 +315,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		}
 		return errors.New("good message after bad ones not delivered")
 	})
-	fe, be := p.Stats(FrontendName), p.Stats(BackendName)
+	fe, be := p.socketStats(FrontendName), p.socketStats(BackendName)
 	if got := fe.DroppedMalformed.Load(); got != 3 {
 		t.Errorf("malformed drops: got %d, want 3", got)
 	}
@@ -465,7 +465,7 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
 	dealer(t, "server-1", p.Addrs().Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
+		if p.socketStats(BackendName).Peers.Load() == 1 {
 			return nil
 		}
 		return errors.New("server not attached")
@@ -481,7 +481,7 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 		}
 		return errors.New("good message after the bad ones not delivered")
 	})
-	if got := p.Stats(FrontendName).DroppedUnknownVersion.Load(); got != n {
+	if got := p.socketStats(FrontendName).DroppedUnknownVersion.Load(); got != n {
 		t.Fatalf("unknown version drops: got %d, want %d", got, n)
 	}
 	if got := h.n.Load(); got != 1 {
@@ -543,7 +543,7 @@ func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
 	}
 	t.Cleanup(func() { server.Close() })
 	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+		if n := p.socketStats(BackendName).Peers.Load(); n != 1 {
 			return fmt.Errorf("backend peers: got %d, want 1", n)
 		}
 		return nil
@@ -600,7 +600,7 @@ func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
 	if delay >= 100*time.Millisecond {
 		t.Errorf("largest send-to-arrival delay of a cast: got %v, want < 100ms", delay)
 	}
-	if got := p.Stats(PublisherName).DroppedRestarting.Load(); got == 0 {
+	if got := p.socketStats(PublisherName).DroppedRestarting.Load(); got == 0 {
 		t.Errorf("publisher dropped{reason=restarting}: got 0, want the fanouts sent while it was down")
 	}
 }

@@ -24,7 +24,7 @@ func isType(typ string) func(transport.Msg) bool {
 func TestRouterOnlyRoutesFanoutTypes(t *testing.T) {
 	p := startProxy(t, Config{Kind: KindDoubleRouter, PubSub: PubSubOff, AckPubSub: true})
 	a := p.Addrs()
-	if a.Publisher != "" || p.Stats(PublisherName) != nil {
+	if a.Publisher != "" || p.socketStats(PublisherName) != nil {
 		t.Fatalf("router-only proxy bound a publisher: %q", a.Publisher)
 	}
 	var atClient, atS1, atS2 collector
@@ -32,7 +32,7 @@ func TestRouterOnlyRoutesFanoutTypes(t *testing.T) {
 	dealer(t, "host/compute/s1/u1", a.Backend, &atS1)
 	dealer(t, "host/compute/s2/u2", a.Backend, &atS2)
 	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 2 {
+		if n := p.socketStats(BackendName).Peers.Load(); n != 2 {
 			return fmt.Errorf("backend peers: got %d, want 2", n)
 		}
 		return nil

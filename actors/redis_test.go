@@ -97,7 +97,7 @@ func TestLocalPublisherFollowsRedis(t *testing.T) {
 
 	central.Close()
 	testutil.CheckFor(t, wait, func() error {
-		if n := local.Stats(SubscriberName).Peers.Load(); n != 0 {
+		if n := local.socketStats(SubscriberName).Peers.Load(); n != 0 {
 			return fmt.Errorf("local proxy has %d publisher connections after the central one left Redis, want 0", n)
 		}
 		return nil
@@ -105,7 +105,7 @@ func TestLocalPublisherFollowsRedis(t *testing.T) {
 	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
 	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
 	fanoutUntil(t, client2, "t", "second", &c)
-	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
+	if n := local.socketStats(SubscriberName).Peers.Load(); n != 1 {
 		t.Fatalf("local proxy has %d publisher connections, want 1", n)
 	}
 }
@@ -122,7 +122,7 @@ func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() != 1 {
+		if p.socketStats(BackendName).Peers.Load() != 1 {
 			return fmt.Errorf("server not attached")
 		}
 		return nil
@@ -168,7 +168,7 @@ func TestLocalPublisherSkipsRouterOnlyCentral(t *testing.T) {
 	subscriber(t, local.Addrs().Publisher, &c, "")
 	client := dealer(t, "client-1", central.Addrs().Frontend, nil)
 	fanoutUntil(t, client, "t", "through-pubsub-central", &c)
-	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
+	if n := local.socketStats(SubscriberName).Peers.Load(); n != 1 {
 		t.Fatalf("local proxy has %d publisher connections, want 1 (the pub/sub central proxy only)", n)
 	}
 	if n := bad.n.Load(); n != 0 {

@@ -61,7 +61,7 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	client := dealer(t, "client-1", a.Frontend, nil)
 	dealer(t, "server-1", a.Backend, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
+		if p.socketStats(BackendName).Peers.Load() == 1 {
 			return nil
 		}
 		return errors.New("server not attached")
@@ -195,4 +195,27 @@ func TestReadyzFollowsRegistration(t *testing.T) {
 	checkStatus(t, p, "/healthz", 200, "ok")
 	etcd.Start()
 	checkStatus(t, p, "/readyz", 200, "ok")
+}
+
+// Ready is closed once the record is in etcd, not before: a proxy started
+// while etcd is down is not ready until etcd answers and it registers.
+func TestReadyWaitsForRegistration(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	etcd.Stop()
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
+	select {
+	case <-p.Ready():
+		t.Fatal("Ready closed while etcd is down")
+	default:
+	}
+	etcd.Start()
+	select {
+	case <-p.Ready():
+	case <-time.After(wait):
+		t.Fatalf("Ready not closed within %s of etcd's start", wait)
+	}
+	if n := len(records(t, cli)); n != 1 {
+		t.Fatalf("records once Ready: got %d, want 1", n)
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/logging"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
 )
 
@@ -202,7 +203,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	}
 	c := s.c
 	if !c.Debug { // the bench's own servers and clients: warnings only
-		s.log = slog.New(levelHandler{slog.LevelWarn, s.log.Handler()})
+		s.log = slog.New(logging.MinLevel{Handler: s.log.Handler(), Level: slog.LevelWarn})
 	}
 	mode := c.Args[0]
 	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
@@ -456,22 +457,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// levelHandler drops records below its level.
-type levelHandler struct {
-	level slog.Level
-	slog.Handler
-}
-
-func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level && h.Handler.Enabled(ctx, l)
-}
-
-func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelHandler{h.level, h.Handler.WithAttrs(as)}
-}
-
-func (h levelHandler) WithGroup(name string) slog.Handler {
-	return levelHandler{h.level, h.Handler.WithGroup(name)}
 }

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/ini.v1"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/addr"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
@@ -811,7 +812,7 @@ func (c *config) check() error {
 	if err := c.checkPorts(); err != nil {
 		return err
 	}
-	if c.AdminAddr != "" && c.adminToken == "" && !loopbackHost(c.AdminAddr) {
+	if c.AdminAddr != "" && c.adminToken == "" && !addr.Loopback(c.AdminAddr) {
 		return c.blameSetting("admin_addr", errors.New("not a loopback address, and no admin_token_file: "+
 			"anyone who reaches it could pause the proxy; give --admin-token-file or a loopback address"))
 	}
@@ -898,6 +899,9 @@ func (c *config) proxyConfig(logger *slog.Logger) actors.Config {
 		MaxMessageSize: c.MaxMessageSize,
 		SubscribeOn:    c.SubscribeOn,
 		MetricsAddr:    c.MetricsAddr,
+		AdminAddr:      c.AdminAddr,
+		AdminToken:     c.adminToken,
+		PprofAddr:      c.PprofAddr,
 		Registry:       c.registryConfig(),
 		Debug:          c.Debug,
 		Logger:         logger,

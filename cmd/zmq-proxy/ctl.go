@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/zmq-proxy/zmq-proxy/actors"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -122,7 +124,7 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, out.String())
 		return 0
 	}
-	var r adminReply
+	var r actors.AdminReply
 	if err := json.Unmarshal(body, &r); err != nil {
 		return fail(1, fmt.Errorf("%s: not JSON: %w", addr, err))
 	}
