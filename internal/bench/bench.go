@@ -1,4 +1,7 @@
-package main
+// Package bench is "zmq-proxy bench": load through a running deployment
+// with the rpc package's clients, and, unless a target is given, its own
+// rpc servers, which count what was lost and what duplicated.
+package bench
 
 import (
 	"bytes"
@@ -185,54 +188,68 @@ func (t *tally) enter(n int, stop <-chan struct{}) bool {
 
 func (t *tally) distinct() int64 { return t.firsts.Load() }
 
-// runBench is "zmq-proxy bench call|cast|fanout".
-func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdBench, "bench", args, stdout, stderr, [2]int{1, 1}, func(c *config) error {
-		if m := c.Args[0]; m != "call" && m != "cast" && m != "fanout" {
-			return fmt.Errorf("%q is not call, cast or fanout", m)
-		}
-		return nil
-	})
-	if s == nil {
-		return code
-	}
-	defer s.done()
+// Config is one bench run.
+type Config struct {
+	Mode        string // call, cast or fanout
+	Clients     int    // rpc clients
+	Outstanding int    // operations in flight per client
+	Servers     int    // the bench's own servers, unless Target
+	Target      string // a topic served elsewhere; "" = the bench's own servers
+	Size        int    // bytes of data per message
+	Duration    time.Duration
+	Count       int  // operations in all; 0 = for Duration
+	Window      int  // cast and fanout: deliveries in flight per client; 0 = no window
+	Acks        bool // the servers send ACKs (rpc_use_acks)
+	JSON        bool // print the result as one JSON object
+	Debug       bool // the clients and servers log at their own level, not warnings only
+	// Timeout bounds each call, the start of the servers and clients, and
+	// how long the counts may take to settle.
+	Timeout time.Duration
+	// Client is the clients' configuration (registry, prefix, host, acks);
+	// the servers use its registry, prefix and host.
+	Client rpc.ClientConfig
+}
+
+// Run runs the bench and prints its result on stdout, progress on stderr
+// when it is a terminal; it returns the exit code.
+func Run(ctx context.Context, c Config, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "%s bench: %v\n", progName, err)
+		fmt.Fprintf(stderr, "zmq-proxy bench: %v\n", err)
 		return 1
 	}
-	c := s.c
+	log := c.Client.Logger
 	if !c.Debug { // the bench's own servers and clients: warnings only
-		s.log = slog.New(logging.MinLevel{Handler: s.log.Handler(), Level: slog.LevelWarn})
+		log = slog.New(logging.MinLevel{Handler: log.Handler(), Level: slog.LevelWarn})
 	}
-	mode := c.Args[0]
-	res := benchResult{Mode: mode, Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Size: c.BenchSize, Acks: c.Acks}
+	c.Client.Logger = log
+	mode := c.Mode
+	res := benchResult{Mode: mode, Clients: c.Clients, Outstanding: c.Outstanding, Size: c.Size, Acks: c.Acks}
 	// Cast and fanout without acks would outrun the servers and lose at
 	// the proxy's high-water mark what they cannot take: the bench's own
 	// servers tell it what they handled, and each client keeps at most
 	// --window deliveries in flight (loadgen's flow control).
 	weight := 1 // deliveries per message
 	if mode == "fanout" {
-		weight = c.BenchServers
+		weight = c.Servers
 	}
 	var window chan struct{}
-	if mode != "call" && c.BenchTarget == "" && c.BenchWindow > 0 {
-		window = make(chan struct{}, c.BenchWindow*c.BenchClients*weight)
-		res.Window = c.BenchWindow
+	if mode != "call" && c.Target == "" && c.Window > 0 {
+		window = make(chan struct{}, c.Window*c.Clients*weight)
+		res.Window = c.Window
 	}
-	topic := c.BenchTarget
+	topic := c.Target
 	// The servers' handlers count in the tally of the moment: the probes'
 	// one, then the run's.
 	var tallyNow atomic.Pointer[tally]
-	tallyNow.Store(newTally(c.BenchServers, window))
+	tallyNow.Store(newTally(c.Servers, window))
 	if topic == "" {
 		topic = "bench-" + uuid.NewString()[:8]
-		res.Servers = c.BenchServers
-		for i := range c.BenchServers {
+		res.Servers = c.Servers
+		for i := range c.Servers {
 			name := fmt.Sprintf("b%d", i)
-			sctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
-			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: s.etcd, Redis: s.redis, Prefix: c.EtcdPrefix, Host: c.Name,
-				Topic: topic, Server: name, Logger: s.log, Workers: 4 * c.BenchOutstanding,
+			sctx, cancel := context.WithTimeout(ctx, c.Timeout)
+			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: c.Client.Etcd, Redis: c.Client.Redis, Prefix: c.Client.Prefix, Host: c.Client.Host,
+				Topic: topic, Server: name, Logger: log, Workers: 4 * c.Outstanding,
 				// As oslo.messaging's servers: ACKs only with rpc_use_acks.
 				Acks: c.Acks,
 				Handlers: map[string]rpc.Handler{
@@ -254,11 +271,11 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 			defer srv.Close()
 		}
 	}
-	clients := make([]*rpc.Client, c.BenchClients)
+	clients := make([]*rpc.Client, c.Clients)
 	for i := range clients {
-		cctx, cancel := context.WithTimeout(ctx, c.ListTimeout)
-		cfg := s.clientConfig()
-		cfg.CallTimeout = c.ListTimeout
+		cctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		cfg := c.Client
+		cfg.CallTimeout = c.Timeout
 		cli, err := rpc.NewClient(cctx, cfg)
 		cancel()
 		if err != nil {
@@ -270,21 +287,21 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	if mode == "fanout" && res.Servers > 0 {
 		// A subscription reaches the publishers after the connection: probe
 		// until every server has one, then count from there.
-		deadline := time.Now().Add(c.ListTimeout)
+		deadline := time.Now().Add(c.Timeout)
 		for tallyNow.Load().distinct() < int64(res.Servers) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fail(fmt.Errorf("not every server got a fanout probe within %s", c.ListTimeout))
+				return fail(fmt.Errorf("not every server got a fanout probe within %s", c.Timeout))
 			}
 			_ = clients[0].Fanout(ctx, topic, "probe", nil)
 			time.Sleep(20 * time.Millisecond)
 		}
-		tallyNow.Store(newTally(c.BenchServers, window))
+		tallyNow.Store(newTally(c.Servers, window))
 	}
 	counts := tallyNow.Load()
 
 	// Each message's arguments carry its number (seq) before --size bytes
 	// of data, for the tally.
-	data := strings.Repeat("x", c.BenchSize)
+	data := strings.Repeat("x", c.Size)
 	var seq atomic.Uint64
 	target := rpc.Target{Topic: topic}
 	// A call is bounded by the clients' CallTimeout (--timeout). A cast or
@@ -297,7 +314,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	go func() {
 		select {
 		case <-stop:
-			t := time.AfterFunc(c.ListTimeout, cancelOps)
+			t := time.AfterFunc(c.Timeout, cancelOps)
 			<-opCtx.Done()
 			t.Stop()
 		case <-opCtx.Done():
@@ -317,7 +334,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	var sent, failed, issued atomic.Uint64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	lats := make([][]time.Duration, c.BenchClients*c.BenchOutstanding)
+	lats := make([][]time.Duration, c.Clients*c.Outstanding)
 	start := time.Now()
 	for i := range lats {
 		cli := clients[i%len(clients)]
@@ -330,7 +347,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 					return
 				default:
 				}
-				if c.BenchCount > 0 && issued.Add(1) > uint64(c.BenchCount) {
+				if c.Count > 0 && issued.Add(1) > uint64(c.Count) {
 					return
 				}
 				if !counts.enter(weight, stop) {
@@ -364,8 +381,8 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var timeUp <-chan time.Time
-	if c.BenchCount == 0 {
-		timer := time.NewTimer(c.BenchDuration)
+	if c.Count == 0 {
+		timer := time.NewTimer(c.Duration)
 		defer timer.Stop()
 		timeUp = timer.C
 	}
@@ -378,13 +395,13 @@ wait:
 			close(stop)
 			timeUp = nil
 		case <-ctx.Done():
-			if timeUp != nil || c.BenchCount > 0 {
+			if timeUp != nil || c.Count > 0 {
 				close(stop)
 			}
 			<-finished
 			break wait
 		case <-tick.C:
-			if counts.unstall(c.ListTimeout) {
+			if counts.unstall(c.Timeout) {
 				res.Stalled++
 			}
 			if progress {
@@ -413,7 +430,7 @@ wait:
 		}
 		// What is in flight arrives within a moment: wait until the counts
 		// settle, at most --timeout.
-		deadline := time.Now().Add(c.ListTimeout)
+		deadline := time.Now().Add(c.Timeout)
 		for counts.distinct() < want && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
