@@ -213,114 +213,253 @@ type Config struct {
 // Run runs the bench and prints its result on stdout, progress on stderr
 // when it is a terminal; it returns the exit code.
 func Run(ctx context.Context, c Config, stdout, stderr io.Writer) int {
-	fail := func(err error) int {
+	r := newRun(c)
+	defer r.close()
+	if err := r.start(ctx); err != nil {
 		fmt.Fprintf(stderr, "zmq-proxy bench: %v\n", err)
 		return 1
 	}
+	r.load(ctx, stderr)
+	r.settle(ctx)
+	r.res.print(stdout, c.JSON)
+	return 0
+}
+
+// run is one bench run under way.
+type run struct {
+	c      Config
+	log    *slog.Logger
+	res    benchResult
+	weight int // deliveries per message
+	window chan struct{}
+	topic  string
+	// The servers' handlers count in the tally of the moment: the probes'
+	// one, then the run's.
+	tallyNow atomic.Pointer[tally]
+	counts   *tally // the run's
+	servers  []*rpc.Server
+	clients  []*rpc.Client
+	sent     atomic.Uint64
+	failed   atomic.Uint64
+
+	// The workers' shared state (load).
+	data     string // --size bytes of data, after each message's seq
+	seq      atomic.Uint64
+	issued   atomic.Uint64
+	firstErr atomic.Value
+	stop     chan struct{} // closed when the time is up
+	opCtx    context.Context
+	op       func(opCtx context.Context, cli *rpc.Client, payload json.RawMessage) error
+}
+
+func newRun(c Config) *run {
 	log := c.Client.Logger
 	if !c.Debug { // the bench's own servers and clients: warnings only
 		log = slog.New(logging.MinLevel{Handler: log.Handler(), Level: slog.LevelWarn})
 	}
 	c.Client.Logger = log
-	mode := c.Mode
-	res := benchResult{Mode: mode, Clients: c.Clients, Outstanding: c.Outstanding, Size: c.Size, Acks: c.Acks}
+	r := &run{c: c, log: log, topic: c.Target, weight: 1,
+		res: benchResult{Mode: c.Mode, Clients: c.Clients, Outstanding: c.Outstanding, Size: c.Size, Acks: c.Acks}}
 	// Cast and fanout without acks would outrun the servers and lose at
 	// the proxy's high-water mark what they cannot take: the bench's own
 	// servers tell it what they handled, and each client keeps at most
 	// --window deliveries in flight (loadgen's flow control).
-	weight := 1 // deliveries per message
-	if mode == "fanout" {
-		weight = c.Servers
+	if c.Mode == "fanout" {
+		r.weight = c.Servers
 	}
-	var window chan struct{}
-	if mode != "call" && c.Target == "" && c.Window > 0 {
-		window = make(chan struct{}, c.Window*c.Clients*weight)
-		res.Window = c.Window
+	if c.Mode != "call" && c.Target == "" && c.Window > 0 {
+		r.window = make(chan struct{}, c.Window*c.Clients*r.weight)
+		r.res.Window = c.Window
 	}
-	topic := c.Target
-	// The servers' handlers count in the tally of the moment: the probes'
-	// one, then the run's.
-	var tallyNow atomic.Pointer[tally]
-	tallyNow.Store(newTally(c.Servers, window))
-	if topic == "" {
-		topic = "bench-" + uuid.NewString()[:8]
-		res.Servers = c.Servers
-		for i := range c.Servers {
-			name := fmt.Sprintf("b%d", i)
-			sctx, cancel := context.WithTimeout(ctx, c.Timeout)
-			srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: c.Client.Etcd, Redis: c.Client.Redis, Prefix: c.Client.Prefix, Host: c.Client.Host,
-				Topic: topic, Server: name, Logger: log, Workers: 4 * c.Outstanding,
-				// As oslo.messaging's servers: ACKs only with rpc_use_acks.
-				Acks: c.Acks,
-				Handlers: map[string]rpc.Handler{
-					"echo": func(_ context.Context, m *rpc.Message) (any, error) {
-						tallyNow.Load().add(i, m)
-						return nil, nil
-					},
-					"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
-				},
-				Observe: func(m *rpc.Message) {
-					if m.Method == "probe" {
-						tallyNow.Load().add(i, &rpc.Message{MessageID: "probe"})
-					}
-				}})
-			cancel()
-			if err != nil {
-				return fail(err)
+	r.tallyNow.Store(newTally(c.Servers, r.window))
+	return r
+}
+
+// start starts the bench's servers (unless a target is given) and its
+// clients, and for fanout waits until every server is subscribed.
+func (r *run) start(ctx context.Context) error {
+	if r.topic == "" {
+		r.topic = "bench-" + uuid.NewString()[:8]
+		r.res.Servers = r.c.Servers
+		for i := range r.c.Servers {
+			if err := r.startServer(ctx, i); err != nil {
+				return err
 			}
-			defer srv.Close()
 		}
 	}
-	clients := make([]*rpc.Client, c.Clients)
-	for i := range clients {
-		cctx, cancel := context.WithTimeout(ctx, c.Timeout)
-		cfg := c.Client
-		cfg.CallTimeout = c.Timeout
+	for range r.c.Clients {
+		cctx, cancel := context.WithTimeout(ctx, r.c.Timeout)
+		cfg := r.c.Client
+		cfg.CallTimeout = r.c.Timeout
 		cli, err := rpc.NewClient(cctx, cfg)
 		cancel()
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		defer cli.Close()
-		clients[i] = cli
+		r.clients = append(r.clients, cli)
 	}
-	if mode == "fanout" && res.Servers > 0 {
-		// A subscription reaches the publishers after the connection: probe
-		// until every server has one, then count from there.
-		deadline := time.Now().Add(c.Timeout)
-		for tallyNow.Load().distinct() < int64(res.Servers) {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fail(fmt.Errorf("not every server got a fanout probe within %s", c.Timeout))
-			}
-			_ = clients[0].Fanout(ctx, topic, "probe", nil)
-			time.Sleep(20 * time.Millisecond)
+	if r.c.Mode == "fanout" && r.res.Servers > 0 {
+		if err := r.probeFanout(ctx); err != nil {
+			return err
 		}
-		tallyNow.Store(newTally(c.Servers, window))
 	}
-	counts := tallyNow.Load()
+	r.counts = r.tallyNow.Load()
+	return nil
+}
 
+// startServer starts the bench's server i, which counts what it handles.
+func (r *run) startServer(ctx context.Context, i int) error {
+	c := r.c
+	name := fmt.Sprintf("b%d", i)
+	sctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	srv, err := rpc.NewServer(sctx, rpc.ServerConfig{Etcd: c.Client.Etcd, Redis: c.Client.Redis, Prefix: c.Client.Prefix, Host: c.Client.Host,
+		Topic: r.topic, Server: name, Logger: r.log, Workers: 4 * c.Outstanding,
+		// As oslo.messaging's servers: ACKs only with rpc_use_acks.
+		Acks: c.Acks,
+		Handlers: map[string]rpc.Handler{
+			"echo": func(_ context.Context, m *rpc.Message) (any, error) {
+				r.tallyNow.Load().add(i, m)
+				return nil, nil
+			},
+			"probe": func(context.Context, *rpc.Message) (any, error) { return nil, nil },
+		},
+		Observe: func(m *rpc.Message) {
+			if m.Method == "probe" {
+				r.tallyNow.Load().add(i, &rpc.Message{MessageID: "probe"})
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	r.servers = append(r.servers, srv)
+	return nil
+}
+
+// probeFanout waits until every server has a subscription: it reaches the
+// publishers after the connection. It probes until each server has had
+// one, then counts from there.
+func (r *run) probeFanout(ctx context.Context) error {
+	deadline := time.Now().Add(r.c.Timeout)
+	for r.tallyNow.Load().distinct() < int64(r.res.Servers) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("not every server got a fanout probe within %s", r.c.Timeout)
+		}
+		_ = r.clients[0].Fanout(ctx, r.topic, "probe", nil)
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.tallyNow.Store(newTally(r.c.Servers, r.window))
+	return nil
+}
+
+// close closes the clients, then the servers.
+func (r *run) close() {
+	for i := len(r.clients) - 1; i >= 0; i-- {
+		r.clients[i].Close()
+	}
+	for i := len(r.servers) - 1; i >= 0; i-- {
+		r.servers[i].Close()
+	}
+}
+
+// load runs Clients×Outstanding workers for Duration (or Count
+// operations), until ctx is done, and measures them.
+func (r *run) load(ctx context.Context, stderr io.Writer) {
+	c := r.c
 	// Each message's arguments carry its number (seq) before --size bytes
 	// of data, for the tally.
-	data := strings.Repeat("x", c.Size)
-	var seq atomic.Uint64
-	target := rpc.Target{Topic: topic}
+	r.data = strings.Repeat("x", c.Size)
+	r.op = r.operation(ctx)
+	r.stop = make(chan struct{})
+	opCtx, cancelOps := context.WithCancel(ctx)
+	defer cancelOps()
+	r.opCtx = opCtx
 	// A call is bounded by the clients' CallTimeout (--timeout). A cast or
 	// fanout waits only when no proxy is connected: it is given up
 	// --timeout after the run ends (a context per operation, with its
 	// timer, was a tenth of a cast's cost).
-	stop := make(chan struct{})
-	opCtx, cancelOps := context.WithCancel(ctx)
-	defer cancelOps()
 	go func() {
 		select {
-		case <-stop:
+		case <-r.stop:
 			t := time.AfterFunc(c.Timeout, cancelOps)
 			<-opCtx.Done()
 			t.Stop()
 		case <-opCtx.Done():
 		}
 	}()
-	op := func(cli *rpc.Client, payload json.RawMessage) error {
+
+	var wg sync.WaitGroup
+	lats := make([][]time.Duration, c.Clients*c.Outstanding)
+	start := time.Now()
+	for i := range lats {
+		cli := r.clients[i%len(r.clients)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.worker(cli, &lats[i])
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	r.wait(ctx, start, r.stop, finished, stderr)
+	elapsed := time.Since(start)
+
+	res := &r.res
+	res.Sent, res.Failed, res.Seconds = r.sent.Load(), r.failed.Load(), elapsed.Seconds()
+	res.Rate = float64(res.Sent) / elapsed.Seconds()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+	if v := r.firstErr.Load(); v != nil {
+		res.FirstError = v.(string)
+	}
+}
+
+// worker sends one operation after the other until stop, Count
+// operations are issued or the window stays shut; it appends each
+// operation's latency to lats.
+func (r *run) worker(cli *rpc.Client, lats *[]time.Duration) {
+	c := r.c
+	for {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		if c.Count > 0 && r.issued.Add(1) > uint64(c.Count) {
+			return
+		}
+		if !r.counts.enter(r.weight, r.stop) {
+			return
+		}
+		payload := benchArgs(r.seq.Add(1), r.data)
+		t0 := time.Now()
+		err := r.op(r.opCtx, cli, payload)
+		for errors.Is(err, rpc.ErrBusy) {
+			// The proxies' links are full: the bench outruns them.
+			// Wait for room instead of counting a failure.
+			time.Sleep(50 * time.Microsecond)
+			err = r.op(r.opCtx, cli, payload)
+		}
+		if err != nil {
+			r.failed.Add(1)
+			r.firstErr.CompareAndSwap(nil, err.Error())
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			continue
+		}
+		*lats = append(*lats, time.Since(t0))
+		r.sent.Add(1)
+	}
+}
+
+// operation is one call, cast or fanout of the bench's mode. A call uses
+// the run's ctx; a cast or fanout, opCtx.
+func (r *run) operation(ctx context.Context) func(opCtx context.Context, cli *rpc.Client, payload json.RawMessage) error {
+	target := rpc.Target{Topic: r.topic}
+	mode, topic := r.c.Mode, r.topic
+	return func(opCtx context.Context, cli *rpc.Client, payload json.RawMessage) error {
 		switch mode {
 		case "call":
 			_, err := cli.Call(ctx, target, "echo", payload)
@@ -330,54 +469,14 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) int {
 		}
 		return cli.Fanout(opCtx, topic, "echo", payload)
 	}
+}
 
-	var sent, failed, issued atomic.Uint64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	lats := make([][]time.Duration, c.Clients*c.Outstanding)
-	start := time.Now()
-	for i := range lats {
-		cli := clients[i%len(clients)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if c.Count > 0 && issued.Add(1) > uint64(c.Count) {
-					return
-				}
-				if !counts.enter(weight, stop) {
-					return
-				}
-				payload := benchArgs(seq.Add(1), data)
-				t0 := time.Now()
-				err := op(cli, payload)
-				for errors.Is(err, rpc.ErrBusy) {
-					// The proxies' links are full: the bench outruns them.
-					// Wait for room instead of counting a failure.
-					time.Sleep(50 * time.Microsecond)
-					err = op(cli, payload)
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					if errors.Is(err, context.Canceled) {
-						return
-					}
-					continue
-				}
-				lats[i] = append(lats[i], time.Since(t0))
-				sent.Add(1)
-			}
-		}()
-	}
+// wait waits for the workers to finish (finished): it closes stop when
+// the time is up or ctx is done, empties a stalled window every second,
+// and shows the progress on stderr when it is a terminal.
+func (r *run) wait(ctx context.Context, start time.Time, stop chan struct{}, finished <-chan struct{}, stderr io.Writer) {
+	c := r.c
 	progress := isTerminal(stderr)
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var timeUp <-chan time.Time
@@ -386,11 +485,15 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) int {
 		defer timer.Stop()
 		timeUp = timer.C
 	}
-wait:
+	defer func() {
+		if progress {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+	}()
 	for {
 		select {
 		case <-finished:
-			break wait
+			return
 		case <-timeUp:
 			close(stop)
 			timeUp = nil
@@ -399,64 +502,59 @@ wait:
 				close(stop)
 			}
 			<-finished
-			break wait
+			return
 		case <-tick.C:
-			if counts.unstall(c.Timeout) {
-				res.Stalled++
+			if r.counts.unstall(c.Timeout) {
+				r.res.Stalled++
 			}
 			if progress {
 				el := time.Since(start).Seconds()
-				fmt.Fprintf(stderr, "\r%s: %d sent, %d failed, %.0f/s   ", mode, sent.Load(), failed.Load(), float64(sent.Load())/el)
+				fmt.Fprintf(stderr, "\r%s: %d sent, %d failed, %.0f/s   ", c.Mode, r.sent.Load(), r.failed.Load(), float64(r.sent.Load())/el)
 			}
 		}
 	}
-	elapsed := time.Since(start)
-	if progress {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
+}
 
-	res.Sent, res.Failed, res.Seconds = sent.Load(), failed.Load(), elapsed.Seconds()
-	res.Rate = float64(res.Sent) / elapsed.Seconds()
-	all := slices.Concat(lats...)
-	slices.Sort(all)
-	res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
-	if v := firstErr.Load(); v != nil {
-		res.FirstError = v.(string)
-	}
-	if res.Servers > 0 {
-		want := int64(res.Sent)
-		if mode == "fanout" {
-			want *= int64(res.Servers)
-		}
-		// What is in flight arrives within a moment: wait until the counts
-		// settle, at most --timeout.
-		deadline := time.Now().Add(c.Timeout)
-		for counts.distinct() < want && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-		d := counts.distinct()
-		res.Lost = max(want-d, 0)
-		res.Duplicated = counts.all.Load() - d
-	} else {
+// settle counts what the bench's servers handled, once what is in flight
+// has arrived (the counts settle, at most Timeout); with a target, lost
+// is the failed operations and duplicated is not known.
+func (r *run) settle(ctx context.Context) {
+	res := &r.res
+	if res.Servers == 0 {
 		res.Lost, res.Duplicated = int64(res.Failed), -1
+		return
 	}
-	if c.JSON {
+	want := int64(res.Sent)
+	if r.c.Mode == "fanout" {
+		want *= int64(res.Servers)
+	}
+	deadline := time.Now().Add(r.c.Timeout)
+	for r.counts.distinct() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := r.counts.distinct()
+	res.Lost = max(want-d, 0)
+	res.Duplicated = r.counts.all.Load() - d
+}
+
+// print writes the result: as one JSON object, or as lines for people.
+func (res *benchResult) print(w io.Writer, asJSON bool) {
+	if asJSON {
 		b, _ := json.Marshal(res)
-		fmt.Fprintf(stdout, "%s\n", b)
-	} else {
-		fmt.Fprintf(stdout, "%s: %d sent in %.2fs (%.0f/s), %d failed\n", mode, res.Sent, res.Seconds, res.Rate, res.Failed)
-		fmt.Fprintf(stdout, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
-		if res.Duplicated >= 0 {
-			fmt.Fprintf(stdout, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
-		}
-		if res.Stalled > 0 {
-			fmt.Fprintf(stdout, "window stalled %d times: deliveries were lost\n", res.Stalled)
-		}
-		if res.FirstError != "" {
-			fmt.Fprintf(stdout, "first error: %s\n", res.FirstError)
-		}
+		fmt.Fprintf(w, "%s\n", b)
+		return
 	}
-	return 0
+	fmt.Fprintf(w, "%s: %d sent in %.2fs (%.0f/s), %d failed\n", res.Mode, res.Sent, res.Seconds, res.Rate, res.Failed)
+	fmt.Fprintf(w, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
+	if res.Duplicated >= 0 {
+		fmt.Fprintf(w, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
+	}
+	if res.Stalled > 0 {
+		fmt.Fprintf(w, "window stalled %d times: deliveries were lost\n", res.Stalled)
+	}
+	if res.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", res.FirstError)
+	}
 }
 
 func pct(sorted []time.Duration, p float64) float64 {
