@@ -6,12 +6,13 @@ import (
 	"io"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/bench"
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 )
 
 // runBench is "zmq-proxy bench call|cast|fanout": flags, registry, then
 // internal/bench.
 func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) int {
-	s, code := setupClient(ctx, cmdBench, "bench", args, stdout, stderr, [2]int{1, 1}, func(c *config) error {
+	s, code := setupClient(ctx, config.CmdBench, "bench", args, stdout, stderr, [2]int{1, 1}, func(c *config.Config) error {
 		if m := c.Args[0]; m != "call" && m != "cast" && m != "fanout" {
 			return fmt.Errorf("%q is not call, cast or fanout", m)
 		}

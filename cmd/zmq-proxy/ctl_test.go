@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 )
 
 func TestCtlUsageErrors(t *testing.T) {
@@ -85,7 +87,7 @@ func TestAdminAddrOption(t *testing.T) {
 		if tt.token != "" {
 			args = append(args, "--admin-token-file", tt.token)
 		}
-		c, err := resolveConfig(args)
+		c, err := config.ResolveProxy(args)
 		switch {
 		case tt.wantErr != "":
 			if err == nil || err.Error() != tt.wantErr {
@@ -93,8 +95,8 @@ func TestAdminAddrOption(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("--admin-addr %q: %v", tt.in, err)
-		case c.AdminAddr != tt.want || c.adminToken != tt.wantToken:
-			t.Errorf("--admin-addr %q: got %q token %q, want %q token %q", tt.in, c.AdminAddr, c.adminToken, tt.want, tt.wantToken)
+		case c.AdminAddr != tt.want || c.AdminToken != tt.wantToken:
+			t.Errorf("--admin-addr %q: got %q token %q, want %q token %q", tt.in, c.AdminAddr, c.AdminToken, tt.want, tt.wantToken)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 )
 
 // --record and the methods are echo-server's: the other client commands
@@ -20,7 +22,7 @@ func TestEchoRecordFlag(t *testing.T) {
 		!strings.Contains(stdout.String(), "--record FILE") || !strings.Contains(stdout.String(), "sleep") {
 		t.Fatalf("echo-server -h: exit %d, stdout %q; want --record FILE and sleep", code, stdout.String())
 	}
-	c, err := resolve(cmdEcho, []string{"demo", "--record", "/tmp/r.log", "--acks"})
+	c, err := config.Resolve(config.CmdEcho, []string{"demo", "--record", "/tmp/r.log", "--acks"})
 	if err != nil || c.Record != "/tmp/r.log" || !c.Acks {
 		t.Fatalf("resolve echo-server --record --acks: got %+v, %v", c, err)
 	}

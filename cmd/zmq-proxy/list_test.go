@@ -443,7 +443,7 @@ func TestListAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(envEtcdPassword, tt.env)
+			t.Setenv("ZMQ_PROXY_ETCD_PASSWORD", tt.env)
 			var stdout, stderr bytes.Buffer
 			args := append([]string{"list", "-u", etcdURL(e), "--timeout", slowEtcd}, tt.args...)
 			if got := run(args, &stdout, &stderr); got != tt.wantCode {
@@ -475,7 +475,7 @@ func TestListTargetsUnlisted(t *testing.T) {
 	register(t, cli, registry.DefaultPrefix, recA)
 	testutil.AddEtcdUser(t, cli, "ops", "opspw", registry.DefaultPrefix+"proxies/")
 	testutil.EnableEtcdAuth(t, cli, "rootpw")
-	t.Setenv(envEtcdPassword, "opspw")
+	t.Setenv("ZMQ_PROXY_ETCD_PASSWORD", "opspw")
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
 	code := run([]string{"list", "-u", etcdURL(e), "--etcd-user", "ops", "--timeout", "2s"}, &stdout, &stderr)

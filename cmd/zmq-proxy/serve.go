@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 	"github.com/zmq-proxy/zmq-proxy/internal/logging"
 )
 
@@ -23,7 +23,7 @@ import (
 // watchdog's interval, STOPPING=1 when it stops. SIGTERM drains the proxy first (drain); SIGINT does not.
 // It returns the exit code: 0 after a signal (p is closed by then, the
 // watchdog pinged meanwhile), 1 after a failure. The caller closes p.
-func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logging.File) int {
+func serve(p *actors.Proxy, c *config.Config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logging.File) int {
 	sd := newSdNotifier(logger)
 	var watchdog <-chan time.Time
 	if sd.watchdog > 0 {
@@ -79,7 +79,7 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 			return 1
 		case <-hup: // logrotate's postrotate, or new keys and users
 			reopenLog(logger, logs)
-			c.reloadSecurity(logger)
+			c.ReloadSecurity(logger)
 		case <-watchdog:
 			sd.notify(daemon.SdNotifyWatchdog)
 		case <-registered:
@@ -95,19 +95,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// parseDrainTimeout parses --drain-timeout: a duration or a number of
-// seconds, 0 for none.
-func parseDrainTimeout(s string) (time.Duration, error) {
-	if s == "0" {
-		return 0, nil
-	}
-	d, err := parseTimeout(s)
-	if err != nil {
-		return 0, errors.New("not a duration (5s, 1m, a number of seconds, or 0 for no drain)")
-	}
-	return d, nil
 }
 
 // drain runs p.Drain after SIGTERM; a second SIGINT or SIGTERM (sigs)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -18,10 +18,10 @@ const maxTokenFile = 4 << 10
 // (openssl rand -hex 16 makes 32 characters).
 const minToken = 16
 
-// readTokenFile reads an admin token: the file's text without surrounding
+// ReadTokenFile reads an admin token: the file's text without surrounding
 // white space, one line of at least minToken printable characters. No
 // error quotes the file's contents.
-func readTokenFile(path string) (string, error) {
+func ReadTokenFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
