@@ -144,43 +144,25 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s %d is not in 0..65535", ErrConfig, p.name, p.v)
 		}
 	}
-	if c.HWM == 0 {
-		c.HWM = DefaultHWM
-	}
-	if c.HWM < 0 {
+	c.HWM = orDefault(c.HWM, DefaultHWM)
+	c.HWMBytes = orDefault(c.HWMBytes, DefaultHWMBytes)
+	c.MaxConnections = orDefault(c.MaxConnections, transport.DefaultMaxConnections())
+	c.MaxHandshakes = orDefault(c.MaxHandshakes, transport.DefaultMaxHandshakes())
+	c.MaxHandshakesPerSource = orDefault(c.MaxHandshakesPerSource, transport.DefaultHandshakesPerSource)
+	c.MaxFrames = orDefault(c.MaxFrames, DefaultMaxFrames)
+	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
+	switch {
+	case c.HWM < 0:
 		return fmt.Errorf("%w: high-water mark %d must be positive", ErrConfig, c.HWM)
-	}
-	if c.HWMBytes == 0 {
-		c.HWMBytes = DefaultHWMBytes
-	}
-	if c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit {
+	case c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit:
 		return fmt.Errorf("%w: high-water mark %d bytes is not in 256..%d", ErrConfig, c.HWMBytes, int64(MaxMessageSizeLimit))
-	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = transport.DefaultMaxConnections()
-	}
-	if c.MaxConnections < 0 {
+	case c.MaxConnections < 0:
 		return fmt.Errorf("%w: max connections %d must be positive", ErrConfig, c.MaxConnections)
-	}
-	if c.MaxHandshakes == 0 {
-		c.MaxHandshakes = transport.DefaultMaxHandshakes()
-	}
-	if c.MaxHandshakesPerSource == 0 {
-		c.MaxHandshakesPerSource = transport.DefaultHandshakesPerSource
-	}
-	if c.MaxHandshakes < 0 || c.MaxHandshakesPerSource < 0 {
+	case c.MaxHandshakes < 0 || c.MaxHandshakesPerSource < 0:
 		return fmt.Errorf("%w: max handshakes %d and per source %d must be positive", ErrConfig, c.MaxHandshakes, c.MaxHandshakesPerSource)
-	}
-	if c.MaxFrames == 0 {
-		c.MaxFrames = DefaultMaxFrames
-	}
-	if c.MaxFrames < 0 {
+	case c.MaxFrames < 0:
 		return fmt.Errorf("%w: max frames %d must be positive", ErrConfig, c.MaxFrames)
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit {
+	case c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit:
 		return fmt.Errorf("%w: max message size %d is not in 256..%d bytes", ErrConfig, c.MaxMessageSize, int64(MaxMessageSizeLimit))
 	}
 	if c.Kind == KindLocalPublisher && c.PubSub == PubSubOff {
@@ -205,6 +187,14 @@ func (c *Config) Validate() error {
 		c.restart = restartPolicy{minDelay: restartMinBackoff, maxDelay: restartMaxBackoff, maxRestarts: restartMax, window: restartWindow}
 	}
 	return nil
+}
+
+// orDefault is v, or def when v is zero.
+func orDefault[T int | int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // RegistryConfig says where a proxy registers itself.

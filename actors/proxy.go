@@ -193,19 +193,12 @@ func (p *Proxy) Addrs() Addrs {
 func (p *Proxy) setAddr(name, addr string) {
 	p.addrMu.Lock()
 	defer p.addrMu.Unlock()
-	switch name {
-	case FrontendName:
-		p.addrs.Frontend = addr
-	case BackendName:
-		p.addrs.Backend = addr
-	case PublisherName:
-		p.addrs.Publisher = addr
-	case metricsName:
-		p.addrs.Metrics = addr
-	case adminName:
-		p.addrs.Admin = addr
-	case pprofName:
-		p.addrs.Pprof = addr
+	field := map[string]*string{
+		FrontendName: &p.addrs.Frontend, BackendName: &p.addrs.Backend, PublisherName: &p.addrs.Publisher,
+		metricsName: &p.addrs.Metrics, adminName: &p.addrs.Admin, pprofName: &p.addrs.Pprof,
+	}[name]
+	if field != nil {
+		*field = addr
 	}
 }
 
