@@ -53,7 +53,7 @@ func (p *Proxy) Drain(ctx context.Context, timeout time.Duration) DrainReport {
 	start := time.Now()
 	r := DrainReport{PeersBefore: p.sumStats().peers}
 	if p.etcdCli != nil || (p.redis != nil && p.cfg.Kind != KindLocalPublisher) { // etcd's or Redis's registrar
-		pid := p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
+		pid := p.system.NewLocalPID(supervisorName + "/" + registrarName)
 		if err := p.system.Root.StopFuture(pid).Wait(); err == nil {
 			r.Deregistered = true
 			p.log.Info("drain: left the registry", "took", time.Since(start).Round(time.Millisecond))
@@ -129,7 +129,7 @@ func (p *Proxy) stopAccepting() {
 			continue // the proxy has no such socket
 		}
 		msg := &stopAccepting{done: make(chan struct{})}
-		p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+name), msg)
+		p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+name), msg)
 		select {
 		case <-msg.done:
 		case <-time.After(time.Second): // restarting: it binds again without accepting

@@ -114,7 +114,7 @@ func (a *redisRegistrarActor) Receive(ctx actor.Context) {
 	case *registeredQuery:
 		msg.reply <- a.reg != nil && a.reg.Registered()
 	default:
-		a.spec.log.Warn("unexpected message", "actor", RegistrarName, "type", fmt.Sprintf("%T", msg))
+		a.spec.log.Warn("unexpected message", "actor", registrarName, "type", fmt.Sprintf("%T", msg))
 	}
 }
 

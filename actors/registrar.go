@@ -9,8 +9,8 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
-// RegistrarName is the name of the actor that holds the registration.
-const RegistrarName = "registrar"
+// registrarName is the name of the actor that holds the registration.
+const registrarName = "registrar"
 
 // registrarSpec is what survives the registrar actor's restarts.
 type registrarSpec struct {
@@ -49,7 +49,7 @@ func (a *registrarActor) Receive(ctx actor.Context) {
 	case *registeredQuery:
 		msg.reply <- a.reg != nil && a.reg.Registered()
 	default:
-		a.spec.log.Warn("unexpected message", "actor", RegistrarName, "type", fmt.Sprintf("%T", msg))
+		a.spec.log.Warn("unexpected message", "actor", registrarName, "type", fmt.Sprintf("%T", msg))
 	}
 }
 

@@ -110,19 +110,19 @@ func (p *Proxy) startRegistrar() error {
 	if p.etcdCli != nil {
 		// Spawned before New returns, so that Close always finds it.
 		done := make(chan error, 1)
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(p.registrarSpec())}, done})
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{registrarName, registrarProps(p.registrarSpec())}, done})
 		if err := <-done; err != nil {
 			return err
 		}
-		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
+		p.registrar = p.system.NewLocalPID(supervisorName + "/" + registrarName)
 	}
 	if p.redis != nil && cfg.Kind != KindLocalPublisher {
 		done := make(chan error, 1)
-		p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, redisRegistrarProps(p.redisRegistrarSpec())}, done})
+		p.system.Root.Send(p.sup, &spawnChild{childSpec{registrarName, redisRegistrarProps(p.redisRegistrarSpec())}, done})
 		if err := <-done; err != nil {
 			return err
 		}
-		p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
+		p.registrar = p.system.NewLocalPID(supervisorName + "/" + registrarName)
 	}
 	return nil
 }
@@ -157,7 +157,7 @@ func (p *Proxy) Registered() bool {
 		return false
 	}
 	reply := make(chan bool, 1)
-	p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+RegistrarName), &registeredQuery{reply})
+	p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+registrarName), &registeredQuery{reply})
 	select {
 	case ok := <-reply:
 		return ok

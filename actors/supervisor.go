@@ -18,8 +18,8 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
-// SupervisorName is the name of the actor that owns the socket actors.
-const SupervisorName = "proxy"
+// supervisorName is the name of the actor that owns the socket actors.
+const supervisorName = "proxy"
 
 // Restart policy of the socket actors. ergo's default bound is 5 restarts
 // in 5 s; a socket that cannot bind for a minute is better handed to the
@@ -123,7 +123,7 @@ func (a *supervisorActor) Receive(ctx actor.Context) {
 		msg.done <- err
 	case *actor.Stopping, *actor.Stopped, *actor.Restarting, *actor.Terminated:
 	default:
-		a.log.Warn("unexpected message", "actor", SupervisorName, "type", fmt.Sprintf("%T", msg))
+		a.log.Warn("unexpected message", "actor", supervisorName, "type", fmt.Sprintf("%T", msg))
 	}
 }
 
@@ -169,7 +169,7 @@ func (p *Proxy) startSupervisor() error {
 		log:   p.log,
 		after: p.gate.afterFunc,
 		failed: func(child *actor.PID) {
-			if in := p.inboxes[strings.TrimPrefix(child.Id, SupervisorName+"/")]; in != nil {
+			if in := p.inboxes[strings.TrimPrefix(child.Id, supervisorName+"/")]; in != nil {
 				in.setDown()
 			}
 		},
@@ -178,7 +178,7 @@ func (p *Proxy) startSupervisor() error {
 			p.fatal(fmt.Errorf("%s gave up after %d restarts: %v", child.Id, cfg.restart.maxRestarts, reason))
 		},
 	}
-	sup, err := p.system.Root.SpawnNamed(supervisorProps(children, strategy, p.log), SupervisorName)
+	sup, err := p.system.Root.SpawnNamed(supervisorProps(children, strategy, p.log), supervisorName)
 	if err != nil {
 		return fmt.Errorf("spawn supervisor: %w", err)
 	}
@@ -207,7 +207,7 @@ func (p *Proxy) startSupervisor() error {
 // sends what it reads.
 func (p *Proxy) children(report func(bindResult)) []childSpec {
 	cfg := p.cfg
-	pid := func(name string) *actor.PID { return p.system.NewLocalPID(SupervisorName + "/" + name) }
+	pid := func(name string) *actor.PID { return p.system.NewLocalPID(supervisorName + "/" + name) }
 	host := cfg.Host
 	if host == "" {
 		host = "*"
