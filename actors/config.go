@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/addr"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
@@ -96,6 +97,15 @@ type Config struct {
 	SubscribeOn []string
 	// MetricsAddr is where /metrics, /healthz and /readyz are served; "" = off.
 	MetricsAddr string
+	// AdminAddr is where the admin endpoint (POST /pause, POST /resume,
+	// GET /stats) is served; "" = off. Unless AdminToken is set, it must
+	// be a loopback address, and requests must name a loopback Host.
+	AdminAddr string
+	// AdminToken, when set, is required of every admin request as
+	// "Authorization: Bearer TOKEN".
+	AdminToken string
+	// PprofAddr is where Go's profiles (/debug/pprof/) are served; "" = off.
+	PprofAddr string
 	// Registry says where and how the proxy registers itself.
 	Registry RegistryConfig
 	// Debug logs every message at debug level.
@@ -134,43 +144,25 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s %d is not in 0..65535", ErrConfig, p.name, p.v)
 		}
 	}
-	if c.HWM == 0 {
-		c.HWM = DefaultHWM
-	}
-	if c.HWM < 0 {
+	c.HWM = orDefault(c.HWM, DefaultHWM)
+	c.HWMBytes = orDefault(c.HWMBytes, DefaultHWMBytes)
+	c.MaxConnections = orDefault(c.MaxConnections, transport.DefaultMaxConnections())
+	c.MaxHandshakes = orDefault(c.MaxHandshakes, transport.DefaultMaxHandshakes())
+	c.MaxHandshakesPerSource = orDefault(c.MaxHandshakesPerSource, transport.DefaultHandshakesPerSource)
+	c.MaxFrames = orDefault(c.MaxFrames, DefaultMaxFrames)
+	c.MaxMessageSize = orDefault(c.MaxMessageSize, DefaultMaxMessageSize)
+	switch {
+	case c.HWM < 0:
 		return fmt.Errorf("%w: high-water mark %d must be positive", ErrConfig, c.HWM)
-	}
-	if c.HWMBytes == 0 {
-		c.HWMBytes = DefaultHWMBytes
-	}
-	if c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit {
+	case c.HWMBytes < 256 || c.HWMBytes > MaxMessageSizeLimit:
 		return fmt.Errorf("%w: high-water mark %d bytes is not in 256..%d", ErrConfig, c.HWMBytes, int64(MaxMessageSizeLimit))
-	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = transport.DefaultMaxConnections()
-	}
-	if c.MaxConnections < 0 {
+	case c.MaxConnections < 0:
 		return fmt.Errorf("%w: max connections %d must be positive", ErrConfig, c.MaxConnections)
-	}
-	if c.MaxHandshakes == 0 {
-		c.MaxHandshakes = transport.DefaultMaxHandshakes()
-	}
-	if c.MaxHandshakesPerSource == 0 {
-		c.MaxHandshakesPerSource = transport.DefaultHandshakesPerSource
-	}
-	if c.MaxHandshakes < 0 || c.MaxHandshakesPerSource < 0 {
+	case c.MaxHandshakes < 0 || c.MaxHandshakesPerSource < 0:
 		return fmt.Errorf("%w: max handshakes %d and per source %d must be positive", ErrConfig, c.MaxHandshakes, c.MaxHandshakesPerSource)
-	}
-	if c.MaxFrames == 0 {
-		c.MaxFrames = DefaultMaxFrames
-	}
-	if c.MaxFrames < 0 {
+	case c.MaxFrames < 0:
 		return fmt.Errorf("%w: max frames %d must be positive", ErrConfig, c.MaxFrames)
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit {
+	case c.MaxMessageSize < 256 || c.MaxMessageSize > MaxMessageSizeLimit:
 		return fmt.Errorf("%w: max message size %d is not in 256..%d bytes", ErrConfig, c.MaxMessageSize, int64(MaxMessageSizeLimit))
 	}
 	if c.Kind == KindLocalPublisher && c.PubSub == PubSubOff {
@@ -185,6 +177,9 @@ func (c *Config) Validate() error {
 	if c.SubscriberSecurity != nil && (c.SubscriberSecurity.AsServer() || c.Kind != KindLocalPublisher) {
 		return fmt.Errorf("%w: SubscriberSecurity is the client side of a local publisher proxy's SUB", ErrConfig)
 	}
+	if c.AdminAddr != "" && c.AdminToken == "" && !addr.Loopback(c.AdminAddr) {
+		return fmt.Errorf("%w: admin address %s is not a loopback address and no admin token is set", ErrConfig, c.AdminAddr)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -192,6 +187,14 @@ func (c *Config) Validate() error {
 		c.restart = restartPolicy{minDelay: restartMinBackoff, maxDelay: restartMaxBackoff, maxRestarts: restartMax, window: restartWindow}
 	}
 	return nil
+}
+
+// orDefault is v, or def when v is zero.
+func orDefault[T int | int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // RegistryConfig says where a proxy registers itself.

@@ -128,7 +128,7 @@ func (p *Proxy) stopAccepting() {
 			continue // the proxy has no such socket
 		}
 		msg := &stopAccepting{done: make(chan struct{})}
-		p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+name), msg)
+		p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+name), msg)
 		select {
 		case <-msg.done:
 		case <-time.After(time.Second): // restarting: it binds again without accepting

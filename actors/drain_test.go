@@ -169,7 +169,7 @@ func TestDrainedSocketRestartsWithoutAccepting(t *testing.T) {
 	if r := p.Drain(context.Background(), time.Minute); r.Reason != DrainNoPeers {
 		t.Fatalf("drain: %+v, want %q", r, DrainNoPeers)
 	}
-	p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+FrontendName), &socketFailed{errors.New("injected failure")})
+	p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+FrontendName), &socketFailed{errors.New("injected failure")})
 	in := p.inboxes[FrontendName]
 	testutil.CheckFor(t, wait, func() error {
 		if !in.down.Load() {

@@ -47,7 +47,7 @@ func TestReadyzDuringRestartBackoff(t *testing.T) {
 	checkStatus(t, p, "/readyz", 200, "ok")
 	checkStatus(t, p, "/healthz", 200, "ok")
 
-	p.system.Root.Send(p.system.NewLocalPID(SupervisorName+"/"+PublisherName), &socketFailed{errors.New("injected failure")})
+	p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+PublisherName), &socketFailed{errors.New("injected failure")})
 	checkStatus(t, p, "/readyz", 503, "the publisher socket is restarting")
 	if code := statusNow(t, p, "/healthz"); code != 200 {
 		t.Errorf("GET /healthz during the backoff: got %d, want 200", code)
@@ -61,7 +61,7 @@ func TestHealthzAfterGiveUp(t *testing.T) {
 	p := startProxy(t, Config{Kind: KindDoubleRouter, MetricsAddr: "127.0.0.1:0",
 		restart: restartPolicy{minDelay: 10 * time.Millisecond, maxDelay: 10 * time.Millisecond, maxRestarts: 1, window: time.Minute}})
 	checkStatus(t, p, "/healthz", 200, "ok")
-	pub := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
+	pub := p.system.NewLocalPID(supervisorName + "/" + PublisherName)
 	in := p.inboxes[PublisherName]
 	p.system.Root.Send(pub, &socketFailed{errors.New("injected failure 1")})
 	testutil.CheckFor(t, wait, func() error {

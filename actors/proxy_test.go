@@ -233,7 +233,7 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 			}
 		}
 	}()
-	pubPID := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
+	pubPID := p.system.NewLocalPID(supervisorName + "/" + PublisherName)
 	p.system.Root.Send(pubPID, &socketFailed{errors.New("injected failure")})
 
 	// The subscriber is dropped, reconnects to the same address, and gets
@@ -570,7 +570,7 @@ func TestPublisherFailuresDoNotStallCasts(t *testing.T) {
 		}
 	}()
 	in := p.inboxes[PublisherName]
-	pubPID := p.system.NewLocalPID(SupervisorName + "/" + PublisherName)
+	pubPID := p.system.NewLocalPID(supervisorName + "/" + PublisherName)
 	for i := range failures {
 		p.system.Root.Send(pubPID, &socketFailed{fmt.Errorf("injected failure %d", i+1)})
 		testutil.CheckFor(t, wait, func() error {

@@ -1,22 +1,17 @@
 package actors
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zmq-proxy/zmq-proxy/registry"
-	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 )
 
-// RegistrarName is the name of the actor that holds the registration.
-const RegistrarName = "registrar"
+// registrarName is the name of the actor that holds the registration.
+const registrarName = "registrar"
 
 // RedisConfig says where oslo.messaging's Redis matchmaker is
 // (docs/protocol.md, "The Redis matchmaker").
@@ -30,85 +25,6 @@ type RedisConfig struct {
 	// Poll is how often a local proxy reads PUBLISHERS; default
 	// registry.DefaultPoll.
 	Poll time.Duration
-}
-
-// openRegistry opens the registry the configuration names (registry.Open:
-// the Redis matchmaker, an etcd cluster, or the etcd answering on the
-// local address, or an embedded one started there). Neither waits for
-// the registry: the proxy binds and serves while it is down, and
-// registers when it answers.
-func (p *Proxy) openRegistry() error {
-	rc := p.cfg.Registry
-	if rc.Disabled {
-		p.log.Info("registry disabled")
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	reg, err := registry.Open(ctx, registry.OpenConfig{
-		Etcd: registry.ClientConfig{
-			Endpoints: rc.Endpoints,
-			Username:  rc.Username, Password: rc.Password,
-			CACert: rc.CACert, Cert: rc.Cert, Key: rc.Key,
-			Background: true,
-		},
-		EmbeddedAddr:    rc.EmbeddedAddr,
-		EmbeddedDataDir: filepath.Join(rc.StateDir, "etcd"),
-		Redis:           redismm.Config{Addr: rc.Redis.Addr, Password: rc.Redis.Password, DB: rc.Redis.DB, Logger: p.log},
-		Options:         registry.Options{Prefix: rc.Prefix, Poll: rc.Redis.Poll, Update: rc.Redis.Update, Logger: p.log},
-	})
-	if err != nil {
-		return err
-	}
-	p.registry = reg
-	return nil
-}
-
-// startRegistrar registers the proxy's record, built from the bound
-// addresses, and spawns the registrar actor that holds the registration.
-// A registry with no record for this kind of proxy (the Redis matchmaker
-// and a local publisher proxy) is told of nothing.
-func (p *Proxy) startRegistrar() error {
-	spec := p.registrarSpec()
-	first, err := p.registry.RegisterProxy(spec.rec, spec.opts)
-	if errors.Is(err, registry.ErrUnsupported) {
-		p.log.Info("registry: the proxy is not registered", "registry", p.registry.String(), "reason", err)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("registrar: %w", err)
-	}
-	spec.first = first
-	// Spawned before New returns, so that Close always finds it.
-	done := make(chan error, 1)
-	p.system.Root.Send(p.sup, &spawnChild{childSpec{RegistrarName, registrarProps(spec)}, done})
-	if err := <-done; err != nil {
-		first.Close()
-		return err
-	}
-	p.registrar = p.system.NewLocalPID(SupervisorName + "/" + RegistrarName)
-	return nil
-}
-
-// registrarSpec builds this proxy's record from the bound addresses.
-func (p *Proxy) registrarSpec() *registrarSpec {
-	rc := p.cfg.Registry
-	addrs := p.Addrs()
-	name := rc.Name
-	if name == "" {
-		name, _ = os.Hostname()
-	}
-	rec := registry.Record{
-		ID:         proxyIdentity(name),
-		Kind:       p.cfg.Kind.String(),
-		Host:       name,
-		Frontend:   advertise(addrs.Frontend, name),
-		Backend:    advertise(addrs.Backend, name),
-		Publisher:  advertise(addrs.Publisher, name),
-		Started:    p.started.UTC(),
-		Generation: p.started.UnixNano(),
-	}
-	return &registrarSpec{reg: p.registry, rec: rec, opts: registry.RegisterOptions{TTL: rc.TTL, Logger: p.log}, log: p.log}
 }
 
 // registrarSpec is what survives the registrar actor's restarts.
@@ -157,7 +73,7 @@ func (a *registrarActor) Receive(ctx actor.Context) {
 	case *registeredQuery:
 		msg.reply <- a.reg != nil && a.reg.Registered()
 	default:
-		a.spec.log.Warn("unexpected message", "actor", RegistrarName, "type", fmt.Sprintf("%T", msg))
+		a.spec.log.Warn("unexpected message", "actor", registrarName, "type", fmt.Sprintf("%T", msg))
 	}
 }
 

@@ -196,3 +196,26 @@ func TestReadyzFollowsRegistration(t *testing.T) {
 	etcd.Start()
 	checkStatus(t, p, "/readyz", 200, "ok")
 }
+
+// Ready is closed once the record is in etcd, not before: a proxy started
+// while etcd is down is not ready until etcd answers and it registers.
+func TestReadyWaitsForRegistration(t *testing.T) {
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	etcd.Stop()
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
+	select {
+	case <-p.Ready():
+		t.Fatal("Ready closed while etcd is down")
+	default:
+	}
+	etcd.Start()
+	select {
+	case <-p.Ready():
+	case <-time.After(wait):
+		t.Fatalf("Ready not closed within %s of etcd's start", wait)
+	}
+	if n := len(records(t, cli)); n != 1 {
+		t.Fatalf("records once Ready: got %d, want 1", n)
+	}
+}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -33,10 +36,37 @@ command or option.
 // runCtl is "zmq-proxy ctl": it returns the exit code.
 func runCtl(args []string, stdout, stderr io.Writer) int {
 	fail := func(code int, err error) int {
-		fmt.Fprintf(stderr, "%s ctl: %v\n", progName, err)
+		fmt.Fprintf(stderr, "%s ctl: %v\n", config.ProgName, err)
 		return code
 	}
-	fs := flag.NewFlagSet(progName+" ctl", flag.ContinueOnError)
+	req, err := parseCtl(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, ctlUsage)
+		return 0
+	}
+	if err != nil {
+		return fail(2, err)
+	}
+	out, err := req.do()
+	if err != nil {
+		return fail(1, err)
+	}
+	fmt.Fprint(stdout, out)
+	return 0
+}
+
+// ctlRequest is one ctl command to one admin endpoint.
+type ctlRequest struct {
+	cmd          string // pause, resume or stats
+	method, path string
+	addr         string // host:port
+	token        string
+	timeout      time.Duration
+}
+
+// parseCtl parses ctl's command line; flag.ErrHelp for -h.
+func parseCtl(args []string) (*ctlRequest, error) {
+	fs := flag.NewFlagSet(config.ProgName+" ctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var admin string
 	fs.StringVar(&admin, "admin-addr", "", "")
@@ -44,97 +74,93 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Second, "")
 	tokenFile := fs.String("admin-token-file", "", "")
 	// The command may come first or after the flags.
-	var cmd string
+	r := &ctlRequest{}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+		r.cmd, args = args[0], args[1:]
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, ctlUsage)
-			return 0
-		}
-		return fail(2, err)
+		return nil, err
 	}
-	if cmd == "" && fs.NArg() > 0 {
-		cmd = fs.Arg(0)
+	if r.cmd == "" && fs.NArg() > 0 {
+		r.cmd = fs.Arg(0)
 	} else if fs.NArg() > 0 {
-		return fail(2, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var method, path string
-	switch cmd {
+	switch r.cmd {
 	case "pause", "resume":
-		method, path = http.MethodPost, "/"+cmd
+		r.method, r.path = http.MethodPost, "/"+r.cmd
 	case "stats":
-		method, path = http.MethodGet, "/stats"
+		r.method, r.path = http.MethodGet, "/stats"
 	case "":
-		return fail(2, errors.New("no command: give pause, resume or stats"))
+		return nil, errors.New("no command: give pause, resume or stats")
 	default:
-		return fail(2, fmt.Errorf("unknown command %q: give pause, resume or stats", cmd))
+		return nil, fmt.Errorf("unknown command %q: give pause, resume or stats", r.cmd)
 	}
 	if admin == "" {
-		return fail(2, errors.New("--admin-addr is required: the HOST:PORT the proxy was started with as its --admin-addr"))
+		return nil, errors.New("--admin-addr is required: the HOST:PORT the proxy was started with as its --admin-addr")
 	}
 	if strings.HasPrefix(admin, ":") { // as the proxy reads it: loopback
 		admin = "127.0.0.1" + admin
 	}
-	addr, err := parseDialAddr(admin)
-	if err != nil {
-		return fail(2, fmt.Errorf("--admin-addr: %q is %w", admin, err))
+	var err error
+	if r.addr, err = config.ParseDialAddr(admin); err != nil {
+		return nil, fmt.Errorf("--admin-addr: %q is %w", admin, err)
 	}
-	if *timeout <= 0 {
-		return fail(2, fmt.Errorf("--timeout: %v is not a positive duration", *timeout))
+	if r.timeout = *timeout; r.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout: %v is not a positive duration", *timeout)
 	}
-	var token string
 	if *tokenFile != "" {
-		if token, err = readTokenFile(*tokenFile); err != nil {
-			return fail(2, fmt.Errorf("--admin-token-file: %s: not a token file: %w", *tokenFile, err))
+		if r.token, err = config.ReadTokenFile(*tokenFile); err != nil {
+			return nil, fmt.Errorf("--admin-token-file: %s: not a token file: %w", *tokenFile, err)
 		}
 	}
-	cli := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	req, err := http.NewRequest(method, "http://"+addr+path, nil)
+	return r, nil
+}
+
+// do sends the request and returns what to print.
+func (r *ctlRequest) do() (string, error) {
+	cli := &http.Client{Timeout: r.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, err := http.NewRequest(r.method, "http://"+r.addr+r.path, nil)
 	if err != nil {
-		return fail(2, err)
+		return "", err
 	}
-	if method == http.MethodPost {
+	if r.method == http.MethodPost {
 		// The admin endpoint refuses a POST that a web page could send.
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
 	resp, err := cli.Do(req)
 	if err != nil {
-		return fail(1, fmt.Errorf("no answer from %s: %w", addr, err))
+		return "", fmt.Errorf("no answer from %s: %w", r.addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fail(1, fmt.Errorf("%s: %w", addr, err))
+		return "", fmt.Errorf("%s: %w", r.addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fail(1, fmt.Errorf("%s: %s: %s", addr, resp.Status, bytes.TrimSpace(body)))
+		return "", fmt.Errorf("%s: %s: %s", r.addr, resp.Status, bytes.TrimSpace(body))
 	}
-	if cmd == "stats" {
+	if r.cmd == "stats" {
 		var out bytes.Buffer
 		if err := json.Indent(&out, body, "", "  "); err != nil {
-			return fail(1, fmt.Errorf("%s: not JSON: %w", addr, err))
+			return "", fmt.Errorf("%s: not JSON: %w", r.addr, err)
 		}
-		fmt.Fprint(stdout, out.String())
-		return 0
+		return out.String(), nil
 	}
-	var r adminReply
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fail(1, fmt.Errorf("%s: not JSON: %w", addr, err))
+	var a actors.AdminReply
+	if err := json.Unmarshal(body, &a); err != nil {
+		return "", fmt.Errorf("%s: not JSON: %w", r.addr, err)
 	}
 	switch {
-	case cmd == "pause" && r.Changed:
-		fmt.Fprintln(stdout, "paused")
-	case cmd == "pause":
-		fmt.Fprintln(stdout, "already paused")
-	case r.Changed:
-		fmt.Fprintln(stdout, "resumed")
-	default:
-		fmt.Fprintln(stdout, "not paused")
+	case r.cmd == "pause" && a.Changed:
+		return "paused\n", nil
+	case r.cmd == "pause":
+		return "already paused\n", nil
+	case a.Changed:
+		return "resumed\n", nil
 	}
-	return 0
+	return "not paused\n", nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
 	"github.com/zmq-proxy/zmq-proxy/zmqproxytest"
@@ -37,8 +38,8 @@ func TestUsageListsEveryCommand(t *testing.T) {
 			t.Errorf("-h: %d lines for the command %s, want 1:\n%s", n, name, stdout.String())
 		}
 	}
-	if len(commandHelp) != len(subcommands) {
-		t.Errorf("-h describes %d commands, the binary has %d", len(commandHelp), len(subcommands))
+	if len(config.CommandHelp) != len(subcommands) {
+		t.Errorf("-h describes %d commands, the binary has %d", len(config.CommandHelp), len(subcommands))
 	}
 	for _, want := range []string{"Exit status, every command:", "  2  bad flag, argument or configuration", "  3  call: the server's handler raised"} {
 		if !strings.Contains(stdout.String(), want) {
@@ -168,7 +169,7 @@ func TestNodeOption(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("NODE_NAME", tc.env)
-			c, err := resolve(cmdRPC, append([]string{"demo"}, tc.args...))
+			c, err := config.Resolve(config.CmdRPC, append([]string{"demo"}, tc.args...))
 			if err != nil {
 				t.Fatal(err)
 			}

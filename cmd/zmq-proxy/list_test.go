@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/listing"
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 )
@@ -98,7 +99,7 @@ func wantTable(t *testing.T, out string, recs ...registry.Record) {
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	want := [][]string{{"ID", "KIND", "HOST", "FRONTEND", "BACKEND", "PUBLISHER", "STARTED"}}
 	for _, r := range recs {
-		want = append(want, []string{r.ID, r.Kind, r.Host, dash(r.Frontend), dash(r.Backend), dash(r.Publisher), started(r.Started)})
+		want = append(want, []string{r.ID, r.Kind, r.Host, dash(r.Frontend), dash(r.Backend), dash(r.Publisher), listing.FormatStarted(r.Started)})
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table: got %d lines, want %d:\n%s", len(lines), len(want), out)
@@ -212,9 +213,9 @@ func checkStamps(t *testing.T, out string, from time.Time, n int) {
 	}
 	to := time.Now()
 	for _, m := range ms {
-		at, err := time.Parse(timeLayout, m[2])
+		at, err := time.Parse(listing.TimeLayout, m[2])
 		if err != nil || at.Before(from.Truncate(time.Millisecond)) || at.After(to) {
-			t.Errorf("change time %s (%v): want one between %s and %s", m[2], err, from.UTC().Format(timeLayout), to.UTC().Format(timeLayout))
+			t.Errorf("change time %s (%v): want one between %s and %s", m[2], err, from.UTC().Format(listing.TimeLayout), to.UTC().Format(listing.TimeLayout))
 		}
 	}
 }
@@ -297,7 +298,7 @@ func TestListWatchJSON(t *testing.T) {
 	start := time.Now()
 	stdout, stderr, stop := startList(t, "--watch", "--json", "-u", etcdURL(e), "--timeout", slowEtcd)
 	event := func(typ string, r registry.Record) string {
-		return recordJSON(t, jsonEvent{Time: "TIME", Event: typ, Record: r})
+		return recordJSON(t, listing.JSONEvent{Time: "TIME", Event: typ, Record: r})
 	}
 	want := []string{event("put", recA)}
 	waitLines(t, stdout, want)
@@ -442,7 +443,7 @@ func TestListAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(envEtcdPassword, tt.env)
+			t.Setenv("ZMQ_PROXY_ETCD_PASSWORD", tt.env)
 			var stdout, stderr bytes.Buffer
 			args := append([]string{"list", "-u", etcdURL(e), "--timeout", slowEtcd}, tt.args...)
 			if got := run(args, &stdout, &stderr); got != tt.wantCode {
@@ -474,7 +475,7 @@ func TestListTargetsUnlisted(t *testing.T) {
 	register(t, cli, registry.DefaultPrefix, recA)
 	testutil.AddEtcdUser(t, cli, "ops", "opspw", registry.DefaultPrefix+"proxies/")
 	testutil.EnableEtcdAuth(t, cli, "rootpw")
-	t.Setenv(envEtcdPassword, "opspw")
+	t.Setenv("ZMQ_PROXY_ETCD_PASSWORD", "opspw")
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
 	code := run([]string{"list", "-u", etcdURL(e), "--etcd-user", "ops", "--timeout", "2s"}, &stdout, &stderr)
@@ -489,21 +490,4 @@ func TestListTargetsUnlisted(t *testing.T) {
 		t.Errorf("ended after %v, before the timeout of 2s", took)
 	}
 	wantTable(t, stdout.String(), recA)
-}
-
-// TestPrinterField: a record's text cannot break the columns.
-func TestPrinterField(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", "-"},
-		{"tcp://h:1", "tcp://h:1"},
-		{"a b", `"a b"`},
-		{"a\tb", `"a\tb"`},
-		{"\x1b[31mred", `"\x1b[31mred"`},
-		{"héte", "héte"},
-	}
-	for _, tt := range tests {
-		if got := field(tt.in); got != tt.want {
-			t.Errorf("field(%q): got %q, want %q", tt.in, got, tt.want)
-		}
-	}
 }

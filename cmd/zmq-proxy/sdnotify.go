@@ -8,10 +8,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// readyPoll is how often a proxy that waits for its registration asks
-// whether it is in etcd yet, to tell systemd it is ready.
-const readyPoll = 100 * time.Millisecond
-
 // sdNotifier tells systemd, under Type=notify, how the proxy is doing:
 // READY=1 once its sockets are bound and its record registered, STOPPING=1
 // when it starts shutting down, WATCHDOG=1 at half of WatchdogSec. It does

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,34 +11,19 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
+	"github.com/zmq-proxy/zmq-proxy/internal/logging"
 )
 
 // serve runs a started proxy until SIGINT or SIGTERM (sigs) or a fatal
-// error. Meanwhile it reopens the log file and re-reads the CURVE allow-list and PLAIN users on each SIGHUP (hup) and keeps
-// systemd informed (sdNotifier): READY=1 as soon as the proxy's record is
-// in the registry (at once when it has no registry: its sockets are bound
-// when it is started), WATCHDOG=1 on the watchdog's interval, STOPPING=1
-// when it stops. SIGTERM drains the proxy first (drain); SIGINT does not.
+// error. Meanwhile it reopens the log file and re-reads the CURVE
+// allow-list and PLAIN users on each SIGHUP (hup) and keeps systemd
+// informed (sdNotifier): READY=1 once p.Ready (at once when it has no
+// registry: its sockets are bound when it is started), WATCHDOG=1 on the
+// watchdog's interval, STOPPING=1 when it stops. SIGTERM drains the proxy first (drain); SIGINT does not.
 // It returns the exit code: 0 after a signal (p is closed by then, the
 // watchdog pinged meanwhile), 1 after a failure. The caller closes p.
-func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logFile) int {
-	registers := c.Registry.Mode != registryNone
-	if c.AdminAddr != "" {
-		admin, err := startAdmin(c.AdminAddr, c.adminToken, p, c.Kind, logger)
-		if err != nil {
-			logger.Error("admin endpoint not started", "err", err)
-			return 1
-		}
-		defer admin.Close() //nolint:errcheck // the proxy is going anyway
-	}
-	if c.PprofAddr != "" {
-		pp, err := startPprof(c.PprofAddr, logger)
-		if err != nil {
-			logger.Error("pprof endpoint not started", "err", err)
-			return 1
-		}
-		defer pp.Close() //nolint:errcheck // the proxy is going anyway
-	}
+func serve(p *actors.Proxy, c *config.Config, logger *slog.Logger, sigs, hup <-chan os.Signal, logs *logging.File) int {
 	sd := newSdNotifier(logger)
 	var watchdog <-chan time.Time
 	if sd.watchdog > 0 {
@@ -52,16 +36,15 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 		sd.notify(fmt.Sprintf("%s\nSTATUS=routing: frontend %s, backend %s, publisher %s",
 			daemon.SdNotifyReady, orDash(a.Frontend), orDash(a.Backend), orDash(a.Publisher)))
 	}
-	var poll <-chan time.Time
-	switch {
-	case !sd.enabled:
-	case !registers:
-		ready()
-	default:
-		sd.notify("STATUS=waiting for the registration in etcd")
-		t := time.NewTicker(readyPoll)
-		defer t.Stop()
-		poll = t.C
+	var registered <-chan struct{}
+	if sd.enabled {
+		select {
+		case <-p.Ready():
+			ready()
+		default:
+			sd.notify("STATUS=waiting for the registration in etcd")
+			registered = p.Ready()
+		}
 	}
 	for {
 		select {
@@ -96,14 +79,12 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 			return 1
 		case <-hup: // logrotate's postrotate, or new keys and users
 			reopenLog(logger, logs)
-			c.reloadSecurity(logger)
+			c.ReloadSecurity(logger)
 		case <-watchdog:
 			sd.notify(daemon.SdNotifyWatchdog)
-		case <-poll:
-			if p.Registered() {
-				ready()
-				poll = nil
-			}
+		case <-registered:
+			ready()
+			registered = nil
 		}
 	}
 }
@@ -114,19 +95,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// parseDrainTimeout parses --drain-timeout: a duration or a number of
-// seconds, 0 for none.
-func parseDrainTimeout(s string) (time.Duration, error) {
-	if s == "0" {
-		return 0, nil
-	}
-	d, err := parseTimeout(s)
-	if err != nil {
-		return 0, errors.New("not a duration (5s, 1m, a number of seconds, or 0 for no drain)")
-	}
-	return d, nil
 }
 
 // drain runs p.Drain after SIGTERM; a second SIGINT or SIGTERM (sigs)

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"runtime/debug"
 	"strings"
-)
 
-// errVersion is what resolve returns for --version, as it returns
-// flag.ErrHelp for -h: the rest of the command line is not looked at.
-var errVersion = errors.New("version requested")
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
+)
 
 // versionLine is what --version prints: the module's version, the VCS
 // revision the binary was built from, and the toolchain, all from the build
@@ -24,7 +21,7 @@ var errVersion = errors.New("version requested")
 // "modified".
 func versionLine(bi *debug.BuildInfo) string {
 	if bi == nil {
-		return fmt.Sprintf("%s (no build information) %s %s/%s", progName, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return fmt.Sprintf("%s (no build information) %s %s/%s", config.ProgName, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	}
 	version := bi.Main.Version
 	if version == "" {
@@ -56,7 +53,7 @@ func versionLine(bi *debug.BuildInfo) string {
 	if goVersion == "" {
 		goVersion = runtime.Version()
 	}
-	return fmt.Sprintf("%s %s (%s) %s %s/%s", progName, version, strings.Join(vcs, ", "), goVersion, runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("%s %s (%s) %s %s/%s", config.ProgName, version, strings.Join(vcs, ", "), goVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 // printVersion writes the version line of the running binary.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/config"
 )
 
 func TestVersionLine(t *testing.T) {
@@ -77,11 +79,11 @@ func TestResolveVersion(t *testing.T) {
 		{"-f", "abc", "--version"},
 		{"--version", "--state-dir", ""},
 	} {
-		if _, err := resolveConfig(args); !errors.Is(err, errVersion) {
-			t.Errorf("%q: got error %v, want errVersion", args, err)
+		if _, err := config.ResolveProxy(args); !errors.Is(err, config.ErrVersion) {
+			t.Errorf("%q: got error %v, want config.ErrVersion", args, err)
 		}
 	}
-	if _, err := resolveConfig([]string{"--version=false", "-u", "zmq://"}); err != nil {
+	if _, err := config.ResolveProxy([]string{"--version=false", "-u", "zmq://"}); err != nil {
 		t.Errorf("--version=false: got error %v, want none", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func TestOsloConfigFile(t *testing.T) {
 	}
 	checkConfig(t, c, r, map[string]any{
 		"URL": "zmq+redis://127.0.0.1:6390",
-		"Registry": registryURL{Mode: registryRedis, RedisAddr: "127.0.0.1:6390", RedisPassword: "s3cret",
+		"Registry": RegistryURL{Mode: RegistryRedis, RedisAddr: "127.0.0.1:6390", RedisPassword: "s3cret",
 			redisHost: "127.0.0.1", redisPort: 6390},
 		"UsePubSub":    actors.PubSubOff,
 		"FrontendPort": 50001, "BackendPort": 50002, "PublisherPort": 50003,
@@ -67,13 +67,13 @@ func TestOsloConfigFile(t *testing.T) {
 	if rc.Redis != want || rc.TTL != 60*time.Second || rc.Disabled {
 		t.Errorf("registryConfig: got Redis %+v TTL %v Disabled %v, want %+v TTL 60s", rc.Redis, rc.TTL, rc.Disabled, want)
 	}
-	if pc := c.proxyConfig(slog.Default()); pc.PubSub != actors.PubSubOff {
+	if pc := c.ProxyConfig(slog.Default()); pc.PubSub != actors.PubSubOff {
 		t.Errorf("proxyConfig PubSub: got %v, want false", pc.PubSub)
 	}
 
 	// Each ignored key is logged once, at debug; the password never.
 	var buf bytes.Buffer
-	c.log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	c.Log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	for _, key := range wantIgnored {
 		if n := strings.Count(buf.String(), `msg="ignoring unknown configuration key"`+" file="+c.ConfigFile+` key="`+key+`"`); n != 1 {
 			t.Errorf("%q logged %d times, want once\n%s", key, n, buf.String())
@@ -89,27 +89,27 @@ func TestRegistryURLSchemes(t *testing.T) {
 		name     string
 		args     []string
 		ini      string
-		want     registryURL
+		want     RegistryURL
 		wantFrom string
 	}{
 		{name: "zmq+redis in full", args: []string{"-u", "zmq+redis://:pw@r1:6380/3"},
-			want: registryURL{Mode: registryRedis, RedisAddr: "r1:6380", RedisPassword: "pw", RedisDB: 3, redisHost: "r1", redisPort: 6380}, wantFrom: "-u"},
+			want: RegistryURL{Mode: RegistryRedis, RedisAddr: "r1:6380", RedisPassword: "pw", RedisDB: 3, redisHost: "r1", redisPort: 6380}, wantFrom: "-u"},
 		{name: "zmq+redis defaults", args: []string{"-u", "zmq+redis://"},
-			want: registryURL{Mode: registryRedis, RedisAddr: "127.0.0.1:6379"}},
+			want: RegistryURL{Mode: RegistryRedis, RedisAddr: "127.0.0.1:6379"}},
 		{name: "zmq+redis from [matchmaker_redis]", args: []string{"-u", "zmq+redis://"},
 			ini:  "[matchmaker_redis]\nhost = r2\nport = 7000\npassword = p2\n",
-			want: registryURL{Mode: registryRedis, RedisAddr: "r2:7000", RedisPassword: "p2"}},
+			want: RegistryURL{Mode: RegistryRedis, RedisAddr: "r2:7000", RedisPassword: "p2"}},
 		{name: "the URL wins over [matchmaker_redis]", args: []string{"-u", "zmq+redis://:pw@r1:6380"},
 			ini:  "[matchmaker_redis]\nhost = r2\nport = 7000\npassword = p2\n",
-			want: registryURL{Mode: registryRedis, RedisAddr: "r1:6380", RedisPassword: "pw", redisHost: "r1", redisPort: 6380}},
+			want: RegistryURL{Mode: RegistryRedis, RedisAddr: "r1:6380", RedisPassword: "pw", redisHost: "r1", redisPort: 6380}},
 		{name: "transport_url when url is absent", ini: "[DEFAULT]\ntransport_url = zmq+etcd://e1:2379/\n",
-			want: registryURL{Mode: registryEtcd, Endpoints: []string{"e1:2379"}}, wantFrom: iniPath},
+			want: RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"e1:2379"}}, wantFrom: iniPath},
 		{name: "url wins over transport_url", ini: "[DEFAULT]\ntransport_url = zmq+redis://r:1\n[zmq_proxy_opts]\nurl = zmq://\n",
-			want: registryURL{Mode: registryNone}, wantFrom: iniPath},
+			want: RegistryURL{Mode: RegistryNone}, wantFrom: iniPath},
 		{name: "-u wins over transport_url", args: []string{"-u", "zmq://"}, ini: "[DEFAULT]\ntransport_url = zmq+redis://r:1\n",
-			want: registryURL{Mode: registryNone}, wantFrom: "-u"},
-		{name: "zmq", args: []string{"-u", "zmq://"}, want: registryURL{Mode: registryNone}},
-		{name: "zmq+etcd", args: []string{"-u", "zmq+etcd://e:1/"}, want: registryURL{Mode: registryEtcd, Endpoints: []string{"e:1"}}},
+			want: RegistryURL{Mode: RegistryNone}, wantFrom: "-u"},
+		{name: "zmq", args: []string{"-u", "zmq://"}, want: RegistryURL{Mode: RegistryNone}},
+		{name: "zmq+etcd", args: []string{"-u", "zmq+etcd://e:1/"}, want: RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"e:1"}}},
 	}
 	hermeticEnv(t)
 	for _, tt := range tests {
@@ -161,7 +161,7 @@ func TestFlagOverriddenFileValueNotValidated(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resolve: got %v, want none", err)
 	}
-	checkConfig(t, c, r, map[string]any{"Registry": registryURL{Mode: registryNone}, "FrontendPort": 1},
+	checkConfig(t, c, r, map[string]any{"Registry": RegistryURL{Mode: RegistryNone}, "FrontendPort": 1},
 		map[string]string{"url": "-u", "frontend_port": "-f"})
 }
 
@@ -200,7 +200,7 @@ func TestURLPasswordHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	c.log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	c.Log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if strings.Contains(buf.String(), "topsecret") || strings.Contains(buf.String(), "othersecret") {
 		t.Errorf("a URL password is in the log:\n%s", buf.String())
 	}
@@ -215,11 +215,11 @@ func TestURLPasswordHidden(t *testing.T) {
 
 func TestListRefusesRedis(t *testing.T) {
 	hermeticEnv(t)
-	c, _, err := resolveCmdWithINI(t, cmdList, []string{"-u", "zmq+redis://r:1"}, "")
+	c, _, err := resolveCmdWithINI(t, CmdList, []string{"-u", "zmq+redis://r:1"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.clientConfig(); err == nil || !strings.Contains(err.Error(), "not an etcd registry, which this command reads") {
+	if _, err := c.EtcdClientConfig(); err == nil || !strings.Contains(err.Error(), "not an etcd registry, which this command reads") {
 		t.Errorf("list with a Redis URL: got %v, want an error saying it reads etcd", err)
 	}
 }

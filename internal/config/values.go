@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -99,9 +99,9 @@ func parseListenAddr(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// parseDialAddr parses host:port for a peer to connect to: the host must be
+// ParseDialAddr parses host:port for a peer to connect to: the host must be
 // given and the port in 1..65535.
-func parseDialAddr(s string) (string, error) {
+func ParseDialAddr(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || host == "" {
 		return "", errors.New("not host:port")
@@ -121,7 +121,7 @@ func parseEndpoint(s string) (string, error) {
 		}
 		s = rest
 	}
-	addr, err := parseDialAddr(s)
+	addr, err := ParseDialAddr(s)
 	if err != nil {
 		return "", errors.New("not host:port or tcp://host:port")
 	}
@@ -147,29 +147,29 @@ func parseEndpoints(s string) ([]string, error) {
 	return eps, nil
 }
 
-// registryMode says which registry, if any, the proxy uses.
-type registryMode int
+// RegistryMode says which registry, if any, the proxy uses.
+type RegistryMode int
 
 const (
-	// registryEmbedded is an empty URL: the daemon starts an embedded
+	// RegistryEmbedded is an empty URL: the daemon starts an embedded
 	// single-member etcd on loopback.
-	registryEmbedded registryMode = iota
-	// registryEtcd is zmq+etcd://host:port[,host:port...]/: an external etcd
+	RegistryEmbedded RegistryMode = iota
+	// RegistryEtcd is zmq+etcd://host:port[,host:port...]/: an external etcd
 	// cluster.
-	registryEtcd
-	// registryNone is oslo.messaging's zmq:// form: no registry at all.
-	registryNone
-	// registryRedis is zmq+redis://[:password@]host:port[/db]:
+	RegistryEtcd
+	// RegistryNone is oslo.messaging's zmq:// form: no registry at all.
+	RegistryNone
+	// RegistryRedis is zmq+redis://[:password@]host:port[/db]:
 	// oslo.messaging's Redis matchmaker.
-	registryRedis
+	RegistryRedis
 )
 
-// registryURL is the parsed --url.
-type registryURL struct {
-	Mode      registryMode
-	Endpoints []string // host:port of each etcd member, for registryEtcd
+// RegistryURL is the parsed --url.
+type RegistryURL struct {
+	Mode      RegistryMode
+	Endpoints []string // host:port of each etcd member, for RegistryEtcd
 
-	// For registryRedis: the address once completed from
+	// For RegistryRedis: the address once completed from
 	// [matchmaker_redis] (useTransportURL), the password and database.
 	RedisAddr     string
 	RedisPassword string
@@ -178,15 +178,15 @@ type registryURL struct {
 	redisPort     int    // as in the URL; 0 = from [matchmaker_redis]
 }
 
-func (r registryURL) String() string {
+func (r RegistryURL) String() string {
 	switch r.Mode {
-	case registryEmbedded:
+	case RegistryEmbedded:
 		return "embedded etcd"
-	case registryEtcd:
+	case RegistryEtcd:
 		return "etcd " + strings.Join(r.Endpoints, ",")
-	case registryNone:
+	case RegistryNone:
 		return "none"
-	case registryRedis:
+	case RegistryRedis:
 		return "redis " + r.RedisAddr
 	}
 	return fmt.Sprintf("registry(%d)", int(r.Mode))
@@ -198,40 +198,40 @@ const registryURLForm = "zmq+etcd://host:port[,host:port...]/ or zmq+redis://[:p
 // trailing slash optional), zmq+redis://[:password@]host:port[/db] (any
 // part may be left out) and oslo.messaging's zmq:// form, whatever follows
 // it.
-func parseRegistryURL(s string) (registryURL, error) {
+func parseRegistryURL(s string) (RegistryURL, error) {
 	if s == "" {
-		return registryURL{Mode: registryEmbedded}, nil
+		return RegistryURL{Mode: RegistryEmbedded}, nil
 	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return registryURL{}, fmt.Errorf("not a URL of the form %s", registryURLForm)
+		return RegistryURL{}, fmt.Errorf("not a URL of the form %s", registryURLForm)
 	}
 	switch strings.ToLower(scheme) {
 	case "zmq":
-		return registryURL{Mode: registryNone}, nil
+		return RegistryURL{Mode: RegistryNone}, nil
 	case "zmq+redis":
 		host, port, password, db, err := redismm.ParseURL(s)
 		if err != nil {
-			return registryURL{}, errors.New("not a URL of the form zmq+redis://[:password@]host:port[/db]")
+			return RegistryURL{}, errors.New("not a URL of the form zmq+redis://[:password@]host:port[/db]")
 		}
-		return registryURL{Mode: registryRedis, RedisPassword: password, RedisDB: db, redisHost: host, redisPort: port}, nil
+		return RegistryURL{Mode: RegistryRedis, RedisPassword: password, RedisDB: db, redisHost: host, redisPort: port}, nil
 	case "zmq+etcd":
 	default:
-		return registryURL{}, fmt.Errorf("not a registry URL: scheme %q is none of zmq+etcd, zmq+redis, zmq", scheme)
+		return RegistryURL{}, fmt.Errorf("not a registry URL: scheme %q is none of zmq+etcd, zmq+redis, zmq", scheme)
 	}
 	hosts := strings.TrimSuffix(rest, "/")
 	if strings.ContainsAny(hosts, "/?#@") {
-		return registryURL{}, fmt.Errorf("not a URL of the form %s", registryURLForm)
+		return RegistryURL{}, fmt.Errorf("not a URL of the form %s", registryURLForm)
 	}
 	var eps []string
 	for h := range strings.SplitSeq(hosts, ",") {
-		ep, err := parseDialAddr(h)
+		ep, err := ParseDialAddr(h)
 		if err != nil {
-			return registryURL{}, fmt.Errorf("not a registry URL: %q is %w", h, err)
+			return RegistryURL{}, fmt.Errorf("not a registry URL: %q is %w", h, err)
 		}
 		eps = append(eps, ep)
 	}
-	return registryURL{Mode: registryEtcd, Endpoints: eps}, nil
+	return RegistryURL{Mode: RegistryEtcd, Endpoints: eps}, nil
 }
 
 // lookupEnv is the value of the environment variable name; "" when name is
@@ -324,10 +324,10 @@ func defaultStateDir() (string, error) {
 	}
 	// The XDG spec: a relative path in $XDG_STATE_HOME is to be ignored.
 	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, progName), nil
+		return filepath.Join(d, ProgName), nil
 	}
 	if home, err := os.UserHomeDir(); err == nil && home != "" {
-		return filepath.Join(home, ".local", "state", progName), nil
+		return filepath.Join(home, ".local", "state", ProgName), nil
 	}
 	return "", nil
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -85,8 +85,8 @@ func editDistance(a, b string) int {
 // checkUnsupported refuses an option of oslo.messaging that zmq-proxy does
 // not implement, when it would matter: Redis Sentinel with the Redis
 // matchmaker. path is the file's, file its values.
-func (c *config) checkUnsupported(path string, file map[string]string) error {
-	if v, ok := file["sentinel_hosts"]; ok && c.Registry.Mode == registryRedis {
+func (c *Config) checkUnsupported(path string, file map[string]string) error {
+	if v, ok := file["sentinel_hosts"]; ok && c.Registry.Mode == RegistryRedis {
 		return fmt.Errorf("%s: [%s] sentinel_hosts = %s: Redis Sentinel is not supported: "+
 			"zmq-proxy talks to one Redis server; give its address as [%s] host and port, or in the URL (docs/deploy.md, \"Redis\")",
 			path, sectionRedis, v, sectionRedis)
@@ -103,7 +103,7 @@ type listener struct {
 
 // listeners are the addresses the proxy would listen on, by the kind it
 // would run.
-func (c *config) listeners() []listener {
+func (c *Config) listeners() []listener {
 	var ls []listener
 	kind := actors.ChooseKind(c.LocalPublisher, c.FrontendPort, c.BackendPort)
 	if kind != actors.KindLocalPublisher {
@@ -127,7 +127,7 @@ func (c *config) listeners() []listener {
 		n, _ := strconv.Atoi(port)
 		ls = append(ls, listener{a.option, host, n})
 	}
-	if c.Registry.Mode == registryEmbedded {
+	if c.Registry.Mode == RegistryEmbedded {
 		// The etcd the proxy starts when none answers there.
 		host, port, _ := net.SplitHostPort(c.EtcdAddr)
 		n, _ := strconv.Atoi(port)
@@ -139,7 +139,7 @@ func (c *config) listeners() []listener {
 // checkPorts refuses two listeners on one port of one address: the proxy
 // would fail to bind the second (under systemd, start after start). Of the
 // two, the value given last in the order of precedence is blamed.
-func (c *config) checkPorts() error {
+func (c *Config) checkPorts() error {
 	ls := c.listeners()
 	for i, a := range ls {
 		for _, b := range ls[:i] {

@@ -1,25 +1,19 @@
-package main
+package config
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/zmq-proxy/zmq-proxy/actors"
-	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
-	"github.com/zmq-proxy/zmq-proxy/registry"
 )
 
 func TestMain(m *testing.M) {
@@ -37,13 +31,13 @@ const tlsDir = "$TLS"
 // resolveWithINI writes ini, when not empty, to a file and passes it with -c
 // before args; "$INI" in args is replaced by the file's path. It returns the
 // path of the INI file and a replacer of "$INI" and "$TLS".
-func resolveWithINI(t *testing.T, args []string, ini string) (*config, *strings.Replacer, error) {
+func resolveWithINI(t *testing.T, args []string, ini string) (*Config, *strings.Replacer, error) {
 	t.Helper()
-	return resolveCmdWithINI(t, cmdProxy, args, ini)
+	return resolveCmdWithINI(t, CmdProxy, args, ini)
 }
 
 // resolveCmdWithINI is resolveWithINI for cmd.
-func resolveCmdWithINI(t *testing.T, cmd command, args []string, ini string) (*config, *strings.Replacer, error) {
+func resolveCmdWithINI(t *testing.T, cmd Command, args []string, ini string) (*Config, *strings.Replacer, error) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "proxy.ini")
@@ -67,7 +61,7 @@ func resolveCmdWithINI(t *testing.T, cmd command, args []string, ini string) (*c
 	for i, a := range args {
 		args[i] = r.Replace(a)
 	}
-	c, err := resolve(cmd, args)
+	c, err := Resolve(cmd, args)
 	return c, r, err
 }
 
@@ -86,7 +80,7 @@ func hermeticEnv(t *testing.T) (home string) {
 
 // checkConfig compares fields of c with want, and the sources of options
 // with wantFrom; r replaces "$INI" and "$TLS" in wanted strings.
-func checkConfig(t *testing.T, c *config, r *strings.Replacer, want map[string]any, wantFrom map[string]string) {
+func checkConfig(t *testing.T, c *Config, r *strings.Replacer, want map[string]any, wantFrom map[string]string) {
 	t.Helper()
 	v := reflect.ValueOf(c).Elem()
 	for field, want := range want {
@@ -123,7 +117,7 @@ func TestResolveConfig(t *testing.T) {
 				"ConfigFile": "", "LogFile": "", "Debug": false, "Host": "",
 				"FrontendPort": 0, "BackendPort": 0, "PublisherPort": 0,
 				"LocalPublisher": false, "AckPubSub": false, "URL": "",
-				"Registry": registryURL{Mode: registryEmbedded},
+				"Registry": RegistryURL{Mode: RegistryEmbedded},
 				"HWM":      actors.DefaultHWM, "MaxMessageSize": int64(actors.DefaultMaxMessageSize),
 				"MetricsAddr": "", "SubscribeOn": []string(nil),
 				"TargetExpire": 5 * time.Second, "TargetUpdate": time.Duration(0),
@@ -152,16 +146,16 @@ func TestResolveConfig(t *testing.T) {
 			name: "-u", args: []string{"-u", "zmq+etcd://h1:2379,h2:2379/"},
 			want: map[string]any{
 				"URL":      "zmq+etcd://h1:2379,h2:2379/",
-				"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"h1:2379", "h2:2379"}},
+				"Registry": RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"h1:2379", "h2:2379"}},
 			},
 			wantFrom: map[string]string{"url": "-u"},
 		},
 		{
 			name: "--url", args: []string{"--url", "zmq+etcd://[::1]:2379"},
-			want:     map[string]any{"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"[::1]:2379"}}},
+			want:     map[string]any{"Registry": RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"[::1]:2379"}}},
 			wantFrom: map[string]string{"url": "--url"},
 		},
-		{name: "zmq url means no registry", args: []string{"-u", "zmq://127.0.0.1:6379/"}, want: map[string]any{"Registry": registryURL{Mode: registryNone}}},
+		{name: "zmq url means no registry", args: []string{"-u", "zmq://127.0.0.1:6379/"}, want: map[string]any{"Registry": RegistryURL{Mode: RegistryNone}}},
 		{name: "-d", args: []string{"-d"}, want: map[string]any{"Debug": true}, wantFrom: map[string]string{"debug": "-d"}},
 		{name: "--debug", args: []string{"--debug"}, want: map[string]any{"Debug": true}, wantFrom: map[string]string{"debug": "--debug"}},
 		{name: "-d=false", args: []string{"-d=false"}, want: map[string]any{"Debug": false}, wantFrom: map[string]string{"debug": "-d"}},
@@ -208,7 +202,7 @@ zmq_target_update = 20
 			want: map[string]any{
 				"Host": "192.0.2.1", "FrontendPort": 5000, "BackendPort": 5001, "PublisherPort": 5002,
 				"LocalPublisher": false, "AckPubSub": true, "URL": "zmq+etcd://etcd1:2379/",
-				"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"etcd1:2379"}},
+				"Registry": RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"etcd1:2379"}},
 				"HWM":      10, "HWMBytes": int64(65536), "MaxConnections": 500,
 				"MaxMessageSize": int64(4096), "MetricsAddr": "127.0.0.1:9100",
 				"SubscribeOn":  []string{"tcp://192.0.2.2:5002"},
@@ -406,23 +400,23 @@ func checkError(t *testing.T, err error, r *strings.Replacer, wantErr string) {
 
 func TestResolveConfigHelp(t *testing.T) {
 	for _, arg := range []string{"-h", "--help", "-help"} {
-		if _, err := resolveConfig([]string{arg}); !errors.Is(err, flag.ErrHelp) {
+		if _, err := ResolveProxy([]string{arg}); !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: got error %v, want flag.ErrHelp", arg, err)
 		}
 	}
 }
 
 func TestUsage(t *testing.T) {
-	for _, cmd := range []command{cmdProxy, cmdList} {
+	for _, cmd := range []Command{CmdProxy, CmdList} {
 		var b bytes.Buffer
-		printUsage(&b, cmd)
+		PrintUsage(&b, cmd)
 		checkUsage(t, cmd, b.String())
 	}
 }
 
 // checkUsage checks that the option lines of cmd's usage text name each of
 // its flags once, and that the text names no flag of another command.
-func checkUsage(t *testing.T, cmd command, usage string) {
+func checkUsage(t *testing.T, cmd Command, usage string) {
 	t.Helper()
 	for _, o := range options {
 		if o.long == "" {
@@ -447,249 +441,6 @@ func checkUsage(t *testing.T, cmd command, usage string) {
 		}
 		if n != 1 {
 			t.Errorf("usage has %d option lines for --%s, want one:\n%s", n, o.long, usage)
-		}
-	}
-}
-
-func TestRun(t *testing.T) {
-	hermeticEnv(t)
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStderr string // the whole of stderr
-		wantStdout string // a part of stdout
-	}{
-		{name: "help", args: []string{"-h"}, wantCode: 0, wantStdout: "-f, --frontend-port PORT"},
-		{name: "bad flag", args: []string{"-f", "abc"}, wantCode: 2, wantStderr: "zmq-proxy: -f: \"abc\" is not a port number\n"},
-		{name: "unknown flag", args: []string{"-x"}, wantCode: 2, wantStderr: "zmq-proxy: flag provided but not defined: -x\n"},
-		{name: "bad log file", args: []string{"-l", "/nonexistent/x.log"}, wantCode: 2, wantStderr: "zmq-proxy: -l /nonexistent/x.log: open /nonexistent/x.log: no such file or directory\n"},
-		{name: "local publisher without a source", args: []string{"-lp", "-u", "zmq://"}, wantCode: 2, wantStderr: "zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
-			}
-			if got := stderr.String(); got != tt.wantStderr {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
-			}
-			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
-				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
-			}
-		})
-	}
-}
-
-func TestLogFile(t *testing.T) {
-	hermeticEnv(t)
-	path := filepath.Join(t.TempDir(), "proxy.log")
-	c, err := resolveConfig([]string{"-l", path, "-d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // appended, not truncated
-		logger, closeLog, err := newLogger(c, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.log(logger)
-		if err := closeLog(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := strings.Count(string(data), `msg=option name=frontend_port value=0 source=default`), 2; got != want {
-		t.Errorf("log file has the frontend_port line %d times, want %d:\n%s", got, want, data)
-	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644&^umask(t) {
-		t.Errorf("log file mode: got %v (%v), want %v", fi.Mode().Perm(), err, os.FileMode(0o644&^umask(t)))
-	}
-}
-
-// umask is the process's file mode creation mask, found by creating a file.
-func umask(t *testing.T) os.FileMode {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "umask")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o777)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0o777 &^ fi.Mode().Perm()
-}
-
-// TestBinary builds zmq-proxy and runs it: a bad flag exits 2 with one line
-// on stderr; SIGTERM stops a running proxy with exit code 0; list gives up
-// on an etcd that does not answer with exit code 1, and SIGINT ends
-// list -w with exit code 0.
-func TestBinary(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command:", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "zmq-proxy")
-	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	hermeticEnv(t) // after go build: it needs the real $HOME for its caches
-
-	noEtcd := closedAddr(t)
-	listTimeout, err := time.ParseDuration(defaultListTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name     string
-		args     []string
-		wantCode int
-		wantLine string // the last line of stderr; only one line when wantCode is 2
-	}{
-		{name: "bad flag", args: []string{"--frontend-port", "abc"}, wantCode: 2, wantLine: `zmq-proxy: --frontend-port: "abc" is not a port number`},
-		{name: "unknown flag", args: []string{"--nope"}, wantCode: 2, wantLine: `zmq-proxy: flag provided but not defined: -nope`},
-		{name: "positional", args: []string{"run"}, wantCode: 2, wantLine: `zmq-proxy: unexpected argument "run"`},
-		{name: "local publisher without a source", args: []string{"-lp", "-u", "zmq://"}, wantCode: 2, wantLine: `zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers`},
-		{name: "list bad flag", args: []string{"list", "--etcd-prefix", "x"}, wantCode: 2, wantLine: `zmq-proxy list: --etcd-prefix: "x" is not a key prefix that starts and ends with "/"`},
-		{name: "list without etcd", args: []string{"list", "--etcd-addr", noEtcd}, wantCode: 1, wantLine: `zmq-proxy list: no etcd at ` + noEtcd + `: nothing answered within 5s; start zmq-proxy first (it runs one there), or give -u`},
-		// The same failure, the same exit status, whatever the command.
-		{name: "call without etcd", args: []string{"call", "demo", "echo", "--etcd-addr", noEtcd}, wantCode: 1, wantLine: `zmq-proxy call: no etcd at ` + noEtcd + `: nothing answered within 5s; start zmq-proxy first (it runs one there), or give -u`},
-		{name: "ctl without a proxy", args: []string{"ctl", "stats", "--admin-addr", noEtcd}, wantCode: 1},
-		{name: "call with arguments not by name", args: []string{"call", "demo", "echo", "[1,2]", "--etcd-addr", noEtcd}, wantCode: 2, wantLine: `zmq-proxy call: JSON_ARGS [1,2] is not a JSON object: a method's arguments go by name, as in '{"x": 1}'`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			cmd := exec.CommandContext(ctx, bin, tt.args...)
-			cmd.Stderr = &stderr
-			start := time.Now()
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) {
-				t.Fatalf("run: got %v, want an exit status", err)
-			}
-			if got := exit.ExitCode(); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d", got, tt.wantCode)
-			}
-			if tt.wantCode == 1 && time.Since(start) > listTimeout+3*time.Second {
-				t.Errorf("exit after %s, want it within the default --timeout of %s", time.Since(start), listTimeout)
-			}
-			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-			if tt.wantCode == 2 && len(lines) != 1 {
-				t.Errorf("stderr: got %d lines %q, want one", len(lines), lines)
-			}
-			if got := lines[len(lines)-1]; tt.wantLine != "" && got != tt.wantLine {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantLine)
-			}
-		})
-	}
-
-	t.Run("SIGTERM", func(t *testing.T) {
-		// No registry: this test is about signals, not etcd.
-		cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1", "-u", "zmq://")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() { // ends when the process closes stderr; drained below
-			defer close(lines)
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		defer func() {
-			_ = cmd.Process.Kill() // in case the test failed first
-			for range lines {
-			}
-			_ = cmd.Wait()
-		}()
-
-		waitForLine(t, lines, `msg="proxy started"`)
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		waitForLine(t, lines, `msg="shutting down" signal="terminated signal received"`)
-		for range lines {
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("after SIGTERM: got %v, want exit code 0", err)
-		}
-	})
-
-	t.Run("list -w SIGINT", func(t *testing.T) {
-		e := testutil.Embedded(t)
-		register(t, e.Client(t), registry.DefaultPrefix, recA)
-		cmd := exec.CommandContext(ctx, bin, "list", "-w", "-u", etcdURL(e), "--timeout", slowEtcd)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() { // ends when the process closes stdout; drained below
-			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		defer func() {
-			_ = cmd.Process.Kill() // in case the test failed first
-			for range lines {
-			}
-			_ = cmd.Wait()
-		}()
-
-		waitForLine(t, lines, "PUBLISHER")
-		waitForLine(t, lines, recA.ID)
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
-			t.Fatal(err)
-		}
-		for range lines {
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("after SIGINT: got %v, want exit code 0 (stderr %q)", err, stderr.String())
-		}
-	})
-
-}
-
-// waitForLine reads lines until one contains want, or fails the test after
-// ten seconds.
-func waitForLine(t *testing.T, lines <-chan string, want string) {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	var seen []string
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("stderr closed without a line containing %q; got %q", want, seen)
-			}
-			if strings.Contains(line, want) {
-				return
-			}
-			seen = append(seen, line)
-		case <-timeout:
-			t.Fatalf("no line containing %q within 10s; got %q", want, seen)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"flag"
@@ -10,7 +10,7 @@ import (
 
 // flagValue is the raw text of one option given on the command line. The
 // option's short and long flags share one flagValue, so the last one given
-// wins, as with argparse. Values are parsed later, by resolveConfig, so that
+// wins, as with argparse. Values are parsed later, by ResolveProxy, so that
 // an error can say where the value came from.
 type flagValue struct {
 	opt     *option
@@ -42,8 +42,8 @@ func (f flagName) IsBoolFlag() bool { return f.v != nil && f.v.opt.boolean }
 // newFlagSet registers every option of cmd that has flags, short and long,
 // and returns the flag set and each flag's value by flag name. The flag set
 // prints nothing: its errors are returned, and -h is the caller's to answer.
-func newFlagSet(cmd command) (*flag.FlagSet, map[string]*flagValue) {
-	fs := flag.NewFlagSet(progName, flag.ContinueOnError)
+func newFlagSet(cmd Command) (*flag.FlagSet, map[string]*flagValue) {
+	fs := flag.NewFlagSet(ProgName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	byName := make(map[string]*flagValue)
@@ -63,17 +63,17 @@ func newFlagSet(cmd command) (*flag.FlagSet, map[string]*flagValue) {
 	return fs, byName
 }
 
-// printUsage writes the -h text of cmd: what it does, one line per option,
+// PrintUsage writes the -h text of cmd: what it does, one line per option,
 // its short and long flags together, then the configuration file.
-func printUsage(w io.Writer, cmd command) {
-	if cmd == cmdList {
-		fmt.Fprintf(w, "Usage: %s list [options]\n\n", progName)
+func PrintUsage(w io.Writer, cmd Command) {
+	if cmd == CmdList {
+		fmt.Fprintf(w, "Usage: %s list [options]\n\n", ProgName)
 		fmt.Fprint(w, wrap("Print the proxies registered in etcd and exit; with -w, go on printing "+
 			"the changes until SIGINT or SIGTERM. With no URL, list asks the etcd on --etcd-addr, "+
 			"the one a proxy started without a URL runs; it never starts one.", "", 78))
 	} else {
-		fmt.Fprintf(w, "Usage: %s [options]            run a proxy (the options below)\n", progName)
-		fmt.Fprintf(w, "       %s COMMAND [options]    run a command (%s COMMAND -h for its options)\n\n", progName, progName)
+		fmt.Fprintf(w, "Usage: %s [options]            run a proxy (the options below)\n", ProgName)
+		fmt.Fprintf(w, "       %s COMMAND [options]    run a command (%s COMMAND -h for its options)\n\n", ProgName, ProgName)
 		fmt.Fprintf(w, "Commands:\n")
 		printCommands(w)
 		fmt.Fprintf(w, "\n%s", exitStatusText)
@@ -84,7 +84,7 @@ func printUsage(w io.Writer, cmd command) {
 	fmt.Fprintf(w, "\n%s", wrap("Precedence, option by option: a flag overrides the environment "+
 		"($"+envEtcdPassword+" for --etcd-password, so that the password need not be on the command line), "+
 		"which overrides the configuration file (-c), which overrides the default.", "", 78))
-	if cmd == cmdList {
+	if cmd == CmdList {
 		fmt.Fprintf(w, "\n%s", wrap("The configuration file is the proxy's: list reads its url and etcd_* keys "+
 			"in ["+sectionProxy+"] and ignores the others.", "", 78))
 		fmt.Fprint(w, "\nOutput: a table with the columns ID, KIND, HOST, FRONTEND, BACKEND, PUBLISHER\n"+
@@ -125,9 +125,9 @@ func printUsage(w io.Writer, cmd command) {
 		"zmq_target_expire.", "  ", 78))
 }
 
-// commandHelp is one line about each command of the binary, in the order
+// CommandHelp is one line about each command of the binary, in the order
 // of -h. A test checks that it names every command of subcommands.
-var commandHelp = []struct{ name, text string }{
+var CommandHelp = []struct{ name, text string }{
 	{"list", "print the proxies and servers registered in etcd; -w: and every change"},
 	{"call", "call a method of a server of a topic and print its reply"},
 	{"cast", "send a method to a server of a topic, without a reply"},
@@ -151,14 +151,14 @@ const exitStatusText = `Exit status, every command:
 // printCommands writes one line per command.
 func printCommands(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range commandHelp {
+	for _, c := range CommandHelp {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.text)
 	}
 	_ = tw.Flush()
 }
 
 // printOptions writes one line per option of cmd that has flags.
-func printOptions(w io.Writer, cmd command) {
+func printOptions(w io.Writer, cmd Command) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, o := range options {
 		if o.long == "" || !o.takes(cmd) {

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		cmd      command // 0 = cmdProxy
+		cmd      Command // 0 = CmdProxy
 		args     []string
 		ini      string
 		env      map[string]string
@@ -156,28 +156,28 @@ func TestResolveRegistryOptions(t *testing.T) {
 
 		// zmq-proxy list.
 		{
-			name: "list defaults", cmd: cmdList,
+			name: "list defaults", cmd: CmdList,
 			want: map[string]any{"Watch": false, "JSON": false, "ListTimeout": 5 * time.Second, "EtcdAddr": "127.0.0.1:2379", "EtcdPrefix": "/zmq-proxy/"},
 		},
-		{name: "list -w", cmd: cmdList, args: []string{"-w"}, want: map[string]any{"Watch": true}, wantFrom: map[string]string{"watch": "-w"}},
-		{name: "list --watch --json", cmd: cmdList, args: []string{"--watch", "--json"}, want: map[string]any{"Watch": true, "JSON": true}},
-		{name: "list --timeout duration", cmd: cmdList, args: []string{"--timeout", "1m30s"}, want: map[string]any{"ListTimeout": 90 * time.Second}},
-		{name: "list --timeout seconds", cmd: cmdList, args: []string{"--timeout", "2"}, want: map[string]any{"ListTimeout": 2 * time.Second}},
+		{name: "list -w", cmd: CmdList, args: []string{"-w"}, want: map[string]any{"Watch": true}, wantFrom: map[string]string{"watch": "-w"}},
+		{name: "list --watch --json", cmd: CmdList, args: []string{"--watch", "--json"}, want: map[string]any{"Watch": true, "JSON": true}},
+		{name: "list --timeout duration", cmd: CmdList, args: []string{"--timeout", "1m30s"}, want: map[string]any{"ListTimeout": 90 * time.Second}},
+		{name: "list --timeout seconds", cmd: CmdList, args: []string{"--timeout", "2"}, want: map[string]any{"ListTimeout": 2 * time.Second}},
 		{
-			name: "list registry flags", cmd: cmdList,
+			name: "list registry flags", cmd: CmdList,
 			args: []string{"-u", "zmq+etcd://e1:2379/", "--etcd-prefix", "/p/", "--etcd-user", "u", "--etcd-cacert", "$TLS/ca.pem"},
 			env:  map[string]string{envEtcdPassword: "envpw"},
 			want: map[string]any{
-				"Registry":   registryURL{Mode: registryEtcd, Endpoints: []string{"e1:2379"}},
+				"Registry":   RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"e1:2379"}},
 				"EtcdPrefix": "/p/", "EtcdUser": "u", "EtcdPassword": "envpw", "EtcdCACert": "$TLS/ca.pem",
 			},
 		},
 		{
-			name: "list reads the registry keys of the proxy's file and no other", cmd: cmdList,
+			name: "list reads the registry keys of the proxy's file and no other", cmd: CmdList,
 			ini:  "[zmq_proxy_opts]\nurl = zmq+etcd://e1:2379/\netcd_prefix = /p/\nfrontend_port = not a port\n",
-			want: map[string]any{"Registry": registryURL{Mode: registryEtcd, Endpoints: []string{"e1:2379"}}, "EtcdPrefix": "/p/"},
+			want: map[string]any{"Registry": RegistryURL{Mode: RegistryEtcd, Endpoints: []string{"e1:2379"}}, "EtcdPrefix": "/p/"},
 		},
-		{name: "list needs no state directory", cmd: cmdList, env: map[string]string{"HOME": ""}, want: map[string]any{"StateDir": ""}},
+		{name: "list needs no state directory", cmd: CmdList, env: map[string]string{"HOME": ""}, want: map[string]any{"StateDir": ""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +187,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 			}
 			cmd := tt.cmd
 			if cmd == 0 {
-				cmd = cmdProxy
+				cmd = CmdProxy
 			}
 			c, r, err := resolveCmdWithINI(t, cmd, tt.args, tt.ini)
 			if err != nil {
@@ -201,7 +201,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 func TestResolveRegistryErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		cmd     command // 0 = cmdProxy
+		cmd     Command // 0 = CmdProxy
 		args    []string
 		ini     string
 		env     map[string]string
@@ -290,13 +290,13 @@ func TestResolveRegistryErrors(t *testing.T) {
 
 		// Each command takes its own flags.
 		{name: "proxy has no --watch", args: []string{"--watch"}, wantErr: `flag provided but not defined: -watch`},
-		{name: "list has no -f", cmd: cmdList, args: []string{"-f", "1"}, wantErr: `flag provided but not defined: -f`},
-		{name: "list has no --target-expire", cmd: cmdList, args: []string{"--target-expire", "5"}, wantErr: `flag provided but not defined: -target-expire`},
-		{name: "list bad timeout", cmd: cmdList, args: []string{"--timeout", "soon"}, wantErr: `--timeout: "soon" is not a duration (5s, 1m, or a number of seconds)`},
-		{name: "list zero timeout", cmd: cmdList, args: []string{"--timeout", "0s"}, wantErr: `--timeout: "0s" is not a positive duration`},
-		{name: "list bad prefix", cmd: cmdList, args: []string{"--etcd-prefix", "x"}, wantErr: `--etcd-prefix: "x" is not a key prefix`},
-		{name: "list cert without key", cmd: cmdList, args: []string{"--etcd-cert", "$TLS/cert.pem"}, wantErr: `is not usable without etcd_key`},
-		{name: "list bad url in INI", cmd: cmdList, ini: "[zmq_proxy_opts]\nurl = redis://r/\n", wantErr: `$INI: [zmq_proxy_opts] url = redis://r/: not a registry URL`},
+		{name: "list has no -f", cmd: CmdList, args: []string{"-f", "1"}, wantErr: `flag provided but not defined: -f`},
+		{name: "list has no --target-expire", cmd: CmdList, args: []string{"--target-expire", "5"}, wantErr: `flag provided but not defined: -target-expire`},
+		{name: "list bad timeout", cmd: CmdList, args: []string{"--timeout", "soon"}, wantErr: `--timeout: "soon" is not a duration (5s, 1m, or a number of seconds)`},
+		{name: "list zero timeout", cmd: CmdList, args: []string{"--timeout", "0s"}, wantErr: `--timeout: "0s" is not a positive duration`},
+		{name: "list bad prefix", cmd: CmdList, args: []string{"--etcd-prefix", "x"}, wantErr: `--etcd-prefix: "x" is not a key prefix`},
+		{name: "list cert without key", cmd: CmdList, args: []string{"--etcd-cert", "$TLS/cert.pem"}, wantErr: `is not usable without etcd_key`},
+		{name: "list bad url in INI", cmd: CmdList, ini: "[zmq_proxy_opts]\nurl = redis://r/\n", wantErr: `$INI: [zmq_proxy_opts] url = redis://r/: not a registry URL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,7 +306,7 @@ func TestResolveRegistryErrors(t *testing.T) {
 			}
 			cmd := tt.cmd
 			if cmd == 0 {
-				cmd = cmdProxy
+				cmd = CmdProxy
 			}
 			_, r, err := resolveCmdWithINI(t, cmd, tt.args, tt.ini)
 			checkError(t, err, r, tt.wantErr)
@@ -374,7 +374,7 @@ func TestRegistryConfig(t *testing.T) {
 			}
 			want := tt.want
 			want.CACert, want.Cert, want.Key = r.Replace(want.CACert), r.Replace(want.Cert), r.Replace(want.Key)
-			got := c.proxyConfig(slog.New(slog.DiscardHandler)).Registry
+			got := c.ProxyConfig(slog.New(slog.DiscardHandler)).Registry
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Registry:\ngot  %+v\nwant %+v", got, want)
 			}
@@ -387,13 +387,13 @@ func TestRegistryConfig(t *testing.T) {
 func TestPasswordNotLogged(t *testing.T) {
 	hermeticEnv(t)
 	t.Setenv(envEtcdPassword, "s3cret-pw")
-	for _, cmd := range []command{cmdProxy, cmdList} {
-		c, err := resolve(cmd, []string{"--etcd-user", "proxy"})
+	for _, cmd := range []Command{CmdProxy, CmdList} {
+		c, err := Resolve(cmd, []string{"--etcd-user", "proxy"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var b bytes.Buffer
-		c.log(slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		c.Log(slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if strings.Contains(b.String(), "s3cret") {
 			t.Errorf("command %d: the log shows the password:\n%s", cmd, b.String())
 		}
@@ -411,8 +411,8 @@ func TestPasswordNotLogged(t *testing.T) {
 // zmq_target_update rewrites Redis records.
 func TestUsageRegistry(t *testing.T) {
 	var proxy, list bytes.Buffer
-	printUsage(&proxy, cmdProxy)
-	printUsage(&list, cmdList)
+	PrintUsage(&proxy, CmdProxy)
+	PrintUsage(&list, CmdList)
 	for _, tt := range []struct {
 		usage *bytes.Buffer
 		want  string
