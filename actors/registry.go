@@ -55,8 +55,11 @@ func (p *Proxy) openRegistry() error {
 // startRegistrar registers the proxy's record, built from the bound
 // addresses, and spawns the registrar actor that holds the registration.
 // A registry with no record for this kind of proxy (the Redis matchmaker
-// and a local publisher proxy) is told of nothing.
+// and a local publisher proxy) is told of nothing; a disabled one, too.
 func (p *Proxy) startRegistrar() error {
+	if p.registry == nil {
+		return nil // registry disabled
+	}
 	spec := p.registrarSpec()
 	first, err := p.registry.RegisterProxy(spec.rec, spec.opts)
 	if errors.Is(err, registry.ErrUnsupported) {
