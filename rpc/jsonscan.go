@@ -1,8 +1,10 @@
 package rpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The payloads' outer shapes ([context, message], [result, failure]) are
@@ -91,12 +93,19 @@ func splitArray(b []byte, out [][]byte) int {
 }
 
 // objectFields calls fn with each key and raw value of the JSON object b,
-// which must be valid JSON and start with '{'. Keys are unescaped.
+// which must be valid JSON and start with '{'. Keys are unescaped; a key
+// without escapes is b's own bytes, valid only during the call (fn must
+// not keep it).
 func objectFields(b []byte, fn func(key string, value []byte)) {
 	i := skipSpace(b, 1)
 	for i < len(b) && b[i] != '}' {
 		end := stringEnd(b, i)
-		key := jsonString(b[i:end])
+		var key string
+		if inner := b[i+1 : end-1]; plainString(inner) {
+			key = unsafe.String(unsafe.SliceData(inner), len(inner))
+		} else {
+			key = jsonString(b[i:end])
+		}
 		i = skipSpace(b, end) + 1 // the colon
 		i = skipSpace(b, i)
 		end = valueEnd(b, i)
@@ -108,18 +117,16 @@ func objectFields(b []byte, fn func(key string, value []byte)) {
 	}
 }
 
+// plainString: the inside of a JSON string token that is its own value
+// (valid UTF-8, no escape).
+func plainString(inner []byte) bool {
+	return bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)
+}
+
 // jsonString is the value of the valid JSON string token s, as
 // encoding/json decodes it.
 func jsonString(s []byte) string {
-	inner := s[1 : len(s)-1]
-	plain := utf8.Valid(inner)
-	for _, c := range inner {
-		if c == '\\' {
-			plain = false
-			break
-		}
-	}
-	if plain {
+	if inner := s[1 : len(s)-1]; plainString(inner) {
 		return string(inner)
 	}
 	var out string

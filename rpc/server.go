@@ -191,6 +191,7 @@ type Server struct {
 	links   *links
 	sub     *transport.Sub
 	seen    *seen
+	names   map[string]string   // methodNames(cfg.Handlers)
 	reg     *registry.Registrar // etcd
 	targets []registry.Target   // what reg registers
 	rreg    *redismm.Registrar  // or Redis
@@ -230,6 +231,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		log:   cfg.Logger,
 		id:    cfg.Host + "/" + Target{Topic: cfg.Topic, Server: cfg.Server}.key() + "/" + uuid.NewString(),
 		seen:  newSeen(cfg.MessageTTL, cfg.MaxSeen, cfg.MaxReplyBytes),
+		names: methodNames(cfg.Handlers),
 		subEP: make(map[string]bool),
 		jobs:  make(chan job, 4*cfg.Workers),
 	}
@@ -574,12 +576,14 @@ func (s *Server) noteEvicted() {
 // answer sends an ACK or REPLY back to the sender, through the proxy the
 // message came by if it is still up, else through another.
 func (s *Server) answer(via *link, typ transport.MsgType, in inbound, payload []byte) {
-	h := [][]byte{nil, version10, typeFrame[typ], []byte(in.peer), []byte(in.msgID)}
+	h := [5][]byte{nil, version10, typeFrame[typ], readOnly(in.peer), readOnly(in.msgID)}
 	var tail [][]byte
+	var t [1][]byte
 	if typ == transport.TypeReply {
-		tail = [][]byte{payload}
+		t[0] = payload
+		tail = t[:]
 	}
-	if (via == nil || !via.send(h, tail)) && s.links.send(nil, h, tail) == nil {
+	if (via == nil || !via.send(h[:], tail)) && s.links.send(nil, h[:], tail) == nil {
 		s.stats.Unsent.Add(1)
 		return
 	}
@@ -613,7 +617,7 @@ func (s *Server) handle(j job) {
 			m.RoutingKey = s.id
 		}
 		var req request
-		if m.Context, req, err = decodeRequest(in.payload); err == nil {
+		if m.Context, req, err = decodeRequestIn(in.payload, s.names); err == nil {
 			m.Method, m.Args = req.Method, req.Args
 		}
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
@@ -26,8 +28,19 @@ var (
 
 // head is the five frames a DEALER sends before the payload.
 func head(t transport.MsgType, routingKey, messageID string) [][]byte {
-	return [][]byte{nil, version10, typeFrame[t], []byte(routingKey), []byte(messageID)}
+	var h [5][]byte
+	return headInto(&h, t, routingKey, messageID)
 }
+
+// headInto is head in h, whose frames share the strings' bytes: a send
+// only reads them (the transport copies a message into its queue).
+func headInto(h *[5][]byte, t transport.MsgType, routingKey, messageID string) [][]byte {
+	*h = [5][]byte{nil, version10, typeFrame[t], readOnly(routingKey), readOnly(messageID)}
+	return h[:]
+}
+
+// readOnly is s's bytes, not copied: never to be written.
+func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // inbound is one message a DEALER or SUB received, copied out of its
 // batch. For a DEALER, Peer is the sender's identity (reply_id); for a SUB
@@ -51,11 +64,11 @@ func parseDirect(m transport.Msg) (inbound, error) {
 	if !ok {
 		return inbound{}, fmt.Errorf("%w: type %.16q", ErrMalformed, m[3])
 	}
-	in := inbound{typ: t, peer: string(m[2]), msgID: string(m[4])}
+	var payload []byte
 	if len(m) > 5 {
-		in.payload = bytes.Clone(m[5])
+		payload = m[5]
 	}
-	return in, nil
+	return owned(t, m[2], m[4], payload), nil
 }
 
 // parsePublished reads [topic, "1.0", type, message_id, payload...].
@@ -67,12 +80,31 @@ func parsePublished(m transport.Msg) (inbound, error) {
 	if !ok || !t.IsFanout() {
 		return inbound{}, fmt.Errorf("%w: published type %.16q", ErrMalformed, m[2])
 	}
-	in := inbound{typ: t, peer: string(m[0]), msgID: string(m[3])}
+	var payload []byte
 	if len(m) > 4 {
-		in.payload = bytes.Clone(m[4])
+		payload = m[4]
 	}
-	return in, nil
+	return owned(t, m[0], m[3], payload), nil
 }
+
+// owned copies a message's peer, id and payload out of its batch, in one
+// allocation: the payload first, then the strings' bytes, which no slice
+// reaches (the payload's is capped), so they never change.
+func owned(t transport.MsgType, peer, id, payload []byte) inbound {
+	n := len(payload)
+	buf := make([]byte, n+len(peer)+len(id))
+	copy(buf, payload)
+	copy(buf[n:], peer)
+	copy(buf[n+len(peer):], id)
+	in := inbound{typ: t, peer: bytesString(buf[n : n+len(peer)]), msgID: bytesString(buf[n+len(peer):])}
+	if payload != nil {
+		in.payload = buf[:n:n]
+	}
+	return in
+}
+
+// bytesString is b as a string, not copied: b must never change.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // parseType reads a type frame: 1 to 6, and 7, the NACK a proxy sends a
 // client that asked for it.
@@ -96,16 +128,26 @@ func encodeRequest(method string, args any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	const pre, mid, post = `[{}, {"method": `, `, "args": `, `}]`
+	n := len(pre) + len(method) + 2 + len(mid) + len(a) + len(post)
+	if plainASCII(method) { // one allocation: the payload
+		out := make([]byte, 0, n)
+		out = append(out, pre...)
+		out = append(append(append(out, '"'), method...), '"')
+		out = append(out, mid...)
+		out = append(out, a...)
+		return append(out, post...), nil
+	}
 	m, err := pyJSON(method)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(a)+len(m)+32)
-	out = append(out, `[{}, {"method": `...)
+	out := make([]byte, 0, n+len(m))
+	out = append(out, pre...)
 	out = append(out, m...)
-	out = append(out, `, "args": `...)
+	out = append(out, mid...)
 	out = append(out, a...)
-	return append(out, `}]`...), nil
+	return append(out, post...), nil
 }
 
 // marshalArgs encodes args, which must be a JSON object (nil = {}). A
@@ -135,6 +177,13 @@ func marshalArgs(args any) ([]byte, error) {
 // decodeRequest reads [context, {"method", "args"}]. Keys are matched
 // exactly, and a repeated key's last value counts, as in Python's json.
 func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
+	return decodeRequestIn(payload, nil)
+}
+
+// decodeRequestIn is decodeRequest that takes a method's name from names
+// (methodNames of a server's handlers) when it is there, instead of
+// allocating it.
+func decodeRequestIn(payload []byte, names map[string]string) (ctx json.RawMessage, req request, err error) {
 	var parts [2][]byte
 	if splitArray(payload, parts[:]) != 2 || parts[1][0] != '{' {
 		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
@@ -146,7 +195,11 @@ func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error)
 			methodOK = value[0] == '"' || string(value) == "null"
 			req.Method = ""
 			if value[0] == '"' {
-				req.Method = jsonString(value)
+				if name, ok := names[string(value[1:len(value)-1])]; ok {
+					req.Method = name // (methodNames: a name without escapes is its bytes)
+				} else {
+					req.Method = jsonString(value)
+				}
 			}
 		case "args":
 			req.Args = value
@@ -162,6 +215,20 @@ func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error)
 		req.Args = json.RawMessage("{}")
 	}
 	return parts[0], req, nil
+}
+
+// methodNames maps each name of handlers that is valid UTF-8 without a
+// backslash to itself: as a JSON string's bytes, such a name is its value
+// (a name with a backslash is not; its bytes could be the escape of
+// another name).
+func methodNames(handlers map[string]Handler) map[string]string {
+	names := make(map[string]string, len(handlers))
+	for name := range handlers {
+		if utf8.ValidString(name) && !strings.Contains(name, `\`) {
+			names[name] = name
+		}
+	}
+	return names
 }
 
 // encodeReply is [result, failure]; failure is null or a JSON string
