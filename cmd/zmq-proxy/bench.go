@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,9 +32,20 @@ type benchResult struct {
 	Failed      uint64  `json:"failed"`           // operations that returned an error
 	Seconds     float64 `json:"seconds"`
 	Rate        float64 `json:"rate"` // sent per second
-	P50         float64 `json:"p50_us"`
-	P99         float64 `json:"p99_us"`
-	P999        float64 `json:"p999_us"`
+	// Latency says what P50, P99 and P999 measure (benchmeasure.go):
+	// "round_trip" (call), "delivery" (cast and fanout to the bench's
+	// servers: send to handler, per message and server) or "send_return"
+	// (cast and fanout with --target: how long the send took to return).
+	Latency string  `json:"latency"`
+	P50     float64 `json:"p50_us"`
+	P99     float64 `json:"p99_us"`
+	P999    float64 `json:"p999_us"`
+	// SendP50 and SendP99: how long Cast or Fanout took to return.
+	SendP50 float64 `json:"send_p50_us"`
+	SendP99 float64 `json:"send_p99_us"`
+	// CPUPerMsg: the bench process's CPU (its clients and servers, not
+	// the proxies) per message sent, in µs.
+	CPUPerMsg float64 `json:"cpu_us_per_msg"`
 	// Lost: sent (× servers for fanout) but never handled; Duplicated:
 	// handler runs beyond the first per message. Counted at the bench's
 	// own servers; with --target, lost is the failed operations and
@@ -65,6 +74,8 @@ type tally struct {
 
 	window chan struct{} // one token per delivery in flight; nil: no window
 
+	delivery latHist // send to first handler run, per (server, message)
+
 	lastAll  int64 // unstall's: handler runs when last seen moving
 	lastMove time.Time
 }
@@ -80,30 +91,6 @@ const seqChunk = 1 << 16
 
 func newTally(servers int, window chan struct{}) *tally {
 	return &tally{servers: make([]seqCounts, servers), other: make(map[string]uint32), window: window, lastMove: time.Now()}
-}
-
-// benchArgs are the arguments of message seq: {"seq": N, "data": "x..."}.
-func benchArgs(seq uint64, data string) json.RawMessage {
-	b := make([]byte, 0, 32+len(data))
-	b = append(b, `{"seq": `...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `, "data": "`...)
-	b = append(b, data...)
-	return append(b, `"}`...)
-}
-
-// seqOf reads the seq that benchArgs wrote.
-func seqOf(args []byte) (uint64, bool) {
-	rest, ok := bytes.CutPrefix(args, []byte(`{"seq": `))
-	if !ok {
-		return 0, false
-	}
-	i := bytes.IndexByte(rest, ',')
-	if i <= 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(rest[:i]), 10, 64)
-	return n, err == nil
 }
 
 // add counts a run of m by server.
@@ -134,6 +121,9 @@ func (t *tally) add(server int, m *rpc.Message) {
 	}
 	t.all.Add(1)
 	if first {
+		if sent, ok := sentOf(m.Args); ok {
+			t.delivery.record(time.Duration(benchNow() - sent))
+		}
 		t.firsts.Add(1)
 		if t.window != nil {
 			select {
@@ -317,6 +307,11 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	lats := make([][]time.Duration, c.BenchClients*c.BenchOutstanding)
+	stopProfile, err := startCPUProfile(c.BenchCPUProfile)
+	if err != nil {
+		return fail(err)
+	}
+	cpu0 := processCPU()
 	start := time.Now()
 	for i := range lats {
 		cli := clients[i%len(clients)]
@@ -335,8 +330,8 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 				if !counts.enter(weight, stop) {
 					return
 				}
-				payload := benchArgs(seq.Add(1), data)
 				t0 := time.Now()
+				payload := benchArgs(seq.Add(1), benchNow(), data)
 				err := op(cli, payload)
 				for errors.Is(err, rpc.ErrBusy) {
 					// The proxies' links are full: the bench outruns them.
@@ -393,6 +388,8 @@ wait:
 		}
 	}
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
+	stopProfile()
 	if progress {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
@@ -402,6 +399,14 @@ wait:
 	all := slices.Concat(lats...)
 	slices.Sort(all)
 	res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+	res.Latency = "round_trip"
+	if mode != "call" {
+		res.Latency = "send_return"
+		res.SendP50, res.SendP99 = res.P50, res.P99
+	}
+	if res.Sent > 0 {
+		res.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(res.Sent)
+	}
 	if v := firstErr.Load(); v != nil {
 		res.FirstError = v.(string)
 	}
@@ -417,6 +422,10 @@ wait:
 			time.Sleep(10 * time.Millisecond)
 		}
 		d := counts.distinct()
+		if mode != "call" {
+			h := &counts.delivery
+			res.Latency, res.P50, res.P99, res.P999 = "delivery", h.pct(0.50), h.pct(0.99), h.pct(0.999)
+		}
 		res.Lost = max(want-d, 0)
 		res.Duplicated = counts.all.Load() - d
 	} else {
@@ -427,7 +436,11 @@ wait:
 		fmt.Fprintf(stdout, "%s\n", b)
 	} else {
 		fmt.Fprintf(stdout, "%s: %d sent in %.2fs (%.0f/s), %d failed\n", mode, res.Sent, res.Seconds, res.Rate, res.Failed)
-		fmt.Fprintf(stdout, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
+		fmt.Fprintf(stdout, "%s latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", strings.ReplaceAll(res.Latency, "_", " "), res.P50, res.P99, res.P999)
+		if res.Latency == "delivery" {
+			fmt.Fprintf(stdout, "send returned: p50 %.0fµs  p99 %.0fµs\n", res.SendP50, res.SendP99)
+		}
+		fmt.Fprintf(stdout, "bench process CPU: %.2fµs per message\n", res.CPUPerMsg)
 		if res.Duplicated >= 0 {
 			fmt.Fprintf(stdout, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
 		}

@@ -158,6 +158,7 @@ type config struct {
 	BenchSize        int
 	BenchDuration    time.Duration
 	BenchCount       int
+	BenchCPUProfile  string
 	BenchWindow      int
 	Args             []string // the positional arguments
 	Node             string   // echo-server: the node of the local publisher proxy; "" = --name
@@ -650,6 +651,11 @@ var options = []option{
 		name: "bench_count", cmds: cmdBench, long: "count", arg: "N", def: "0",
 		help: "send N messages in all instead of for --duration",
 		set:  func(c *config, v string) (err error) { c.BenchCount, err = parseInt(v, 0); return err },
+	},
+	{
+		name: "bench_cpuprofile", cmds: cmdBench, long: "cpuprofile", arg: "FILE",
+		help: "write the bench process's CPU profile (its clients and servers) during the run to FILE (go tool pprof)",
+		set:  func(c *config, v string) error { c.BenchCPUProfile = v; return nil },
 	},
 }
 
