@@ -473,13 +473,14 @@ func (c *Client) Call(ctx context.Context, target Target, method string, args an
 // retry). It ends with ctx, or after ClientConfig.CallTimeout when ctx has
 // no deadline.
 func (c *Client) Cast(ctx context.Context, target Target, method string, args any) error {
-	p, err := c.newDirect(transport.TypeCast, target, method, args)
+	payload, id, flags, err := c.encodeDirect(transport.TypeCast, target, method, args)
 	if err != nil {
 		return err
 	}
-	if p.acked == nil && c.sendFirst(p) {
-		return nil
+	if flags == 0 && c.sendFirst(transport.TypeCast, target.key(), "", id, payload) != nil {
+		return nil // nothing waits on it: no pending
 	}
+	p := c.newPending(transport.TypeCast, target, payload, id, flags)
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	_, err = c.exchange(ctx, p)
@@ -487,27 +488,27 @@ func (c *Client) Cast(ctx context.Context, target Target, method string, args an
 }
 
 // sendFirst is the first send of what nothing waits on (a CAST without
-// acks, a fanout) when it needs no wait: its server known, a proxy up
-// with room. Else (false, nothing sent) the caller goes the way that
-// waits, with its context bounded: a context with a timer per message
-// was a tenth of a cast's cost. p is the caller's alone: no lock.
-func (c *Client) sendFirst(p *pending) bool {
+// acks to targetKey, or a fanout to dest) when it needs no wait: its
+// server known, a proxy up with room. It returns the link it went
+// through; nil (nothing sent) when the caller must go the way that waits,
+// with its context bounded: a context with a timer per message was a
+// tenth of a cast's cost.
+func (c *Client) sendFirst(typ transport.MsgType, targetKey, dest, id string, payload []byte) *link {
 	if c.closed.Load() {
-		return false
+		return nil
 	}
-	if p.target != "" {
-		if p.dest = c.disc.pick(p.target, c.isSuspect); p.dest == "" {
-			return false
+	if targetKey != "" {
+		if dest = c.disc.pick(targetKey, c.isSuspect); dest == "" {
+			return nil
 		}
 	}
 	var h [5][]byte
-	l := c.links.send(nil, headInto(&h, p.typ, p.dest, p.id), [][]byte{p.payload})
-	if l == nil {
-		return false
+	t := [1][]byte{payload}
+	l := c.links.send(nil, headInto(&h, typ, dest, id), t[:])
+	if l != nil {
+		c.stats.Sent.Add(1)
 	}
-	c.stats.Sent.Add(1)
-	p.via = l
-	return true
+	return l
 }
 
 // Fanout sends method(args) to every server of topic, through the
@@ -518,11 +519,11 @@ func (c *Client) Fanout(ctx context.Context, topic string, method string, args a
 	if err := (Target{Topic: topic}).validate(); err != nil {
 		return err
 	}
-	payload, err := encodeRequest(method, args)
+	payload, err := encodeRequestRoom(method, args, idLen)
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, transport.TypeCastFanout, topic, payload)
+	return c.publish(ctx, transport.TypeCastFanout, topic, c.ids.nextAfter(payload, 0), payload)
 }
 
 // Notify sends a notification of eventType with payload to the listeners
@@ -547,44 +548,56 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, transport.TypeNotify, topic+"."+strings.ToLower(priority), msg)
+	return c.publish(ctx, transport.TypeNotify, topic+"."+strings.ToLower(priority), c.ids.next(0), msg)
 }
 
 // publish sends a fanout message once through one proxy.
-func (c *Client) publish(ctx context.Context, typ transport.MsgType, key string, payload []byte) error {
-	p := &pending{typ: typ, id: c.ids.next(0), payload: payload, dest: key}
-	if c.sendFirst(p) {
+func (c *Client) publish(ctx context.Context, typ transport.MsgType, key, id string, payload []byte) error {
+	if c.sendFirst(typ, "", key, id, payload) != nil {
 		return nil
 	}
+	p := &pending{typ: typ, id: id, payload: payload, dest: key}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	return c.transmit(ctx, p, true)
 }
 
 func (c *Client) newDirect(typ transport.MsgType, target Target, method string, args any) (*pending, error) {
-	if err := target.validate(); err != nil {
-		return nil, err
-	}
-	payload, err := encodeRequest(method, args)
+	payload, id, flags, err := c.encodeDirect(typ, target, method, args)
 	if err != nil {
 		return nil, err
+	}
+	return c.newPending(typ, target, payload, id, flags), nil
+}
+
+// encodeDirect makes a CALL's or CAST's payload and message id, in one
+// allocation, and the flags of the id.
+func (c *Client) encodeDirect(typ transport.MsgType, target Target, method string, args any) (payload []byte, id string, flags byte, err error) {
+	if err := target.validate(); err != nil {
+		return nil, "", 0, err
+	}
+	if payload, err = encodeRequestRoom(method, args, idLen); err != nil {
+		return nil, "", 0, err
 	}
 	// The id asks what this client will wait for: an ACK with acks, and a
 	// NACK from a proxy that cannot deliver it whenever something waits
 	// (a CAST without acks waits for nothing).
-	var flags byte
 	if c.cfg.Acks {
 		flags |= idAck
 	}
 	if typ == transport.TypeCall || c.cfg.Acks {
 		flags |= idNack
 	}
-	p := &pending{typ: typ, target: target.key(), id: c.ids.next(flags), payload: payload}
+	return payload, c.ids.nextAfter(payload, flags), flags, nil
+}
+
+func (c *Client) newPending(typ transport.MsgType, target Target, payload []byte, id string, flags byte) *pending {
+	p := &pending{typ: typ, target: target.key(), id: id, payload: payload}
 	if flags != 0 { // else nothing waits (exchange)
 		p.acked, p.reply = make(chan struct{}), make(chan inbound, 1)
 		p.redo, p.nack = make(chan struct{}, 1), make(chan struct{}, 1)
 	}
-	return p, nil
+	return p
 }
 
 // exchange sends a CALL or CAST and waits for what it needs: the reply of

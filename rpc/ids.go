@@ -50,6 +50,25 @@ const hexDigits = "0123456789abcdef"
 // next makes a message id with the flags; 0 makes a version 4 UUID, as
 // oslo.messaging does.
 func (g *ids) next(flags byte) string {
+	var s [idLen]byte
+	g.put(s[:], flags)
+	return string(s[:])
+}
+
+// idLen is the length of a message id: a UUID's 36 characters.
+const idLen = 36
+
+// nextAfter makes a message id in the idLen bytes past the end of buf
+// (buf's capacity holds them) and returns it: the message's payload and
+// its id in one allocation. Those bytes are never written again.
+func (g *ids) nextAfter(buf []byte, flags byte) string {
+	b := buf[len(buf) : len(buf)+idLen]
+	g.put(b, flags)
+	return bytesString(b)
+}
+
+// put writes the next id with the flags into s[:idLen].
+func (g *ids) put(s []byte, flags byte) {
 	u := g.base
 	n := g.n.Add(1)
 	// The counter: the last 6 bytes, plus n, carried within them.
@@ -67,7 +86,6 @@ func (g *ids) next(flags byte) string {
 		u[6] = 0x80 | flags&0x0f // version 8, flags
 	}
 	u[8] = 0x80 | u[8]&0x3f // variant 10 (RFC 9562)
-	var s [36]byte
 	j := 0
 	for i, b := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -77,5 +95,4 @@ func (g *ids) next(flags byte) string {
 		s[j], s[j+1] = hexDigits[b>>4], hexDigits[b&0x0f]
 		j += 2
 	}
-	return string(s[:])
 }

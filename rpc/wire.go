@@ -124,14 +124,20 @@ type request struct {
 // encodeRequest is [context, {"method": NAME, "args": ARGS}], spaced as
 // Python's json.dumps spaces it.
 func encodeRequest(method string, args any) ([]byte, error) {
+	return encodeRequestRoom(method, args, 0)
+}
+
+// encodeRequestRoom is encodeRequest with room for extra bytes past the
+// payload's end, in its capacity (for its message id: ids.nextAfter).
+func encodeRequestRoom(method string, args any, extra int) ([]byte, error) {
 	a, err := marshalArgs(args)
 	if err != nil {
 		return nil, err
 	}
 	const pre, mid, post = `[{}, {"method": `, `, "args": `, `}]`
 	n := len(pre) + len(method) + 2 + len(mid) + len(a) + len(post)
-	if plainASCII(method) { // one allocation: the payload
-		out := make([]byte, 0, n)
+	if plainASCII(method) { // one allocation: the payload (and the room)
+		out := make([]byte, 0, n+extra)
 		out = append(out, pre...)
 		out = append(append(append(out, '"'), method...), '"')
 		out = append(out, mid...)
@@ -142,7 +148,7 @@ func encodeRequest(method string, args any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, n+len(m))
+	out := make([]byte, 0, n+len(m)+extra)
 	out = append(out, pre...)
 	out = append(out, m...)
 	out = append(out, mid...)
