@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/oslo"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	redismm "github.com/zmq-proxy/zmq-proxy/registry/redis"
 	"github.com/zmq-proxy/zmq-proxy/transport"
@@ -537,7 +538,7 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 	if priority == "" || strings.ContainsAny(priority, "./\x00") {
 		return fmt.Errorf("%w: priority %q", ErrBadTarget, priority)
 	}
-	body, err := pyJSON(payload)
+	body, err := oslo.PyJSON(payload)
 	if err != nil {
 		return fmt.Errorf("%w: payload: %w", ErrBadTarget, err)
 	}

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/oslo"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -128,32 +128,14 @@ func encodeRequest(method string, args any) ([]byte, error) {
 }
 
 // encodeRequestRoom is encodeRequest with room for extra bytes past the
-// payload's end, in its capacity (for its message id: ids.nextAfter).
+// payload's end, in its capacity (for its message id: ids.nextAfter); one
+// allocation for raw arguments and a plain method name.
 func encodeRequestRoom(method string, args any, extra int) ([]byte, error) {
 	a, err := marshalArgs(args)
 	if err != nil {
 		return nil, err
 	}
-	const pre, mid, post = `[{}, {"method": `, `, "args": `, `}]`
-	n := len(pre) + len(method) + 2 + len(mid) + len(a) + len(post)
-	if plainASCII(method) { // one allocation: the payload (and the room)
-		out := make([]byte, 0, n+extra)
-		out = append(out, pre...)
-		out = append(append(append(out, '"'), method...), '"')
-		out = append(out, mid...)
-		out = append(out, a...)
-		return append(out, post...), nil
-	}
-	m, err := pyJSON(method)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, n+len(m)+extra)
-	out = append(out, pre...)
-	out = append(out, m...)
-	out = append(out, mid...)
-	out = append(out, a...)
-	return append(out, post...), nil
+	return oslo.AppendRequest(nil, method, a, extra)
 }
 
 // marshalArgs encodes args, which must be a JSON object (nil = {}). A
@@ -165,12 +147,12 @@ func marshalArgs(args any) ([]byte, error) {
 	}
 	if raw, ok := args.(json.RawMessage); ok {
 		t := bytes.TrimSpace(raw)
-		if len(t) == 0 || t[0] != '{' || !validJSON(t) {
+		if len(t) == 0 || t[0] != '{' || !oslo.Valid(t) {
 			return nil, fmt.Errorf("%w: args must be a JSON object, got %.32q", ErrBadTarget, t)
 		}
 		return t, nil
 	}
-	a, err := pyJSON(args)
+	a, err := oslo.PyJSON(args)
 	if err != nil {
 		return nil, fmt.Errorf("%w: args: %w", ErrBadTarget, err)
 	}
@@ -180,8 +162,7 @@ func marshalArgs(args any) ([]byte, error) {
 	return a, nil
 }
 
-// decodeRequest reads [context, {"method", "args"}]. Keys are matched
-// exactly, and a repeated key's last value counts, as in Python's json.
+// decodeRequest reads [context, {"method", "args"}] (oslo.DecodeRequest).
 func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
 	return decodeRequestIn(payload, nil)
 }
@@ -190,37 +171,11 @@ func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error)
 // (methodNames of a server's handlers) when it is there, instead of
 // allocating it.
 func decodeRequestIn(payload []byte, names map[string]string) (ctx json.RawMessage, req request, err error) {
-	var parts [2][]byte
-	if splitArray(payload, parts[:]) != 2 || parts[1][0] != '{' {
-		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
+	ctx, req.Method, req.Args, err = oslo.DecodeRequest(payload, names)
+	if err != nil {
+		return nil, request{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	methodOK := true
-	objectFields(parts[1], func(key string, value []byte) {
-		switch key {
-		case "method":
-			methodOK = value[0] == '"' || string(value) == "null"
-			req.Method = ""
-			if value[0] == '"' {
-				if name, ok := names[string(value[1:len(value)-1])]; ok {
-					req.Method = name // (methodNames: a name without escapes is its bytes)
-				} else {
-					req.Method = jsonString(value)
-				}
-			}
-		case "args":
-			req.Args = value
-		}
-	})
-	if !methodOK {
-		return nil, request{}, fmt.Errorf("%w: request method is not a string", ErrMalformed)
-	}
-	if req.Method == "" {
-		return nil, request{}, fmt.Errorf("%w: request without a method", ErrMalformed)
-	}
-	if len(req.Args) == 0 || string(req.Args) == "null" {
-		req.Args = json.RawMessage("{}")
-	}
-	return parts[0], req, nil
+	return ctx, req, nil
 }
 
 // methodNames maps each name of handlers that is valid UTF-8 without a
@@ -240,17 +195,17 @@ func methodNames(handlers map[string]Handler) map[string]string {
 // encodeReply is [result, failure]; failure is null or a JSON string
 // holding the exception object.
 func encodeReply(result any, failure *RemoteError) ([]byte, error) {
-	r, err := pyJSON(result)
+	r, err := oslo.PyJSON(result)
 	if err != nil {
 		return nil, err
 	}
 	f := []byte("null")
 	if failure != nil {
-		obj, err := pyJSON(failure)
+		obj, err := oslo.PyJSON(failure)
 		if err != nil {
 			return nil, err
 		}
-		if f, err = pyJSON(string(obj)); err != nil {
+		if f, err = oslo.PyJSON(string(obj)); err != nil {
 			return nil, err
 		}
 	}
@@ -264,15 +219,15 @@ func encodeReply(result any, failure *RemoteError) ([]byte, error) {
 
 // decodeReply reads [result, failure].
 func decodeReply(payload []byte) (json.RawMessage, *RemoteError, error) {
-	var parts [2][]byte
-	if splitArray(payload, parts[:]) != 2 {
+	result, failure, err := oslo.SplitPair(payload)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: reply payload is not [result, failure]", ErrMalformed)
 	}
-	re, err := parseFailure(parts[1])
+	re, err := parseFailure(failure)
 	if err != nil {
 		return nil, nil, err
 	}
-	return parts[0], re, nil
+	return result, re, nil
 }
 
 // Notification is the body of a NOTIFY, as oslo.messaging's notifier
@@ -290,7 +245,7 @@ type Notification struct {
 const timestampLayout = "2006-01-02 15:04:05.000000"
 
 func encodeNotification(n Notification) ([]byte, error) {
-	body, err := pyJSON(n)
+	body, err := oslo.PyJSON(n)
 	if err != nil {
 		return nil, err
 	}
@@ -310,76 +265,3 @@ func decodeNotification(payload []byte) (Notification, error) {
 }
 
 func timestamp(t time.Time) string { return t.UTC().Format(timestampLayout) }
-
-// pyJSON encodes v as Python's json.dumps does by default: ", " and ": "
-// between items, non-ASCII escaped as \uXXXX, and no HTML escaping, so
-// that a Go service's frames are the bytes an oslo.messaging service
-// sends for the same values (a map's keys come out sorted, where Python
-// keeps insertion order).
-func pyJSON(v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return []byte("null"), nil
-	case string:
-		if plainASCII(v) {
-			out := make([]byte, 0, len(v)+2)
-			return append(append(append(out, '"'), v...), '"'), nil
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	compact := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	out := make([]byte, 0, len(compact)+len(compact)/8)
-	inString, escaped := false, false
-	for i := 0; i < len(compact); {
-		c := compact[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(compact[i:])
-			if r >= 0x10000 {
-				hi, lo := 0xd800+((r-0x10000)>>10), 0xdc00+((r-0x10000)&0x3ff)
-				out = appendU(appendU(out, hi), lo)
-			} else {
-				out = appendU(out, r)
-			}
-			i += size
-			continue
-		}
-		out = append(out, c)
-		i++
-		switch {
-		case inString && escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ',' || c == ':'):
-			out = append(out, ' ')
-		}
-	}
-	return out, nil
-}
-
-func appendU(out []byte, r rune) []byte {
-	s := strconv.FormatInt(int64(r), 16)
-	out = append(out, `\u`...)
-	for range 4 - len(s) {
-		out = append(out, '0')
-	}
-	return append(out, s...)
-}
-
-// plainASCII reports whether s is printable ASCII without a quote or a
-// backslash: JSON-encoded as itself between quotes, by Python and by Go.
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
