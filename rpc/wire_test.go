@@ -289,3 +289,17 @@ func TestIDFlags(t *testing.T) {
 		}
 	}
 }
+
+// A server takes a known method's name from its handlers without
+// decoding it, but only for names whose JSON bytes are their value: a
+// handler named with a backslash does not catch the escape of another
+// name.
+func TestMethodNamesEscapes(t *testing.T) {
+	names := methodNames(map[string]Handler{"A": nil, `\u0041`: nil, "é": nil})
+	for raw, want := range map[string]string{`"A"`: "A", `"\u0041"`: "A", `"\\u0041"`: `\u0041`, `"é"`: "é", `"\u00e9"`: "é"} {
+		_, req, err := decodeRequestIn([]byte(`[{}, {"method": `+raw+`}]`), names)
+		if err != nil || req.Method != want {
+			t.Errorf("method %s: got %q, %v; want %q", raw, req.Method, err, want)
+		}
+	}
+}
