@@ -42,6 +42,13 @@ func TestIDsAreUUIDs(t *testing.T) {
 		}
 		seen[id] = true
 	}
+	for i := range 10_000 { // with the same flags, too
+		if id := g.next(idNack); seen[id] {
+			t.Fatalf("id %q made twice (%d after the first ones)", id, i)
+		} else {
+			seen[id] = true
+		}
+	}
 	if other := newIDs().next(0); seen[other] {
 		t.Fatalf("another client's first id %q is one of this client's", other)
 	}

@@ -303,3 +303,34 @@ func TestMethodNamesEscapes(t *testing.T) {
 		}
 	}
 }
+
+// A ring of several chunks (and a part of one) remembers each id and its
+// reply in its own slot, round after round: the last max ids are
+// duplicates with their replies, the ones before are forgotten, counted.
+func TestSeenChunks(t *testing.T) {
+	const max = 2*seenChunk + 100
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Hour, max, 1<<30)
+	ids := make([]string, 3*max+7) // three rounds and a bit
+	for i := range ids {
+		ids[i] = newID(0)
+		if fresh, _ := s.first("c", ids[i], now); !fresh {
+			t.Fatalf("id %d not fresh the first time", i)
+		}
+		s.done("c", ids[i], []byte(ids[i][24:]), now)
+	}
+	// done renews: each id took two slots, so the last max/2 are remembered.
+	kept := max / 2
+	for i, id := range ids[len(ids)-kept:] {
+		fresh, e := s.first("c", id, now)
+		if fresh || !e.done || string(e.reply) != id[24:] {
+			t.Fatalf("id %d of the last %d: fresh=%v reply %q, want its reply %q", i, kept, fresh, e.reply, id[24:])
+		}
+	}
+	if fresh, _ := s.first("c", ids[len(ids)-kept-2], now); !fresh {
+		t.Fatal("an id older than the last max slots is still remembered")
+	}
+	if got := s.len(); got != kept+1 {
+		t.Fatalf("%d ids remembered, want %d", got, kept+1)
+	}
+}
