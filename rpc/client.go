@@ -524,7 +524,8 @@ func (c *Client) Fanout(ctx context.Context, topic string, method string, args a
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, transport.TypeCastFanout, topic, c.ids.nextAfter(payload, 0), payload)
+	id := c.ids.nextAfter(payload, 0)
+	return c.publish(ctx, transport.TypeCastFanout, topic, id, payload[:len(payload):len(payload)])
 }
 
 // Notify sends a notification of eventType with payload to the listeners
@@ -589,7 +590,9 @@ func (c *Client) encodeDirect(typ transport.MsgType, target Target, method strin
 	if typ == transport.TypeCall || c.cfg.Acks {
 		flags |= idNack
 	}
-	return payload, c.ids.nextAfter(payload, flags), flags, nil
+	id = c.ids.nextAfter(payload, flags)
+	// Capped: nothing appended to the payload can reach its id's bytes.
+	return payload[:len(payload):len(payload)], id, flags, nil
 }
 
 func (c *Client) newPending(typ transport.MsgType, target Target, payload []byte, id string, flags byte) *pending {
