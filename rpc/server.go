@@ -486,6 +486,7 @@ func (s *Server) setProxies(recs map[string]registry.Record) {
 // router-only proxy, CAST_FANOUT and NOTIFY).
 func (s *Server) recv(l *link, b *transport.Batch) {
 	defer b.Release()
+	now := time.Now() // one read's messages arrived together: one clock read (a tenth of take's cost per message)
 	for _, m := range b.Msgs {
 		in, err := parseDirect(m)
 		if err != nil || in.typ == transport.TypeReply || in.typ == transport.TypeAck || in.typ == transport.TypeNack {
@@ -493,7 +494,7 @@ func (s *Server) recv(l *link, b *transport.Batch) {
 			s.log.Debug("message dropped", "err", err, "type", in.typ)
 			continue
 		}
-		s.take(in, l)
+		s.takeAt(in, l, now)
 	}
 }
 
@@ -502,6 +503,7 @@ func (s *Server) recv(l *link, b *transport.Batch) {
 // share the prefix are not ours.
 func (s *Server) recvPublished(b *transport.Batch) {
 	defer b.Release()
+	now := time.Now()
 	for _, m := range b.Msgs {
 		in, err := parsePublished(m)
 		if err != nil {
@@ -511,7 +513,7 @@ func (s *Server) recvPublished(b *transport.Batch) {
 		if !s.ours(in) {
 			continue
 		}
-		s.take(in, nil)
+		s.takeAt(in, nil, now)
 	}
 }
 
@@ -526,7 +528,10 @@ func (s *Server) ours(in inbound) bool {
 // take acks a CALL or CAST, and queues what is new for a worker. A
 // duplicate is acked again and, for a handled CALL, answered again. An
 // id is remembered with its sender; a message without an id is dropped.
-func (s *Server) take(in inbound, via *link) {
+func (s *Server) take(in inbound, via *link) { s.takeAt(in, via, time.Now()) }
+
+// takeAt is take of a message that arrived at now.
+func (s *Server) takeAt(in inbound, via *link, now time.Time) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.stopping {
@@ -542,7 +547,7 @@ func (s *Server) take(in inbound, via *link) {
 	if direct && (s.cfg.Acks || transport.IDFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
 	}
-	fresh, prev := s.seen.first(in.peer, in.msgID, time.Now())
+	fresh, prev := s.seen.first(in.peer, in.msgID, now)
 	if !fresh {
 		s.stats.Duplicates.Add(1)
 		if in.typ == transport.TypeCall && prev.done {
@@ -555,17 +560,17 @@ func (s *Server) take(in inbound, via *link) {
 		}
 		return
 	}
-	s.noteEvicted()
-	s.lastTaken.Store(time.Now().UnixNano()) // only new messages: a drain waits for them, not for resends
+	s.noteEvicted(now)
+	s.lastTaken.Store(now.UnixNano()) // only new messages: a drain waits for them, not for resends
 	s.jobs <- job{in: in, via: via}
 }
 
 // noteEvicted logs, at most once a minute, that ids were forgotten before
 // their TTL: the promise "handled once" no longer covers resends that
 // late, and MaxSeen should grow.
-func (s *Server) noteEvicted() {
+func (s *Server) noteEvicted(now time.Time) {
 	ev, _ := s.seen.counts()
-	if ev == 0 || ev == s.evictedLogged.Load() || !s.evictWarn.Allow(time.Now()) {
+	if ev == 0 || ev == s.evictedLogged.Load() || !s.evictWarn.Allow(now) {
 		return
 	}
 	s.evictedLogged.Store(ev)
