@@ -48,7 +48,7 @@ go test -race -count=1 -timeout 15m ./...
 # no failing input), and a slow machine then fails CI for nothing.
 FUZZTIME=${FUZZTIME:-5000x}
 echo "== fuzz ($FUZZTIME each)"
-for pkg in ./transport/ ./transport/security/ ./rpc/; do
+for pkg in ./transport/ ./transport/security/ ./rpc/ ./internal/oslo/; do
   for target in $(go test -list 'Fuzz.*' "$pkg" | grep '^Fuzz'); do
     go test -run XXX -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done

@@ -19,7 +19,10 @@ func TestBenchCommand(t *testing.T) {
 		Sent       uint64  `json:"sent"`
 		Failed     uint64  `json:"failed"`
 		Rate       float64 `json:"rate"`
+		Latency    string  `json:"latency"`
 		P50        float64 `json:"p50_us"`
+		P99        float64 `json:"p99_us"`
+		CPUPerMsg  float64 `json:"cpu_us_per_msg"`
 		Lost       int64   `json:"lost"`
 		Duplicated int64   `json:"duplicated"`
 		Window     int     `json:"window"`
@@ -42,6 +45,12 @@ func TestBenchCommand(t *testing.T) {
 		}
 		if r.Mode != c.args[0] || r.Sent != c.count || r.Failed != 0 || r.Lost != 0 || r.Duplicated != 0 || r.Window != c.window || r.Rate <= 0 {
 			t.Errorf("bench %v: %+v; want %d sent, none failed, lost or duplicated, window %d", c.args, r, c.count, c.window)
+		}
+		// call: the round trip; cast and fanout: delivery to the bench's
+		// servers (another process away from the proxy: never 0 µs).
+		if want := map[bool]string{true: "round_trip", false: "delivery"}[c.args[0] == "call"]; r.Latency != want ||
+			r.P50 <= 0 || r.P99 < r.P50 || r.CPUPerMsg <= 0 {
+			t.Errorf("bench %v: latency %q p50 %v p99 %v, cpu/msg %v; want %s, 0 < p50 <= p99, cpu > 0", c.args, r.Latency, r.P50, r.P99, r.CPUPerMsg, want)
 		}
 	}
 }

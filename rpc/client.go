@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/oslo"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
@@ -215,6 +216,7 @@ type Client struct {
 	id    string
 	disc  *discovery
 	links *links
+	ids   *ids // message ids
 	stats ClientStats
 
 	cancel context.CancelFunc
@@ -251,12 +253,6 @@ type pending struct {
 
 func (p *pending) ack() { p.ackOK.Do(func() { close(p.acked) }) }
 
-func init() {
-	// Message ids are random UUIDs: draw them from a buffer of
-	// crypto/rand bytes, not with a read of it each.
-	uuid.EnableRandPool()
-}
-
 // NewClient starts a client. It returns once the registry has been listed:
 // proxies and servers registered before are known then. It fails, naming
 // the registry, when ctx ends first, or after StartTimeout when ctx has no
@@ -269,6 +265,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		id:      cfg.Host + "/" + uuid.NewString(),
+		ids:     newIDs(),
 		pending: make(map[string]*pending),
 		suspect: make(map[string]time.Time),
 	}
@@ -456,14 +453,42 @@ func (c *Client) Call(ctx context.Context, target Target, method string, args an
 // retry). It ends with ctx, or after ClientConfig.CallTimeout when ctx has
 // no deadline.
 func (c *Client) Cast(ctx context.Context, target Target, method string, args any) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	p, err := c.newDirect(transport.TypeCast, target, method, args)
+	payload, id, flags, err := c.encodeDirect(transport.TypeCast, target, method, args)
 	if err != nil {
 		return err
 	}
+	if flags == 0 && c.sendFirst(transport.TypeCast, target.key(), "", id, payload) != nil {
+		return nil // nothing waits on it: no pending
+	}
+	p := c.newPending(transport.TypeCast, target, payload, id, flags)
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	_, err = c.exchange(ctx, p)
 	return err
+}
+
+// sendFirst is the first send of what nothing waits on (a CAST without
+// acks to targetKey, or a fanout to dest) when it needs no wait: its
+// server known, a proxy up with room. It returns the link it went
+// through; nil (nothing sent) when the caller must go the way that waits,
+// with its context bounded: a context with a timer per message was a
+// tenth of a cast's cost.
+func (c *Client) sendFirst(typ transport.MsgType, targetKey, dest, id string, payload []byte) *link {
+	if c.closed.Load() {
+		return nil
+	}
+	if targetKey != "" {
+		if dest = c.disc.pick(targetKey, c.isSuspect); dest == "" {
+			return nil
+		}
+	}
+	var h [5][]byte
+	t := [1][]byte{payload}
+	l := c.links.send(nil, headInto(&h, typ, dest, id), t[:])
+	if l != nil {
+		c.stats.Sent.Add(1)
+	}
+	return l
 }
 
 // Fanout sends method(args) to every server of topic, through the
@@ -474,11 +499,12 @@ func (c *Client) Fanout(ctx context.Context, topic string, method string, args a
 	if err := (Target{Topic: topic}).validate(); err != nil {
 		return err
 	}
-	payload, err := encodeRequest(method, args)
+	payload, err := encodeRequestRoom(method, args, idLen)
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, transport.TypeCastFanout, topic, payload)
+	id := c.ids.nextAfter(payload, 0)
+	return c.publish(ctx, transport.TypeCastFanout, topic, id, payload[:len(payload):len(payload)])
 }
 
 // Notify sends a notification of eventType with payload to the listeners
@@ -492,7 +518,7 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 	if priority == "" || strings.ContainsAny(priority, "./\x00") {
 		return fmt.Errorf("%w: priority %q", ErrBadTarget, priority)
 	}
-	body, err := pyJSON(payload)
+	body, err := oslo.PyJSON(payload)
 	if err != nil {
 		return fmt.Errorf("%w: payload: %w", ErrBadTarget, err)
 	}
@@ -503,41 +529,58 @@ func (c *Client) Notify(ctx context.Context, topic, priority, eventType string, 
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, transport.TypeNotify, topic+"."+strings.ToLower(priority), msg)
+	return c.publish(ctx, transport.TypeNotify, topic+"."+strings.ToLower(priority), c.ids.next(0), msg)
 }
 
 // publish sends a fanout message once through one proxy.
-func (c *Client) publish(ctx context.Context, typ transport.MsgType, key string, payload []byte) error {
+func (c *Client) publish(ctx context.Context, typ transport.MsgType, key, id string, payload []byte) error {
+	if c.sendFirst(typ, "", key, id, payload) != nil {
+		return nil
+	}
+	p := &pending{typ: typ, id: id, payload: payload, dest: key}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	p := &pending{typ: typ, id: newID(0), payload: payload, dest: key}
 	return c.transmit(ctx, p, true)
 }
 
 func (c *Client) newDirect(typ transport.MsgType, target Target, method string, args any) (*pending, error) {
-	if err := target.validate(); err != nil {
-		return nil, err
-	}
-	payload, err := encodeRequest(method, args)
+	payload, id, flags, err := c.encodeDirect(typ, target, method, args)
 	if err != nil {
 		return nil, err
+	}
+	return c.newPending(typ, target, payload, id, flags), nil
+}
+
+// encodeDirect makes a CALL's or CAST's payload and message id, in one
+// allocation, and the flags of the id.
+func (c *Client) encodeDirect(typ transport.MsgType, target Target, method string, args any) (payload []byte, id string, flags byte, err error) {
+	if err := target.validate(); err != nil {
+		return nil, "", 0, err
+	}
+	if payload, err = encodeRequestRoom(method, args, idLen); err != nil {
+		return nil, "", 0, err
 	}
 	// The id asks what this client will wait for: an ACK with acks, and a
 	// NACK from a proxy that cannot deliver it whenever something waits
 	// (a CAST without acks waits for nothing).
-	var flags byte
 	if c.cfg.Acks {
 		flags |= idAck
 	}
 	if typ == transport.TypeCall || c.cfg.Acks {
 		flags |= idNack
 	}
-	p := &pending{typ: typ, target: target.key(), id: newID(flags), payload: payload}
+	id = c.ids.nextAfter(payload, flags)
+	// Capped: nothing appended to the payload can reach its id's bytes.
+	return payload[:len(payload):len(payload)], id, flags, nil
+}
+
+func (c *Client) newPending(typ transport.MsgType, target Target, payload []byte, id string, flags byte) *pending {
+	p := &pending{typ: typ, target: target.key(), id: id, payload: payload}
 	if flags != 0 { // else nothing waits (exchange)
 		p.acked, p.reply = make(chan struct{}), make(chan inbound, 1)
 		p.redo, p.nack = make(chan struct{}, 1), make(chan struct{}, 1)
 	}
-	return p, nil
+	return p
 }
 
 // exchange sends a CALL or CAST and waits for what it needs: the reply of

@@ -26,7 +26,7 @@ import (
 // the garbage collector has nothing to follow: message ids are UUIDs
 // (oslo.messaging's and this package's), kept as 16 bytes beside a 64-bit
 // hash of the sender in a map and a ring of slots without pointers. Only
-// CALLs' replies (a slice beside the ring, made at the first CALL) and ids
+// CALLs' replies (chunks beside the ring, made as CALLs come) and ids
 // that are not UUIDs (a map) hold pointers.
 type seen struct {
 	ttl           time.Duration
@@ -38,14 +38,45 @@ type seen struct {
 	byUUID     map[idKey]uint64  // sender hash + id -> sequence number of its slot
 	byStr      map[string]uint64 // ids that are not UUIDs: sender + "\x00" + id
 	strs       map[uint64]string // and back, by sequence number
-	ring       []seenSlot        // slot of sequence number q: ring[q%max]
-	replies    [][]byte          // a CALL's reply, beside its slot; made at the first CALL
+	ring       [][]seenSlot      // slot of sequence number q: at q%max, in chunks of seenChunk (at)
+	replies    [][][]byte        // a CALL's reply, beside its slot, in chunks made as CALLs come (reply)
 	replyBytes int               // the bytes in replies
 	replyFrom  uint64            // no reply is cached before this sequence number
 	oldest     uint64            // sequence number of the oldest slot
 	next       uint64            // sequence number of the next slot
 	evicted    atomic.Uint64     // ids forgotten before their TTL, for want of room
 	dropped    atomic.Uint64     // replies dropped for want of room
+}
+
+// seenChunk is how many slots (or replies) are allocated at once: the
+// ring grows to max by chunks as ids come, without copying what it holds
+// (one slice grown by append copied and cleared the ring again and again,
+// a third of a server's CPU until it was full), and a server that
+// answers CALLs keeps chunks of replies only where it has some.
+const seenChunk = 4096
+
+// at is the slot of sequence number q; under mu. It must exist (below
+// next, or the next one, which add makes).
+func (s *seen) at(q uint64) *seenSlot {
+	i := q % uint64(s.max)
+	return &s.ring[i/seenChunk][i%seenChunk]
+}
+
+// reply is where the reply of sequence number q is kept; nil when its
+// chunk holds none (and create is false); under mu.
+func (s *seen) reply(q uint64, create bool) *[]byte {
+	i := q % uint64(s.max)
+	c := i / seenChunk
+	if int(c) >= len(s.replies) || s.replies[c] == nil {
+		if !create {
+			return nil
+		}
+		if s.replies == nil {
+			s.replies = make([][][]byte, (s.max+seenChunk-1)/seenChunk)
+		}
+		s.replies[c] = make([][]byte, min(seenChunk, s.max-int(c)*seenChunk))
+	}
+	return &s.replies[c][i%seenChunk]
 }
 
 // idKey is a UUID's 16 bytes and the sender's 8-byte hash.
@@ -140,10 +171,10 @@ func (s *seen) first(sender, id string, now time.Time) (fresh bool, e seenEntry)
 	defer s.mu.Unlock()
 	s.expire(now.UnixNano())
 	if q, ok := s.lookup(k, str, isUUID); ok {
-		slot := &s.ring[q%uint64(s.max)]
+		slot := s.at(q)
 		e := seenEntry{done: slot.done}
-		if slot.done && s.replies != nil {
-			e.reply = s.replies[q%uint64(s.max)]
+		if r := s.reply(q, false); slot.done && r != nil {
+			e.reply = *r
 		}
 		return false, e
 	}
@@ -155,7 +186,7 @@ func (s *seen) first(sender, id string, now time.Time) (fresh bool, e seenEntry)
 // under mu. It returns the slot's sequence number.
 func (s *seen) add(slot seenSlot, str string, now time.Time) uint64 {
 	if s.next-s.oldest == uint64(s.max) { // full: the oldest goes
-		if old := s.ring[s.oldest%uint64(s.max)]; !old.dead && old.expires > now.UnixNano() {
+		if old := s.at(s.oldest); !old.dead && old.expires > now.UnixNano() {
 			s.evicted.Add(1)
 		}
 		s.forgetOldest()
@@ -166,11 +197,10 @@ func (s *seen) add(slot seenSlot, str string, now time.Time) uint64 {
 	} else {
 		s.byUUID[slot.key] = s.next
 	}
-	if i := int(s.next % uint64(s.max)); i < len(s.ring) {
-		s.ring[i] = slot
-	} else {
-		s.ring = append(s.ring, slot) // the ring grows to max as ids come
+	if i := int(s.next % uint64(s.max)); i/seenChunk == len(s.ring) { // the ring grows to max as ids come
+		s.ring = append(s.ring, make([]seenSlot, min(seenChunk, s.max-i)))
 	}
+	*s.at(s.next) = slot
 	s.next++
 	return s.next - 1
 }
@@ -185,13 +215,10 @@ func (s *seen) done(sender, id string, reply []byte, now time.Time) {
 	if !ok {
 		return // forgotten meanwhile (evicted): nothing to renew
 	}
-	old := &s.ring[q%uint64(s.max)]
+	old := s.at(q)
 	slot := seenSlot{key: old.key, isStr: old.isStr, done: true, expires: now.Add(s.ttl).UnixNano()}
 	s.dropReply(q)
 	old.dead = true // its map entry now names the new slot
-	if s.replies == nil {
-		s.replies = make([][]byte, s.max)
-	}
 	q = s.add(slot, str, now)
 	if len(reply) > s.maxReplyBytes {
 		s.dropped.Add(1)
@@ -201,20 +228,19 @@ func (s *seen) done(sender, id string, reply []byte, now time.Time) {
 		s.dropReply(s.replyFrom)
 		s.replyFrom++
 	}
-	s.replies[q%uint64(s.max)] = reply
+	*s.reply(q, true) = reply
 	s.replyBytes += len(reply)
 }
 
 // dropReply forgets the reply cached in slot q, if any; under mu.
 func (s *seen) dropReply(q uint64) {
-	if s.replies == nil || q < s.oldest || q >= s.next {
+	if q < s.oldest || q >= s.next {
 		return
 	}
-	i := q % uint64(s.max)
-	if r := s.replies[i]; r != nil {
-		s.replyBytes -= len(r)
-		s.replies[i] = nil
-		if !s.ring[i].dead {
+	if r := s.reply(q, false); r != nil && *r != nil {
+		s.replyBytes -= len(*r)
+		*r = nil
+		if !s.at(q).dead {
 			s.dropped.Add(1)
 		}
 	}
@@ -222,7 +248,7 @@ func (s *seen) dropReply(q uint64) {
 
 // expire forgets ids past their TTL; under mu.
 func (s *seen) expire(now int64) {
-	for s.oldest < s.next && s.ring[s.oldest%uint64(s.max)].expires <= now {
+	for s.oldest < s.next && s.at(s.oldest).expires <= now {
 		s.forgetOldest()
 	}
 }
@@ -230,7 +256,7 @@ func (s *seen) expire(now int64) {
 // forgetOldest forgets the oldest slot; under mu.
 func (s *seen) forgetOldest() {
 	q := s.oldest
-	slot := &s.ring[q%uint64(s.max)]
+	slot := s.at(q)
 	if !slot.dead {
 		if slot.isStr {
 			delete(s.byStr, s.strs[q])
@@ -241,11 +267,9 @@ func (s *seen) forgetOldest() {
 	if slot.isStr {
 		delete(s.strs, q)
 	}
-	if s.replies != nil {
-		if r := s.replies[q%uint64(s.max)]; r != nil {
-			s.replyBytes -= len(r)
-			s.replies[q%uint64(s.max)] = nil
-		}
+	if r := s.reply(q, false); r != nil && *r != nil {
+		s.replyBytes -= len(*r)
+		*r = nil
 	}
 	*slot = seenSlot{}
 	s.oldest++

@@ -185,6 +185,7 @@ type Server struct {
 	links   *links
 	sub     *transport.Sub
 	seen    *seen
+	names   map[string]string // methodNames(cfg.Handlers)
 	reg     registry.Registration
 	targets []registry.Target // what reg registers
 	stats   ServerStats
@@ -223,6 +224,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (_ *Server, err error) {
 		log:   cfg.Logger,
 		id:    cfg.Host + "/" + Target{Topic: cfg.Topic, Server: cfg.Server}.key() + "/" + uuid.NewString(),
 		seen:  newSeen(cfg.MessageTTL, cfg.MaxSeen, cfg.MaxReplyBytes),
+		names: methodNames(cfg.Handlers),
 		subEP: make(map[string]bool),
 		jobs:  make(chan job, 4*cfg.Workers),
 	}
@@ -449,6 +451,7 @@ func (s *Server) setProxies(recs map[string]registry.Record) {
 // router-only proxy, CAST_FANOUT and NOTIFY).
 func (s *Server) recv(l *link, b *transport.Batch) {
 	defer b.Release()
+	now := time.Now() // one read's messages arrived together: one clock read (a tenth of take's cost per message)
 	for _, m := range b.Msgs {
 		in, err := parseDirect(m)
 		if err != nil || in.typ == transport.TypeReply || in.typ == transport.TypeAck || in.typ == transport.TypeNack {
@@ -456,7 +459,7 @@ func (s *Server) recv(l *link, b *transport.Batch) {
 			s.log.Debug("message dropped", "err", err, "type", in.typ)
 			continue
 		}
-		s.take(in, l)
+		s.takeAt(in, l, now)
 	}
 }
 
@@ -465,6 +468,7 @@ func (s *Server) recv(l *link, b *transport.Batch) {
 // share the prefix are not ours.
 func (s *Server) recvPublished(b *transport.Batch) {
 	defer b.Release()
+	now := time.Now()
 	for _, m := range b.Msgs {
 		in, err := parsePublished(m)
 		if err != nil {
@@ -474,7 +478,7 @@ func (s *Server) recvPublished(b *transport.Batch) {
 		if !s.ours(in) {
 			continue
 		}
-		s.take(in, nil)
+		s.takeAt(in, nil, now)
 	}
 }
 
@@ -489,7 +493,10 @@ func (s *Server) ours(in inbound) bool {
 // take acks a CALL or CAST, and queues what is new for a worker. A
 // duplicate is acked again and, for a handled CALL, answered again. An
 // id is remembered with its sender; a message without an id is dropped.
-func (s *Server) take(in inbound, via *link) {
+func (s *Server) take(in inbound, via *link) { s.takeAt(in, via, time.Now()) }
+
+// takeAt is take of a message that arrived at now.
+func (s *Server) takeAt(in inbound, via *link, now time.Time) {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.stopping {
@@ -505,7 +512,7 @@ func (s *Server) take(in inbound, via *link) {
 	if direct && (s.cfg.Acks || transport.IDFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
 	}
-	fresh, prev := s.seen.first(in.peer, in.msgID, time.Now())
+	fresh, prev := s.seen.first(in.peer, in.msgID, now)
 	if !fresh {
 		s.stats.Duplicates.Add(1)
 		if in.typ == transport.TypeCall && prev.done {
@@ -518,17 +525,17 @@ func (s *Server) take(in inbound, via *link) {
 		}
 		return
 	}
-	s.noteEvicted()
-	s.lastTaken.Store(time.Now().UnixNano()) // only new messages: a drain waits for them, not for resends
+	s.noteEvicted(now)
+	s.lastTaken.Store(now.UnixNano()) // only new messages: a drain waits for them, not for resends
 	s.jobs <- job{in: in, via: via}
 }
 
 // noteEvicted logs, at most once a minute, that ids were forgotten before
 // their TTL: the promise "handled once" no longer covers resends that
 // late, and MaxSeen should grow.
-func (s *Server) noteEvicted() {
+func (s *Server) noteEvicted(now time.Time) {
 	ev, _ := s.seen.counts()
-	if ev == 0 || ev == s.evictedLogged.Load() || !s.evictWarn.Allow(time.Now()) {
+	if ev == 0 || ev == s.evictedLogged.Load() || !s.evictWarn.Allow(now) {
 		return
 	}
 	s.evictedLogged.Store(ev)
@@ -539,12 +546,14 @@ func (s *Server) noteEvicted() {
 // answer sends an ACK or REPLY back to the sender, through the proxy the
 // message came by if it is still up, else through another.
 func (s *Server) answer(via *link, typ transport.MsgType, in inbound, payload []byte) {
-	h := [][]byte{nil, version10, typeFrame[typ], []byte(in.peer), []byte(in.msgID)}
+	h := [5][]byte{nil, version10, typeFrame[typ], readOnly(in.peer), readOnly(in.msgID)}
 	var tail [][]byte
+	var t [1][]byte
 	if typ == transport.TypeReply {
-		tail = [][]byte{payload}
+		t[0] = payload
+		tail = t[:]
 	}
-	if (via == nil || !via.send(h, tail)) && s.links.send(nil, h, tail) == nil {
+	if (via == nil || !via.send(h[:], tail)) && s.links.send(nil, h[:], tail) == nil {
 		s.stats.Unsent.Add(1)
 		return
 	}
@@ -578,7 +587,7 @@ func (s *Server) handle(j job) {
 			m.RoutingKey = s.id
 		}
 		var req request
-		if m.Context, req, err = decodeRequest(in.payload); err == nil {
+		if m.Context, req, err = decodeRequestIn(in.payload, s.names); err == nil {
 			m.Method, m.Args = req.Method, req.Args
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/oslo"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -26,8 +28,19 @@ var (
 
 // head is the five frames a DEALER sends before the payload.
 func head(t transport.MsgType, routingKey, messageID string) [][]byte {
-	return [][]byte{nil, version10, typeFrame[t], []byte(routingKey), []byte(messageID)}
+	var h [5][]byte
+	return headInto(&h, t, routingKey, messageID)
 }
+
+// headInto is head in h, whose frames share the strings' bytes: a send
+// only reads them (the transport copies a message into its queue).
+func headInto(h *[5][]byte, t transport.MsgType, routingKey, messageID string) [][]byte {
+	*h = [5][]byte{nil, version10, typeFrame[t], readOnly(routingKey), readOnly(messageID)}
+	return h[:]
+}
+
+// readOnly is s's bytes, not copied: never to be written.
+func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // inbound is one message a DEALER or SUB received, copied out of its
 // batch. For a DEALER, Peer is the sender's identity (reply_id); for a SUB
@@ -51,11 +64,11 @@ func parseDirect(m transport.Msg) (inbound, error) {
 	if !ok {
 		return inbound{}, fmt.Errorf("%w: type %.16q", ErrMalformed, m[3])
 	}
-	in := inbound{typ: t, peer: string(m[2]), msgID: string(m[4])}
+	var payload []byte
 	if len(m) > 5 {
-		in.payload = bytes.Clone(m[5])
+		payload = m[5]
 	}
-	return in, nil
+	return owned(t, m[2], m[4], payload), nil
 }
 
 // parsePublished reads [topic, "1.0", type, message_id, payload...].
@@ -67,12 +80,31 @@ func parsePublished(m transport.Msg) (inbound, error) {
 	if !ok || !t.IsFanout() {
 		return inbound{}, fmt.Errorf("%w: published type %.16q", ErrMalformed, m[2])
 	}
-	in := inbound{typ: t, peer: string(m[0]), msgID: string(m[3])}
+	var payload []byte
 	if len(m) > 4 {
-		in.payload = bytes.Clone(m[4])
+		payload = m[4]
 	}
-	return in, nil
+	return owned(t, m[0], m[3], payload), nil
 }
+
+// owned copies a message's peer, id and payload out of its batch, in one
+// allocation: the payload first, then the strings' bytes, which no slice
+// reaches (the payload's is capped), so they never change.
+func owned(t transport.MsgType, peer, id, payload []byte) inbound {
+	n := len(payload)
+	buf := make([]byte, n+len(peer)+len(id))
+	copy(buf, payload)
+	copy(buf[n:], peer)
+	copy(buf[n+len(peer):], id)
+	in := inbound{typ: t, peer: bytesString(buf[n : n+len(peer)]), msgID: bytesString(buf[n+len(peer):])}
+	if payload != nil {
+		in.payload = buf[:n:n]
+	}
+	return in
+}
+
+// bytesString is b as a string, not copied: b must never change.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // parseType reads a type frame: 1 to 6, and 7, the NACK a proxy sends a
 // client that asked for it.
@@ -92,20 +124,18 @@ type request struct {
 // encodeRequest is [context, {"method": NAME, "args": ARGS}], spaced as
 // Python's json.dumps spaces it.
 func encodeRequest(method string, args any) ([]byte, error) {
+	return encodeRequestRoom(method, args, 0)
+}
+
+// encodeRequestRoom is encodeRequest with room for extra bytes past the
+// payload's end, in its capacity (for its message id: ids.nextAfter); one
+// allocation for raw arguments and a plain method name.
+func encodeRequestRoom(method string, args any, extra int) ([]byte, error) {
 	a, err := marshalArgs(args)
 	if err != nil {
 		return nil, err
 	}
-	m, err := pyJSON(method)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(a)+len(m)+32)
-	out = append(out, `[{}, {"method": `...)
-	out = append(out, m...)
-	out = append(out, `, "args": `...)
-	out = append(out, a...)
-	return append(out, `}]`...), nil
+	return oslo.AppendRequest(nil, method, a, extra)
 }
 
 // marshalArgs encodes args, which must be a JSON object (nil = {}). A
@@ -117,12 +147,12 @@ func marshalArgs(args any) ([]byte, error) {
 	}
 	if raw, ok := args.(json.RawMessage); ok {
 		t := bytes.TrimSpace(raw)
-		if len(t) == 0 || t[0] != '{' || !validJSON(t) {
+		if len(t) == 0 || t[0] != '{' || !oslo.Valid(t) {
 			return nil, fmt.Errorf("%w: args must be a JSON object, got %.32q", ErrBadTarget, t)
 		}
 		return t, nil
 	}
-	a, err := pyJSON(args)
+	a, err := oslo.PyJSON(args)
 	if err != nil {
 		return nil, fmt.Errorf("%w: args: %w", ErrBadTarget, err)
 	}
@@ -132,52 +162,50 @@ func marshalArgs(args any) ([]byte, error) {
 	return a, nil
 }
 
-// decodeRequest reads [context, {"method", "args"}]. Keys are matched
-// exactly, and a repeated key's last value counts, as in Python's json.
+// decodeRequest reads [context, {"method", "args"}] (oslo.DecodeRequest).
 func decodeRequest(payload []byte) (ctx json.RawMessage, req request, err error) {
-	var parts [2][]byte
-	if splitArray(payload, parts[:]) != 2 || parts[1][0] != '{' {
-		return nil, request{}, fmt.Errorf("%w: request payload is not [context, message]", ErrMalformed)
+	return decodeRequestIn(payload, nil)
+}
+
+// decodeRequestIn is decodeRequest that takes a method's name from names
+// (methodNames of a server's handlers) when it is there, instead of
+// allocating it.
+func decodeRequestIn(payload []byte, names map[string]string) (ctx json.RawMessage, req request, err error) {
+	ctx, req.Method, req.Args, err = oslo.DecodeRequest(payload, names)
+	if err != nil {
+		return nil, request{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	methodOK := true
-	objectFields(parts[1], func(key string, value []byte) {
-		switch key {
-		case "method":
-			methodOK = value[0] == '"' || string(value) == "null"
-			req.Method = ""
-			if value[0] == '"' {
-				req.Method = jsonString(value)
-			}
-		case "args":
-			req.Args = value
+	return ctx, req, nil
+}
+
+// methodNames maps each name of handlers that is valid UTF-8 without a
+// backslash to itself: as a JSON string's bytes, such a name is its value
+// (a name with a backslash is not; its bytes could be the escape of
+// another name).
+func methodNames(handlers map[string]Handler) map[string]string {
+	names := make(map[string]string, len(handlers))
+	for name := range handlers {
+		if utf8.ValidString(name) && !strings.Contains(name, `\`) {
+			names[name] = name
 		}
-	})
-	if !methodOK {
-		return nil, request{}, fmt.Errorf("%w: request method is not a string", ErrMalformed)
 	}
-	if req.Method == "" {
-		return nil, request{}, fmt.Errorf("%w: request without a method", ErrMalformed)
-	}
-	if len(req.Args) == 0 || string(req.Args) == "null" {
-		req.Args = json.RawMessage("{}")
-	}
-	return parts[0], req, nil
+	return names
 }
 
 // encodeReply is [result, failure]; failure is null or a JSON string
 // holding the exception object.
 func encodeReply(result any, failure *RemoteError) ([]byte, error) {
-	r, err := pyJSON(result)
+	r, err := oslo.PyJSON(result)
 	if err != nil {
 		return nil, err
 	}
 	f := []byte("null")
 	if failure != nil {
-		obj, err := pyJSON(failure)
+		obj, err := oslo.PyJSON(failure)
 		if err != nil {
 			return nil, err
 		}
-		if f, err = pyJSON(string(obj)); err != nil {
+		if f, err = oslo.PyJSON(string(obj)); err != nil {
 			return nil, err
 		}
 	}
@@ -191,15 +219,15 @@ func encodeReply(result any, failure *RemoteError) ([]byte, error) {
 
 // decodeReply reads [result, failure].
 func decodeReply(payload []byte) (json.RawMessage, *RemoteError, error) {
-	var parts [2][]byte
-	if splitArray(payload, parts[:]) != 2 {
+	result, failure, err := oslo.SplitPair(payload)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: reply payload is not [result, failure]", ErrMalformed)
 	}
-	re, err := parseFailure(parts[1])
+	re, err := parseFailure(failure)
 	if err != nil {
 		return nil, nil, err
 	}
-	return parts[0], re, nil
+	return result, re, nil
 }
 
 // Notification is the body of a NOTIFY, as oslo.messaging's notifier
@@ -217,7 +245,7 @@ type Notification struct {
 const timestampLayout = "2006-01-02 15:04:05.000000"
 
 func encodeNotification(n Notification) ([]byte, error) {
-	body, err := pyJSON(n)
+	body, err := oslo.PyJSON(n)
 	if err != nil {
 		return nil, err
 	}
@@ -237,76 +265,3 @@ func decodeNotification(payload []byte) (Notification, error) {
 }
 
 func timestamp(t time.Time) string { return t.UTC().Format(timestampLayout) }
-
-// pyJSON encodes v as Python's json.dumps does by default: ", " and ": "
-// between items, non-ASCII escaped as \uXXXX, and no HTML escaping, so
-// that a Go service's frames are the bytes an oslo.messaging service
-// sends for the same values (a map's keys come out sorted, where Python
-// keeps insertion order).
-func pyJSON(v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return []byte("null"), nil
-	case string:
-		if plainASCII(v) {
-			out := make([]byte, 0, len(v)+2)
-			return append(append(append(out, '"'), v...), '"'), nil
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	compact := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	out := make([]byte, 0, len(compact)+len(compact)/8)
-	inString, escaped := false, false
-	for i := 0; i < len(compact); {
-		c := compact[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(compact[i:])
-			if r >= 0x10000 {
-				hi, lo := 0xd800+((r-0x10000)>>10), 0xdc00+((r-0x10000)&0x3ff)
-				out = appendU(appendU(out, hi), lo)
-			} else {
-				out = appendU(out, r)
-			}
-			i += size
-			continue
-		}
-		out = append(out, c)
-		i++
-		switch {
-		case inString && escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ',' || c == ':'):
-			out = append(out, ' ')
-		}
-	}
-	return out, nil
-}
-
-func appendU(out []byte, r rune) []byte {
-	s := strconv.FormatInt(int64(r), 16)
-	out = append(out, `\u`...)
-	for range 4 - len(s) {
-		out = append(out, '0')
-	}
-	return append(out, s...)
-}
-
-// plainASCII reports whether s is printable ASCII without a quote or a
-// backslash: JSON-encoded as itself between quotes, by Python and by Go.
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}

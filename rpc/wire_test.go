@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,45 +12,6 @@ import (
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
-
-// pyJSON spaces and escapes as Python's json.dumps: checked against the
-// real thing when Debian's python3 is there.
-func TestPyJSONMatchesPython(t *testing.T) {
-	cases := []struct {
-		v    any
-		py   string // the Python literal
-		want string
-	}{
-		{map[string]any{"a": 1, "b": []any{"x", nil, true}}, `{"a": 1, "b": ["x", None, True]}`, `{"a": 1, "b": ["x", null, true]}`},
-		{"héllo, wörld: 😀", `"héllo, wörld: 😀"`, `"h\u00e9llo, w\u00f6rld: \ud83d\ude00"`},
-		{"<a&b>", `"<a&b>"`, `"<a&b>"`},
-		{map[string]any{"k:,": "v,:\"q\""}, `{"k:,": "v,:\"q\""}`, `{"k:,": "v,:\"q\""}`},
-		{[]any{}, `[]`, `[]`},
-	}
-	python := "/usr/bin/python3"
-	if _, err := exec.LookPath(python); err != nil {
-		python = ""
-	}
-	for _, tc := range cases {
-		got, err := pyJSON(tc.v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != tc.want {
-			t.Errorf("pyJSON(%v): got %s, want %s", tc.v, got, tc.want)
-		}
-		if python == "" {
-			continue
-		}
-		out, err := exec.Command(python, "-c", "import json,sys; sys.stdout.write(json.dumps("+tc.py+"))").Output()
-		if err != nil {
-			t.Fatalf("python3: %v", err)
-		}
-		if string(out) != tc.want {
-			t.Errorf("python json.dumps(%s): got %s, the table says %s", tc.py, out, tc.want)
-		}
-	}
-}
 
 // The payloads are SPEC.md's examples, byte for byte.
 func TestPayloads(t *testing.T) {
@@ -255,62 +215,6 @@ func TestRawArgs(t *testing.T) {
 	}
 }
 
-// refDecodeRequest is decodeRequest written with encoding/json alone.
-func refDecodeRequest(b []byte) (ctx, method, args string, ok bool) {
-	var parts []json.RawMessage
-	if json.Unmarshal(b, &parts) != nil || len(parts) != 2 {
-		return "", "", "", false
-	}
-	var msg map[string]json.RawMessage
-	if json.Unmarshal(parts[1], &msg) != nil || msg == nil {
-		return "", "", "", false
-	}
-	var m *string
-	if raw, ok := msg["method"]; ok && json.Unmarshal(raw, &m) != nil {
-		return "", "", "", false
-	}
-	if m == nil || *m == "" {
-		return "", "", "", false
-	}
-	a := string(msg["args"])
-	if a == "" || a == "null" {
-		a = "{}"
-	}
-	return string(parts[0]), *m, a, true
-}
-
-// The payload scanner takes requests and replies apart as encoding/json
-// does, whatever the bytes.
-func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
-	for _, s := range []string{
-		`[{}, {"method": "m", "args": {}}]`, ` [ {"a": [1, "]"]} , {"args": {"x": "\"}"}, "method": "m\u00e9"} ] `,
-		`[{}, {"method": 5, "method": "m"}]`, `[{}, {"method": "m", "method": null}]`, `[1, null]`, `[1, 2, 3]`,
-		`[{}, {"method": "\ud800", "args": null}]`, `[{}, {"m\u0065thod": "x", "args": -1.5e3}]`, `[[], {"method": "a", "args": true}]`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ctx, req, err := decodeRequest(b)
-		rctx, rm, ra, ok := refDecodeRequest(b)
-		if (err == nil) != ok {
-			t.Fatalf("decodeRequest(%q): err %v, encoding/json accepts: %v", b, err, ok)
-		}
-		if ok && (string(ctx) != rctx || req.Method != rm || string(req.Args) != ra) {
-			t.Fatalf("decodeRequest(%q): got %s %q %s, encoding/json: %s %q %s", b, ctx, req.Method, req.Args, rctx, rm, ra)
-		}
-		var parts []json.RawMessage
-		refOK := json.Unmarshal(b, &parts) == nil && len(parts) == 2
-		var result json.RawMessage
-		result, _, err = decodeReply(b)
-		if refOK && err == nil && string(result) != string(parts[0]) {
-			t.Fatalf("decodeReply(%q): result %s, encoding/json: %s", b, result, parts[0])
-		}
-		if !refOK && err == nil {
-			t.Fatalf("decodeReply(%q) accepts what encoding/json does not take as two elements", b)
-		}
-	})
-}
-
 // UUID ids and other ids are remembered alike, in one arrival order; an
 // id in upper case is another id, as its string is.
 func TestSeenUUIDAndOtherIDs(t *testing.T) {
@@ -383,5 +287,50 @@ func TestIDFlags(t *testing.T) {
 		if got := transport.IDFlags(id); got != 0 {
 			t.Errorf("IDFlags(%q) = %d, want 0", id, got)
 		}
+	}
+}
+
+// A server takes a known method's name from its handlers without
+// decoding it, but only for names whose JSON bytes are their value: a
+// handler named with a backslash does not catch the escape of another
+// name.
+func TestMethodNamesEscapes(t *testing.T) {
+	names := methodNames(map[string]Handler{"A": nil, `\u0041`: nil, "é": nil})
+	for raw, want := range map[string]string{`"A"`: "A", `"\u0041"`: "A", `"\\u0041"`: `\u0041`, `"é"`: "é", `"\u00e9"`: "é"} {
+		_, req, err := decodeRequestIn([]byte(`[{}, {"method": `+raw+`}]`), names)
+		if err != nil || req.Method != want {
+			t.Errorf("method %s: got %q, %v; want %q", raw, req.Method, err, want)
+		}
+	}
+}
+
+// A ring of several chunks (and a part of one) remembers each id and its
+// reply in its own slot, round after round: the last max ids are
+// duplicates with their replies, the ones before are forgotten, counted.
+func TestSeenChunks(t *testing.T) {
+	const max = 2*seenChunk + 100
+	now := time.Unix(1000, 0)
+	s := newSeen(time.Hour, max, 1<<30)
+	ids := make([]string, 3*max+7) // three rounds and a bit
+	for i := range ids {
+		ids[i] = newID(0)
+		if fresh, _ := s.first("c", ids[i], now); !fresh {
+			t.Fatalf("id %d not fresh the first time", i)
+		}
+		s.done("c", ids[i], []byte(ids[i][24:]), now)
+	}
+	// done renews: each id took two slots, so the last max/2 are remembered.
+	kept := max / 2
+	for i, id := range ids[len(ids)-kept:] {
+		fresh, e := s.first("c", id, now)
+		if fresh || !e.done || string(e.reply) != id[24:] {
+			t.Fatalf("id %d of the last %d: fresh=%v reply %q, want its reply %q", i, kept, fresh, e.reply, id[24:])
+		}
+	}
+	if fresh, _ := s.first("c", ids[len(ids)-kept-2], now); !fresh {
+		t.Fatal("an id older than the last max slots is still remembered")
+	}
+	if got := s.len(); got != kept+1 {
+		t.Fatalf("%d ids remembered, want %d", got, kept+1)
 	}
 }

@@ -26,7 +26,7 @@ func runBench(ctx context.Context, _ string, args []string, stdout, stderr io.Wr
 	return bench.Run(ctx, bench.Config{
 		Mode: c.Args[0], Clients: c.BenchClients, Outstanding: c.BenchOutstanding, Servers: c.BenchServers,
 		Target: c.BenchTarget, Size: c.BenchSize, Duration: c.BenchDuration, Count: c.BenchCount,
-		Window: c.BenchWindow, Acks: c.Acks, JSON: c.JSON, Debug: c.Debug, Timeout: c.ListTimeout,
+		Window: c.BenchWindow, Acks: c.Acks, JSON: c.JSON, Debug: c.Debug, Timeout: c.ListTimeout, CPUProfile: c.BenchCPUProfile,
 		Client: s.clientConfig(),
 	}, stdout, stderr)
 }

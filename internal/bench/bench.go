@@ -4,7 +4,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,9 +36,20 @@ type benchResult struct {
 	Failed      uint64  `json:"failed"`           // operations that returned an error
 	Seconds     float64 `json:"seconds"`
 	Rate        float64 `json:"rate"` // sent per second
-	P50         float64 `json:"p50_us"`
-	P99         float64 `json:"p99_us"`
-	P999        float64 `json:"p999_us"`
+	// Latency says what P50, P99 and P999 measure (measure.go):
+	// "round_trip" (call), "delivery" (cast and fanout to the bench's
+	// servers: send to handler, per message and server) or "send_return"
+	// (cast and fanout with --target: how long the send took to return).
+	Latency string  `json:"latency"`
+	P50     float64 `json:"p50_us"`
+	P99     float64 `json:"p99_us"`
+	P999    float64 `json:"p999_us"`
+	// SendP50 and SendP99: how long Cast or Fanout took to return.
+	SendP50 float64 `json:"send_p50_us"`
+	SendP99 float64 `json:"send_p99_us"`
+	// CPUPerMsg: the bench process's CPU (its clients and servers, not
+	// the proxies) per message sent, in µs.
+	CPUPerMsg float64 `json:"cpu_us_per_msg"`
 	// Lost: sent (× servers for fanout) but never handled; Duplicated:
 	// handler runs beyond the first per message. Counted at the bench's
 	// own servers; with --target, lost is the failed operations and
@@ -69,6 +78,8 @@ type tally struct {
 
 	window chan struct{} // one token per delivery in flight; nil: no window
 
+	delivery latHist // send to first handler run, per (server, message)
+
 	lastAll  int64 // unstall's: handler runs when last seen moving
 	lastMove time.Time
 }
@@ -84,30 +95,6 @@ const seqChunk = 1 << 16
 
 func newTally(servers int, window chan struct{}) *tally {
 	return &tally{servers: make([]seqCounts, servers), other: make(map[string]uint32), window: window, lastMove: time.Now()}
-}
-
-// benchArgs are the arguments of message seq: {"seq": N, "data": "x..."}.
-func benchArgs(seq uint64, data string) json.RawMessage {
-	b := make([]byte, 0, 32+len(data))
-	b = append(b, `{"seq": `...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `, "data": "`...)
-	b = append(b, data...)
-	return append(b, `"}`...)
-}
-
-// seqOf reads the seq that benchArgs wrote.
-func seqOf(args []byte) (uint64, bool) {
-	rest, ok := bytes.CutPrefix(args, []byte(`{"seq": `))
-	if !ok {
-		return 0, false
-	}
-	i := bytes.IndexByte(rest, ',')
-	if i <= 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(rest[:i]), 10, 64)
-	return n, err == nil
 }
 
 // add counts a run of m by server.
@@ -138,6 +125,9 @@ func (t *tally) add(server int, m *rpc.Message) {
 	}
 	t.all.Add(1)
 	if first {
+		if sent, ok := sentOf(m.Args); ok {
+			t.delivery.record(time.Duration(benchNow() - sent))
+		}
 		t.firsts.Add(1)
 		if t.window != nil {
 			select {
@@ -197,11 +187,12 @@ type Config struct {
 	Target      string // a topic served elsewhere; "" = the bench's own servers
 	Size        int    // bytes of data per message
 	Duration    time.Duration
-	Count       int  // operations in all; 0 = for Duration
-	Window      int  // cast and fanout: deliveries in flight per client; 0 = no window
-	Acks        bool // the servers send ACKs (rpc_use_acks)
-	JSON        bool // print the result as one JSON object
-	Debug       bool // the clients and servers log at their own level, not warnings only
+	Count       int    // operations in all; 0 = for Duration
+	Window      int    // cast and fanout: deliveries in flight per client; 0 = no window
+	Acks        bool   // the servers send ACKs (rpc_use_acks)
+	JSON        bool   // print the result as one JSON object
+	Debug       bool   // the clients and servers log at their own level, not warnings only
+	CPUProfile  string // write the bench process's CPU profile during the run here; "" = none
 	// Timeout bounds each call, the start of the servers and clients, and
 	// how long the counts may take to settle.
 	Timeout time.Duration
@@ -219,7 +210,10 @@ func Run(ctx context.Context, c Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "zmq-proxy bench: %v\n", err)
 		return 1
 	}
-	r.load(ctx, stderr)
+	if err := r.load(ctx, stderr); err != nil {
+		fmt.Fprintf(stderr, "zmq-proxy bench: %v\n", err)
+		return 2
+	}
 	r.settle(ctx)
 	r.res.print(stdout, c.JSON)
 	return 0
@@ -364,7 +358,7 @@ func (r *run) close() {
 
 // load runs Clients×Outstanding workers for Duration (or Count
 // operations), until ctx is done, and measures them.
-func (r *run) load(ctx context.Context, stderr io.Writer) {
+func (r *run) load(ctx context.Context, stderr io.Writer) error {
 	c := r.c
 	// Each message's arguments carry its number (seq) before --size bytes
 	// of data, for the tally.
@@ -390,6 +384,11 @@ func (r *run) load(ctx context.Context, stderr io.Writer) {
 
 	var wg sync.WaitGroup
 	lats := make([][]time.Duration, c.Clients*c.Outstanding)
+	stopProfile, err := startCPUProfile(c.CPUProfile)
+	if err != nil {
+		return err
+	}
+	cpu0 := processCPU()
 	start := time.Now()
 	for i := range lats {
 		cli := r.clients[i%len(r.clients)]
@@ -403,6 +402,8 @@ func (r *run) load(ctx context.Context, stderr io.Writer) {
 	go func() { wg.Wait(); close(finished) }()
 	r.wait(ctx, start, r.stop, finished, stderr)
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
+	stopProfile()
 
 	res := &r.res
 	res.Sent, res.Failed, res.Seconds = r.sent.Load(), r.failed.Load(), elapsed.Seconds()
@@ -410,9 +411,18 @@ func (r *run) load(ctx context.Context, stderr io.Writer) {
 	all := slices.Concat(lats...)
 	slices.Sort(all)
 	res.P50, res.P99, res.P999 = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+	res.Latency = "round_trip"
+	if c.Mode != "call" {
+		res.Latency = "send_return"
+		res.SendP50, res.SendP99 = res.P50, res.P99
+	}
+	if res.Sent > 0 {
+		res.CPUPerMsg = float64(cpu.Nanoseconds()) / 1e3 / float64(res.Sent)
+	}
 	if v := r.firstErr.Load(); v != nil {
 		res.FirstError = v.(string)
 	}
+	return nil
 }
 
 // worker sends one operation after the other until stop, Count
@@ -432,8 +442,8 @@ func (r *run) worker(cli *rpc.Client, lats *[]time.Duration) {
 		if !r.counts.enter(r.weight, r.stop) {
 			return
 		}
-		payload := benchArgs(r.seq.Add(1), r.data)
 		t0 := time.Now()
+		payload := benchArgs(r.seq.Add(1), benchNow(), r.data)
 		err := r.op(r.opCtx, cli, payload)
 		for errors.Is(err, rpc.ErrBusy) {
 			// The proxies' links are full: the bench outruns them.
@@ -533,6 +543,10 @@ func (r *run) settle(ctx context.Context) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d := r.counts.distinct()
+	if r.c.Mode != "call" {
+		h := &r.counts.delivery
+		res.Latency, res.P50, res.P99, res.P999 = "delivery", h.pct(0.50), h.pct(0.99), h.pct(0.999)
+	}
 	res.Lost = max(want-d, 0)
 	res.Duplicated = r.counts.all.Load() - d
 }
@@ -545,7 +559,11 @@ func (res *benchResult) print(w io.Writer, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %d sent in %.2fs (%.0f/s), %d failed\n", res.Mode, res.Sent, res.Seconds, res.Rate, res.Failed)
-	fmt.Fprintf(w, "latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", res.P50, res.P99, res.P999)
+	fmt.Fprintf(w, "%s latency: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs\n", strings.ReplaceAll(res.Latency, "_", " "), res.P50, res.P99, res.P999)
+	if res.Latency == "delivery" {
+		fmt.Fprintf(w, "send returned: p50 %.0fµs  p99 %.0fµs\n", res.SendP50, res.SendP99)
+	}
+	fmt.Fprintf(w, "bench process CPU: %.2fµs per message\n", res.CPUPerMsg)
 	if res.Duplicated >= 0 {
 		fmt.Fprintf(w, "lost %d, duplicated %d\n", res.Lost, res.Duplicated)
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ func TestBenchWindow(t *testing.T) {
 	if !tl.enter(4, stop) || len(tl.window) != 4 {
 		t.Fatalf("enter 4: window holds %d, want 4", len(tl.window))
 	}
-	m := &rpc.Message{MessageID: "id-1", Args: benchArgs(70000, "xx")} // past the first chunk
+	m := &rpc.Message{MessageID: "id-1", Args: benchArgs(70000, benchNow(), "xx")} // past the first chunk
 	tl.add(0, m)
 	tl.add(0, m)                                                    // a duplicate frees nothing
 	tl.add(1, m)                                                    // another server's first run does
@@ -43,7 +44,7 @@ func TestBenchWindow(t *testing.T) {
 // told apart.
 func TestBenchSeq(t *testing.T) {
 	for _, n := range []uint64{0, 1, 65535, 1 << 40} {
-		if got, ok := seqOf(benchArgs(n, "xyz")); !ok || got != n {
+		if got, ok := seqOf(benchArgs(n, 5, "xyz")); !ok || got != n {
 			t.Errorf("seqOf(benchArgs(%d)): got %d, %v", n, got, ok)
 		}
 	}
@@ -52,7 +53,59 @@ func TestBenchSeq(t *testing.T) {
 			t.Errorf("seqOf(%s): got %d, want none", a, n)
 		}
 	}
-	if got := string(benchArgs(12, "ab")); got != `{"seq": 12, "data": "ab"}` {
+	if got := string(benchArgs(12, 345, "ab")); got != `{"seq": 12, "sent_ns": 345, "data": "ab"}` {
 		t.Errorf("benchArgs: got %s", got)
+	}
+	for _, ns := range []int64{0, 1, 1 << 50} {
+		if got, ok := sentOf(benchArgs(7, ns, "x")); !ok || got != ns {
+			t.Errorf("sentOf(benchArgs(7, %d)): got %d, %v", ns, got, ok)
+		}
+	}
+	if ns, ok := sentOf([]byte(`{"seq": 1, "data": ""}`)); ok {
+		t.Errorf("sentOf without sent_ns: got %d", ns)
+	}
+}
+
+// Delivery latency is taken at a server's first run of a message, from
+// the time carried in it: a duplicate adds nothing, and the percentiles
+// read back what was recorded.
+func TestBenchDeliveryLatency(t *testing.T) {
+	tl := newTally(1, nil)
+	m := &rpc.Message{MessageID: "id-1", Args: benchArgs(3, benchNow()-int64(40*time.Millisecond), "x")}
+	tl.add(0, m)
+	tl.add(0, m) // a duplicate
+	if n := tl.delivery.n.Load(); n != 1 {
+		t.Fatalf("%d latencies recorded for one message run twice, want 1", n)
+	}
+	if p := tl.delivery.pct(0.5); p < 40_000 || p > 40_000+10_000_000 {
+		t.Fatalf("delivery latency %.0fµs, want at least the 40 ms it was sent before", p)
+	}
+}
+
+// The histogram's buckets are exact below 1024 µs and within 0.2% above;
+// its percentiles are those of the sorted values.
+func TestLatHist(t *testing.T) {
+	var h latHist
+	var vals []time.Duration
+	for i := range 10_000 {
+		d := time.Duration(i*i%5_000_000) * time.Microsecond / 7
+		vals = append(vals, d)
+		h.record(d)
+	}
+	slices.Sort(vals)
+	for _, p := range []float64{0, 0.5, 0.9, 0.99, 0.999, 1} {
+		want, got := pct(vals, p), h.pct(p)
+		if got > want || got < want*0.998-1 {
+			t.Errorf("p%v: histogram %.0fµs, sorted values %.0fµs", p*100, got, want)
+		}
+	}
+	for _, us := range []uint64{0, 1023, 1024, 1025, 99_999, 1 << 40, 1<<63 + 5} {
+		i := histIndex(us)
+		if v := histValue(i); v > us || (us >= 1024 && float64(us-v) > float64(us)*0.002) || (us < 1024 && v != us) {
+			t.Errorf("%dµs: bucket %d starts at %d", us, i, v)
+		}
+		if i >= histBuckets {
+			t.Errorf("%dµs: bucket %d past the last", us, i)
+		}
 	}
 }

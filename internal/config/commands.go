@@ -131,7 +131,12 @@ var ClientUsage = map[string]struct{ Args, Text string }{
 	"bench": {"call|cast|fanout",
 		"Measure the running deployment: clients send for --duration (or --count messages) to echo servers " +
 			"the bench starts (or to --target's), and the bench prints the rate, the latency percentiles, " +
-			"and how many messages were lost or handled twice. With --json, the last line is one JSON object."},
+			"and how many messages were lost or handled twice. With --json, the last line is one JSON object. " +
+			"Latency (p50_us, p99_us, p999_us; \"latency\" names it): for call, the round trip from Call to its reply; " +
+			"for cast and fanout to the bench's servers, delivery: from the send to the handler's start at a server, " +
+			"per message and server (how long the send took to return is send_p50_us, send_p99_us); " +
+			"with --target, how long the send took to return. rate is messages sent per second; " +
+			"cpu_us_per_msg is the bench process's CPU (clients and servers, not the proxies) per message sent."},
 }
 
 func PrintClientUsage(w io.Writer, name string) {

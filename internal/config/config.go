@@ -198,6 +198,7 @@ type BenchOptions struct {
 	BenchSize        int
 	BenchDuration    time.Duration
 	BenchCount       int
+	BenchCPUProfile  string
 	BenchWindow      int
 }
 
@@ -668,6 +669,11 @@ var options = []option{
 		name: "bench_count", cmds: CmdBench, long: "count", arg: "N", def: "0",
 		help: "send N messages in all instead of for --duration",
 		set:  func(c *Config, v string) (err error) { c.BenchCount, err = parseInt(v, 0); return err },
+	},
+	{
+		name: "bench_cpuprofile", cmds: CmdBench, long: "cpuprofile", arg: "FILE",
+		help: "write the bench process's CPU profile (its clients and servers) during the run to FILE (go tool pprof)",
+		set:  func(c *Config, v string) error { c.BenchCPUProfile = v; return nil },
 	},
 }
 

@@ -1,8 +1,8 @@
-package rpc
+package oslo
 
 import "encoding/binary"
 
-// validJSON reports what encoding/json.Valid(b) reports, several times
+// Valid reports what encoding/json.Valid(b) reports, several times
 // faster: every payload is checked once before it is taken apart, so this
 // is on the hot path. It is one iterative scan over the bytes; what it
 // accepts is exactly what encoding/json's scanner accepts:
@@ -19,7 +19,7 @@ import "encoding/binary"
 // Nesting is tracked in a fixed bitset rather than by recursion, so a
 // hostile payload can neither overflow nor grow the stack, and nothing is
 // allocated.
-func validJSON(b []byte) bool {
+func Valid(b []byte) bool {
 	// Bit d of objects is set when nesting level d+1 is an object rather
 	// than an array. depth is unsigned so that finding a bit is shifts and
 	// masks.

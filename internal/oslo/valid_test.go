@@ -1,4 +1,4 @@
-package rpc
+package oslo
 
 import (
 	"encoding/json"
@@ -7,7 +7,7 @@ import (
 )
 
 // validJSONCases are inputs at the edges of encoding/json's grammar; what
-// validJSON must say for each is whatever json.Valid says.
+// Valid must say for each is whatever json.Valid says.
 var validJSONCases = []string{
 	// Empty, whitespace, and what counts as whitespace.
 	"", " ", "\t\n\r ", "0", " 0 ", "\t[\n1\r,\t2 ]\n", "[1,\v2]", "\f0", "0\f",
@@ -63,21 +63,21 @@ func validJSONTable() []string {
 	return cases
 }
 
-// validJSON says what json.Valid says, at every edge of the grammar.
+// Valid says what json.Valid says, at every edge of the grammar.
 func TestValidJSON(t *testing.T) {
 	for _, s := range validJSONTable() {
 		want := json.Valid([]byte(s))
-		if got := validJSON([]byte(s)); got != want {
+		if got := Valid([]byte(s)); got != want {
 			if len(s) > 80 {
 				s = s[:40] + "..." + s[len(s)-40:]
 			}
-			t.Errorf("validJSON(%q) = %v, json.Valid: %v", s, got, want)
+			t.Errorf("Valid(%q) = %v, json.Valid: %v", s, got, want)
 		}
 	}
 	// The depth limit is encoding/json's, exactly.
 	for n, want := range map[int]bool{10000: true, 10001: false} {
-		if got := validJSON([]byte(deepJSON(n, false))); got != want {
-			t.Errorf("validJSON of %d nested arrays = %v, want %v", n, got, want)
+		if got := Valid([]byte(deepJSON(n, false))); got != want {
+			t.Errorf("Valid of %d nested arrays = %v, want %v", n, got, want)
 		}
 	}
 	// Every byte alone, after a value, escaped, and inside a string, plain
@@ -91,26 +91,26 @@ func TestValidJSON(t *testing.T) {
 			cases = append(cases, "\""+a+cs+b+"\"", "\""+a+"\\"+cs+b+"\"")
 		}
 		for _, s := range cases {
-			if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
-				t.Errorf("validJSON(%q) = %v, json.Valid: %v", s, got, want)
+			if got, want := Valid([]byte(s)), json.Valid([]byte(s)); got != want {
+				t.Errorf("Valid(%q) = %v, json.Valid: %v", s, got, want)
 			}
 		}
 	}
 	// Every prefix of the cases: mostly inputs cut short, which must fail.
 	for _, s := range validJSONCases {
 		for i := range len(s) {
-			if got, want := validJSON([]byte(s[:i])), json.Valid([]byte(s[:i])); got != want {
-				t.Errorf("validJSON(%q) = %v, json.Valid: %v", s[:i], got, want)
+			if got, want := Valid([]byte(s[:i])), json.Valid([]byte(s[:i])); got != want {
+				t.Errorf("Valid(%q) = %v, json.Valid: %v", s[:i], got, want)
 			}
 		}
 	}
 }
 
-// validJSON never allocates, even on deep or hostile input.
+// Valid never allocates, even on deep or hostile input.
 func TestValidJSONAllocs(t *testing.T) {
 	deep := []byte(deepJSON(10000, false))
-	if n := testing.AllocsPerRun(10, func() { validJSON(deep) }); n != 0 {
-		t.Errorf("validJSON allocates %v times", n)
+	if n := testing.AllocsPerRun(10, func() { Valid(deep) }); n != 0 {
+		t.Errorf("Valid allocates %v times", n)
 	}
 }
 
@@ -122,8 +122,8 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add([]byte(deepJSON(n, false)))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid: %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid: %v", b, got, want)
 		}
 	})
 }
@@ -133,7 +133,7 @@ func BenchmarkValidJSON(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		valid func([]byte) bool
-	}{{"validJSON", validJSON}, {"json.Valid", json.Valid}} {
+	}{{"Valid", Valid}, {"json.Valid", json.Valid}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(payload)))

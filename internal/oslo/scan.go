@@ -1,16 +1,17 @@
-package rpc
+package oslo
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The payloads' outer shapes ([context, message], [result, failure]) are
 // taken apart here without encoding/json's reflection: the payload is
-// checked once with validJSON (what json.Valid accepts, faster), and then,
+// checked once with Valid (what json.Valid accepts, faster), and then,
 // knowing it is valid JSON, a scan that tracks only strings and nesting
-// finds the elements. The elements are subslices of the payload (which
-// parseDirect copied out of its batch).
+// finds the elements. The elements are subslices of the payload.
 
 // isSpace is JSON's whitespace.
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -64,11 +65,11 @@ func stringEnd(b []byte, i int) int {
 	return len(b)
 }
 
-// splitArray returns the first len(out) elements of the JSON array b
+// SplitArray returns the first len(out) elements of the JSON array b
 // into out and the number of elements it has (up to len(out)+1: "more").
 // It returns -1 when b is not valid JSON or not an array.
-func splitArray(b []byte, out [][]byte) int {
-	if !validJSON(b) {
+func SplitArray(b []byte, out [][]byte) int {
+	if !Valid(b) {
 		return -1
 	}
 	i := skipSpace(b, 0)
@@ -90,13 +91,20 @@ func splitArray(b []byte, out [][]byte) int {
 	return n
 }
 
-// objectFields calls fn with each key and raw value of the JSON object b,
-// which must be valid JSON and start with '{'. Keys are unescaped.
-func objectFields(b []byte, fn func(key string, value []byte)) {
+// ObjectFields calls fn with each key and raw value of the JSON object b,
+// which must be valid JSON and start with '{'. Keys are unescaped; a key
+// without escapes is b's own bytes, valid only during the call (fn must
+// not keep it).
+func ObjectFields(b []byte, fn func(key string, value []byte)) {
 	i := skipSpace(b, 1)
 	for i < len(b) && b[i] != '}' {
 		end := stringEnd(b, i)
-		key := jsonString(b[i:end])
+		var key string
+		if inner := b[i+1 : end-1]; PlainString(inner) {
+			key = unsafe.String(unsafe.SliceData(inner), len(inner))
+		} else {
+			key = String(b[i:end])
+		}
 		i = skipSpace(b, end) + 1 // the colon
 		i = skipSpace(b, i)
 		end = valueEnd(b, i)
@@ -108,18 +116,16 @@ func objectFields(b []byte, fn func(key string, value []byte)) {
 	}
 }
 
-// jsonString is the value of the valid JSON string token s, as
+// PlainString: the inside of a JSON string token that is its own value
+// (valid UTF-8, no escape).
+func PlainString(inner []byte) bool {
+	return bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)
+}
+
+// String is the value of the valid JSON string token s, as
 // encoding/json decodes it.
-func jsonString(s []byte) string {
-	inner := s[1 : len(s)-1]
-	plain := utf8.Valid(inner)
-	for _, c := range inner {
-		if c == '\\' {
-			plain = false
-			break
-		}
-	}
-	if plain {
+func String(s []byte) string {
+	if inner := s[1 : len(s)-1]; PlainString(inner) {
 		return string(inner)
 	}
 	var out string
