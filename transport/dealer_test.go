@@ -119,17 +119,12 @@ func TestDealerNoPeer(t *testing.T) {
 // not free yet.
 func rebind(t *testing.T, addr string, bind func(string) error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := bind(addr)
-		if err == nil {
-			return
+	testutil.CheckFor(t, wait, func() error {
+		if err := bind(addr); err != nil {
+			return fmt.Errorf("bind %s again: %w", addr, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bind %s again: %v", addr, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestDealerReconnect(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -225,13 +226,12 @@ func checkStamps(t *testing.T, out string, from time.Time, n int) {
 func waitLines(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n") + "\n"
-	deadline := time.Now().Add(waitBound)
-	for stampless(out.String()) != wantText {
-		if time.Now().After(deadline) {
-			t.Fatalf("output within %s: got\n%s\nwant\n%s", waitBound, out.String(), wantText)
+	testutil.CheckFor(t, waitBound, func() error {
+		if got := out.String(); stampless(got) != wantText {
+			return fmt.Errorf("output: got\n%s\nwant\n%s", got, wantText)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // normalized is lines with each line's runs of blanks made one blank.
@@ -247,13 +247,12 @@ func normalized(out string) []string {
 func waitNormalized(t *testing.T, out *testutil.SyncBuffer, want []string) {
 	t.Helper()
 	wantText := strings.Join(want, "\n")
-	deadline := time.Now().Add(waitBound)
-	for strings.Join(normalized(stampless(out.String())), "\n") != wantText {
-		if time.Now().After(deadline) {
-			t.Fatalf("output within %s: got\n%s\nwant (blanks collapsed)\n%s", waitBound, out.String(), wantText)
+	testutil.CheckFor(t, waitBound, func() error {
+		if got := out.String(); strings.Join(normalized(stampless(got)), "\n") != wantText {
+			return fmt.Errorf("output: got\n%s\nwant (blanks collapsed)\n%s", got, wantText)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestListWatch(t *testing.T) {
