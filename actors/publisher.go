@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"fmt"
-
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/zmq-proxy/zmq-proxy/transport"
@@ -38,15 +36,8 @@ func (a *publisherActor) Receive(ctx actor.Context) {
 		if a.spec.in.take(msg) {
 			a.publish(msg)
 		}
-	case *stopAccepting:
-		if a.sock != nil {
-			a.sock.StopAccepting()
-		}
-		close(msg.done)
-	case *socketFailed:
-		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
 	default:
-		a.spec.log.Warn("unexpected message", "actor", a.spec.name, "type", fmt.Sprintf("%T", msg))
+		socketMessage(a.spec.name, a.spec.log, a.sock, msg)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,15 +106,30 @@ func (a *routerActor) Receive(ctx actor.Context) {
 		if a.spec.in.take(msg) {
 			a.handle(msg)
 		}
+	default:
+		socketMessage(a.spec.name, a.spec.log, a.sock, msg)
+	}
+}
+
+// socketMessage takes what the router and publisher actors take alike: a
+// drain's stopAccepting (the socket, if bound, stops accepting), a failed
+// socket (a panic: the supervisor restarts the actor), and anything else
+// (logged as unexpected).
+func socketMessage[S interface {
+	comparable
+	StopAccepting()
+}](name string, log *slog.Logger, sock S, msg any) {
+	switch msg := msg.(type) {
 	case *stopAccepting:
-		if a.sock != nil {
-			a.sock.StopAccepting()
+		var unbound S
+		if sock != unbound {
+			sock.StopAccepting()
 		}
 		close(msg.done)
 	case *socketFailed:
-		panic(fmt.Errorf("%s socket: %w", a.spec.name, msg.err))
+		panic(fmt.Errorf("%s socket: %w", name, msg.err))
 	default:
-		a.spec.log.Warn("unexpected message", "actor", a.spec.name, "type", fmt.Sprintf("%T", msg))
+		log.Warn("unexpected message", "actor", name, "type", fmt.Sprintf("%T", msg))
 	}
 }
 
@@ -485,10 +502,7 @@ func (in *inbox) drop(d *deliver) {
 func (in *inbox) setDown() {
 	in.down.Store(true)
 	in.mu.Lock()
-	waiting := make([]*deliver, 0, len(in.pending))
-	for d := range in.pending {
-		waiting = append(waiting, d)
-	}
+	waiting := slices.Collect(maps.Keys(in.pending))
 	in.mu.Unlock()
 	for _, d := range waiting {
 		in.drop(d)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/defaults"
 	"github.com/zmq-proxy/zmq-proxy/internal/oslo"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
@@ -89,9 +90,7 @@ func (c *ClientConfig) setDefaults() error {
 	if err := commonDefaults("ClientConfig", c.Registry, &c.Host, &c.Logger); err != nil {
 		return err
 	}
-	if c.AckTimeout <= 0 {
-		c.AckTimeout = DefaultAckTimeout
-	}
+	defaults.Set(&c.AckTimeout, DefaultAckTimeout)
 	if c.AckMultiplier < 1 {
 		c.AckMultiplier = DefaultAckMultiplier
 	}
@@ -101,15 +100,9 @@ func (c *ClientConfig) setDefaults() error {
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries
 	}
-	if c.CallTimeout <= 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.Heartbeat <= 0 {
-		c.Heartbeat = DefaultHeartbeat
-	}
-	if c.HeartbeatTimeout <= 0 {
-		c.HeartbeatTimeout = max(DefaultHeartbeatTimeout, 2*c.Heartbeat)
-	}
+	defaults.Set(&c.CallTimeout, DefaultCallTimeout)
+	defaults.Set(&c.Heartbeat, DefaultHeartbeat)
+	defaults.Set(&c.HeartbeatTimeout, max(DefaultHeartbeatTimeout, 2*c.Heartbeat))
 	if c.PublisherID == "" {
 		c.PublisherID = c.Host
 	}
@@ -144,9 +137,7 @@ func startContext(ctx context.Context, d time.Duration) (context.Context, contex
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	if d <= 0 {
-		d = DefaultStartTimeout
-	}
+	defaults.Set(&d, DefaultStartTimeout)
 	return context.WithTimeout(ctx, d)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/defaults"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
@@ -128,27 +129,15 @@ func (c *ServerConfig) setDefaults() error {
 	if c.Node == "" {
 		c.Node = cmp.Or(os.Getenv("NODE_NAME"), c.Host)
 	}
-	if c.TargetTTL <= 0 {
-		c.TargetTTL = registry.DefaultTTL
-	}
+	defaults.Set(&c.TargetTTL, registry.DefaultTTL)
 	if err := (Target{Topic: c.Topic, Server: c.Server}).validate(); err != nil {
 		return err
 	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.MessageTTL <= 0 {
-		c.MessageTTL = DefaultMessageTTL
-	}
-	if c.MaxSeen <= 0 {
-		c.MaxSeen = DefaultMaxSeen
-	}
-	if c.MaxReplyBytes <= 0 {
-		c.MaxReplyBytes = DefaultMaxReplyBytes
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	defaults.Set(&c.Workers, DefaultWorkers)
+	defaults.Set(&c.MessageTTL, DefaultMessageTTL)
+	defaults.Set(&c.MaxSeen, DefaultMaxSeen)
+	defaults.Set(&c.MaxReplyBytes, DefaultMaxReplyBytes)
+	defaults.Set(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	return nil
 }
 

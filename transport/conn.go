@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
 // One connection's life, in the order it happens (as nats-server keeps a
@@ -955,13 +957,7 @@ func encodedLen(head, tail [][]byte) int {
 
 // appendFrame appends one frame, header and body, to dst.
 func appendFrame(dst []byte, flags byte, body []byte) []byte {
-	if n := len(body); n > 255 {
-		dst = append(dst, flags|flagLong)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	} else {
-		dst = append(dst, flags, byte(n))
-	}
-	return append(dst, body...)
+	return security.AppendFrame(dst, flags, body)
 }
 
 // appendMsg appends the message made of head's frames then tail's frames.

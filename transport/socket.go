@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-zeromq/zmq4"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/defaults"
 	"github.com/zmq-proxy/zmq-proxy/transport/security"
 )
 
@@ -112,33 +114,15 @@ const (
 )
 
 func (o *Options) setDefaults() {
-	if o.HWM <= 0 {
-		o.HWM = defaultHWM
-	}
-	if o.HWMBytes <= 0 {
-		o.HWMBytes = defaultHWMBytes
-	}
-	if o.MaxMessageSize <= 0 {
-		o.MaxMessageSize = defaultMaxMessageSize
-	}
-	if o.MaxTopics <= 0 {
-		o.MaxTopics = defaultMaxTopics
-	}
-	if o.MaxTopicBytes <= 0 {
-		o.MaxTopicBytes = defaultMaxTopicBytes
-	}
-	if o.MaxFrames <= 0 {
-		o.MaxFrames = defaultMaxFrames
-	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = defaultHandshakeTimeout
-	}
-	if o.GreetingTimeout <= 0 {
-		o.GreetingTimeout = min(defaultGreetingTimeout, o.HandshakeTimeout)
-	}
-	if o.ReconnectMin <= 0 {
-		o.ReconnectMin = defaultReconnectMin
-	}
+	defaults.Set(&o.HWM, defaultHWM)
+	defaults.Set(&o.HWMBytes, defaultHWMBytes)
+	defaults.Set(&o.MaxMessageSize, defaultMaxMessageSize)
+	defaults.Set(&o.MaxTopics, defaultMaxTopics)
+	defaults.Set(&o.MaxTopicBytes, defaultMaxTopicBytes)
+	defaults.Set(&o.MaxFrames, defaultMaxFrames)
+	defaults.Set(&o.HandshakeTimeout, defaultHandshakeTimeout)
+	defaults.Set(&o.GreetingTimeout, min(defaultGreetingTimeout, o.HandshakeTimeout))
+	defaults.Set(&o.ReconnectMin, defaultReconnectMin)
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = max(defaultReconnectMax, o.ReconnectMin)
 	}
@@ -433,10 +417,7 @@ func (s *socket) close() error {
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	peers := make([]*peer, 0, len(s.peers))
-	for p := range s.peers {
-		peers = append(peers, p)
-	}
+	peers := slices.Collect(maps.Keys(s.peers))
 	s.mu.Unlock()
 	for _, p := range peers {
 		p.shutdown()

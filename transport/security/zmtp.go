@@ -118,12 +118,18 @@ func (c *cmdConn) writeCommand(body []byte) error {
 	return err
 }
 
-func appendCommandFrame(dst, body []byte) []byte {
+func appendCommandFrame(dst, body []byte) []byte { return AppendFrame(dst, flagCommand, body) }
+
+// AppendFrame appends one ZMTP 3 frame (RFC 23), header and body, to dst:
+// flags (MORE, COMMAND) with LONG added for a body over 255 bytes. The
+// transport's messages and the handshakes' commands are both written
+// with it.
+func AppendFrame(dst []byte, flags byte, body []byte) []byte {
 	if n := len(body); n > 255 {
-		dst = append(dst, flagCommand|flagLong)
+		dst = append(dst, flags|flagLong)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	} else {
-		dst = append(dst, flagCommand, byte(n))
+		dst = append(dst, flags, byte(n))
 	}
 	return append(dst, body...)
 }
