@@ -102,9 +102,17 @@ func (l *LogLimit) Allow(now time.Time) bool {
 // which bounds established peers only: a crowd that connects and never
 // speaks cannot take the slots of the peers that authenticate.
 //
-// A connection past either bound is not refused: it takes the slot of
-// the oldest handshake (of the same source address when that source is
-// at its bound), whose connection is closed and counted. A legitimate
+// A connection past the bound of all is not refused: it takes the slot of
+// the oldest handshake, whose connection is closed and counted. Past the
+// bound of its source address, it takes the slot of that address's oldest
+// handshake only when that one has waited SourceEvictAge; otherwise it is
+// refused (closed and counted) and its peer connects again later. A
+// source's young handshakes are a herd, not a stall: every service of a
+// node reconnecting at once after a restart. Evicting them livelocks the
+// herd (each handshake is evicted before it ends; with 5,000 libzmq peers
+// from 127.0.0.1, a few hundred of them connected in 30 s, and the count
+// kept falling back as the connected were evicted in their turn), and an
+// address that floods only takes its own slots. A legitimate
 // handshake takes milliseconds, so the oldest one is the likeliest to be
 // stalled; refusing the newest instead would lock every new peer out for
 // as long as the stalled ones are allowed to wait. libzmq bounds a
@@ -115,6 +123,9 @@ func (l *LogLimit) Allow(now time.Time) bool {
 // 2 s) and this bound together are what stop it here.
 type HandshakeLimit struct {
 	max, perSource int
+	// SourceEvictAge is how long a handshake must have waited before a
+	// newer one from its address may take its slot (DefaultSourceEvictAge).
+	SourceEvictAge time.Duration
 
 	mu       sync.Mutex
 	order    list.List // *pendingConn, oldest first
@@ -124,13 +135,19 @@ type HandshakeLimit struct {
 // NewHandshakeLimit allows at most max handshakes at once, and at most
 // perSource from one address (both >= 1).
 func NewHandshakeLimit(max, perSource int) *HandshakeLimit {
-	return &HandshakeLimit{max: max, perSource: perSource, bySource: make(map[string]int)}
+	return &HandshakeLimit{max: max, perSource: perSource, SourceEvictAge: DefaultSourceEvictAge, bySource: make(map[string]int)}
 }
+
+// DefaultSourceEvictAge is HandshakeLimit.SourceEvictAge's default: far
+// longer than a handshake on loopback or a LAN takes, far shorter than the
+// greeting deadline that closes a silent connection anyway.
+const DefaultSourceEvictAge = 250 * time.Millisecond
 
 // pendingConn is one connection in its handshake, as HandshakeLimit holds it.
 type pendingConn struct {
 	conn   net.Conn
 	source string
+	at     time.Time     // when it was admitted
 	s      *socket       // the socket that accepted it
 	elem   *list.Element // nil once it left the limit
 }
@@ -138,9 +155,11 @@ type pendingConn struct {
 // admit registers conn, whose handshake starts on socket s; when a bound
 // is reached the oldest handshake in the way is closed, and counted (as
 // refused{reason=source_limit} or {reason=handshake_limit}) by the socket
-// that accepted it. A nil limit admits all.
+// that accepted it. A connection past its source's bound whose oldest
+// handshake is younger than SourceEvictAge is refused: admit returns nil,
+// and the caller closes it (refuse). A nil limit admits all.
 func (l *HandshakeLimit) admit(conn net.Conn, s *socket) *pendingConn {
-	h := &pendingConn{conn: conn, source: sourceOf(conn.RemoteAddr()), s: s}
+	h := &pendingConn{conn: conn, source: sourceOf(conn.RemoteAddr()), s: s, at: time.Now()}
 	if l == nil {
 		return h
 	}
@@ -153,6 +172,10 @@ func (l *HandshakeLimit) admit(conn net.Conn, s *socket) *pendingConn {
 				victim, perSource = o, true
 				break
 			}
+		}
+		if victim != nil && h.at.Sub(victim.at) < l.SourceEvictAge {
+			l.mu.Unlock()
+			return nil // a herd: refuse the newcomer, not the young
 		}
 	} else if l.order.Len() >= l.max {
 		victim = l.order.Front().Value.(*pendingConn)

@@ -287,6 +287,10 @@ func (s *socket) acceptLoop(ln net.Listener) {
 		}
 		delay = 5 * time.Millisecond
 		h := s.opts.Handshakes.admit(conn, s)
+		if h == nil {
+			s.evicted(conn, true, s.opts.Handshakes)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -296,7 +300,8 @@ func (s *socket) acceptLoop(ln net.Listener) {
 }
 
 // evicted closes an accepted connection whose handshake slot a newer
-// connection took (HandshakeLimit.admit), and counts it.
+// connection took (HandshakeLimit.admit), or a newcomer its source's
+// bound refused, and counts it.
 func (s *socket) evicted(conn net.Conn, perSource bool, l *HandshakeLimit) {
 	st := s.opts.Stats
 	c, reason, limit := &st.RefusedHandshakeLimit, "handshake_limit", l.max
