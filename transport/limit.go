@@ -102,89 +102,102 @@ func (l *LogLimit) Allow(now time.Time) bool {
 // which bounds established peers only: a crowd that connects and never
 // speaks cannot take the slots of the peers that authenticate.
 //
-// A connection past the bound of all is not refused: it takes the slot of
-// the oldest handshake, whose connection is closed and counted. Past the
-// bound of its source address, it takes the slot of that address's oldest
-// handshake only when that one has waited SourceEvictAge; otherwise it is
-// refused (closed and counted) and its peer connects again later. A
-// source's young handshakes are a herd, not a stall: every service of a
-// node reconnecting at once after a restart. Evicting them livelocks the
-// herd (each handshake is evicted before it ends; with 5,000 libzmq peers
-// from 127.0.0.1, a few hundred of them connected in 30 s, and the count
-// kept falling back as the connected were evicted in their turn), and an
-// address that floods only takes its own slots. A legitimate
-// handshake takes milliseconds, so the oldest one is the likeliest to be
-// stalled; refusing the newest instead would lock every new peer out for
-// as long as the stalled ones are allowed to wait. libzmq bounds a
-// handshake only by ZMQ_HANDSHAKE_IVL (30 s), and nats-server only by
-// auth_timeout (2 s) and max_connections, which counts connections not
-// yet authenticated: both let a crowd of silent connections fill the
-// server; the greeting deadline (Options.GreetingTimeout, nats-server's
-// 2 s) and this bound together are what stop it here.
+// A connection past either bound takes the slot of the oldest handshake
+// in its way (of its own address when that address is at its bound),
+// whose connection is closed and counted, when that handshake has waited
+// EvictAge: a legitimate handshake takes milliseconds, so an old one is
+// the likeliest to be stalled. When the handshakes in the way are
+// younger, they are a herd, not a stall (every service of a node
+// connecting again at once after a restart): the newcomer waits, its
+// connection accepted but not read, in a queue of at most MaxQueued (past
+// it, it is refused and counted), and its handshake starts when a slot
+// its bounds allow frees. Evicting the young instead livelocked a herd
+// larger than a bound (each handshake evicted before it ended: of 5,000
+// libzmq peers from 127.0.0.1, 30 connected in 25 s), and refusing the
+// newcomers made the herd reconnect in a storm its own I/O thread could
+// not keep up with (84 of 5,000). libzmq bounds a handshake only by
+// ZMQ_HANDSHAKE_IVL (30 s), and nats-server only by auth_timeout (2 s)
+// and max_connections, which counts connections not yet authenticated:
+// both let a crowd of silent connections fill the server; the greeting
+// deadline (Options.GreetingTimeout, nats-server's 2 s) and this bound
+// together are what stop it here.
 type HandshakeLimit struct {
 	max, perSource int
-	// SourceEvictAge is how long a handshake must have waited before a
-	// newer one from its address may take its slot (DefaultSourceEvictAge).
-	SourceEvictAge time.Duration
+	// EvictAge is how long a handshake must have waited before a newer
+	// one may take its slot (DefaultEvictAge).
+	EvictAge time.Duration
+	// MaxQueued bounds the connections waiting for a slot (by default,
+	// defaultMaxQueued).
+	MaxQueued int
 
 	mu       sync.Mutex
-	order    list.List // *pendingConn, oldest first
+	order    list.List // *pendingConn in their handshake, oldest first
+	queue    list.List // *pendingConn waiting for a slot, oldest first
 	bySource map[string]int
 }
 
 // NewHandshakeLimit allows at most max handshakes at once, and at most
 // perSource from one address (both >= 1).
 func NewHandshakeLimit(max, perSource int) *HandshakeLimit {
-	return &HandshakeLimit{max: max, perSource: perSource, SourceEvictAge: DefaultSourceEvictAge, bySource: make(map[string]int)}
+	return &HandshakeLimit{max: max, perSource: perSource, EvictAge: DefaultEvictAge,
+		MaxQueued: defaultMaxQueued(max), bySource: make(map[string]int)}
 }
 
-// DefaultSourceEvictAge is HandshakeLimit.SourceEvictAge's default: far
-// longer than a handshake on loopback or a LAN takes, far shorter than the
-// greeting deadline that closes a silent connection anyway.
-const DefaultSourceEvictAge = 250 * time.Millisecond
+const (
+	// DefaultEvictAge is HandshakeLimit.EvictAge's default: far longer
+	// than a handshake on loopback or a LAN takes, far shorter than the
+	// greeting deadline that closes a silent connection anyway.
+	DefaultEvictAge = 250 * time.Millisecond
+)
 
-// pendingConn is one connection in its handshake, as HandshakeLimit holds it.
+// defaultMaxQueued is HandshakeLimit.MaxQueued's default: four times the
+// handshakes allowed at once, within a quarter of the open-file limit
+// (each waiting connection holds a file descriptor, and a crowd that
+// connects and never speaks must not take the descriptors the peers need:
+// past the bound, a newcomer is refused and its descriptor closed).
+func defaultMaxQueued(handshakes int) int {
+	return min(4*handshakes, max((openFiles()-fdReserve)/4, 16))
+}
+
+// pendingConn is one connection in its handshake, or waiting for one, as
+// HandshakeLimit holds it.
 type pendingConn struct {
 	conn   net.Conn
 	source string
-	at     time.Time     // when it was admitted
+	at     time.Time     // when its handshake was admitted
 	s      *socket       // the socket that accepted it
-	elem   *list.Element // nil once it left the limit
+	elem   *list.Element // in order; nil once it left the limit
+	queued *list.Element // in queue while it waits
 }
 
-// admit registers conn, whose handshake starts on socket s; when a bound
-// is reached the oldest handshake in the way is closed, and counted (as
-// refused{reason=source_limit} or {reason=handshake_limit}) by the socket
-// that accepted it. A connection past its source's bound whose oldest
-// handshake is younger than SourceEvictAge is refused: admit returns nil,
-// and the caller closes it (refuse). A nil limit admits all.
+// admit registers conn, accepted by socket s. It returns the handshake to
+// start now, or nil when conn waits for a slot (s.startQueued starts it
+// later) or was refused (closed and counted). When a bound is reached and
+// the oldest handshake in the way has waited EvictAge, that one is closed
+// and counted (as refused{reason=source_limit} or
+// {reason=handshake_limit}) by the socket that accepted it. A nil limit
+// admits all.
 func (l *HandshakeLimit) admit(conn net.Conn, s *socket) *pendingConn {
 	h := &pendingConn{conn: conn, source: sourceOf(conn.RemoteAddr()), s: s, at: time.Now()}
 	if l == nil {
 		return h
 	}
-	var victim *pendingConn
-	perSource := false
 	l.mu.Lock()
-	if l.bySource[h.source] >= l.perSource {
-		for e := l.order.Front(); e != nil; e = e.Next() {
-			if o := e.Value.(*pendingConn); o.source == h.source {
-				victim, perSource = o, true
-				break
-			}
-		}
-		if victim != nil && h.at.Sub(victim.at) < l.SourceEvictAge {
+	victim, perSource, full := l.inTheWay(h.source, h.at)
+	if full && victim == nil {
+		if l.queue.Len() < l.MaxQueued {
+			h.queued = l.queue.PushBack(h)
 			l.mu.Unlock()
-			return nil // a herd: refuse the newcomer, not the young
+			return nil
 		}
-	} else if l.order.Len() >= l.max {
-		victim = l.order.Front().Value.(*pendingConn)
+		l.mu.Unlock()
+		s.evicted(conn, perSource, l) // refused: the queue is full
+		return nil
 	}
 	if victim != nil {
 		l.remove(victim)
 	}
-	h.elem = l.order.PushBack(h)
-	l.bySource[h.source]++
+	l.start(h)
 	l.mu.Unlock()
 	if victim != nil {
 		victim.s.evicted(victim.conn, perSource, l)
@@ -192,8 +205,36 @@ func (l *HandshakeLimit) admit(conn net.Conn, s *socket) *pendingConn {
 	return h
 }
 
+// inTheWay reports whether a handshake from source would pass a bound
+// (full), which one (perSource), and the handshake in its way it may take
+// the slot of: the oldest, if it has waited EvictAge.
+func (l *HandshakeLimit) inTheWay(source string, now time.Time) (victim *pendingConn, perSource, full bool) {
+	perSource = l.bySource[source] >= l.perSource
+	if !perSource && l.order.Len() < l.max {
+		return nil, false, false
+	}
+	for e := l.order.Front(); e != nil; e = e.Next() {
+		o := e.Value.(*pendingConn)
+		if perSource && o.source != source {
+			continue
+		}
+		if now.Sub(o.at) >= l.EvictAge {
+			return o, perSource, true
+		}
+		break // the oldest in the way is young: so are the others
+	}
+	return nil, perSource, true
+}
+
+func (l *HandshakeLimit) start(h *pendingConn) {
+	h.at = time.Now()
+	h.elem = l.order.PushBack(h)
+	l.bySource[h.source]++
+}
+
 // done removes a handshake that ended (either way); once only, and not
-// after an eviction removed it.
+// after an eviction removed it. The connections waiting that its slot now
+// allows start their handshakes.
 func (l *HandshakeLimit) done(h *pendingConn) {
 	if l == nil {
 		return
@@ -202,7 +243,44 @@ func (l *HandshakeLimit) done(h *pendingConn) {
 	if h.elem != nil {
 		l.remove(h)
 	}
+	var next []*pendingConn
+	for e := l.queue.Front(); e != nil && l.order.Len() < l.max; {
+		w := e.Value.(*pendingConn)
+		e = e.Next()
+		if l.bySource[w.source] < l.perSource {
+			l.queue.Remove(w.queued)
+			w.queued = nil
+			l.start(w)
+			next = append(next, w)
+		}
+	}
 	l.mu.Unlock()
+	for _, w := range next {
+		w.s.startQueued(w)
+	}
+}
+
+// forget drops the connections of socket s that wait for a slot, and
+// closes them: s is closing.
+func (l *HandshakeLimit) forget(s *socket) {
+	if l == nil {
+		return
+	}
+	var gone []*pendingConn
+	l.mu.Lock()
+	for e := l.queue.Front(); e != nil; {
+		w := e.Value.(*pendingConn)
+		e = e.Next()
+		if w.s == s {
+			l.queue.Remove(w.queued)
+			w.queued = nil
+			gone = append(gone, w)
+		}
+	}
+	l.mu.Unlock()
+	for _, w := range gone {
+		w.conn.Close()
+	}
 }
 
 func (l *HandshakeLimit) remove(h *pendingConn) {
@@ -213,6 +291,13 @@ func (l *HandshakeLimit) remove(h *pendingConn) {
 	} else {
 		delete(l.bySource, h.source)
 	}
+}
+
+// queued is the number of connections waiting for a slot, for tests.
+func (l *HandshakeLimit) queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queue.Len()
 }
 
 // pending is the number of handshakes under way, for tests.

@@ -129,10 +129,11 @@ func readyProps(kv ...string) []byte {
 }
 
 // Past the bound on handshakes, a new connection takes the slot of the
-// oldest handshake, which is closed and counted: silent connections that
-// fill every slot cannot keep a peer out.
+// oldest handshake, once that one has waited EvictAge, which is closed and
+// counted: silent connections that fill every slot cannot keep a peer out.
 func TestHandshakeLimitEvictsOldest(t *testing.T) {
 	hs := NewHandshakeLimit(4, 100)
+	hs.EvictAge = 0 // the idle connections are old enough at once
 	r := startRouter(t, Options{Handshakes: hs})
 	var idle []net.Conn
 	for range 4 {
@@ -155,7 +156,7 @@ func TestHandshakeLimitEvictsOldest(t *testing.T) {
 // the oldest handshake from its own address, not another's.
 func TestHandshakeLimitPerSource(t *testing.T) {
 	hs := NewHandshakeLimit(100, 2)
-	hs.SourceEvictAge = 0 // the idle connections are old enough at once
+	hs.EvictAge = 0 // the idle connections are old enough at once
 	r := startRouter(t, Options{Handshakes: hs})
 	other := dialFrom(t, r.Addr(), "127.0.0.2") // the oldest of all
 	waitPending(t, hs, 1)
@@ -239,34 +240,53 @@ func TestStatsRefusalsHasEveryCounter(t *testing.T) {
 	}
 }
 
-// Past the bound per source address, a newcomer does not take the slot of
-// a handshake from its address that is younger than SourceEvictAge: it is
-// refused and counted, and the young handshakes keep their slots.
-func TestHandshakeLimitPerSourceSparesYoung(t *testing.T) {
+// Past a bound, a newcomer does not take the slot of a handshake younger
+// than EvictAge: it waits, unread, and its handshake starts when one of
+// theirs ends; the young handshakes keep their slots meanwhile.
+func TestHandshakeLimitQueuesBehindYoung(t *testing.T) {
 	hs := NewHandshakeLimit(100, 2)
-	hs.SourceEvictAge = time.Hour
+	hs.EvictAge = time.Hour
 	r := startRouter(t, Options{Handshakes: hs})
 	a := dialTCP(t, r.Addr(), 0)
 	b := dialTCP(t, r.Addr(), 0)
+	for _, c := range []net.Conn{a, b} {
+		if _, err := c.Write(nullGreeting()[:1]); err != nil { // a herd's: speaking, slowly
+			t.Fatal(err)
+		}
+	}
 	waitPending(t, hs, 2)
 	newcomer := dialTCP(t, r.Addr(), 0)
-	waitClosed(t, newcomer)
-	if got := r.Stats().RefusedSourceLimit.Load(); got != 1 {
-		t.Fatalf("RefusedSourceLimit: got %d, want 1", got)
-	}
-	for i, c := range []net.Conn{a, b} {
+	testutil.CheckFor(t, wait, func() error {
+		if n := hs.queued(); n != 1 {
+			return fmt.Errorf("waiting for a slot: %d, want 1", n)
+		}
+		return nil
+	})
+	for i, c := range []net.Conn{a, b, newcomer} {
 		if err := c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 		var err error
 		for err == nil {
-			_, err = c.Read(make([]byte, 64)) // the greeting, then nothing
+			_, err = c.Read(make([]byte, 64)) // a greeting (not the newcomer's), then nothing
 		}
 		if !isTimeout(err) {
-			t.Fatalf("young handshake %d: read got %v, want a timeout (still open)", i, err)
+			t.Fatalf("connection %d: read got %v, want a timeout (still open)", i, err)
 		}
 	}
-	waitPending(t, hs, 2)
+	if got := r.Stats().RefusedSourceLimit.Load(); got != 0 {
+		t.Fatalf("RefusedSourceLimit: got %d, want 0 (nothing refused or evicted)", got)
+	}
+	a.Close() // its handshake fails: the newcomer's starts
+	if err := newcomer.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newcomer.Read(make([]byte, 64)); err != nil {
+		t.Fatalf("the newcomer got no greeting once a slot freed: %v", err)
+	}
+	if n := hs.queued(); n != 0 {
+		t.Fatalf("still waiting: %d, want 0", n)
+	}
 }
 
 // A herd from one address, many times its bound, all connects, and few

@@ -288,8 +288,7 @@ func (s *socket) acceptLoop(ln net.Listener) {
 		delay = 5 * time.Millisecond
 		h := s.opts.Handshakes.admit(conn, s)
 		if h == nil {
-			s.evicted(conn, true, s.opts.Handshakes)
-			continue
+			continue // waits for a slot (startQueued), or was refused
 		}
 		s.wg.Add(1)
 		go func() {
@@ -299,9 +298,27 @@ func (s *socket) acceptLoop(ln net.Listener) {
 	}
 }
 
+// startQueued starts the handshake of a connection that waited for a slot
+// (HandshakeLimit.done), unless the socket is closing.
+func (s *socket) startQueued(h *pendingConn) {
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		h.conn.Close()
+		s.opts.Handshakes.done(h)
+		return
+	}
+	s.wg.Add(1) // under s.mu, before close cancels: before its wg.Wait
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.serve(h.conn, h)
+	}()
+}
+
 // evicted closes an accepted connection whose handshake slot a newer
-// connection took (HandshakeLimit.admit), or a newcomer its source's
-// bound refused, and counts it.
+// connection took (HandshakeLimit.admit), or a newcomer refused because
+// the queue of those waiting for a slot is full, and counts it.
 func (s *socket) evicted(conn net.Conn, perSource bool, l *HandshakeLimit) {
 	st := s.opts.Stats
 	c, reason, limit := &st.RefusedHandshakeLimit, "handshake_limit", l.max
@@ -424,6 +441,7 @@ func (s *socket) close() error {
 	}
 	peers := slices.Collect(maps.Keys(s.peers))
 	s.mu.Unlock()
+	s.opts.Handshakes.forget(s)
 	for _, p := range peers {
 		p.shutdown()
 	}
