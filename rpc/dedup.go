@@ -48,6 +48,7 @@ type seen struct {
 	byStr      map[string]uint64 // ids that are not UUIDs: sender + "\x00" + id
 	strs       map[uint64]string // and back, by sequence number
 	runs       map[uint64]*run   // by sender hash
+	winBits    int64             // the runs' bits may grow by this many more (2 largest windows in all)
 	remembered int               // ids remembered (len)
 	ring       [][]seenSlot      // slot of sequence number q: at q%max, in chunks of seenChunk (at)
 	replies    [][][]byte        // a CALL's reply, beside its slot, in chunks made as CALLs come (reply)
@@ -119,7 +120,9 @@ type run struct {
 // Window sizes: a run starts with runMinBits and doubles, up to the
 // power of two that holds max counters, while at least one bit in
 // runDensity is set, so that its bitmap never takes more than 8 bytes per
-// id it holds (the map takes more).
+// id it holds (the map takes more) when it grows, and while all windows'
+// bits together stay within twice the largest window (a run that held
+// many ids keeps its bits while it holds any).
 const (
 	runMinBits = 64
 	runDensity = 32
@@ -154,9 +157,10 @@ func (r *run) flip(c uint64) {
 }
 
 // holds makes the window hold counter c if it can: sliding it forward
-// over counters whose bits are clear, or growing it (up to maxBits while
-// dense enough). It reports whether c is in the window.
-func (r *run) holds(c uint64, maxBits uint64) bool {
+// over counters whose bits are clear, or growing it (up to maxBits,
+// while dense enough and while *budget, which growth spends, allows). It
+// reports whether c is in the window.
+func (r *run) holds(c uint64, maxBits uint64, budget *int64) bool {
 	for {
 		if c >= r.lo && c-r.lo < r.size() {
 			return true
@@ -187,9 +191,10 @@ func (r *run) holds(c uint64, maxBits uint64) bool {
 		if q == to {
 			return true
 		}
-		if r.size()*2 > maxBits || uint64(r.live)*runDensity < r.size() {
+		if r.size()*2 > maxBits || uint64(r.live)*runDensity < r.size() || *budget < int64(r.size()) {
 			return false
 		}
+		*budget -= int64(r.size())
 		r.grow()
 	}
 }
@@ -214,9 +219,11 @@ type seenEntry struct {
 }
 
 func newSeen(ttl time.Duration, max, maxReplyBytes int) *seen {
-	return &seen{ttl: ttl, max: max, maxReplyBytes: maxReplyBytes, seed: maphash.MakeSeed(),
+	s := &seen{ttl: ttl, max: max, maxReplyBytes: maxReplyBytes, seed: maphash.MakeSeed(),
 		byUUID: make(map[idKey]uint64), byStr: make(map[string]uint64), strs: make(map[uint64]string),
 		runs: make(map[uint64]*run)}
+	s.winBits = 2 * int64(s.maxBits())
+	return s
 }
 
 // hexVal maps an ASCII byte to its value as a lower-case hex digit, or
@@ -302,6 +309,7 @@ func (s *seen) firstOf(sender, id string, call bool, now time.Time) (fresh bool,
 		h := senderOf(&k)
 		if r = s.runs[h]; r == nil {
 			r = &run{bits: make([]uint64, runMinBits/64)}
+			s.winBits -= runMinBits
 			copy(r.prefix[:], k[:10])
 			s.runs[h] = r
 		}
@@ -309,7 +317,7 @@ func (s *seen) firstOf(sender, id string, call bool, now time.Time) (fresh bool,
 		if [10]byte(k[:10]) != r.prefix && r.live == 0 && r.mapOnly == 0 {
 			copy(r.prefix[:], k[:10]) // the sender has nothing remembered: its run takes this prefix
 		}
-		if [10]byte(k[:10]) == r.prefix && r.holds(c, s.maxBits()) {
+		if [10]byte(k[:10]) == r.prefix && r.holds(c, s.maxBits(), &s.winBits) {
 			slot.win, slot.inMap = true, call
 			if r.bit(c) || r.mapOnly > 0 {
 				if e, ok := s.entry(k, "", true); ok || r.bit(c) {
@@ -450,6 +458,7 @@ func (s *seen) forgetOldest() {
 			}
 			if r.live == 0 && r.mapOnly == 0 {
 				delete(s.runs, h)
+				s.winBits += int64(r.size())
 			}
 		}
 		s.remembered--

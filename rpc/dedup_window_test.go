@@ -137,3 +137,40 @@ func TestSeenWindowKeepsMapSmall(t *testing.T) {
 		t.Fatalf("after the TTL: %d remembered, %d in the map, %d runs; want 1, 0, 0", s.len(), len(s.byUUID), len(s.runs))
 	}
 }
+
+// The windows' bits together stay within twice the largest window
+// (16384 bits for MaxSeen 10000), however many senders grow theirs; the
+// ids the windows cannot take go to the map, and are still found. The
+// budget comes back when a run is forgotten.
+func TestSeenWindowsBudget(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	s := newSeen(time.Minute, 10000, DefaultMaxReplyBytes)
+	bits := func() (n uint64) {
+		for _, r := range s.runs {
+			n += r.size()
+		}
+		return n
+	}
+	var sent []seenOp
+	for i := range 8 { // 8 senders, 1200 ids each, every 16th counter (the rest to other servers): each window would grow to 16384 bits
+		g := newIDs()
+		for range 1200 {
+			g.n.Add(15)
+			op := seenOp{sender: fmt.Sprintf("host/%d", i), id: g.next(0)}
+			s.firstOf(op.sender, op.id, false, now)
+			sent = append(sent, op)
+		}
+	}
+	if b, most := bits(), uint64(2*16384+8*runMinBits); b > most || len(s.byUUID) == 0 {
+		t.Fatalf("%d bits in the windows (at most %d), %d ids in the map (some, for want of bits)", b, most, len(s.byUUID))
+	}
+	for _, op := range sent {
+		if fresh, _ := s.firstOf(op.sender, op.id, false, now); fresh {
+			t.Fatalf("%+v sent again: fresh", op)
+		}
+	}
+	s.firstOf("host/x", "y", false, now.Add(2*time.Minute)) // all expired
+	if s.winBits != 2*16384 || len(s.runs) != 0 {
+		t.Fatalf("after the TTL: budget %d bits, %d runs; want %d, 0", s.winBits, len(s.runs), 2*16384)
+	}
+}
