@@ -28,6 +28,15 @@ import (
 // hash of the sender in a map and a ring of slots without pointers. Only
 // CALLs' replies (chunks beside the ring, made as CALLs come) and ids
 // that are not UUIDs (a map) hold pointers.
+//
+// Most ids need no map at all: this package's clients number their ids
+// (ids: a random prefix and a counter), so a sender's ids with one prefix
+// are remembered in a window of counters, a bitmap (run). Only a CALL's id
+// is also put in the map, where its slot (and reply) is found; an id that
+// is no UUID, whose prefix is not its sender's run's, or whose counter
+// the window cannot hold takes the map as before, and while a run's
+// sender has such ids, an id the window has not seen is also looked up
+// in the map.
 type seen struct {
 	ttl           time.Duration
 	max           int
@@ -38,6 +47,9 @@ type seen struct {
 	byUUID     map[idKey]uint64  // sender hash + id -> sequence number of its slot
 	byStr      map[string]uint64 // ids that are not UUIDs: sender + "\x00" + id
 	strs       map[uint64]string // and back, by sequence number
+	runs       map[uint64]*run   // by sender hash
+	winBits    int64             // the runs' bits may grow by this many more (2 largest windows in all)
+	remembered int               // ids remembered (len)
 	ring       [][]seenSlot      // slot of sequence number q: at q%max, in chunks of seenChunk (at)
 	replies    [][][]byte        // a CALL's reply, beside its slot, in chunks made as CALLs come (reply)
 	replyBytes int               // the bytes in replies
@@ -87,7 +99,117 @@ type seenSlot struct {
 	isStr   bool
 	dead    bool  // renewed: its id lives in a later slot
 	done    bool  // a CALL answered: its reply is in replies, unless dropped
+	win     bool  // its bit is set in its sender's run
+	inMap   bool  // a UUID in byUUID: not win, or a CALL's
 	expires int64 // unix nanoseconds
+}
+
+// run is a sender's window of counters: the ids with its prefix (a UUID's
+// first 10 bytes; the last 6 are the counter) and a counter in [lo,
+// lo+64*len(bits)) are remembered exactly when their bit (counter mod
+// the window's size) is set, or, while mapOnly > 0, when they are in the
+// map.
+type run struct {
+	prefix  [10]byte
+	lo      uint64
+	bits    []uint64
+	live    int // bits set
+	mapOnly int // the sender's UUIDs remembered in the map alone (any prefix)
+}
+
+// Window sizes: a run starts with runMinBits and doubles, up to the
+// power of two that holds max counters, while at least one bit in
+// runDensity is set, so that its bitmap never takes more than 8 bytes per
+// id it holds (the map takes more) when it grows, and while all windows'
+// bits together stay within twice the largest window (a run that held
+// many ids keeps its bits while it holds any).
+const (
+	runMinBits = 64
+	runDensity = 32
+)
+
+func counterOf(k *idKey) uint64 {
+	var c uint64
+	for _, b := range k[10:16] {
+		c = c<<8 | uint64(b)
+	}
+	return c
+}
+
+func senderOf(k *idKey) uint64 {
+	var h uint64
+	for i := range 8 {
+		h |= uint64(k[16+i]) << (8 * i)
+	}
+	return h
+}
+
+func (r *run) size() uint64 { return uint64(len(r.bits)) * 64 }
+
+func (r *run) bit(c uint64) bool {
+	i := c % r.size()
+	return r.bits[i/64]>>(i%64)&1 != 0
+}
+
+func (r *run) flip(c uint64) {
+	i := c % r.size()
+	r.bits[i/64] ^= 1 << (i % 64)
+}
+
+// holds makes the window hold counter c if it can: sliding it forward
+// over counters whose bits are clear, or growing it (up to maxBits,
+// while dense enough and while *budget, which growth spends, allows). It
+// reports whether c is in the window.
+func (r *run) holds(c uint64, maxBits uint64, budget *int64) bool {
+	for {
+		if c >= r.lo && c-r.lo < r.size() {
+			return true
+		}
+		if r.live == 0 {
+			r.lo = c
+			return true
+		}
+		if c < r.lo {
+			return false
+		}
+		// Slide: the counters from lo to c-size+1 leave, as far as their
+		// bits are clear (lo only moves forward: each counter is passed
+		// once).
+		to := c - r.size() + 1
+		q := r.lo
+		for q < to {
+			if i := q % r.size(); i%64 == 0 && to-q >= 64 && r.bits[i/64] == 0 {
+				q += 64
+				continue
+			}
+			if r.bit(q) {
+				break
+			}
+			q++
+		}
+		r.lo = q
+		if q == to {
+			return true
+		}
+		if r.size()*2 > maxBits || uint64(r.live)*runDensity < r.size() || *budget < int64(r.size()) {
+			return false
+		}
+		*budget -= int64(r.size())
+		r.grow()
+	}
+}
+
+// grow doubles the window, its bits moved to where the counters they
+// stand for fall in the larger one.
+func (r *run) grow() {
+	old, n := r.bits, r.size()
+	r.bits = make([]uint64, 2*len(old))
+	for i := range n {
+		if old[i/64]>>(i%64)&1 != 0 {
+			c := r.lo + (i+n-r.lo%n)%n // the counter in [lo, lo+n) at index i
+			r.flip(c)
+		}
+	}
 }
 
 // seenEntry is what first reports of an id seen before.
@@ -97,8 +219,11 @@ type seenEntry struct {
 }
 
 func newSeen(ttl time.Duration, max, maxReplyBytes int) *seen {
-	return &seen{ttl: ttl, max: max, maxReplyBytes: maxReplyBytes, seed: maphash.MakeSeed(),
-		byUUID: make(map[idKey]uint64), byStr: make(map[string]uint64), strs: make(map[uint64]string)}
+	s := &seen{ttl: ttl, max: max, maxReplyBytes: maxReplyBytes, seed: maphash.MakeSeed(),
+		byUUID: make(map[idKey]uint64), byStr: make(map[string]uint64), strs: make(map[uint64]string),
+		runs: make(map[uint64]*run)}
+	s.winBits = 2 * int64(s.maxBits())
+	return s
 }
 
 // hexVal maps an ASCII byte to its value as a lower-case hex digit, or
@@ -165,21 +290,80 @@ func (s *seen) lookup(k idKey, str string, isUUID bool) (uint64, bool) {
 
 // first records id from sender and reports whether it is new. When it is
 // not, the entry says whether it was handled and holds the reply of a CALL.
+// It is firstOf for a CALL: done may follow.
 func (s *seen) first(sender, id string, now time.Time) (fresh bool, e seenEntry) {
+	return s.firstOf(sender, id, true, now)
+}
+
+// firstOf is first; call says whether the message is a CALL, the only
+// type whose id done may mark.
+func (s *seen) firstOf(sender, id string, call bool, now time.Time) (fresh bool, e seenEntry) {
 	k, str, isUUID := s.key(sender, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(now.UnixNano())
-	if q, ok := s.lookup(k, str, isUUID); ok {
-		slot := s.at(q)
-		e := seenEntry{done: slot.done}
-		if r := s.reply(q, false); slot.done && r != nil {
-			e.reply = *r
+	slot := seenSlot{key: k, isStr: !isUUID, inMap: isUUID, expires: now.Add(s.ttl).UnixNano()}
+	var r *run
+	var c uint64
+	if isUUID {
+		h := senderOf(&k)
+		if r = s.runs[h]; r == nil {
+			r = &run{bits: make([]uint64, runMinBits/64)}
+			s.winBits -= runMinBits
+			copy(r.prefix[:], k[:10])
+			s.runs[h] = r
 		}
+		c = counterOf(&k)
+		if [10]byte(k[:10]) != r.prefix && r.live == 0 && r.mapOnly == 0 {
+			copy(r.prefix[:], k[:10]) // the sender has nothing remembered: its run takes this prefix
+		}
+		if [10]byte(k[:10]) == r.prefix && r.holds(c, s.maxBits(), &s.winBits) {
+			slot.win, slot.inMap = true, call
+			if r.bit(c) || r.mapOnly > 0 {
+				if e, ok := s.entry(k, "", true); ok || r.bit(c) {
+					return false, e // a CAST's id in the window has no entry: not done
+				}
+			}
+			r.flip(c)
+			r.live++
+			s.add(slot, "", now)
+			s.remembered++
+			return true, seenEntry{}
+		}
+	}
+	if e, ok := s.entry(k, str, isUUID); ok {
 		return false, e
 	}
-	s.add(seenSlot{key: k, isStr: !isUUID, expires: now.Add(s.ttl).UnixNano()}, str, now)
+	if r != nil {
+		r.mapOnly++
+	}
+	s.add(slot, str, now)
+	s.remembered++
 	return true, seenEntry{}
+}
+
+// maxBits is the largest window: the power of two that holds max
+// counters.
+func (s *seen) maxBits() uint64 {
+	n := uint64(runMinBits)
+	for n < uint64(s.max) {
+		n *= 2
+	}
+	return n
+}
+
+// entry is what the map holds of a key; under mu.
+func (s *seen) entry(k idKey, str string, isUUID bool) (seenEntry, bool) {
+	q, ok := s.lookup(k, str, isUUID)
+	if !ok {
+		return seenEntry{}, false
+	}
+	slot := s.at(q)
+	e := seenEntry{done: slot.done}
+	if r := s.reply(q, false); slot.done && r != nil {
+		e.reply = *r
+	}
+	return e, true
 }
 
 // add puts a slot at the tail, forgetting the oldest if the ring is full;
@@ -194,7 +378,7 @@ func (s *seen) add(slot seenSlot, str string, now time.Time) uint64 {
 	if slot.isStr {
 		s.byStr[str] = s.next
 		s.strs[s.next] = str
-	} else {
+	} else if slot.inMap {
 		s.byUUID[slot.key] = s.next
 	}
 	if i := int(s.next % uint64(s.max)); i/seenChunk == len(s.ring) { // the ring grows to max as ids come
@@ -216,7 +400,7 @@ func (s *seen) done(sender, id string, reply []byte, now time.Time) {
 		return // forgotten meanwhile (evicted): nothing to renew
 	}
 	old := s.at(q)
-	slot := seenSlot{key: old.key, isStr: old.isStr, done: true, expires: now.Add(s.ttl).UnixNano()}
+	slot := seenSlot{key: old.key, isStr: old.isStr, win: old.win, inMap: old.inMap, done: true, expires: now.Add(s.ttl).UnixNano()}
 	s.dropReply(q)
 	old.dead = true // its map entry now names the new slot
 	q = s.add(slot, str, now)
@@ -261,8 +445,23 @@ func (s *seen) forgetOldest() {
 		if slot.isStr {
 			delete(s.byStr, s.strs[q])
 		} else {
-			delete(s.byUUID, slot.key)
+			if slot.inMap {
+				delete(s.byUUID, slot.key)
+			}
+			h := senderOf(&slot.key)
+			r := s.runs[h]
+			if slot.win {
+				r.flip(counterOf(&slot.key))
+				r.live--
+			} else {
+				r.mapOnly--
+			}
+			if r.live == 0 && r.mapOnly == 0 {
+				delete(s.runs, h)
+				s.winBits += int64(r.size())
+			}
 		}
+		s.remembered--
 	}
 	if slot.isStr {
 		delete(s.strs, q)
@@ -280,7 +479,7 @@ func (s *seen) forgetOldest() {
 func (s *seen) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.byUUID) + len(s.byStr)
+	return s.remembered
 }
 
 // counts are the ids evicted before their TTL and the replies dropped, so

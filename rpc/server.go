@@ -501,7 +501,7 @@ func (s *Server) takeAt(in inbound, via *link, now time.Time) {
 	if direct && (s.cfg.Acks || transport.IDFlags(in.msgID)&idAck != 0) && !s.cfg.testNoAcks {
 		s.answer(via, transport.TypeAck, in, nil)
 	}
-	fresh, prev := s.seen.first(in.peer, in.msgID, now)
+	fresh, prev := s.seen.firstOf(in.peer, in.msgID, in.typ == transport.TypeCall, now)
 	if !fresh {
 		s.stats.Duplicates.Add(1)
 		if in.typ == transport.TypeCall && prev.done {

@@ -65,11 +65,12 @@ var (
 // their value), else decoded. ctx and args are subslices of payload.
 func DecodeRequest(payload []byte, names map[string]string) (ctx []byte, method string, args []byte, err error) {
 	var parts [2][]byte
-	if SplitArray(payload, parts[:]) != 2 || parts[1][0] != '{' {
+	r := shape{elems: parts[:]}
+	if !scanJSON(payload, &r) || !r.array || r.n != 2 || parts[1][0] != '{' {
 		return nil, "", nil, ErrNotRequest
 	}
 	methodOK := true
-	ObjectFields(parts[1], func(key string, value []byte) {
+	field := func(key string, value []byte) {
 		switch key {
 		case "method":
 			methodOK = value[0] == '"' || string(value) == "null"
@@ -84,7 +85,14 @@ func DecodeRequest(payload []byte, names map[string]string) (ctx []byte, method 
 		case "args":
 			args = value
 		}
-	})
+	}
+	if r.nm > maxMembers {
+		ObjectFields(parts[1], field)
+	} else { // the members as the one pass found them
+		for _, m := range r.members[:r.nm] {
+			field(keyString(payload[m.key:stringEnd(payload, m.key)]), payload[m.val:m.end])
+		}
+	}
 	if !methodOK {
 		return nil, "", nil, ErrMethodType
 	}

@@ -129,3 +129,93 @@ func TestAppendRequest(t *testing.T) {
 		t.Errorf("DecodeRequest of a known method: %v allocations, want 0", n)
 	}
 }
+
+// decodeRequestTwoPass is DecodeRequest as it was before the one-pass
+// scan: Valid, then scans for the elements and the members.
+func decodeRequestTwoPass(payload []byte, names map[string]string) (ctx []byte, method string, args []byte, err error) {
+	var parts [2][]byte
+	if splitArrayTwoPass(payload, parts[:]) != 2 || parts[1][0] != '{' {
+		return nil, "", nil, ErrNotRequest
+	}
+	methodOK := true
+	ObjectFields(parts[1], func(key string, value []byte) {
+		switch key {
+		case "method":
+			methodOK = value[0] == '"' || string(value) == "null"
+			method = ""
+			if value[0] == '"' {
+				if name, ok := names[string(value[1:len(value)-1])]; ok {
+					method = name
+				} else {
+					method = String(value)
+				}
+			}
+		case "args":
+			args = value
+		}
+	})
+	if !methodOK {
+		return nil, "", nil, ErrMethodType
+	}
+	if method == "" {
+		return nil, "", nil, ErrNoMethod
+	}
+	if len(args) == 0 || string(args) == "null" {
+		args = emptyArgsObject
+	}
+	return parts[0], method, args, nil
+}
+
+// The one-pass scan finds what Valid and the scans after it found, for
+// any bytes: the same verdict, the same elements (as many as asked for,
+// and the same count), the same method, args and error.
+func FuzzOnePassMatchesTwoPass(f *testing.F) {
+	for _, s := range []string{
+		`[{}, {"method": "m", "args": {}}]`, ` [ {"a": [1, "]"]} , {"args": {"x": "\"}"}, "method": "m\u00e9"} ] `,
+		`[{}, {"method": 5, "method": "m"}]`, `[1, null]`, `[1, 2, 3]`, `[]`, `{"a": [1, 2]}`, `[[{"method": "x"}], {}]`,
+		`[{}, {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "method": "m", "args": [1]}]`,
+		`[{}, {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "method": "m", "args": [1]}]`,
+		`[{}, {"method": "m", "args": {"method": "n"}}, {"method": "o"}]`, `[{}, {"m\u0065thod": "x", "args": -1.5e3 }]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for size := range 4 {
+			got, want := make([][]byte, size), make([][]byte, size)
+			n, wn := SplitArray(b, got), splitArrayTwoPass(b, want)
+			if n != wn {
+				t.Fatalf("SplitArray(%q, %d slots) = %d, two passes: %d", b, size, n, wn)
+			}
+			for i := range min(max(n, 0), size) {
+				if string(got[i]) != string(want[i]) {
+					t.Fatalf("SplitArray(%q): element %d %q, two passes: %q", b, i, got[i], want[i])
+				}
+			}
+		}
+		for _, names := range []map[string]string{nil, {"m": "m", "x": "x"}} {
+			ctx, method, args, err := DecodeRequest(b, names)
+			wctx, wmethod, wargs, werr := decodeRequestTwoPass(b, names)
+			if err != werr || string(ctx) != string(wctx) || method != wmethod || string(args) != string(wargs) {
+				t.Fatalf("DecodeRequest(%q): %s %q %s %v; two passes: %s %q %s %v", b, ctx, method, args, err, wctx, wmethod, wargs, werr)
+			}
+		}
+	})
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	payload, _ := AppendRequest(nil, "count", []byte(`{"data": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`), 0)
+	names := map[string]string{"count": "count"}
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte, map[string]string) ([]byte, string, []byte, error)
+	}{{"OnePass", DecodeRequest}, {"TwoPass", decodeRequestTwoPass}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := bc.decode(payload, names); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -19,7 +19,13 @@ import "encoding/binary"
 // Nesting is tracked in a fixed bitset rather than by recursion, so a
 // hostile payload can neither overflow nor grow the stack, and nothing is
 // allocated.
-func Valid(b []byte) bool {
+func Valid(b []byte) bool { return scanJSON(b, nil) }
+
+// scanJSON is Valid, recording into rec (unless nil) where the elements
+// of a top-level array start and end, and the members of its second
+// element when that is an object: what a payload's decoding needs, found
+// in the one pass that checks it.
+func scanJSON(b []byte, rec *shape) bool {
 	// Bit d of objects is set when nesting level d+1 is an object rather
 	// than an array. depth is unsigned so that finding a bit is shifts and
 	// masks.
@@ -30,6 +36,9 @@ value: // b[i] should start a value; whitespace before it is skipped.
 	for {
 		if i >= len(b) {
 			return false
+		}
+		if rec != nil {
+			rec.valueStarts(b, depth, i)
 		}
 		switch b[i] {
 		case '{', '[':
@@ -50,6 +59,9 @@ value: // b[i] should start a value; whitespace before it is skipped.
 				break
 			}
 			if obj {
+				if rec != nil {
+					rec.keyStarts(depth, i)
+				}
 				if i = validMember(b, i); i < 0 {
 					return false
 				}
@@ -80,6 +92,9 @@ value: // b[i] should start a value; whitespace before it is skipped.
 		// A value ended just before b[i]: close containers until a comma
 		// asks for the next value, or the top-level value is done.
 		for {
+			if rec != nil {
+				rec.valueEnds(b, depth, i)
+			}
 			i = skipSpace(b, i)
 			if depth == 0 {
 				return i == len(b)
@@ -93,6 +108,9 @@ value: // b[i] should start a value; whitespace before it is skipped.
 			case c == ',':
 				i = skipSpace(b, i+1)
 				if obj {
+					if rec != nil {
+						rec.keyStarts(depth, i)
+					}
 					if i = validMember(b, i); i < 0 {
 						return false
 					}
