@@ -385,13 +385,7 @@ func TestListUsageAndErrors(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout string // a part of stdout
-		wantStderr string // the whole of stderr
-	}{
+	tests := []runCase{
 		{name: "help", args: []string{"list", "-h"}, wantCode: 0, wantStdout: "Usage: zmq-proxy list [options]"},
 		{name: "help long", args: []string{"list", "--help"}, wantCode: 0, wantStdout: "-w, --watch"},
 		{name: "proxy help names list", args: []string{"-h"}, wantCode: 0, wantStdout: "\n  list         print the proxies"},
@@ -403,20 +397,7 @@ func TestListUsageAndErrors(t *testing.T) {
 		{name: "CA not PEM", args: []string{"list", "--etcd-cacert", notPEM}, wantCode: 2, wantStderr: "zmq-proxy list: etcd CA certificate " + notPEM + ": no PEM certificate in it\n"},
 		{name: "list after a flag is an argument", args: []string{"-d", "list"}, wantCode: 2, wantStderr: "zmq-proxy: unexpected argument \"list\"\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
-			}
-			if got := stderr.String(); got != tt.wantStderr {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
-			}
-			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
-				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
-			}
-		})
-	}
+	checkRuns(t, nil, tests)
 }
 
 // TestListAuth: list authenticates with --etcd-user and the password from
