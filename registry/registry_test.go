@@ -22,14 +22,6 @@ func TestMain(m *testing.M) {
 
 const wait = 30 * time.Second
 
-func quiet() *slog.Logger {
-	return slog.New(slog.NewTextHandler(nopWriter{}, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
 func record(id string) Record {
 	return Record{ID: id, Kind: "double-router", Host: "h", Frontend: "tcp://127.0.0.1:1", Publisher: "tcp://127.0.0.1:3",
 		Started: time.Unix(1700000000, 0).UTC(), Generation: 1}
@@ -47,7 +39,7 @@ func newClient(t *testing.T, endpoints []string) *clientv3.Client {
 
 func register(t *testing.T, cli *clientv3.Client, rec Record, ttl time.Duration) *Registrar {
 	t.Helper()
-	r, err := NewRegistrar(Config{Client: cli, TTL: ttl, Logger: quiet(), RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, rec)
+	r, err := NewRegistrar(Config{Client: cli, TTL: ttl, Logger: testutil.Quiet(), RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +57,7 @@ type eventLog struct {
 
 func watch(t *testing.T, cli *clientv3.Client) *eventLog {
 	t.Helper()
-	return watchLogging(t, cli, quiet())
+	return watchLogging(t, cli, testutil.Quiet())
 }
 
 // watchLogging is watch with the watcher's log going to logger.
@@ -307,7 +299,7 @@ func TestWatcherRelistsAfterCompaction(t *testing.T) {
 	put(record("changed"))
 
 	l := &eventLog{set: make(map[string]Record)}
-	w := NewWatcher(cli, "", quiet())
+	w := NewWatcher(cli, "", testutil.Quiet())
 	rev, err := w.set.list(ctx, l.addEntry)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package testutil
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -70,4 +72,10 @@ func FreePorts(t testing.TB, n int) []int {
 		}
 	}
 	return out
+}
+
+// Quiet is a logger that drops every record: below Error they are not
+// even formatted. For the code under test's Logger options.
+func Quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
 }
