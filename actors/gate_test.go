@@ -76,7 +76,7 @@ func TestNewFailureWithRegistryReleasesAll(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, Logger: quietLogger(),
+	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, Logger: testutil.Quiet(),
 		Registry: RegistryConfig{Endpoints: etcd.Endpoints()}})
 	if err == nil || !strings.Contains(err.Error(), "bind frontend") {
 		t.Fatalf("New on a taken port: got %v, want the bind error", err)

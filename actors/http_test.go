@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // adminGuard: what a web page or a stranger could send is refused, with
@@ -119,7 +121,7 @@ func TestHTTPEndpointErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := Config{Kind: KindDoubleRouter, Host: "127.0.0.1", AdminAddr: ln.Addr().String(), Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}}
+	cfg := Config{Kind: KindDoubleRouter, Host: "127.0.0.1", AdminAddr: ln.Addr().String(), Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}}
 	if p, err := New(cfg); err == nil || errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "admin address "+ln.Addr().String()) {
 		if p != nil {
 			p.Close()

@@ -35,19 +35,27 @@ func records(t *testing.T, cli *clientv3.Client) []registry.Record {
 	return out
 }
 
+// startRegistered starts a double router registered as node-a, with ttl,
+// in an embedded etcd, and waits for its one record.
+func startRegistered(t *testing.T, ttl time.Duration) (*testutil.EmbeddedEtcd, *clientv3.Client, *Proxy) {
+	t.Helper()
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: ttl, Name: "node-a"}})
+	testutil.CheckFor(t, wait, func() error {
+		if n := len(records(t, cli)); n != 1 {
+			return fmt.Errorf("records: got %d, want 1", n)
+		}
+		return nil
+	})
+	return etcd, cli, p
+}
+
 // The proxy registers its bound addresses; etcd going away and coming back
 // does not stop routing, and the proxy registers again by itself; Close
 // removes the record at once.
 func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
-	etcd := testutil.Embedded(t)
-	cli := etcd.Client(t)
-	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
-	testutil.CheckFor(t, wait, func() error {
-		if len(records(t, cli)) == 1 {
-			return nil
-		}
-		return errors.New("proxy not registered")
-	})
+	etcd, cli, p := startRegistered(t, time.Second)
 	rec := records(t, cli)[0]
 	a := p.Addrs()
 	if rec.Kind != "double-router" || rec.Host != "node-a" || rec.Frontend != a.Frontend || rec.Backend != a.Backend || rec.Publisher != a.Publisher {
@@ -58,14 +66,7 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	}
 
 	var atServer collector
-	client := dealer(t, "client-1", a.Frontend, nil)
-	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	client := attach(t, p, &atServer)
 
 	etcd.Stop()
 	testutil.CheckFor(t, wait, func() error {
@@ -103,15 +104,7 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 // reports at the moment a peer sees its connection close (read from inside
 // the peer's callback, linearizably).
 func TestCloseDeregistersBeforeSocketsClose(t *testing.T) {
-	etcd := testutil.Embedded(t)
-	cli := etcd.Client(t)
-	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: 5 * time.Second, Name: "node-a"}})
-	testutil.CheckFor(t, wait, func() error {
-		if n := len(records(t, cli)); n != 1 {
-			return fmt.Errorf("records: got %d, want 1", n)
-		}
-		return nil
-	})
+	_, cli, p := startRegistered(t, 5*time.Second)
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	watch := cli.Watch(wctx, registry.DefaultPrefix, clientv3.WithPrefix())
