@@ -151,12 +151,7 @@ func TestDrainedSocketRestartsWithoutAccepting(t *testing.T) {
 	}
 	p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+FrontendName), &socketFailed{errors.New("injected failure")})
 	in := p.inboxes[FrontendName]
-	testutil.CheckFor(t, wait, func() error {
-		if !in.down.Load() {
-			return errors.New("the frontend actor has not failed yet")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "the frontend actor has not failed yet", func() bool { return in.down.Load() })
 	testutil.CheckFor(t, wait, func() error {
 		if in.down.Load() {
 			return errors.New("the frontend actor has not restarted yet")

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,12 +53,7 @@ func TestLocalPublisherRepublishesFromSubscribeOn(t *testing.T) {
 		client.Send(envelope("3", "compute.x", fmt.Sprintf("m%d", i), "payload"), nil)
 	}
 	client.Send(envelope("4", "network", "n1", "payload"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 {
-			return nil
-		}
-		return errors.New("fanout through the local proxy incomplete")
-	})
+	testutil.CheckTrue(t, wait, "fanout through the local proxy incomplete", func() bool { return a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 })
 	// Byte for byte what the central proxy published.
 	a.mu.Lock()
 	got := a.msgs[len(a.msgs)-1]

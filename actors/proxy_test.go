@@ -143,32 +143,17 @@ func TestCallReplyAndFanoutThroughActors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	testutil.CheckTrue(t, wait, "server not attached", func() bool { return p.Stats(BackendName).Peers.Load() == 1 })
 
 	client.Send(envelope("1", "server-1", "m1", "hello", "world"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("call not delivered")
-	})
+	testutil.CheckTrue(t, wait, "call not delivered", func() bool { return atServer.count(hasID("m1")) == 1 })
 	got := atServer.msgs[0]
 	want := []string{"", "1.0", "client-1", "1", "m1", "hello", "world"}
 	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("server got %q, want %q", got, want)
 	}
 	server.Send(envelope("5", "client-1", "m1", "answer"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atClient.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("reply not delivered")
-	})
+	testutil.CheckTrue(t, wait, "reply not delivered", func() bool { return atClient.count(hasID("m1")) == 1 })
 	want = []string{"", "1.0", "server-1", "5", "m1", "answer"}
 	if got := atClient.msgs[0]; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("client got %q, want %q", got, want)
@@ -214,12 +199,7 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 {
-			return nil
-		}
-		return errors.New("peers not attached")
-	})
+	testutil.CheckTrue(t, wait, "peers not attached", func() bool { return p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 })
 
 	// Keep casts flowing while the publisher fails and restarts.
 	stop := make(chan struct{})
@@ -287,12 +267,7 @@ func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
 		return nil
 	})
 	client.Send(envelope("2", "server-1", "m1", "x"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("cast not delivered on the single router")
-	})
+	testutil.CheckTrue(t, wait, "cast not delivered on the single router", func() bool { return atServer.count(hasID("m1")) == 1 })
 }
 
 func TestBadInputIsCountedAndDropped(t *testing.T) {
@@ -310,12 +285,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		client.Send(m, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("good")) == 1 {
-			return nil
-		}
-		return errors.New("good message after bad ones not delivered")
-	})
+	testutil.CheckTrue(t, wait, "good message after bad ones not delivered", func() bool { return atServer.count(hasID("good")) == 1 })
 	fe, be := p.Stats(FrontendName), p.Stats(BackendName)
 	if got := fe.DroppedMalformed.Load(); got != 3 {
 		t.Errorf("malformed drops: got %d, want 3", got)
@@ -469,12 +439,7 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 		client.Send([][]byte{{}, []byte("9.9"), []byte("2"), []byte("server-1"), []byte(fmt.Sprint(i))}, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("good")) == 1 {
-			return nil
-		}
-		return errors.New("good message after the bad ones not delivered")
-	})
+	testutil.CheckTrue(t, wait, "good message after the bad ones not delivered", func() bool { return atServer.count(hasID("good")) == 1 })
 	if got := p.Stats(FrontendName).DroppedUnknownVersion.Load(); got != n {
 		t.Fatalf("unknown version drops: got %d, want %d", got, n)
 	}

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -69,27 +68,12 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	client := attach(t, p, &atServer)
 
 	etcd.Stop()
-	testutil.CheckFor(t, wait, func() error {
-		if !p.Registered() {
-			return nil
-		}
-		return errors.New("lease loss not noticed")
-	})
+	testutil.CheckTrue(t, wait, "lease loss not noticed", func() bool { return !p.Registered() })
 	// Routing goes on without etcd.
 	client.Send(envelope("2", "server-1", "while-etcd-down", "x"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("while-etcd-down")) == 1 {
-			return nil
-		}
-		return errors.New("routing stopped while etcd was down")
-	})
+	testutil.CheckTrue(t, wait, "routing stopped while etcd was down", func() bool { return atServer.count(hasID("while-etcd-down")) == 1 })
 	etcd.Start()
-	testutil.CheckFor(t, wait, func() error {
-		if p.Registered() && len(records(t, cli)) == 1 {
-			return nil
-		}
-		return errors.New("proxy did not register again")
-	})
+	testutil.CheckTrue(t, wait, "proxy did not register again", func() bool { return p.Registered() && len(records(t, cli)) == 1 })
 
 	if err := p.Close(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -126,12 +125,7 @@ func TestDealerBurstInOrder(t *testing.T) {
 	var got collector
 	r := startRouter(t, Options{OnBatch: got.onBatch})
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 2000}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 	const n = 1000
 	for i := range n {
 		if !d.Send(frames(fmt.Sprint(i)), nil) {
@@ -187,12 +181,7 @@ func TestHeldBatchesStayIntact(t *testing.T) {
 		}
 	}})
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 10000}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 
 	// Enough bytes for many read buffers, with messages across their ends.
 	for i := range n {

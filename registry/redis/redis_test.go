@@ -362,12 +362,7 @@ func TestRegistrarCloseWithRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, waitFor, func() error {
-		if !reg.Registered() {
-			return errors.New("not registered")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, waitFor, "not registered", func() bool { return reg.Registered() })
 	r.Kill()
 	if err := reg.Close(); err != nil {
 		t.Errorf("Close: %v", err)
