@@ -49,22 +49,10 @@ func silentEndpoint(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// refusedEndpoint is a loopback endpoint where nothing listens.
-func refusedEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // NewClient gives up within its dial timeout when etcd does not answer,
 // with or without a user name, and says where it looked.
 func TestNewClientBounded(t *testing.T) {
-	silent, refused := silentEndpoint(t), refusedEndpoint(t)
+	silent, refused := silentEndpoint(t), testutil.FreeAddr(t)
 	for _, tc := range []struct {
 		name     string
 		cfg      ClientConfig

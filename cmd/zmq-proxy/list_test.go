@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,19 +77,6 @@ func recordJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// closedAddr is a loopback address where nothing listens: a port that was
-// free a moment ago.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // wantTable checks a table: the header, then one row per record, the
@@ -330,7 +316,7 @@ func TestListWatchJSON(t *testing.T) {
 // with one line, and exit code 1.
 func TestListNoEtcd(t *testing.T) {
 	hermeticEnv(t)
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t)
 	tests := []struct {
 		name       string
 		args       []string

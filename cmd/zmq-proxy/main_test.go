@@ -112,7 +112,7 @@ func TestBinary(t *testing.T) {
 	}
 	hermeticEnv(t) // after go build: it needs the real $HOME for its caches
 
-	noEtcd := closedAddr(t)
+	noEtcd := testutil.FreeAddr(t)
 	listTimeout, err := time.ParseDuration(config.DefaultListTimeout)
 	if err != nil {
 		t.Fatal(err)
