@@ -302,13 +302,9 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 }
 
 func TestBindFailureIsAnError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Taken(t)
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
+	_, err := New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
 	if err == nil {
 		t.Fatal("New on a taken port: got no error")
 	}

@@ -523,34 +523,10 @@ func TestFencedRegistration(t *testing.T) {
 // Close every send is ErrClosed.
 func TestSendsBounded(t *testing.T) {
 	sys := newSystem(t, 0)
-	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never greets
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mute.Close()
-	var held []net.Conn
-	var hmu sync.Mutex
-	go func() {
-		for {
-			conn, err := mute.Accept()
-			if err != nil {
-				return
-			}
-			hmu.Lock()
-			held = append(held, conn)
-			hmu.Unlock()
-		}
-	}()
-	defer func() {
-		hmu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		hmu.Unlock()
-	}()
+	mute := testutil.Silent(t) // accepts, never greets
 	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
-		registry.Record{ID: "node0/mute", Kind: "double-router", Host: "node0", Frontend: "tcp://" + mute.Addr().String(),
-			Publisher: "tcp://" + mute.Addr().String()})
+		registry.Record{ID: "node0/mute", Kind: "double-router", Host: "node0", Frontend: "tcp://" + mute,
+			Publisher: "tcp://" + mute})
 	if err != nil {
 		t.Fatal(err)
 	}
