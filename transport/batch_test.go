@@ -127,20 +127,7 @@ func TestDealerBurstInOrder(t *testing.T) {
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 2000}, r.Addr())
 	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 	const n = 1000
-	for i := range n {
-		if !d.Send(frames(fmt.Sprint(i)), nil) {
-			t.Fatalf("Send %d: got false, want true", i)
-		}
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if got.count() == n {
-			return nil
-		}
-		return fmt.Errorf("%d messages arrive", n)
-	})
-	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
-		t.Fatalf("got the messages out of order: %v", at)
-	}
+	sendInOrder(t, d, &got, n)
 	t.Logf("%d messages in %d batches", n, got.batchCount())
 }
 

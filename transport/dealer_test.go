@@ -88,6 +88,26 @@ func TestDealerRoundRobin(t *testing.T) {
 	}
 }
 
+// sendInOrder sends messages 0 to n-1 through d, each accepted, waits
+// until got has all n, and checks their order.
+func sendInOrder(t *testing.T, d *Dealer, got *collector, n int) {
+	t.Helper()
+	for i := range n {
+		if !d.Send(frames(strconv.Itoa(i)), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if c := got.count(); c != n {
+			return fmt.Errorf("%d of the %d messages arrived", c, n)
+		}
+		return nil
+	})
+	if at := indexesAt(got); !slices.Equal(at, seq(0, n)) {
+		t.Errorf("got the messages out of order: %v, want %v", at, seq(0, n))
+	}
+}
+
 func seq(from, to int) []int {
 	var out []int
 	for i := from; i < to; i++ {
@@ -221,21 +241,7 @@ func TestDealerSkipsPeerAtHWM(t *testing.T) {
 	d.active.add(full)
 	t.Cleanup(func() { d.active.remove(full) })
 
-	const n = 10
-	for i := range n {
-		if !d.Send(frames(strconv.Itoa(i)), nil) {
-			t.Fatalf("Send %d: got false, want true (one peer has room)", i)
-		}
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if got.count() == n {
-			return nil
-		}
-		return fmt.Errorf("all %d messages reach the peer with room", n)
-	})
-	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
-		t.Errorf("got %v, want %v", at, seq(0, n))
-	}
+	sendInOrder(t, d, &got, 10) // all reach the peer with room
 	if got := d.Stats().DroppedHWM.Load(); got != 0 {
 		t.Errorf("DroppedHWM: got %d, want 0", got)
 	}
