@@ -18,7 +18,7 @@ import (
 // is dropped at a high-water mark (dropped/op says if one was).
 func BenchmarkProxyCast(b *testing.B) {
 	const burst, window = 64, 512
-	p, err := New(Config{Kind: KindDoubleRouter, Host: "127.0.0.1", Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}})
+	p, err := New(Config{Kind: KindDoubleRouter, Host: "127.0.0.1", Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,23 +16,10 @@ import (
 // Drain deletes the record first, routes on while a peer sends, ends on
 // the timeout, and Close after it is prompt.
 func TestDrainDeregistersAndRoutes(t *testing.T) {
-	etcd := testutil.Embedded(t)
-	cli := etcd.Client(t)
-	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: 5 * time.Second, Name: "node-a"}})
-	testutil.CheckFor(t, wait, func() error {
-		if n := len(records(t, cli)); n != 1 {
-			return fmt.Errorf("%d records, want 1", n)
-		}
-		return nil
-	})
-	a := p.Addrs()
+	_, cli, p := startRegistered(t, 5*time.Second)
 	var atServer collector
-	client := dealer(t, "client-1", a.Frontend, nil)
-	dealer(t, "server-1", a.Backend, &atServer)
+	client := attach(t, p, &atServer)
 	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
-			return fmt.Errorf("%d peers on the backend, want 1", n)
-		}
 		if n := p.Stats(FrontendName).Peers.Load(); n != 1 { // the drain counts both
 			return fmt.Errorf("%d peers on the frontend, want 1", n)
 		}
@@ -123,14 +110,7 @@ func TestDrainStopsAccepting(t *testing.T) {
 	p := startProxy(t, Config{Kind: KindDoubleRouter})
 	a := p.Addrs()
 	var atServer collector
-	client := dealer(t, "client-1", a.Frontend, nil)
-	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
-			return fmt.Errorf("%d peers on the backend, want 1", n)
-		}
-		return nil
-	})
+	client := attach(t, p, &atServer)
 	ctx, cancel := context.WithCancel(context.Background())
 	drained := make(chan DrainReport, 1)
 	go func() { drained <- p.Drain(ctx, time.Minute) }()
@@ -171,12 +151,7 @@ func TestDrainedSocketRestartsWithoutAccepting(t *testing.T) {
 	}
 	p.system.Root.Send(p.system.NewLocalPID(supervisorName+"/"+FrontendName), &socketFailed{errors.New("injected failure")})
 	in := p.inboxes[FrontendName]
-	testutil.CheckFor(t, wait, func() error {
-		if !in.down.Load() {
-			return errors.New("the frontend actor has not failed yet")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "the frontend actor has not failed yet", func() bool { return in.down.Load() })
 	testutil.CheckFor(t, wait, func() error {
 		if in.down.Load() {
 			return errors.New("the frontend actor has not restarted yet")

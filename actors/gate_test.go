@@ -70,13 +70,9 @@ func TestErrClosedByClose(t *testing.T) {
 // etcd client included): goleak in TestMain fails the package otherwise.
 func TestNewFailureWithRegistryReleasesAll(t *testing.T) {
 	etcd := testutil.Embedded(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Taken(t)
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, Logger: quietLogger(),
+	_, err := New(Config{Host: "127.0.0.1", FrontendPort: port, Logger: testutil.Quiet(),
 		Registry: RegistryConfig{Endpoints: etcd.Endpoints()}})
 	if err == nil || !strings.Contains(err.Error(), "bind frontend") {
 		t.Fatalf("New on a taken port: got %v, want the bind error", err)

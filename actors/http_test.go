@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // adminGuard: what a web page or a stranger could send is refused, with
@@ -114,12 +116,8 @@ func TestHTTPEndpoints(t *testing.T) {
 // An admin address that is taken fails New with the address, not as a
 // configuration error; an admin address others can reach needs a token.
 func TestHTTPEndpointErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cfg := Config{Kind: KindDoubleRouter, Host: "127.0.0.1", AdminAddr: ln.Addr().String(), Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}}
+	ln := testutil.Taken(t)
+	cfg := Config{Kind: KindDoubleRouter, Host: "127.0.0.1", AdminAddr: ln.Addr().String(), Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}}
 	if p, err := New(cfg); err == nil || errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "admin address "+ln.Addr().String()) {
 		if p != nil {
 			p.Close()

@@ -3,6 +3,7 @@ package actors
 import (
 	"testing"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
 
@@ -25,7 +26,7 @@ func fanoutBatch(n int) *transport.Batch {
 // messages of the receiver's kind counted; what waited when the inbox
 // went down is released then, and the actor skips it afterwards.
 func TestInboxDownDropsAndCounts(t *testing.T) {
-	system := newActorSystem(quietLogger()) // a short dead-letter throttle, which goleak waits out
+	system := newActorSystem(testutil.Quiet()) // a short dead-letter throttle, which goleak waits out
 	defer system.Shutdown()
 	st := new(transport.Stats)
 	in := newInbox(system.NewLocalPID("nobody"), st)

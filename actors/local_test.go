@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,12 +53,7 @@ func TestLocalPublisherRepublishesFromSubscribeOn(t *testing.T) {
 		client.Send(envelope("3", "compute.x", fmt.Sprintf("m%d", i), "payload"), nil)
 	}
 	client.Send(envelope("4", "network", "n1", "payload"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 {
-			return nil
-		}
-		return errors.New("fanout through the local proxy incomplete")
-	})
+	testutil.CheckTrue(t, wait, "fanout through the local proxy incomplete", func() bool { return a.count(hasPrefixID("m")) == 100 && b.count(hasID("n1")) == 1 })
 	// Byte for byte what the central proxy published.
 	a.mu.Lock()
 	got := a.msgs[len(a.msgs)-1]
@@ -84,6 +78,14 @@ func hasPrefixID(prefix string) func(transport.Msg) bool {
 func TestLocalPublisherFollowsRegistry(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	reg := RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second}
+	checkLocalFollows(t, reg, "etcd")
+}
+
+// checkLocalFollows checks that a local proxy without subscribe_on, in reg,
+// subscribes to a central proxy registered there, drops it when it closes
+// and picks up its successor; from names the registry in the messages.
+func checkLocalFollows(t *testing.T, reg RegistryConfig, from string) {
+	t.Helper()
 	central := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
 	local := startProxy(t, Config{Kind: KindLocalPublisher, Registry: reg})
 	var c collector
@@ -93,10 +95,10 @@ func TestLocalPublisherFollowsRegistry(t *testing.T) {
 
 	central.Close()
 	testutil.CheckFor(t, wait, func() error {
-		if local.Stats(SubscriberName).Peers.Load() == 0 {
-			return nil
+		if n := local.Stats(SubscriberName).Peers.Load(); n != 0 {
+			return fmt.Errorf("local proxy has %d publisher connections after the central one left %s, want 0", n, from)
 		}
-		return errors.New("local proxy still connected to the closed central proxy")
+		return nil
 	})
 	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
 	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
@@ -107,7 +109,7 @@ func TestLocalPublisherFollowsRegistry(t *testing.T) {
 }
 
 func TestLocalPublisherNeedsASource(t *testing.T) {
-	_, err := New(Config{Kind: KindLocalPublisher, Host: "127.0.0.1", Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}})
+	_, err := New(Config{Kind: KindLocalPublisher, Host: "127.0.0.1", Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
 	if err == nil || !strings.Contains(err.Error(), "subscribe_on") {
 		t.Fatalf("local proxy with no source: got %v, want an error naming subscribe_on", err)
 	}

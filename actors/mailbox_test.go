@@ -60,7 +60,7 @@ type mailboxProbe struct {
 
 func newMailboxProbe(t *testing.T) *mailboxProbe {
 	t.Helper()
-	m := &mailboxProbe{system: newActorSystem(quietLogger())}
+	m := &mailboxProbe{system: newActorSystem(testutil.Quiet())}
 	t.Cleanup(m.system.Shutdown)
 	m.a = mailboxActor{started: new(atomic.Int32), release: make(chan struct{}), entered: make(chan struct{}, 1), mu: &m.mu, got: &m.got, gids: &m.gids}
 	props := actor.PropsFromProducer(func() actor.Actor { a := m.a; return &a }, withSocketMailbox)

@@ -26,14 +26,6 @@ func TestMain(m *testing.M) {
 
 const wait = 20 * time.Second
 
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // collector gathers the messages a test socket receives.
 type collector struct {
 	mu   sync.Mutex
@@ -68,7 +60,7 @@ func (c *collector) count(pred func(transport.Msg) bool) int {
 func startProxy(t *testing.T, cfg Config) *Proxy {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testutil.Quiet()
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -82,6 +74,22 @@ func startProxy(t *testing.T, cfg Config) *Proxy {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// attach connects "client-1" to p's frontend and "server-1", gathering
+// into atServer, to its backend, and waits until the backend counts the
+// server. It returns the client.
+func attach(t *testing.T, p *Proxy, atServer *collector) *transport.Dealer {
+	t.Helper()
+	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
+	dealer(t, "server-1", p.Addrs().Backend, atServer)
+	testutil.CheckFor(t, wait, func() error {
+		if n := p.Stats(BackendName).Peers.Load(); n != 1 {
+			return fmt.Errorf("%d peers on the backend, want 1", n)
+		}
+		return nil
+	})
+	return client
 }
 
 func dealer(t *testing.T, id string, endpoint string, c *collector) *transport.Dealer {
@@ -135,32 +143,17 @@ func TestCallReplyAndFanoutThroughActors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	testutil.CheckTrue(t, wait, "server not attached", func() bool { return p.Stats(BackendName).Peers.Load() == 1 })
 
 	client.Send(envelope("1", "server-1", "m1", "hello", "world"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("call not delivered")
-	})
+	testutil.CheckTrue(t, wait, "call not delivered", func() bool { return atServer.count(hasID("m1")) == 1 })
 	got := atServer.msgs[0]
 	want := []string{"", "1.0", "client-1", "1", "m1", "hello", "world"}
 	if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("server got %q, want %q", got, want)
 	}
 	server.Send(envelope("5", "client-1", "m1", "answer"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atClient.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("reply not delivered")
-	})
+	testutil.CheckTrue(t, wait, "reply not delivered", func() bool { return atClient.count(hasID("m1")) == 1 })
 	want = []string{"", "1.0", "server-1", "5", "m1", "answer"}
 	if got := atClient.msgs[0]; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("client got %q, want %q", got, want)
@@ -206,12 +199,7 @@ func TestFailedSocketActorRestartsOnSameAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 {
-			return nil
-		}
-		return errors.New("peers not attached")
-	})
+	testutil.CheckTrue(t, wait, "peers not attached", func() bool { return p.Stats(BackendName).Peers.Load() == 1 && sub.Connected() == 1 })
 
 	// Keep casts flowing while the publisher fails and restarts.
 	stop := make(chan struct{})
@@ -279,25 +267,13 @@ func TestSingleRouterRoutesOnOneSocket(t *testing.T) {
 		return nil
 	})
 	client.Send(envelope("2", "server-1", "m1", "x"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("m1")) == 1 {
-			return nil
-		}
-		return errors.New("cast not delivered on the single router")
-	})
+	testutil.CheckTrue(t, wait, "cast not delivered on the single router", func() bool { return atServer.count(hasID("m1")) == 1 })
 }
 
 func TestBadInputIsCountedAndDropped(t *testing.T) {
 	p := startProxy(t, Config{Kind: KindDoubleRouter})
 	var atServer collector
-	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
-	dealer(t, "server-1", p.Addrs().Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	client := attach(t, p, &atServer)
 	bad := [][][]byte{
 		{[]byte("x"), []byte("1.0"), []byte("2"), []byte("server-1"), []byte("b1")},                               // delimiter
 		envelope("9", "server-1", "b2"),                                                                           // type
@@ -309,12 +285,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		client.Send(m, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("good")) == 1 {
-			return nil
-		}
-		return errors.New("good message after bad ones not delivered")
-	})
+	testutil.CheckTrue(t, wait, "good message after bad ones not delivered", func() bool { return atServer.count(hasID("good")) == 1 })
 	fe, be := p.Stats(FrontendName), p.Stats(BackendName)
 	if got := fe.DroppedMalformed.Load(); got != 3 {
 		t.Errorf("malformed drops: got %d, want 3", got)
@@ -331,13 +302,9 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 }
 
 func TestBindFailureIsAnError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Taken(t)
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}})
+	_, err := New(Config{Host: "127.0.0.1", FrontendPort: port, BackendPort: 0, Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
 	if err == nil {
 		t.Fatal("New on a taken port: got no error")
 	}
@@ -417,12 +384,12 @@ func (alwaysFails) Receive(ctx actor.Context) {
 }
 
 func TestStrategyGivesUpAfterMaxRestarts(t *testing.T) {
-	system := newActorSystem(quietLogger())
+	system := newActorSystem(testutil.Quiet())
 	defer system.Shutdown()
 	gaveUp := make(chan any, 1)
 	strategy := &backoffStrategy{minDelay: time.Millisecond, maxDelay: 5 * time.Millisecond, maxRestarts: 3, window: time.Minute,
-		log: quietLogger(), giveUp: func(_ *actor.PID, reason any) { gaveUp <- reason }}
-	props := supervisorProps([]childSpec{{"x", actor.PropsFromProducer(func() actor.Actor { return alwaysFails{} })}}, strategy, quietLogger())
+		log: testutil.Quiet(), giveUp: func(_ *actor.PID, reason any) { gaveUp <- reason }}
+	props := supervisorProps([]childSpec{{"x", actor.PropsFromProducer(func() actor.Actor { return alwaysFails{} })}}, strategy, testutil.Quiet())
 	sup, err := system.Root.SpawnNamed(props, "sup")
 	if err != nil {
 		t.Fatal(err)
@@ -462,25 +429,13 @@ func TestUnknownVersionWarnsOnceNotPerMessage(t *testing.T) {
 	h := &countingHandler{msg: "message dropped: unknown version"}
 	p := startProxy(t, Config{Kind: KindDoubleRouter, Logger: slog.New(h)})
 	var atServer collector
-	client := dealer(t, "client-1", p.Addrs().Frontend, nil)
-	dealer(t, "server-1", p.Addrs().Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	client := attach(t, p, &atServer)
 	const n = 500
 	for i := range n {
 		client.Send([][]byte{{}, []byte("9.9"), []byte("2"), []byte("server-1"), []byte(fmt.Sprint(i))}, nil)
 	}
 	client.Send(envelope("2", "server-1", "good"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("good")) == 1 {
-			return nil
-		}
-		return errors.New("good message after the bad ones not delivered")
-	})
+	testutil.CheckTrue(t, wait, "good message after the bad ones not delivered", func() bool { return atServer.count(hasID("good")) == 1 })
 	if got := p.Stats(FrontendName).DroppedUnknownVersion.Load(); got != n {
 		t.Fatalf("unknown version drops: got %d, want %d", got, n)
 	}

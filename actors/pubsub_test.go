@@ -109,7 +109,7 @@ func TestFanoutRoutedOrPublished(t *testing.T) {
 
 func TestLocalPublisherRefusesRouterOnly(t *testing.T) {
 	_, err := New(Config{Kind: KindLocalPublisher, PubSub: PubSubOff, SubscribeOn: []string{"127.0.0.1:1"},
-		Host: "127.0.0.1", Logger: quietLogger(), Registry: RegistryConfig{Disabled: true}})
+		Host: "127.0.0.1", Logger: testutil.Quiet(), Registry: RegistryConfig{Disabled: true}})
 	if err == nil || !strings.Contains(err.Error(), "use_pub_sub") {
 		t.Fatalf("local proxy with use_pub_sub = false: got %v, want an error naming use_pub_sub", err)
 	}

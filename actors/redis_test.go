@@ -27,7 +27,7 @@ func hostport(ep string) string { return strings.TrimPrefix(ep, "tcp://") }
 
 func TestProxyRegistersInRedis(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	defer m.Close()
 	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Update: time.Second}}
 
@@ -61,7 +61,7 @@ func TestProxyRegistersInRedis(t *testing.T) {
 // element.
 func TestSingleRouterAndRouterOnlyInRedis(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	defer m.Close()
 	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr()}}
 	port := freePort(t)
@@ -88,26 +88,7 @@ func TestSingleRouterAndRouterOnlyInRedis(t *testing.T) {
 func TestLocalPublisherFollowsRedis(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
 	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Poll: 50 * time.Millisecond}}
-	central := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
-	local := startProxy(t, Config{Kind: KindLocalPublisher, Registry: reg})
-	var c collector
-	subscriber(t, local.Addrs().Publisher, &c, "")
-	client := dealer(t, "client-1", central.Addrs().Frontend, nil)
-	fanoutUntil(t, client, "t", "first", &c)
-
-	central.Close()
-	testutil.CheckFor(t, wait, func() error {
-		if n := local.Stats(SubscriberName).Peers.Load(); n != 0 {
-			return fmt.Errorf("local proxy has %d publisher connections after the central one left Redis, want 0", n)
-		}
-		return nil
-	})
-	central2 := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
-	client2 := dealer(t, "client-2", central2.Addrs().Frontend, nil)
-	fanoutUntil(t, client2, "t", "second", &c)
-	if n := local.Stats(SubscriberName).Peers.Load(); n != 1 {
-		t.Fatalf("local proxy has %d publisher connections, want 1", n)
-	}
+	checkLocalFollows(t, reg, "Redis")
 }
 
 // Redis down at start: the proxy starts and routes anyway, and registers
@@ -117,16 +98,8 @@ func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 	r.Kill()
 	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Update: time.Second}}
 	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: reg})
-	a := p.Addrs()
 	var atServer collector
-	client := dealer(t, "client-1", a.Frontend, nil)
-	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() != 1 {
-			return fmt.Errorf("server not attached")
-		}
-		return nil
-	})
+	client := attach(t, p, &atServer)
 	client.Send(envelope("2", "server-1", "m1", "x"), nil)
 	testutil.CheckFor(t, wait, func() error {
 		if n := atServer.count(hasID("m1")); n != 1 {
@@ -158,7 +131,7 @@ func TestProxyStartsAndRoutesWithRedisDown(t *testing.T) {
 func TestLocalPublisherSkipsRouterOnlyCentral(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
 	reg := RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr(), Poll: 50 * time.Millisecond}}
-	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	defer m.Close()
 	startProxy(t, Config{Kind: KindDoubleRouter, PubSub: PubSubOff, Registry: reg})
 	testutil.CheckFor(t, wait, func() error {
@@ -186,7 +159,7 @@ func TestLocalPublisherSkipsRouterOnlyCentral(t *testing.T) {
 // PUBLISHERS and ROUTERS are empty while it still routes.
 func TestDrainLeavesRedisFirst(t *testing.T) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quietLogger()})
+	m := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	defer m.Close()
 	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{TTL: 5 * time.Second, Redis: RedisConfig{Addr: r.Addr()}}})
 	testutil.CheckFor(t, wait, func() error {

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -35,19 +34,27 @@ func records(t *testing.T, cli *clientv3.Client) []registry.Record {
 	return out
 }
 
+// startRegistered starts a double router registered as node-a, with ttl,
+// in an embedded etcd, and waits for its one record.
+func startRegistered(t *testing.T, ttl time.Duration) (*testutil.EmbeddedEtcd, *clientv3.Client, *Proxy) {
+	t.Helper()
+	etcd := testutil.Embedded(t)
+	cli := etcd.Client(t)
+	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: ttl, Name: "node-a"}})
+	testutil.CheckFor(t, wait, func() error {
+		if n := len(records(t, cli)); n != 1 {
+			return fmt.Errorf("records: got %d, want 1", n)
+		}
+		return nil
+	})
+	return etcd, cli, p
+}
+
 // The proxy registers its bound addresses; etcd going away and coming back
 // does not stop routing, and the proxy registers again by itself; Close
 // removes the record at once.
 func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
-	etcd := testutil.Embedded(t)
-	cli := etcd.Client(t)
-	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: time.Second, Name: "node-a"}})
-	testutil.CheckFor(t, wait, func() error {
-		if len(records(t, cli)) == 1 {
-			return nil
-		}
-		return errors.New("proxy not registered")
-	})
+	etcd, cli, p := startRegistered(t, time.Second)
 	rec := records(t, cli)[0]
 	a := p.Addrs()
 	if rec.Kind != "double-router" || rec.Host != "node-a" || rec.Frontend != a.Frontend || rec.Backend != a.Backend || rec.Publisher != a.Publisher {
@@ -58,37 +65,15 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 	}
 
 	var atServer collector
-	client := dealer(t, "client-1", a.Frontend, nil)
-	dealer(t, "server-1", a.Backend, &atServer)
-	testutil.CheckFor(t, wait, func() error {
-		if p.Stats(BackendName).Peers.Load() == 1 {
-			return nil
-		}
-		return errors.New("server not attached")
-	})
+	client := attach(t, p, &atServer)
 
 	etcd.Stop()
-	testutil.CheckFor(t, wait, func() error {
-		if !p.Registered() {
-			return nil
-		}
-		return errors.New("lease loss not noticed")
-	})
+	testutil.CheckTrue(t, wait, "lease loss not noticed", func() bool { return !p.Registered() })
 	// Routing goes on without etcd.
 	client.Send(envelope("2", "server-1", "while-etcd-down", "x"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if atServer.count(hasID("while-etcd-down")) == 1 {
-			return nil
-		}
-		return errors.New("routing stopped while etcd was down")
-	})
+	testutil.CheckTrue(t, wait, "routing stopped while etcd was down", func() bool { return atServer.count(hasID("while-etcd-down")) == 1 })
 	etcd.Start()
-	testutil.CheckFor(t, wait, func() error {
-		if p.Registered() && len(records(t, cli)) == 1 {
-			return nil
-		}
-		return errors.New("proxy did not register again")
-	})
+	testutil.CheckTrue(t, wait, "proxy did not register again", func() bool { return p.Registered() && len(records(t, cli)) == 1 })
 
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -103,15 +88,7 @@ func TestProxyRegistersAndSurvivesEtcdRestart(t *testing.T) {
 // reports at the moment a peer sees its connection close (read from inside
 // the peer's callback, linearizably).
 func TestCloseDeregistersBeforeSocketsClose(t *testing.T) {
-	etcd := testutil.Embedded(t)
-	cli := etcd.Client(t)
-	p := startProxy(t, Config{Kind: KindDoubleRouter, Registry: RegistryConfig{Endpoints: etcd.Endpoints(), TTL: 5 * time.Second, Name: "node-a"}})
-	testutil.CheckFor(t, wait, func() error {
-		if n := len(records(t, cli)); n != 1 {
-			return fmt.Errorf("records: got %d, want 1", n)
-		}
-		return nil
-	})
+	_, cli, p := startRegistered(t, 5*time.Second)
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	watch := cli.Watch(wctx, registry.DefaultPrefix, clientv3.WithPrefix())

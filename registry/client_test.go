@@ -3,9 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,57 +12,10 @@ import (
 	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
-// silentEndpoint is a loopback endpoint that accepts connections and never
-// says a word, as a hung etcd; closed in t.Cleanup.
-func silentEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-// refusedEndpoint is a loopback endpoint where nothing listens.
-func refusedEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // NewClient gives up within its dial timeout when etcd does not answer,
 // with or without a user name, and says where it looked.
 func TestNewClientBounded(t *testing.T) {
-	silent, refused := silentEndpoint(t), refusedEndpoint(t)
+	silent, refused := testutil.Silent(t), testutil.FreeAddr(t)
 	for _, tc := range []struct {
 		name     string
 		cfg      ClientConfig
@@ -105,7 +56,7 @@ func TestNewClientBounded(t *testing.T) {
 // while etcd is down.
 func TestNewClientBackground(t *testing.T) {
 	start := time.Now()
-	cli, err := NewClient(ClientConfig{Endpoints: []string{silentEndpoint(t)}, DialTimeout: 10 * time.Second, Background: true})
+	cli, err := NewClient(ClientConfig{Endpoints: []string{testutil.Silent(t)}, DialTimeout: 10 * time.Second, Background: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func etcdImpl(t *testing.T) impl {
 	etcd := testutil.Embedded(t)
 	cli := newClient(t, etcd.Endpoints())
 	return impl{
-		reg:    NewEtcd(cli, Options{Logger: quiet()}),
+		reg:    NewEtcd(cli, Options{Logger: testutil.Quiet()}),
 		stored: func() bool { return keyExists(t, cli, "p1") },
 		lose: func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -49,12 +49,12 @@ func etcdImpl(t *testing.T) impl {
 
 func redisImpl(t *testing.T, poll time.Duration) (impl, *redismm.Matchmaker) {
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	mm := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quiet()})
+	mm := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	t.Cleanup(func() { mm.Close() })
 	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { admin.Close() })
 	return impl{
-		reg: NewRedis(mm, Options{Poll: poll, Logger: quiet()}),
+		reg: NewRedis(mm, Options{Poll: poll, Logger: testutil.Quiet()}),
 		stored: func() bool {
 			live, err := mm.LiveMembers(context.Background(), redismm.PublishersKey)
 			return err == nil && len(live) == 1 && live[0] == "127.0.0.1:3,127.0.0.1:1"

@@ -22,14 +22,6 @@ func TestMain(m *testing.M) {
 
 const wait = 30 * time.Second
 
-func quiet() *slog.Logger {
-	return slog.New(slog.NewTextHandler(nopWriter{}, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
 func record(id string) Record {
 	return Record{ID: id, Kind: "double-router", Host: "h", Frontend: "tcp://127.0.0.1:1", Publisher: "tcp://127.0.0.1:3",
 		Started: time.Unix(1700000000, 0).UTC(), Generation: 1}
@@ -47,7 +39,7 @@ func newClient(t *testing.T, endpoints []string) *clientv3.Client {
 
 func register(t *testing.T, cli *clientv3.Client, rec Record, ttl time.Duration) *Registrar {
 	t.Helper()
-	r, err := NewRegistrar(Config{Client: cli, TTL: ttl, Logger: quiet(), RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, rec)
+	r, err := NewRegistrar(Config{Client: cli, TTL: ttl, Logger: testutil.Quiet(), RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +57,7 @@ type eventLog struct {
 
 func watch(t *testing.T, cli *clientv3.Client) *eventLog {
 	t.Helper()
-	return watchLogging(t, cli, quiet())
+	return watchLogging(t, cli, testutil.Quiet())
 }
 
 // watchLogging is watch with the watcher's log going to logger.
@@ -171,12 +163,7 @@ func TestRegisterWatchAndCloseRemovesAtOnce(t *testing.T) {
 	cli := newClient(t, etcd.Endpoints())
 	events := watch(t, cli)
 	r := register(t, cli, record("a"), 5*time.Second)
-	testutil.CheckFor(t, wait, func() error {
-		if !(events.has("a") && r.Registered()) {
-			return errors.New("watch did not see the record")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "watch did not see the record", func() bool { return events.has("a") && r.Registered() })
 	if got := events.set["a"]; got != record("a") {
 		t.Fatalf("watched record: got %+v, want %+v", got, record("a"))
 	}
@@ -223,12 +210,7 @@ func TestRecordOfDeadProxyExpiresAfterTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := register(t, dying, record("dead"), time.Second)
-	testutil.CheckFor(t, wait, func() error {
-		if !r.Registered() {
-			return errors.New("not registered")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "not registered", func() bool { return r.Registered() })
 	resp, err := cli.Get(context.Background(), Key(DefaultPrefix, "dead"))
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("record: %v %v", resp, err)
@@ -263,12 +245,7 @@ func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := newClient(t, etcd.Endpoints())
 	r := register(t, cli, record("phoenix"), time.Second)
-	testutil.CheckFor(t, wait, func() error {
-		if !r.Registered() {
-			return errors.New("not registered")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "not registered", func() bool { return r.Registered() })
 	lost := r.Lost()
 	etcd.Stop()
 	select {
@@ -280,12 +257,7 @@ func TestRegistersAgainAfterEtcdRestart(t *testing.T) {
 		t.Fatal("Registered() true while etcd is down")
 	}
 	etcd.Start()
-	testutil.CheckFor(t, wait, func() error {
-		if !(r.Registered() && keyExists(t, cli, "phoenix")) {
-			return errors.New("did not register again")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "did not register again", func() bool { return r.Registered() && keyExists(t, cli, "phoenix") })
 	// And it stays: the new lease is kept alive past a few TTLs.
 	keptAlive(t, cli, "phoenix", 2)
 }
@@ -307,7 +279,7 @@ func TestWatcherRelistsAfterCompaction(t *testing.T) {
 	put(record("changed"))
 
 	l := &eventLog{set: make(map[string]Record)}
-	w := NewWatcher(cli, "", quiet())
+	w := NewWatcher(cli, "", testutil.Quiet())
 	rev, err := w.set.list(ctx, l.addEntry)
 	if err != nil {
 		t.Fatal(err)
@@ -413,20 +385,10 @@ func TestClusterMemberKilled(t *testing.T) {
 	cli := newClient(t, cluster.Endpoints())
 	events := watch(t, newClient(t, cluster.Endpoints()))
 	r := register(t, cli, record("c1"), 2*time.Second)
-	testutil.CheckFor(t, wait, func() error {
-		if !(r.Registered() && events.has("c1")) {
-			return errors.New("not registered on the cluster")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "not registered on the cluster", func() bool { return r.Registered() && events.has("c1") })
 	cluster.Kill(0)
 	r2 := register(t, cli, record("c2"), 2*time.Second)
-	testutil.CheckFor(t, wait, func() error {
-		if !(r2.Registered() && events.has("c2")) {
-			return errors.New("registration after a member died not seen")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "registration after a member died not seen", func() bool { return r2.Registered() && events.has("c2") })
 	// The first registration outlives several TTLs with one member down.
 	keptAlive(t, cli, "c1", 2)
 	if !events.has("c1") {
@@ -458,12 +420,7 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 		}
 	}
 	put(cli, record("before"))
-	testutil.CheckFor(t, wait, func() error {
-		if !events.has("before") {
-			return errors.New("record not watched")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "record not watched", func() bool { return events.has("before") })
 	etcd.Stop()
 	etcd.Start()
 	fresh := newClient(t, etcd.Endpoints()) // the test's own writes need not wait for cli's reconnect backoff
@@ -526,12 +483,7 @@ func TestWatcherLogsRefusalOnce(t *testing.T) {
 	if _, err := admin.Put(ctx, Key(DefaultPrefix, "seen"), v); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, wait, func() error {
-		if !events.has("seen") {
-			return errors.New("record not reported after the permission was granted")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "record not reported after the permission was granted", func() bool { return events.has("seen") })
 	if n := logs.Count(`level=INFO msg="registry listing works again"`); n != 1 {
 		t.Errorf("%d recoveries logged, want 1:\n%s", n, logs.String())
 	}

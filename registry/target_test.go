@@ -53,10 +53,10 @@ func (l *targetLog) state() (live, puts, dels int) {
 func TestTargetRegistrar(t *testing.T) {
 	etcd := testutil.Embedded(t)
 	cli := newClient(t, etcd.Endpoints())
-	l := watchTargets(t, NewTargetWatcher(cli, "", quiet()))
+	l := watchTargets(t, NewTargetWatcher(cli, "", testutil.Quiet()))
 
 	id := "h1/demo/s1/6f1c"
-	r, err := NewTargetRegistrar(Config{Client: cli, Logger: quiet()},
+	r, err := NewTargetRegistrar(Config{Client: cli, Logger: testutil.Quiet()},
 		Target{Target: "demo", Identity: id, Host: "h1"},
 		Target{Target: "demo/s1", Identity: id, Host: "h1"})
 	if err != nil {

@@ -127,14 +127,14 @@ func (r *relay) close() {
 // the proxy hanging.
 func (s *system) relayedProxy(t *testing.T) (fe, be *relay) {
 	t.Helper()
-	p, err := actors.New(actors.Config{Kind: actors.KindDoubleRouter, Host: "127.0.0.1", Logger: quiet(),
+	p, err := actors.New(actors.Config{Kind: actors.KindDoubleRouter, Host: "127.0.0.1", Logger: testutil.Quiet(),
 		Registry: actors.RegistryConfig{Disabled: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
 	fe, be = newRelay(t, p.Addrs().Frontend), newRelay(t, p.Addrs().Backend)
-	reg, err := registry.NewRegistrar(registry.Config{Client: s.cli, Logger: quiet()},
+	reg, err := registry.NewRegistrar(registry.Config{Client: s.cli, Logger: testutil.Quiet()},
 		registry.Record{ID: "node0/relayed", Kind: "double-router", Host: "node0", Frontend: fe.addr(), Backend: be.addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +377,7 @@ func (s *system) ghost(t *testing.T, identity string, gen int64, targets ...stri
 	for _, tg := range targets {
 		ts = append(ts, registry.Target{Target: tg, Identity: identity, Host: "node0", Generation: gen})
 	}
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: s.cli, Logger: quiet()}, ts...)
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: s.cli, Logger: testutil.Quiet()}, ts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestNackResendsAtOnce(t *testing.T) {
 func TestNackOnlyWhenAsked(t *testing.T) {
 	sys := newSystem(t, 1)
 	got := make(chan transport.Msg, 4)
-	d := transport.NewDealer(transport.Options{Identity: []byte("node1/libzmq-like"), Logger: quiet(),
+	d := transport.NewDealer(transport.Options{Identity: []byte("node1/libzmq-like"), Logger: testutil.Quiet(),
 		OnBatch: func(b *transport.Batch) {
 			for _, m := range b.Msgs {
 				cp := make(transport.Msg, len(m))
@@ -523,34 +523,10 @@ func TestFencedRegistration(t *testing.T) {
 // Close every send is ErrClosed.
 func TestSendsBounded(t *testing.T) {
 	sys := newSystem(t, 0)
-	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never greets
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mute.Close()
-	var held []net.Conn
-	var hmu sync.Mutex
-	go func() {
-		for {
-			conn, err := mute.Accept()
-			if err != nil {
-				return
-			}
-			hmu.Lock()
-			held = append(held, conn)
-			hmu.Unlock()
-		}
-	}()
-	defer func() {
-		hmu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		hmu.Unlock()
-	}()
-	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
-		registry.Record{ID: "node0/mute", Kind: "double-router", Host: "node0", Frontend: "tcp://" + mute.Addr().String(),
-			Publisher: "tcp://" + mute.Addr().String()})
+	mute := testutil.Silent(t) // accepts, never greets
+	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
+		registry.Record{ID: "node0/mute", Kind: "double-router", Host: "node0", Frontend: "tcp://" + mute,
+			Publisher: "tcp://" + mute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -633,7 +609,7 @@ func TestFullWindowWaits(t *testing.T) {
 func TestFirstChoiceRandom(t *testing.T) {
 	picks := map[string]int{}
 	for range 40 {
-		d := newDiscovery(quiet(), func(map[string]registry.Record) {}, nil)
+		d := newDiscovery(testutil.Quiet(), func(map[string]registry.Record) {}, nil)
 		for _, id := range []string{"h/t/a", "h/t/b"} {
 			d.applyTarget(registry.TargetEvent{Type: registry.EventPut, Target: registry.Target{Target: "t", Identity: id}})
 		}
@@ -644,7 +620,7 @@ func TestFirstChoiceRandom(t *testing.T) {
 	}
 	ls := make(map[uint32]bool)
 	for range 40 {
-		l := newLinks(transport.Options{}, quiet(), nil, nil)
+		l := newLinks(transport.Options{}, testutil.Quiet(), nil, nil)
 		ls[l.rr.Load()%2] = true
 	}
 	if len(ls) != 2 {
@@ -845,7 +821,7 @@ func (s *system) fakeServer(t *testing.T, identity string, onCall func(*transpor
 	t.Helper()
 	var d *transport.Dealer
 	var calls atomic.Int64
-	d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: quiet(),
+	d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: testutil.Quiet(),
 		OnBatch: func(b *transport.Batch) {
 			defer b.Release()
 			for _, m := range b.Msgs {
@@ -1057,7 +1033,7 @@ type rawClient struct {
 func newRawClient(t *testing.T, identity, frontend string) *rawClient {
 	t.Helper()
 	rc := &rawClient{got: map[string][]string{}, last: map[string]string{}}
-	rc.d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: quiet(),
+	rc.d = transport.NewDealer(transport.Options{Identity: []byte(identity), Logger: testutil.Quiet(),
 		OnBatch: func(b *transport.Batch) {
 			defer b.Release()
 			for _, m := range b.Msgs {

@@ -94,7 +94,7 @@ func TestGoClientLibzmqServer(t *testing.T) {
 	py.next(t) // ready
 	// oslo's services register in their own matchmaker; here the test
 	// registers the libzmq server's identity as a Go server would.
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
 		registry.Target{Target: "demo", Identity: identity}, registry.Target{Target: "demo/py", Identity: identity})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestGoClientLibzmqServerNoAcks(t *testing.T) {
 	identity := "node1/demo/py/2f0e4c1a-1111-4222-8333-944455556667"
 	py := startPy(t, "server", identity, sys.proxies[0].Addrs().Backend, "2", "0")
 	py.next(t) // ready
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
 		registry.Target{Target: "demo", Identity: identity})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package rpc
 import (
 	"testing"
 
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/transport"
 )
@@ -31,7 +32,7 @@ func TestLinksFollow(t *testing.T) {
 		{"server", serverAddr, func(r *registry.Record) { r.Backend, r.Frontend = "", "" }},
 	} {
 		t.Run(tt.side, func(t *testing.T) {
-			ls := newLinks(transport.Options{}, quiet(), func(_ *link, b *transport.Batch) { b.Release() }, func(*link, bool) {})
+			ls := newLinks(transport.Options{}, testutil.Quiet(), func(_ *link, b *transport.Batch) { b.Release() }, func(*link, bool) {})
 			defer ls.close()
 			recs := map[string]registry.Record{
 				"a": {ID: "a", Kind: "double-router", Host: "n1", Frontend: addrs[0], Backend: addrs[0], Publisher: "tcp://127.0.0.1:1"},

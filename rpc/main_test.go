@@ -24,14 +24,6 @@ func TestMain(m *testing.M) {
 
 const wait = 30 * time.Second
 
-func quiet() *slog.Logger {
-	return slog.New(slog.NewTextHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelError}))
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // system is an embedded etcd and the proxies registered in it.
 type system struct {
 	t       testing.TB
@@ -54,7 +46,7 @@ func newSystem(t testing.TB, proxies int) *system {
 // addProxy starts a proxy of kind registered under host name.
 func (s *system) addProxy(kind actors.Kind, name string) *actors.Proxy {
 	s.t.Helper()
-	p, err := actors.New(actors.Config{Kind: kind, Host: "127.0.0.1", Logger: quiet(),
+	p, err := actors.New(actors.Config{Kind: kind, Host: "127.0.0.1", Logger: testutil.Quiet(),
 		Registry: actors.RegistryConfig{Endpoints: s.etcd.Endpoints(), Name: name, TTL: 2 * time.Second}})
 	if err != nil {
 		s.t.Fatalf("proxy: %v", err)
@@ -91,7 +83,7 @@ func (s *system) defaults(host *string, log **slog.Logger) {
 		*host = "node0"
 	}
 	if *log == nil {
-		*log = quiet()
+		*log = testutil.Quiet()
 	}
 }
 

@@ -29,13 +29,13 @@ type redisSystem struct {
 func newRedisSystem(t *testing.T) *redisSystem {
 	t.Helper()
 	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	p, err := actors.New(actors.Config{Host: "127.0.0.1", Logger: quiet(),
+	p, err := actors.New(actors.Config{Host: "127.0.0.1", Logger: testutil.Quiet(),
 		Registry: actors.RegistryConfig{TTL: 5 * time.Second, Redis: actors.RedisConfig{Addr: r.Addr()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	mm := redismm.New(redismm.Config{Addr: r.Addr(), Logger: quiet()})
+	mm := redismm.New(redismm.Config{Addr: r.Addr(), Logger: testutil.Quiet()})
 	t.Cleanup(func() { mm.Close() })
 	testutil.CheckFor(t, wait, func() error {
 		live, err := mm.LiveMembers(context.Background(), redismm.RoutersKey)
@@ -57,7 +57,7 @@ func (rs *redisSystem) server(t *testing.T, topic, name string, cnt *counter) *S
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	srv, err := NewServer(ctx, ServerConfig{Registry: rs.registry(), Host: "node0",
-		Topic: topic, Server: name, Logger: quiet(), Handlers: map[string]Handler{
+		Topic: topic, Server: name, Logger: testutil.Quiet(), Handlers: map[string]Handler{
 			"echo": func(_ context.Context, m *Message) (any, error) {
 				cnt.add(name, m)
 				return map[string]string{"server": name}, nil
@@ -74,7 +74,7 @@ func (rs *redisSystem) client(t *testing.T, acks bool) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, err := NewClient(ctx, ClientConfig{Registry: rs.registry(), Host: "node0", Acks: acks, Logger: quiet()})
+	c, err := NewClient(ctx, ClientConfig{Registry: rs.registry(), Host: "node0", Acks: acks, Logger: testutil.Quiet()})
 	if err != nil {
 		t.Fatalf("NewClient on Redis: %v", err)
 	}
@@ -222,7 +222,7 @@ func TestRedisServerNotRegistered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	srv, err := NewServer(ctx, ServerConfig{Registry: rs.registry(), Host: "node0",
-		Topic: "demo", Logger: quiet(), Handlers: map[string]Handler{
+		Topic: "demo", Logger: testutil.Quiet(), Handlers: map[string]Handler{
 			"echo": func(context.Context, *Message) (any, error) { return "ok", nil },
 		}})
 	if err == nil {

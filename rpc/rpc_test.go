@@ -301,7 +301,7 @@ func TestRetryAfterAckTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hole.Close()
-	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+	reg, err := registry.NewRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
 		registry.Record{ID: "node0/hole", Kind: "double-router", Host: "node0", Frontend: hole.Addr(), Backend: hole.Addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -606,7 +606,7 @@ func TestPanicsRecovered(t *testing.T) {
 func TestNoAckAfterLastRetry(t *testing.T) {
 	sys := newSystem(t, 2)
 	const ghost = "node0/demo/ghost/0"
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
 		registry.Target{Target: "demo", Identity: ghost, Host: "node0"})
 	if err != nil {
 		t.Fatal(err)
@@ -680,7 +680,7 @@ func TestMalformedRepliesToRunningClient(t *testing.T) {
 	if err := d.Connect(sys.proxies[0].Addrs().Backend); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: quiet()},
+	reg, err := registry.NewTargetRegistrar(registry.Config{Client: sys.cli, Logger: testutil.Quiet()},
 		registry.Target{Target: "demo", Identity: fake, Host: "node0"})
 	if err != nil {
 		t.Fatal(err)

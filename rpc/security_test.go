@@ -23,7 +23,7 @@ func TestCurve(t *testing.T) {
 	serverKeys, _ := security.GenerateKeyPair()
 	strangerKeys, _ := security.GenerateKeyPair()
 	sys := newSystem(t, 0)
-	p, err := actors.New(actors.Config{Host: "127.0.0.1", Logger: quiet(),
+	p, err := actors.New(actors.Config{Host: "127.0.0.1", Logger: testutil.Quiet(),
 		Security: security.CurveServer(proxyKeys, security.AllowKeys(clientKeys.Public, serverKeys.Public)),
 		Registry: actors.RegistryConfig{Endpoints: sys.etcd.Endpoints(), Name: "node0", TTL: 2 * time.Second}})
 	if err != nil {

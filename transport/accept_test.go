@@ -42,12 +42,7 @@ func TestStopAcceptingKeepsPeers(t *testing.T) {
 	if !d.Send(frames("", "after"), nil) {
 		t.Fatal("the connected dealer's send was refused")
 	}
-	testutil.CheckFor(t, wait, func() error {
-		if !got.has("", "after") {
-			return errors.New("the connected peer's message did not arrive")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, wait, "the connected peer's message did not arrive", func() bool { return got.has("", "after") })
 	if n := r.Stats().Peers.Load(); n != 1 {
 		t.Errorf("%d peers after StopAccepting, want the 1 connected before", n)
 	}

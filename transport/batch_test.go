@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -126,27 +125,9 @@ func TestDealerBurstInOrder(t *testing.T) {
 	var got collector
 	r := startRouter(t, Options{OnBatch: got.onBatch})
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 2000}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 	const n = 1000
-	for i := range n {
-		if !d.Send(frames(fmt.Sprint(i)), nil) {
-			t.Fatalf("Send %d: got false, want true", i)
-		}
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if got.count() == n {
-			return nil
-		}
-		return fmt.Errorf("%d messages arrive", n)
-	})
-	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
-		t.Fatalf("got the messages out of order: %v", at)
-	}
+	sendInOrder(t, d, &got, n)
 	t.Logf("%d messages in %d batches", n, got.batchCount())
 }
 
@@ -187,12 +168,7 @@ func TestHeldBatchesStayIntact(t *testing.T) {
 		}
 	}})
 	d := startDealer(t, Options{Identity: []byte("d"), HWM: 10000}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 
 	// Enough bytes for many read buffers, with messages across their ends.
 	for i := range n {

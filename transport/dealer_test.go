@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +34,8 @@ func TestDealerRoundRobin(t *testing.T) {
 	r1 := startRouter(t, Options{OnBatch: got1.onBatch})
 	r2 := startRouter(t, Options{OnBatch: got2.onBatch})
 	d := startDealer(t, Options{Identity: []byte("client")}, r1.Addr(), r2.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 2 && r1.Connected([]byte("client")) && r2.Connected([]byte("client")) {
-			return nil
-		}
-		return errors.New("the dealer connected to both routers")
+	testutil.CheckTrue(t, wait, "the dealer connected to both routers", func() bool {
+		return d.Connected() == 2 && r1.Connected([]byte("client")) && r2.Connected([]byte("client"))
 	})
 
 	const n = 20
@@ -72,12 +68,7 @@ func TestDealerRoundRobin(t *testing.T) {
 
 	// One router gone: everything goes to the other.
 	r1.Close()
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("the dealer sees the router gone")
-	})
+	testutil.CheckTrue(t, wait, "the dealer sees the router gone", func() bool { return d.Connected() == 1 })
 	for i := n; i < 2*n; i++ {
 		if !d.Send(frames(strconv.Itoa(i)), nil) {
 			t.Fatalf("Send %d: got false, want true", i)
@@ -94,6 +85,26 @@ func TestDealerRoundRobin(t *testing.T) {
 	}
 	if got := got1.count(); got != n/2 {
 		t.Errorf("the closed router: got %d messages, want %d", got, n/2)
+	}
+}
+
+// sendInOrder sends messages 0 to n-1 through d, each accepted, waits
+// until got has all n, and checks their order.
+func sendInOrder(t *testing.T, d *Dealer, got *collector, n int) {
+	t.Helper()
+	for i := range n {
+		if !d.Send(frames(strconv.Itoa(i)), nil) {
+			t.Fatalf("Send %d: got false, want true", i)
+		}
+	}
+	testutil.CheckFor(t, wait, func() error {
+		if c := got.count(); c != n {
+			return fmt.Errorf("%d of the %d messages arrived", c, n)
+		}
+		return nil
+	})
+	if at := indexesAt(got); !slices.Equal(at, seq(0, n)) {
+		t.Errorf("got the messages out of order: %v, want %v", at, seq(0, n))
 	}
 }
 
@@ -134,27 +145,12 @@ func TestDealerReconnect(t *testing.T) {
 	var dealerGot collector
 	d := startDealer(t, Options{Identity: []byte("client"), OnBatch: dealerGot.onBatch,
 		ReconnectMin: 5 * time.Millisecond, ReconnectMax: 40 * time.Millisecond}, addr)
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 	d.Send(frames("before"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if got1.has("before") {
-			return nil
-		}
-		return errors.New("the first router receives")
-	})
+	testutil.CheckTrue(t, wait, "the first router receives", func() bool { return got1.has("before") })
 
 	r1.Close()
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 0 {
-			return nil
-		}
-		return errors.New("the dealer sees the router gone")
-	})
+	testutil.CheckTrue(t, wait, "the dealer sees the router gone", func() bool { return d.Connected() == 0 })
 	if d.Send(frames("lost"), nil) {
 		t.Errorf("Send with no router: got true, want false")
 	}
@@ -163,26 +159,11 @@ func TestDealerReconnect(t *testing.T) {
 	r2 := NewRouter(testOptions(Options{OnBatch: got2.onBatch}))
 	t.Cleanup(func() { r2.Close() })
 	rebind(t, addr, r2.Bind)
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 && r2.Connected([]byte("client")) {
-			return nil
-		}
-		return errors.New("the dealer reconnects")
-	})
+	testutil.CheckTrue(t, wait, "the dealer reconnects", func() bool { return d.Connected() == 1 && r2.Connected([]byte("client")) })
 	d.Send(frames("after"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if got2.has("after") {
-			return nil
-		}
-		return errors.New("the new router receives")
-	})
+	testutil.CheckTrue(t, wait, "the new router receives", func() bool { return got2.has("after") })
 	r2.Send([]byte("client"), frames("back"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if dealerGot.has("back") {
-			return nil
-		}
-		return errors.New("the dealer receives from the new router")
-	})
+	testutil.CheckTrue(t, wait, "the dealer receives from the new router", func() bool { return dealerGot.has("back") })
 	if got2.has("lost") {
 		t.Errorf("a message sent with no router arrived later, want it dropped")
 	}
@@ -195,20 +176,10 @@ func TestSubResubscribes(t *testing.T) {
 	sub := startSub(t, Options{OnBatch: got.onBatch}, []string{"t", "u", "t"}, addr)
 	waitFilters(t, p1, []string{"t", "u"})
 	p1.Publish(fanout("t1", "m1"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if got.has("t1") {
-			return nil
-		}
-		return errors.New("the message before the restart arrives")
-	})
+	testutil.CheckTrue(t, wait, "the message before the restart arrives", func() bool { return got.has("t1") })
 
 	p1.Close()
-	testutil.CheckFor(t, wait, func() error {
-		if sub.Connected() == 0 {
-			return nil
-		}
-		return errors.New("the subscriber sees the publisher gone")
-	})
+	testutil.CheckTrue(t, wait, "the subscriber sees the publisher gone", func() bool { return sub.Connected() == 0 })
 	p2 := NewPub(testOptions(Options{}))
 	t.Cleanup(func() { p2.Close() })
 	rebind(t, addr, p2.Bind)
@@ -227,27 +198,14 @@ func TestSubResubscribes(t *testing.T) {
 			t.Errorf("Publish(%q) after the restart: got %d subscribers, want %d", tt.topic, n, tt.want)
 		}
 	}
-	testutil.CheckFor(t, wait, func() error {
-		if got.has("t2") && got.has("u2") {
-			return nil
-		}
-		return errors.New("the messages after the restart arrive")
-	})
+	testutil.CheckTrue(t, wait, "the messages after the restart arrive", func() bool { return got.has("t2") && got.has("u2") })
 }
 
 // listenRawRouter accepts one connection as a ROUTER with go-zeromq's
 // connection layer and then never reads: a peer whose queue fills.
 func listenRawRouter(t *testing.T, rcvbuf int) (endpoint string, handshaken <-chan struct{}) {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	lc := net.ListenConfig{Control: rcvbufControl(rcvbuf)}
 	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -278,31 +236,12 @@ func TestDealerSkipsPeerAtHWM(t *testing.T) {
 	var got collector
 	r := startRouter(t, Options{OnBatch: got.onBatch})
 	d := startDealer(t, Options{Identity: []byte("client")}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 && r.Connected([]byte("client")) {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 && r.Connected([]byte("client")) })
 	full := &peer{hwm: 3, queued: 3}
 	d.active.add(full)
 	t.Cleanup(func() { d.active.remove(full) })
 
-	const n = 10
-	for i := range n {
-		if !d.Send(frames(strconv.Itoa(i)), nil) {
-			t.Fatalf("Send %d: got false, want true (one peer has room)", i)
-		}
-	}
-	testutil.CheckFor(t, wait, func() error {
-		if got.count() == n {
-			return nil
-		}
-		return fmt.Errorf("all %d messages reach the peer with room", n)
-	})
-	if at := indexesAt(&got); !slices.Equal(at, seq(0, n)) {
-		t.Errorf("got %v, want %v", at, seq(0, n))
-	}
+	sendInOrder(t, d, &got, 10) // all reach the peer with room
 	if got := d.Stats().DroppedHWM.Load(); got != 0 {
 		t.Errorf("DroppedHWM: got %d, want 0", got)
 	}
@@ -315,12 +254,7 @@ func TestDealerAllPeersFull(t *testing.T) {
 	stuck, ready := listenRawRouter(t, 4096)
 	d := startDealer(t, Options{HWM: 2}, stuck)
 	<-ready
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 {
-			return nil
-		}
-		return errors.New("connected")
-	})
+	testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 })
 	big := string(bytes.Repeat([]byte("x"), 64<<10))
 	var accepted, refused uint64
 	for refused < 10 {
@@ -385,12 +319,7 @@ func TestDealerLingerFlushes(t *testing.T) {
 	if err := d.Connect(r.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, wait, func() error {
-		if d.Connected() == 1 && r.Connected([]byte("client")) {
-			return nil
-		}
-		return errors.New("not connected")
-	})
+	testutil.CheckTrue(t, wait, "not connected", func() bool { return d.Connected() == 1 && r.Connected([]byte("client")) })
 	const n = 500
 	body := make([]byte, 1024)
 	for i := range n {

@@ -18,24 +18,14 @@ func TestSubConnectOncePerEndpointAndDisconnect(t *testing.T) {
 	if err := sub.Connect(a.Addr()); err != nil { // again
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		if a.Subscribers() == 1 && b.Subscribers() == 1 {
-			return nil
-		}
-		return errors.New("not connected to both publishers")
-	})
+	testutil.CheckTrue(t, 10*time.Second, "not connected to both publishers", func() bool { return a.Subscribers() == 1 && b.Subscribers() == 1 })
 	if got := len(sub.Endpoints()); got != 2 {
 		t.Fatalf("endpoints: got %d, want 2", got)
 	}
 	if err := sub.Disconnect(a.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 10*time.Second, func() error {
-		if a.Subscribers() == 0 && sub.Connected() == 1 {
-			return nil
-		}
-		return errors.New("still connected to the disconnected publisher")
-	})
+	testutil.CheckTrue(t, 10*time.Second, "still connected to the disconnected publisher", func() bool { return a.Subscribers() == 0 && sub.Connected() == 1 })
 	// No dialer is left for it (so nothing redials it), and the other
 	// publisher still delivers.
 	if got := sub.Endpoints(); len(got) != 1 || got[0] != b.Addr() {

@@ -185,15 +185,7 @@ func dialTCP(t testing.TB, endpoint string, rcvbuf int) net.Conn {
 	}
 	d := net.Dialer{Timeout: wait}
 	if rcvbuf > 0 {
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
+		d.Control = rcvbufControl(rcvbuf)
 	}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -308,4 +300,18 @@ func longHeader(flags byte, size uint64) []byte {
 		size >>= 8
 	}
 	return h
+}
+
+// rcvbufControl is a Control for a net.Dialer or net.ListenConfig that sets
+// the socket's receive buffer to rcvbuf bytes before it connects or listens.
+func rcvbufControl(rcvbuf int) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
 }

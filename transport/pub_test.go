@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -265,12 +264,7 @@ func TestPubSubscriptionCounts(t *testing.T) {
 	p := startPub(t, Options{})
 	var got collector
 	sub := startSub(t, Options{OnBatch: got.onBatch}, nil, p.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if p.Subscribers() == 1 {
-			return nil
-		}
-		return errors.New("the subscriber connected")
-	})
+	testutil.CheckTrue(t, wait, "the subscriber connected", func() bool { return p.Subscribers() == 1 })
 
 	steps := []struct {
 		name          string

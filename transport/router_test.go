@@ -3,7 +3,6 @@ package transport
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -21,12 +20,7 @@ func TestRouterRoutesByIdentity(t *testing.T) {
 	var aliceGot, bobGot collector
 	alice := startDealer(t, Options{Identity: []byte("alice"), OnBatch: aliceGot.onBatch}, r.Addr())
 	bob := startDealer(t, Options{Identity: []byte("bob"), OnBatch: bobGot.onBatch}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if r.Connected([]byte("alice")) && r.Connected([]byte("bob")) {
-			return nil
-		}
-		return errors.New("alice and bob connected to the router")
-	})
+	testutil.CheckTrue(t, wait, "alice and bob connected to the router", func() bool { return r.Connected([]byte("alice")) && r.Connected([]byte("bob")) })
 
 	tests := []struct {
 		name string
@@ -66,12 +60,7 @@ func TestRouterRoutesByIdentity(t *testing.T) {
 	// The other way: the router names the sender in Batch.Peer.
 	alice.Send(frames("", "1.0", "2", "bob", "m4"), nil)
 	bob.Send(frames("", "1.0", "2", "alice", "m5"), nil)
-	testutil.CheckFor(t, wait, func() error {
-		if inbound.count() == 2 {
-			return nil
-		}
-		return errors.New("the router receives 2 messages")
-	})
+	testutil.CheckTrue(t, wait, "the router receives 2 messages", func() bool { return inbound.count() == 2 })
 	for _, m := range inbound.all() {
 		wantPeer := map[string]string{"m4": "alice", "m5": "bob"}[m.msg[4]]
 		if m.peer != wantPeer {
@@ -95,30 +84,15 @@ func TestRouterAnonymousIdentity(t *testing.T) {
 	var got1, got2 collector
 	d1 := startDealer(t, Options{OnBatch: got1.onBatch}, r.Addr())
 	d2 := startDealer(t, Options{OnBatch: got2.onBatch}, r.Addr())
-	testutil.CheckFor(t, wait, func() error {
-		if d1.Connected() == 1 && d2.Connected() == 1 {
-			return nil
-		}
-		return errors.New("both dealers connected")
-	})
-	testutil.CheckFor(t, wait, func() error {
-		if r.Stats().Peers.Load() == 2 {
-			return nil
-		}
-		return errors.New("the router has 2 peers")
-	})
+	testutil.CheckTrue(t, wait, "both dealers connected", func() bool { return d1.Connected() == 1 && d2.Connected() == 1 })
+	testutil.CheckTrue(t, wait, "the router has 2 peers", func() bool { return r.Stats().Peers.Load() == 2 })
 
 	// A dealer only sends once connected, and its peer is attached on
 	// the router before the router's reader reads anything from it.
 	if !d1.Send(frames("from d1"), nil) || !d2.Send(frames("from d2"), nil) {
 		t.Fatalf("Send returned false, want true")
 	}
-	testutil.CheckFor(t, wait, func() error {
-		if inbound.count() == 2 {
-			return nil
-		}
-		return errors.New("the router receives 2 messages")
-	})
+	testutil.CheckTrue(t, wait, "the router receives 2 messages", func() bool { return inbound.count() == 2 })
 	ids := map[string]string{}
 	for _, m := range inbound.all() {
 		id := []byte(m.peer)
@@ -165,12 +139,7 @@ func TestRouterRefusesIdentity(t *testing.T) {
 			r := startRouter(t, Options{OnBatch: inbound.onBatch})
 			var firstGot collector
 			first := startDealer(t, Options{Identity: []byte("dup"), OnBatch: firstGot.onBatch}, r.Addr())
-			testutil.CheckFor(t, wait, func() error {
-				if r.Connected([]byte("dup")) {
-					return nil
-				}
-				return errors.New("the first peer connected")
-			})
+			testutil.CheckTrue(t, wait, "the first peer connected", func() bool { return r.Connected([]byte("dup")) })
 
 			second := dialRaw(t, r.Addr(), zmq4.Dealer, tt.id, 0)
 			waitClosed(t, second.conn)
@@ -185,19 +154,9 @@ func TestRouterRefusesIdentity(t *testing.T) {
 			if !r.Send([]byte("dup"), frames("still there?"), nil) {
 				t.Fatalf("Send to the first peer: got false, want true")
 			}
-			testutil.CheckFor(t, wait, func() error {
-				if firstGot.has("still there?") {
-					return nil
-				}
-				return errors.New("the first peer receives")
-			})
+			testutil.CheckTrue(t, wait, "the first peer receives", func() bool { return firstGot.has("still there?") })
 			first.Send(frames("yes"), nil)
-			testutil.CheckFor(t, wait, func() error {
-				if inbound.has("yes") {
-					return nil
-				}
-				return errors.New("the router receives from the first peer")
-			})
+			testutil.CheckTrue(t, wait, "the router receives from the first peer", func() bool { return inbound.has("yes") })
 			if got := inbound.all()[0].peer; got != "dup" {
 				t.Errorf("Batch.Peer: got %q, want %q", got, "dup")
 			}
@@ -237,12 +196,7 @@ func TestRouterHWM(t *testing.T) {
 	var healthyGot collector
 	startDealer(t, Options{Identity: []byte("healthy"), OnBatch: healthyGot.onBatch}, r.Addr())
 	dialRaw(t, r.Addr(), zmq4.Dealer, "slow", 4096) // never read
-	testutil.CheckFor(t, wait, func() error {
-		if r.Connected([]byte("slow")) && r.Connected([]byte("healthy")) {
-			return nil
-		}
-		return errors.New("both peers connected")
-	})
+	testutil.CheckTrue(t, wait, "both peers connected", func() bool { return r.Connected([]byte("slow")) && r.Connected([]byte("healthy")) })
 
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	var accepted, refused uint64
@@ -393,24 +347,14 @@ func TestHandshakeForged(t *testing.T) {
 			}
 			st := r.Stats()
 			if !tt.wantBad {
-				testutil.CheckFor(t, wait, func() error {
-					if st.Peers.Load() == 1 {
-						return nil
-					}
-					return errors.New("the control peer attached")
-				})
+				testutil.CheckTrue(t, wait, "the control peer attached", func() bool { return st.Peers.Load() == 1 })
 				if got := st.BadHandshake.Load(); got != 0 {
 					t.Fatalf("BadHandshake: got %d, want 0", got)
 				}
 				return
 			}
 			waitClosed(t, conn)
-			testutil.CheckFor(t, wait, func() error {
-				if st.BadHandshake.Load() == 1 {
-					return nil
-				}
-				return errors.New("BadHandshake counts 1")
-			})
+			testutil.CheckTrue(t, wait, "BadHandshake counts 1", func() bool { return st.BadHandshake.Load() == 1 })
 			if got := st.DroppedOversize.Load(); got != tt.wantOversize {
 				t.Errorf("DroppedOversize: got %d, want %d", got, tt.wantOversize)
 			}
@@ -420,19 +364,9 @@ func TestHandshakeForged(t *testing.T) {
 			// The router still serves.
 			var got collector
 			d := startDealer(t, Options{Identity: []byte("after"), OnBatch: got.onBatch}, r.Addr())
-			testutil.CheckFor(t, wait, func() error {
-				if r.Connected([]byte("after")) && d.Connected() == 1 {
-					return nil
-				}
-				return errors.New("a good peer connects after")
-			})
+			testutil.CheckTrue(t, wait, "a good peer connects after", func() bool { return r.Connected([]byte("after")) && d.Connected() == 1 })
 			r.Send([]byte("after"), frames("fine"), nil)
-			testutil.CheckFor(t, wait, func() error {
-				if got.has("fine") {
-					return nil
-				}
-				return errors.New("the good peer receives")
-			})
+			testutil.CheckTrue(t, wait, "the good peer receives", func() bool { return got.has("fine") })
 		})
 	}
 }
@@ -465,21 +399,11 @@ func TestRouterForgedFrames(t *testing.T) {
 			forger := dialRaw(t, r.Addr(), zmq4.Dealer, "forger", 0)
 			// One good message first: the session is up.
 			forger.send("good")
-			testutil.CheckFor(t, wait, func() error {
-				if inbound.has("good") {
-					return nil
-				}
-				return errors.New("the good message arrives")
-			})
+			testutil.CheckTrue(t, wait, "the good message arrives", func() bool { return inbound.has("good") })
 			forger.write(tt.send)
 			waitClosed(t, forger.conn)
 			st := r.Stats()
-			testutil.CheckFor(t, wait, func() error {
-				if st.Peers.Load() == 0 {
-					return nil
-				}
-				return errors.New("the forger is detached")
-			})
+			testutil.CheckTrue(t, wait, "the forger is detached", func() bool { return st.Peers.Load() == 0 })
 			if got := st.DroppedOversize.Load(); got != tt.wantOversize {
 				t.Errorf("DroppedOversize: got %d, want %d", got, tt.wantOversize)
 			}
@@ -492,19 +416,9 @@ func TestRouterForgedFrames(t *testing.T) {
 			// The identity is free again and the router serves.
 			var got collector
 			startDealer(t, Options{Identity: []byte("forger"), OnBatch: got.onBatch}, r.Addr())
-			testutil.CheckFor(t, wait, func() error {
-				if r.Connected([]byte("forger")) {
-					return nil
-				}
-				return errors.New("the identity is reused")
-			})
+			testutil.CheckTrue(t, wait, "the identity is reused", func() bool { return r.Connected([]byte("forger")) })
 			r.Send([]byte("forger"), frames("fine"), nil)
-			testutil.CheckFor(t, wait, func() error {
-				if got.has("fine") {
-					return nil
-				}
-				return errors.New("the new peer receives")
-			})
+			testutil.CheckTrue(t, wait, "the new peer receives", func() bool { return got.has("fine") })
 		})
 	}
 }
@@ -528,12 +442,7 @@ func TestRouterMessageSizes(t *testing.T) {
 			r := startRouter(t, Options{MaxMessageSize: tt.limit, OnBatch: inbound.onBatch})
 			var dealerGot collector
 			d := startDealer(t, Options{Identity: []byte("d"), MaxMessageSize: tt.limit, OnBatch: dealerGot.onBatch}, r.Addr())
-			testutil.CheckFor(t, wait, func() error {
-				if d.Connected() == 1 && r.Connected([]byte("d")) {
-					return nil
-				}
-				return errors.New("connected")
-			})
+			testutil.CheckTrue(t, wait, "connected", func() bool { return d.Connected() == 1 && r.Connected([]byte("d")) })
 			msg := make([][]byte, len(tt.sizes))
 			for i, n := range tt.sizes {
 				msg[i] = bytes.Repeat([]byte{byte('a' + i)}, n)

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -188,12 +187,7 @@ func TestCurveTooLargeLoggedRateLimited(t *testing.T) {
 	const peers = 5
 	for i := range peers {
 		d := startDealer(t, Options{Identity: fmt.Appendf(nil, "d%d", i), Security: security.CurveClient(srv.Public, cli)}, r.Addr())
-		testutil.CheckFor(t, wait, func() error {
-			if !d.Send(frames("", strings.Repeat("x", 4096)), nil) {
-				return errors.New("dealer not connected yet")
-			}
-			return nil
-		})
+		testutil.CheckTrue(t, wait, "dealer not connected yet", func() bool { return d.Send(frames("", strings.Repeat("x", 4096)), nil) })
 	}
 	testutil.CheckFor(t, wait, func() error {
 		if n := r.Stats().DroppedOversize.Load(); n < peers {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // --check-config validates and exits: 0 and one line on stdout for a good
@@ -159,11 +161,7 @@ func TestCheckConfigBindsNothing(t *testing.T) {
 	hermeticEnv(t)
 	var ports []string
 	for range 5 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
+		ln := testutil.Taken(t)
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		ports = append(ports, port)
 	}

@@ -1,24 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/config"
 )
 
 func TestCtlUsageErrors(t *testing.T) {
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStderr string
-		wantStdout string // a part of stdout
-	}{
+	tests := []runCase{
 		{name: "help", args: []string{"-h"}, wantStdout: "Usage: zmq-proxy ctl pause|resume|stats --admin-addr HOST:PORT"},
 		{name: "no command", args: []string{"--admin", "127.0.0.1:1"}, wantCode: 2,
 			wantStderr: "zmq-proxy ctl: no command: give pause, resume or stats\n"},
@@ -37,20 +29,7 @@ func TestCtlUsageErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"stats", "--nope"}, wantCode: 2,
 			wantStderr: "zmq-proxy ctl: flag provided but not defined: -nope\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(append([]string{"ctl"}, tt.args...), &stdout, &stderr); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
-			}
-			if got := stderr.String(); got != tt.wantStderr {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
-			}
-			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
-				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
-			}
-		})
-	}
+	checkRuns(t, []string{"ctl"}, tests)
 }
 
 func TestAdminAddrOption(t *testing.T) {

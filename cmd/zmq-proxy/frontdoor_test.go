@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"maps"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/zmq-proxy/zmq-proxy/internal/config"
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 	"github.com/zmq-proxy/zmq-proxy/registry"
 	"github.com/zmq-proxy/zmq-proxy/rpc"
 	"github.com/zmq-proxy/zmq-proxy/zmqproxytest"
@@ -128,7 +126,7 @@ func TestCallTimeoutAndExitStatus(t *testing.T) {
 			"zmq-proxy call: timed out*, within 1ms (--timeout): a busy server or a slow network needs a longer --timeout"},
 		// etcd answers after 300ms, later than --timeout: the registry is
 		// waited for all the same, and the timeout is the reply's.
-		{"slow etcd, short timeout", []string{"call", "demo", "slow", "--timeout", "100ms", "-u", "zmq+etcd://" + slowly(t, strings.TrimPrefix(sys.Endpoints()[0], "http://"), 300*time.Millisecond) + "/"}, 1,
+		{"slow etcd, short timeout", []string{"call", "demo", "slow", "--timeout", "100ms", "-u", "zmq+etcd://" + testutil.RelayAfter(t, strings.TrimPrefix(sys.Endpoints()[0], "http://"), 300*time.Millisecond, nil) + "/"}, 1,
 			"zmq-proxy call: timed out*, within 100ms (--timeout): a busy server or a slow network needs a longer --timeout"},
 		{"remote error", []string{"call", "demo", "fail"}, 3, "zmq-proxy call: remote ValueError: no"},
 		{"no server", []string{"call", "nobody", "slow"}, 1,
@@ -178,59 +176,4 @@ func TestNodeOption(t *testing.T) {
 			}
 		})
 	}
-}
-
-// slowly is a loopback address that forwards each connection to target
-// after delay: an etcd that answers late. Closed in t.Cleanup.
-func slowly(t *testing.T, target string, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, c)
-	}
-	stop := make(chan struct{})
-	wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			track(in)
-			wg.Go(func() {
-				select {
-				case <-time.After(delay):
-				case <-stop:
-					return
-				}
-				out, err := net.Dial("tcp", target)
-				if err != nil {
-					in.Close()
-					return
-				}
-				track(out)
-				wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
-				_, _ = io.Copy(in, out)
-				in.Close()
-			})
-		}
-	})
-	t.Cleanup(func() {
-		close(stop)
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }

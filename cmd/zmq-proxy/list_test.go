@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,19 +77,6 @@ func recordJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// closedAddr is a loopback address where nothing listens: a port that was
-// free a moment ago.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // wantTable checks a table: the header, then one row per record, the
@@ -330,7 +316,7 @@ func TestListWatchJSON(t *testing.T) {
 // with one line, and exit code 1.
 func TestListNoEtcd(t *testing.T) {
 	hermeticEnv(t)
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t)
 	tests := []struct {
 		name       string
 		args       []string
@@ -385,13 +371,7 @@ func TestListUsageAndErrors(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout string // a part of stdout
-		wantStderr string // the whole of stderr
-	}{
+	tests := []runCase{
 		{name: "help", args: []string{"list", "-h"}, wantCode: 0, wantStdout: "Usage: zmq-proxy list [options]"},
 		{name: "help long", args: []string{"list", "--help"}, wantCode: 0, wantStdout: "-w, --watch"},
 		{name: "proxy help names list", args: []string{"-h"}, wantCode: 0, wantStdout: "\n  list         print the proxies"},
@@ -403,20 +383,7 @@ func TestListUsageAndErrors(t *testing.T) {
 		{name: "CA not PEM", args: []string{"list", "--etcd-cacert", notPEM}, wantCode: 2, wantStderr: "zmq-proxy list: etcd CA certificate " + notPEM + ": no PEM certificate in it\n"},
 		{name: "list after a flag is an argument", args: []string{"-d", "list"}, wantCode: 2, wantStderr: "zmq-proxy: unexpected argument \"list\"\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
-			}
-			if got := stderr.String(); got != tt.wantStderr {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
-			}
-			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
-				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
-			}
-		})
-	}
+	checkRuns(t, nil, tests)
 }
 
 // TestListAuth: list authenticates with --etcd-user and the password from

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,33 +40,14 @@ func hermeticEnv(t *testing.T) (home string) {
 
 func TestRun(t *testing.T) {
 	hermeticEnv(t)
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStderr string // the whole of stderr
-		wantStdout string // a part of stdout
-	}{
+	tests := []runCase{
 		{name: "help", args: []string{"-h"}, wantCode: 0, wantStdout: "-f, --frontend-port PORT"},
 		{name: "bad flag", args: []string{"-f", "abc"}, wantCode: 2, wantStderr: "zmq-proxy: -f: \"abc\" is not a port number\n"},
 		{name: "unknown flag", args: []string{"-x"}, wantCode: 2, wantStderr: "zmq-proxy: flag provided but not defined: -x\n"},
 		{name: "bad log file", args: []string{"-l", "/nonexistent/x.log"}, wantCode: 2, wantStderr: "zmq-proxy: -l /nonexistent/x.log: open /nonexistent/x.log: no such file or directory\n"},
 		{name: "local publisher without a source", args: []string{"-lp", "-u", "zmq://"}, wantCode: 2, wantStderr: "zmq-proxy: invalid configuration: a local publisher proxy needs subscribe_on or a registry to find the central publishers\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, &stdout, &stderr); got != tt.wantCode {
-				t.Errorf("exit code: got %d, want %d (stderr %q)", got, tt.wantCode, stderr.String())
-			}
-			if got := stderr.String(); got != tt.wantStderr {
-				t.Errorf("stderr: got %q, want %q", got, tt.wantStderr)
-			}
-			if got := stdout.String(); !strings.Contains(got, tt.wantStdout) {
-				t.Errorf("stdout: got %q, want it to contain %q", got, tt.wantStdout)
-			}
-		})
-	}
+	checkRuns(t, nil, tests)
 }
 
 func TestLogFile(t *testing.T) {
@@ -130,7 +112,7 @@ func TestBinary(t *testing.T) {
 	}
 	hermeticEnv(t) // after go build: it needs the real $HOME for its caches
 
-	noEtcd := closedAddr(t)
+	noEtcd := testutil.FreeAddr(t)
 	listTimeout, err := time.ParseDuration(config.DefaultListTimeout)
 	if err != nil {
 		t.Fatal(err)
@@ -186,23 +168,7 @@ func TestBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() { // ends when the process closes stderr; drained below
-			defer close(lines)
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		defer func() {
-			_ = cmd.Process.Kill() // in case the test failed first
-			for range lines {
-			}
-			_ = cmd.Wait()
-		}()
+		lines := startLines(t, cmd, stderr)
 
 		waitForLine(t, lines, `msg="proxy started"`)
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -226,23 +192,7 @@ func TestBinary(t *testing.T) {
 		}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() { // ends when the process closes stdout; drained below
-			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		defer func() {
-			_ = cmd.Process.Kill() // in case the test failed first
-			for range lines {
-			}
-			_ = cmd.Wait()
-		}()
+		lines := startLines(t, cmd, stdout)
 
 		waitForLine(t, lines, "PUBLISHER")
 		waitForLine(t, lines, recA.ID)
@@ -256,6 +206,32 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+}
+
+// startLines starts cmd and returns the lines of out, one of its pipes, as
+// they come; the channel closes when the process closes out. When the test
+// ends the process is killed (in case the test failed first), the lines
+// drained and the process waited for.
+func startLines(t *testing.T, cmd *exec.Cmd, out io.Reader) <-chan string {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() { // ends when the process closes out; drained in the cleanup
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		for range lines {
+		}
+		_ = cmd.Wait()
+	})
+	return lines
 }
 
 // waitForLine reads lines until one contains want, or fails the test after

@@ -31,6 +31,16 @@ const tlsDir = "$TLS"
 // resolveWithINI writes ini, when not empty, to a file and passes it with -c
 // before args; "$INI" in args is replaced by the file's path. It returns the
 // path of the INI file and a replacer of "$INI" and "$TLS".
+// mustResolve is resolveWithINI that fails the test on an error.
+func mustResolve(t *testing.T, args []string, ini string) (*Config, *strings.Replacer) {
+	t.Helper()
+	c, r, err := resolveWithINI(t, args, ini)
+	if err != nil {
+		t.Fatalf("resolve: got error %q, want none", err)
+	}
+	return c, r
+}
+
 func resolveWithINI(t *testing.T, args []string, ini string) (*Config, *strings.Replacer, error) {
 	t.Helper()
 	return resolveCmdWithINI(t, CmdProxy, args, ini)
@@ -255,10 +265,7 @@ zmq_target_update = 20
 	hermeticEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, r, err := resolveWithINI(t, tt.args, tt.ini)
-			if err != nil {
-				t.Fatalf("resolveConfig: got error %q, want none", err)
-			}
+			c, r := mustResolve(t, tt.args, tt.ini)
 			checkConfig(t, c, r, tt.want, tt.wantFrom)
 		})
 	}
@@ -281,10 +288,7 @@ func TestThreadsFromEnvironment(t *testing.T) {
 		{name: "flag over environment", args: []string{"--threads", "2"}, want: 2, wantFrom: "--threads"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, r, err := resolveWithINI(t, tt.args, tt.ini)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, r := mustResolve(t, tt.args, tt.ini)
 			checkConfig(t, c, r, map[string]any{"Threads": tt.want}, map[string]string{"threads": tt.wantFrom})
 		})
 	}

@@ -114,10 +114,7 @@ func TestRegistryURLSchemes(t *testing.T) {
 	hermeticEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, r, err := resolveWithINI(t, tt.args, tt.ini)
-			if err != nil {
-				t.Fatalf("resolve: %v", err)
-			}
+			c, r := mustResolve(t, tt.args, tt.ini)
 			want := map[string]string{}
 			if tt.wantFrom != "" {
 				want["url"] = tt.wantFrom
@@ -143,10 +140,7 @@ func TestUsePubSub(t *testing.T) {
 	hermeticEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, r, err := resolveWithINI(t, tt.args, tt.ini)
-			if err != nil {
-				t.Fatalf("resolve: %v", err)
-			}
+			c, r := mustResolve(t, tt.args, tt.ini)
 			checkConfig(t, c, r, map[string]any{"UsePubSub": tt.want}, nil)
 		})
 	}

@@ -181,15 +181,7 @@ func TestResolveRegistryOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hermeticEnv(t)
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			cmd := tt.cmd
-			if cmd == 0 {
-				cmd = CmdProxy
-			}
-			c, r, err := resolveCmdWithINI(t, cmd, tt.args, tt.ini)
+			c, r, err := resolveIn(t, tt.cmd, tt.env, tt.args, tt.ini)
 			if err != nil {
 				t.Fatalf("resolve: got error %q, want none", err)
 			}
@@ -300,15 +292,7 @@ func TestResolveRegistryErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hermeticEnv(t)
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			cmd := tt.cmd
-			if cmd == 0 {
-				cmd = CmdProxy
-			}
-			_, r, err := resolveCmdWithINI(t, cmd, tt.args, tt.ini)
+			_, r, err := resolveIn(t, tt.cmd, tt.env, tt.args, tt.ini)
 			checkError(t, err, r, tt.wantErr)
 		})
 	}
@@ -438,4 +422,18 @@ func TestUsageRegistry(t *testing.T) {
 			t.Errorf("usage: got\n%s\nwant it to contain %q", tt.usage, tt.want)
 		}
 	}
+}
+
+// resolveIn is resolveCmdWithINI for cmd (CmdProxy when 0) in a hermetic
+// environment with env set.
+func resolveIn(t *testing.T, cmd Command, env map[string]string, args []string, ini string) (*Config, *strings.Replacer, error) {
+	t.Helper()
+	hermeticEnv(t)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if cmd == 0 {
+		cmd = CmdProxy
+	}
+	return resolveCmdWithINI(t, cmd, args, ini)
 }

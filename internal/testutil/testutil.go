@@ -2,7 +2,10 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -70,4 +73,23 @@ func FreePorts(t testing.TB, n int) []int {
 		}
 	}
 	return out
+}
+
+// Quiet is a logger that drops every record: below Error they are not
+// even formatted. For the code under test's Logger options.
+func Quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// CheckTrue is CheckFor for a condition: it waits until cond holds, and
+// fails the test with what (what did not happen) if it does not within
+// timeout.
+func CheckTrue(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	CheckFor(t, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New(what)
+	})
 }

@@ -42,31 +42,17 @@ func newMatchmaker(t *testing.T, r *testutil.Redis, password string) (*Matchmake
 	return m, buf
 }
 
-// checkSet fails unless the set key holds exactly want and expires within
-// (0, ttl].
-func checkSet(ctx context.Context, c *goredis.Client, key string, want []string, ttl time.Duration) error {
-	got, err := c.SMembers(ctx, key).Result()
-	if err != nil {
-		return err
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		return fmt.Errorf("SMEMBERS %q: got %q, want %q", key, got, want)
-	}
-	d, err := c.TTL(ctx, key).Result()
-	if err != nil {
-		return err
-	}
-	if d <= 0 || d > ttl {
-		return fmt.Errorf("TTL %q: got %v, want in (0, %v]", key, d, ttl)
-	}
-	return nil
+// started is a Redis, a matchmaker on it with its log, and a client that
+// looks at what the matchmaker wrote.
+func started(t *testing.T) (*testutil.Redis, *Matchmaker, *testutil.SyncBuffer, *goredis.Client) {
+	t.Helper()
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	m, logs := newMatchmaker(t, r, "")
+	return r, m, logs, inspect(t, r, "")
 }
 
 func TestRegisterWritesSetsAndLiveness(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m, _ := newMatchmaker(t, r, "")
-	c := inspect(t, r, "")
+	_, m, _, c := started(t)
 	ctx := context.Background()
 	const ttl = 7 * time.Second
 	pub := "127.0.0.1:50003,127.0.0.1:50001"
@@ -85,7 +71,7 @@ func TestRegisterWritesSetsAndLiveness(t *testing.T) {
 		{RoutersKey, []string{"127.0.0.1:50002"}},
 		{"127.0.0.1:50002", []string{" "}},
 	} {
-		if err := checkSet(ctx, c, s.key, s.want, ttl); err != nil {
+		if err := testutil.CheckRedisSet(ctx, c, s.key, s.want, ttl); err != nil {
 			t.Error(err)
 		}
 	}
@@ -120,9 +106,7 @@ func TestRegisterRefusesTTLUnderASecond(t *testing.T) {
 }
 
 func TestLiveMembersKeepsOnlyLiveOnes(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m, _ := newMatchmaker(t, r, "")
-	c := inspect(t, r, "")
+	_, m, _, c := started(t)
 	ctx := context.Background()
 	const key = "DEALER/compute"
 	for _, id := range []string{"h/compute/b/1", "h/compute/a/2", "h/compute/c/3"} {
@@ -183,9 +167,7 @@ func TestPassword(t *testing.T) {
 }
 
 func TestRegistrarRewritesAndUnregisters(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m, logs := newMatchmaker(t, r, "")
-	c := inspect(t, r, "")
+	_, m, logs, c := started(t)
 	ctx := context.Background()
 	const ttl = 3 * time.Second
 	entries := []Entry{{PublishersKey, "127.0.0.1:3,127.0.0.1:1"}, {RoutersKey, "127.0.0.1:2"}}
@@ -196,7 +178,7 @@ func TestRegistrarRewritesAndUnregisters(t *testing.T) {
 	defer reg.Close()
 	select {
 	case <-reg.Ready(): // written once: the set holds it now
-		if err := checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl); err != nil || !reg.Registered() {
+		if err := testutil.CheckRedisSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl); err != nil || !reg.Registered() {
 			t.Fatalf("Ready closed, registered %v: %v", reg.Registered(), err)
 		}
 	case <-time.After(waitFor):
@@ -232,9 +214,7 @@ func TestRegistrarRewritesAndUnregisters(t *testing.T) {
 }
 
 func TestRegistrarSurvivesRedisRestart(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m, logs := newMatchmaker(t, r, "")
-	c := inspect(t, r, "")
+	r, m, logs, c := started(t)
 	ctx := context.Background()
 	const ttl, update = 6 * time.Second, 2 * time.Second
 	entries := []Entry{{RoutersKey, "127.0.0.1:2"}}
@@ -244,7 +224,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	}
 	defer reg.Close()
 	testutil.CheckFor(t, waitFor, func() error {
-		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
+		return testutil.CheckRedisSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
 	})
 
 	// Down long enough for several failed writes: one warning only.
@@ -261,7 +241,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	r.Start()
 	back := time.Now()
 	testutil.CheckFor(t, waitFor, func() error {
-		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
+		return testutil.CheckRedisSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
 	})
 	if took := time.Since(back); took > update+2*time.Second {
 		t.Errorf("records back %v after Redis, want within zmq_target_update (%v)", took, update)
@@ -281,7 +261,7 @@ func TestRegistrarSurvivesRedisRestart(t *testing.T) {
 	r.Restart()
 	back = time.Now()
 	testutil.CheckFor(t, waitFor, func() error {
-		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
+		return testutil.CheckRedisSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, ttl)
 	})
 	if took := time.Since(back); took > update+2*time.Second {
 		t.Errorf("records back %v after a quick restart, want within zmq_target_update (%v)", took, update)
@@ -382,12 +362,7 @@ func TestRegistrarCloseWithRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, waitFor, func() error {
-		if !reg.Registered() {
-			return errors.New("not registered")
-		}
-		return nil
-	})
+	testutil.CheckTrue(t, waitFor, "not registered", func() bool { return reg.Registered() })
 	r.Kill()
 	if err := reg.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -416,9 +391,7 @@ func TestTargetKeys(t *testing.T) {
 // restart between two writes, a FLUSHALL) gets the entries again within
 // Check, not at the next Update; the rewrite is logged once.
 func TestRegistrarRewritesWhatRedisLost(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	m, logs := newMatchmaker(t, r, "")
-	c := inspect(t, r, "")
+	_, m, logs, c := started(t)
 	ctx := context.Background()
 	entries := []Entry{{PublishersKey, "127.0.0.1:3,127.0.0.1:1"}, {RoutersKey, "127.0.0.1:2"}}
 	reg, err := NewRegistrar(RegistrarConfig{Matchmaker: m, Entries: entries, TTL: time.Hour, Update: time.Hour,
@@ -432,7 +405,7 @@ func TestRegistrarRewritesWhatRedisLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, waitFor, func() error {
-		return checkSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, time.Hour)
+		return testutil.CheckRedisSet(ctx, c, RoutersKey, []string{"127.0.0.1:2"}, time.Hour)
 	})
 	testutil.CheckFor(t, waitFor, func() error {
 		if n := logs.Count("registrations missing from redis"); n != 1 {
