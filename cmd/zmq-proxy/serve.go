@@ -63,8 +63,14 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 		defer t.Stop()
 		poll = t.C
 	}
+	// Memory a burst used goes back to the kernel when it is over (idlemem.go).
+	var idle idleRelease
+	idleTicker := time.NewTicker(idleCheck)
+	defer idleTicker.Stop()
 	for {
 		select {
+		case <-idleTicker.C:
+			idle.tick()
 		case sig := <-sigs:
 			logger.Info("shutting down", "signal", sig.String()+" signal received")
 			sd.notify(daemon.SdNotifyStopping + "\nSTATUS=shutting down")

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// rssAnon returns this process's anonymous resident memory, in bytes.
+func rssAnon(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "RssAnon:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no RssAnon in /proc/self/status")
+	return 0
+}
+
+// A burst that makes 64 MiB resident and lets go of it, then a quiet
+// interval: the tick after the burst gives the memory back to the kernel,
+// once; quiet intervals before a burst and after the release do nothing.
+// Without the release, nothing frees the memory: no allocation follows
+// that would start a garbage collection.
+func TestIdleReleaseAfterBurst(t *testing.T) {
+	const burst = 64 << 20
+	var r idleRelease
+	r.tick() // the baseline
+	if r.tick() {
+		t.Fatal("a quiet interval after a quiet one released memory")
+	}
+	held := make([][]byte, 0, burst>>20)
+	for range burst >> 20 {
+		held = append(held, bytes.Repeat([]byte{1}, 1<<20)) // written, so resident
+	}
+	if r.tick() {
+		t.Fatal("the busy interval itself released memory")
+	}
+	held = nil
+	before := rssAnon(t)
+	if !r.tick() {
+		t.Fatal("the first quiet interval after the burst did not release memory")
+	}
+	after := rssAnon(t)
+	t.Logf("RssAnon %d MiB after the burst, %d MiB after the release", before>>20, after>>20)
+	// A quarter of the burst: the race detector's shadow memory stays
+	// (64 MiB released measured 69 -> 4 MiB, and 220 -> 187 MiB with -race).
+	if before-after < burst/4 {
+		t.Errorf("the release gave back %d MiB, want at least %d MiB of the %d MiB burst", (before-after)>>20, burst>>22, burst>>20)
+	}
+	if r.tick() {
+		t.Error("a second quiet interval released memory again")
+	}
+	_ = held
+}
