@@ -63,8 +63,9 @@ func serve(p *actors.Proxy, c *config, logger *slog.Logger, sigs, hup <-chan os.
 		defer t.Stop()
 		poll = t.C
 	}
-	// Memory a burst used goes back to the kernel when it is over (idlemem.go).
-	var idle idleRelease
+	// Memory that start-up or a burst used goes back to the kernel when it
+	// is over (idlemem.go).
+	idle := newIdleRelease()
 	idleTicker := time.NewTicker(idleCheck)
 	defer idleTicker.Stop()
 	for {
