@@ -21,25 +21,31 @@ const (
 	// busyAlloc is what the heap must have allocated within one interval
 	// for it to count as busy. An idle proxy allocates a few KB per
 	// interval (a /metrics scrape, the registry's keep-alives); a proxy
-	// that routes allocates megabytes.
+	// that routes allocates megabytes, or nothing at all (the data path
+	// allocates nothing per message): so quiet needs little CPU too.
 	busyAlloc = 4 << 20
+	// quietCPU is the most CPU time (user and system) an interval may use
+	// to be quiet: 1% of idleCheck. An idle proxy uses a few milliseconds.
+	quietCPU = idleCheck / 100
 )
 
 // idleRelease frees the heap's unused memory and unmaps the executable's
-// clean pages once, when an interval in which the heap allocated at least
-// busyAlloc (or the start, with busy set) is followed by one in which it
-// allocated less. It is used by one goroutine.
+// clean pages once after an interval in which the heap allocated at least
+// busyAlloc (or the start, with busy set): at the first quiet interval
+// after it, one that allocated less and used less than quietCPU of CPU
+// time. It is used by one goroutine.
 type idleRelease struct {
-	sample []metrics.Sample
-	last   uint64 // cumulative bytes allocated at the previous tick
-	busy   bool   // the previous interval allocated busyAlloc or more
+	sample  []metrics.Sample
+	last    uint64        // cumulative bytes allocated at the previous tick
+	lastCPU time.Duration // the process's CPU time at the previous tick
+	busy    bool          // allocated busyAlloc in an interval since the last release
 }
 
 // newIdleRelease returns an idleRelease that counts start-up, until now,
 // as busy.
 func newIdleRelease() *idleRelease {
 	r := &idleRelease{busy: true}
-	r.last = r.allocated()
+	r.last, r.lastCPU = r.allocated(), processCPU()
 	return r
 }
 
@@ -58,11 +64,14 @@ func (r *idleRelease) allocated() uint64 {
 // to the kernel (debug.FreeOSMemory; a few milliseconds for an idle
 // proxy's heap).
 func (r *idleRelease) tick() bool {
-	now := r.allocated()
-	busy := now-r.last >= busyAlloc
-	r.last = now
-	if busy || !r.busy {
-		r.busy = busy
+	now, cpu := r.allocated(), processCPU()
+	allocBusy := now-r.last >= busyAlloc
+	quiet := !allocBusy && cpu-r.lastCPU < quietCPU
+	r.last, r.lastCPU = now, cpu
+	if allocBusy {
+		r.busy = true
+	}
+	if !quiet || !r.busy {
 		return false
 	}
 	r.busy = false

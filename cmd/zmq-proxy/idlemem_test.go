@@ -78,3 +78,18 @@ func TestReleaseTextPages(t *testing.T) {
 		t.Fatalf("after the release, strings.Repeat = %q", got)
 	}
 }
+
+// An interval that allocates nothing but keeps a CPU busy is not quiet:
+// a proxy's data path allocates nothing per message.
+func TestIdleReleaseWaitsForQuietCPU(t *testing.T) {
+	r := newIdleRelease() // start-up counts as busy
+	for start := processCPU(); processCPU()-start < 2*quietCPU; {
+		// spin without allocating
+	}
+	if r.tick() {
+		t.Fatal("released after an interval that used the CPU")
+	}
+	if !r.tick() {
+		t.Fatal("the quiet interval after it did not release")
+	}
+}

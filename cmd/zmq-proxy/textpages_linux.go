@@ -6,7 +6,17 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
+
+// processCPU returns the CPU time, user and system, the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // releaseTextPages unmaps the clean pages of this program's own read-only
 // mappings (code, read-only data, the function tables) from the process,
