@@ -312,6 +312,8 @@ type proxyOpts struct {
 	refArgs []string
 	// plain runs the binary built without -race (tests that measure RSS).
 	plain bool
+	// bin runs this binary instead, a variant a test built (idle_rss_test.go).
+	bin string
 	// wrap runs the binary under this command (which must exec it, so
 	// that the process is the proxy), e.g. prlimit. Ours only.
 	wrap []string
@@ -380,6 +382,9 @@ func startProxy(t *testing.T, o proxyOpts) *proxy {
 		bin := binPath
 		if o.plain {
 			bin = plainBinPath
+		}
+		if o.bin != "" {
+			bin = o.bin
 		}
 		if o.wrap != nil {
 			args = append([]string{bin}, args...)

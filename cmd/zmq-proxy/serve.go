@@ -46,8 +46,15 @@ func serve(p *actors.Proxy, c *config.Config, logger *slog.Logger, sigs, hup <-c
 			registered = p.Ready()
 		}
 	}
+	// Memory that start-up or a burst used goes back to the kernel when it
+	// is over (idlemem.go).
+	idle := newIdleRelease()
+	idleTicker := time.NewTicker(idleCheck)
+	defer idleTicker.Stop()
 	for {
 		select {
+		case <-idleTicker.C:
+			idle.tick()
 		case sig := <-sigs:
 			logger.Info("shutting down", "signal", sig.String()+" signal received")
 			sd.notify(daemon.SdNotifyStopping + "\nSTATUS=shutting down")

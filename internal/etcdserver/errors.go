@@ -31,4 +31,8 @@ var (
 
 	// ErrBadAddr: an address is not host:port with a numeric port.
 	ErrBadAddr = errors.New("bad address")
+
+	// ErrNoEmbedded: the program was built with the tag noembedetcd, without
+	// the embedded etcd, and no etcd answers on the address.
+	ErrNoEmbedded = errors.New("built without the embedded etcd")
 )

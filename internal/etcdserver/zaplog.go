@@ -1,3 +1,5 @@
+//go:build !noembedetcd
+
 package etcdserver
 
 import (
