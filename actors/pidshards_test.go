@@ -3,6 +3,8 @@ package actors
 import (
 	"runtime"
 	"testing"
+
+	"github.com/zmq-proxy/zmq-proxy/internal/testutil"
 )
 
 // An actor system costs little heap: protoactor's process registry is 1024
@@ -13,7 +15,7 @@ func TestActorSystemHeap(t *testing.T) {
 	const bound = 1 << 20
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	sys := newActorSystem(quietLogger())
+	sys := newActorSystem(testutil.Quiet())
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(sys)
 	allocated := after.TotalAlloc - before.TotalAlloc
