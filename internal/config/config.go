@@ -402,13 +402,13 @@ var options = []option{
 		name: "max_handshakes", section: sectionProxy, long: "max-handshakes", arg: "N",
 		defFunc: func() (string, error) { return strconv.Itoa(transport.DefaultMaxHandshakes()), nil },
 		defHelp: "an eighth of the open-file limit less 64, 16 to 1024",
-		help:    "accepted connections in their handshake at once, all sockets together; past it the oldest is closed and counted",
+		help:    "accepted connections in their handshake at once, all sockets together; past it the oldest is closed and counted once it has waited 250 ms, and a newcomer waits for a slot until then",
 		set:     func(c *Config, v string) (err error) { c.MaxHandshakes, err = parseInt(v, 1); return err },
 	},
 	{
 		name: "max_handshakes_per_source", section: sectionProxy, long: "max-handshakes-per-source", arg: "N",
 		def:  strconv.Itoa(transport.DefaultHandshakesPerSource),
-		help: "accepted connections in their handshake at once from one address; past it its oldest is closed and counted",
+		help: "accepted connections in their handshake at once from one address; past it its oldest is closed and counted once it has waited 250 ms, and a newcomer waits for a slot until then",
 		set:  func(c *Config, v string) (err error) { c.MaxHsPerSource, err = parseInt(v, 1); return err },
 	},
 	{
