@@ -35,6 +35,7 @@ func echoServer(t *testing.T) string {
 func TestRelayAfterDelaysAndFlips(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	addr := RelayAfter(t, echoServer(t), delay, FlipFrame(1))
+	start := time.Now() // before the dial: the relay's delay runs from its accept
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,6 @@ func TestRelayAfterDelaysAndFlips(t *testing.T) {
 	sent = binary.BigEndian.AppendUint64(sent, uint64(len(long)))
 	sent = append(sent, long...)
 	sent = append(sent, 0, 3, 'x', 'y', 'z') // frame 2
-	start := time.Now()
 	if _, err := c.Write(sent); err != nil {
 		t.Fatal(err)
 	}
