@@ -315,3 +315,31 @@ func TestHandshakeLimitPerSourceHerd(t *testing.T) {
 		t.Errorf("handshakes cut midway: %d, want at most one per peer (%d)", cut, n)
 	}
 }
+
+// A socket that closes closes the connections still waiting for a
+// handshake slot (HandshakeLimit.forget): they hold descriptors, and no
+// goroutine of the socket would ever serve them.
+func TestHandshakeLimitQueuedClosedWithSocket(t *testing.T) {
+	hs := NewHandshakeLimit(100, 1)
+	hs.EvictAge = time.Hour
+	r := startRouter(t, Options{Handshakes: hs})
+	busy := dialTCP(t, r.Addr(), 0)
+	if _, err := busy.Write(nullGreeting()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, hs, 1)
+	waiting := dialTCP(t, r.Addr(), 0)
+	testutil.CheckFor(t, wait, func() error {
+		if n := hs.queued(); n != 1 {
+			return fmt.Errorf("waiting for a slot: %d, want 1", n)
+		}
+		return nil
+	})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, waiting)
+	if n := hs.queued(); n != 0 {
+		t.Fatalf("still waiting after the socket closed: %d, want 0", n)
+	}
+}
