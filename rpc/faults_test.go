@@ -480,10 +480,14 @@ func TestNackOnlyWhenAsked(t *testing.T) {
 			t.Fatalf("received %q, want %q", m, want)
 		}
 	}
-	if n, dropped := sys.proxies[0].Stats(actors.FrontendName).Nacked.Load(),
-		sys.proxies[0].Stats(actors.BackendName).DroppedUnknownIdentity.Load(); n != 1 || dropped != 2 {
-		t.Fatalf("proxy: %d NACKs, %d dropped for no route; want 1 and 2", n, dropped)
-	}
+	// The proxy counts a NACK after it sent it: wait for the count.
+	testutil.CheckFor(t, wait, func() error {
+		if n, dropped := sys.proxies[0].Stats(actors.FrontendName).Nacked.Load(),
+			sys.proxies[0].Stats(actors.BackendName).DroppedUnknownIdentity.Load(); n != 1 || dropped != 2 {
+			return fmt.Errorf("proxy: %d NACKs, %d dropped for no route; want 1 and 2", n, dropped)
+		}
+		return nil
+	})
 }
 
 // Of two registrations of one server (same host, topic and name), a
